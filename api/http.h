@@ -1,0 +1,54 @@
+/* http.h - answering h2o requests in batchpipe's one format: JSON bodies, RFC 9457 problem+json
+ * errors, query-string access, and the base URL used for links. */
+#ifndef BP_HTTP_H
+#define BP_HTTP_H
+
+#include <stddef.h>
+
+#include <h2o.h>
+#include <jansson.h>
+
+#include "bp_payload.h"
+
+/* Answer with a JSON body. body is stolen (decref'd here); status like 200, reason a static string.
+ * Sets Content-Type and Content-Length. Returns 0 (h2o's "handled"). */
+int bp_http_send_json(h2o_req_t *req, int status, const char *reason, json_t *body);
+
+/* Answer with application/problem+json: {"type", "title", "status", "detail", ...extra}.
+ * detail is copied; extra (may be NULL) is stolen and merged (e.g. {"errors": [...]}). Returns 0. */
+int bp_http_problem(h2o_req_t *req, int status, const char *title, const char *detail, json_t *extra);
+
+/* A 400 "validation failed" problem listing every violation with its pointer. Returns 0. */
+int bp_http_problem_violations(h2o_req_t *req, int status, const char *title, const bp_violations_t *v);
+
+/* Answer with no body (204). Returns 0. */
+int bp_http_send_empty(h2o_req_t *req, int status, const char *reason);
+
+/* Add a header (name is a static lowercase string, value copied into the request pool). */
+void bp_http_add_header(h2o_req_t *req, const char *name, const char *value);
+
+/* Static reason phrase for a status. */
+const char *bp_http_reason(int status);
+
+/* The query string of req (after '?'), or an empty iovec. */
+h2o_iovec_t bp_http_query(h2o_req_t *req);
+
+/* Find parameter name in the query string, percent-decoded ('+' is a space) into the request pool.
+ * Returns 1 and sets *out (NUL-terminated, *outlen bytes) if present, 0 if absent, -1 if its
+ * encoding is broken. If the parameter repeats, the last one wins. */
+int bp_http_query_param(h2o_req_t *req, const char *name, char **out, size_t *outlen);
+
+/* Percent-decode src into dst (dst must have srclen+1 bytes); returns the length, or -1. */
+long bp_http_percent_decode(const char *src, size_t srclen, char *dst, int plus_is_space);
+
+/* Percent-encode a query value into the request pool. */
+char *bp_http_percent_encode(h2o_req_t *req, const char *src, size_t len);
+
+/* "scheme://host" for links: BP_PUBLIC_URL when set, else from the request (Host header). Pool memory. */
+const char *bp_http_base_url(h2o_req_t *req, const char *public_url);
+
+/* The request id: X-Request-Id when the client sent a sane one (<= 128 printable bytes), else a new
+ * random one; remembered in the request and echoed in the response header. Pool memory. */
+const char *bp_http_request_id(h2o_req_t *req);
+
+#endif

@@ -1,0 +1,73 @@
+/* main.c - batchpipe-api: wires configuration, logging and the server together, then waits for
+ * SIGINT/SIGTERM. Everything else lives in its own module. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bp_config.h"
+#include "bp_log.h"
+#include "router.h"
+#include "server.h"
+
+static const char usage[] = "usage: batchpipe-api [settings]\n"
+                            "\n"
+                            "The batchpipe HTTP front end: takes batches (POST), publishes them to Kafka,\n"
+                            "and serves queries from PostgreSQL. Every setting is also read from its\n"
+                            "environment variable.\n";
+
+static volatile sig_atomic_t stop_flag;
+
+int main(int argc, char **argv)
+{
+    bp_config_t cfg;
+    char err[1024];
+    int rc = bp_config_load(&cfg, BP_FOR_API, usage, argc, argv, NULL, err, sizeof(err));
+    if (rc != 0) {
+        if (rc < 0)
+            fprintf(stderr, "batchpipe-api: %s\n", err);
+        bp_config_free(&cfg);
+        return rc < 0 ? 2 : 0;
+    }
+    bp_log_level_t level = BP_LOG_INFO;
+    (void)bp_log_level_parse(cfg.log_level, &level);
+    bp_log_init("api", level);
+
+    /* only the main thread takes the stop signals: block them before any thread starts */
+    sigset_t stopsigs;
+    sigemptyset(&stopsigs);
+    sigaddset(&stopsigs, SIGINT);
+    sigaddset(&stopsigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stopsigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    bp_api_t api;
+    memset(&api, 0, sizeof(api));
+    api.cfg = &cfg;
+    api.stop = &stop_flag;
+    api.nthreads = cfg.http_threads > 0 ? (int)cfg.http_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (api.nthreads < 1)
+        api.nthreads = 1;
+
+    h2o_config_init(&api.globalconf);
+    api.globalconf.max_request_entity_size = (size_t)cfg.max_body_bytes;
+    api.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("batchpipe"));
+    h2o_hostconf_t *hostconf = h2o_config_register_host(&api.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    bp_router_register(hostconf);
+
+    if (bp_server_run(&api, err, sizeof(err)) != 0) {
+        bp_error("cannot start: %s", err);
+        bp_config_free(&cfg);
+        return 1;
+    }
+    int sig = 0;
+    sigwait(&stopsigs, &sig);
+    bp_info("%s received: stopping (in-flight requests get up to %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+            cfg.shutdown_timeout_ms);
+    stop_flag = 1;
+    bp_server_join(&api);
+    bp_info("stopped");
+    h2o_config_dispose(&api.globalconf);
+    bp_config_free(&cfg);
+    return 0;
+}

@@ -1,0 +1,107 @@
+/* router.c - dispatches every request through the route tables; answers 404 and 405 (with Allow)
+ * itself so that they share the API's problem+json format. HEAD is served as GET by h2o. */
+#include "router.h"
+
+#include <string.h>
+
+#include "http.h"
+
+static const bp_route_t *const tables[] = {bp_index_routes, bp_write_routes, bp_read_routes, NULL};
+
+const bp_route_t *const *bp_router_tables(void)
+{
+    return tables;
+}
+
+typedef struct router_handler {
+    h2o_handler_t super;
+} router_handler_t;
+
+/* Match path (no query) against pattern; on "{}" store the raw segment. Trailing '/' optional. */
+static int match(const char *pattern, const char *path, size_t len, const char **seg, size_t *seglen)
+{
+    size_t plen = strlen(pattern);
+    if (len > 1 && path[len - 1] == '/')
+        len--;
+    if (plen > 1 && pattern[plen - 1] == '/')
+        plen--;
+    size_t i = 0, j = 0;
+    *seg = NULL;
+    *seglen = 0;
+    while (i < plen && j < len) {
+        if (pattern[i] == '{' && i + 1 < plen && pattern[i + 1] == '}') {
+            size_t start = j;
+            while (j < len && path[j] != '/')
+                j++;
+            if (j == start)
+                return 0;
+            *seg = path + start;
+            *seglen = j - start;
+            i += 2;
+            continue;
+        }
+        if (pattern[i] != path[j])
+            return 0;
+        i++;
+        j++;
+    }
+    return i == plen && j == len;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    bp_api_thread_t *t = bp_thread_of(req);
+    /* the raw path, not path_normalized: normalization percent-decodes, and an id may hold "%2F" */
+    const char *path = req->path.base;
+    size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    h2o_iovec_t method = req->method;
+    int is_head = h2o_memis(method.base, method.len, H2O_STRLIT("HEAD"));
+    char allow[64] = "";
+    int path_known = 0;
+
+    for (const bp_route_t *const *tab = tables; *tab != NULL; tab++) {
+        for (const bp_route_t *r = *tab; r->method != NULL; r++) {
+            const char *seg;
+            size_t seglen;
+            if (!match(r->pattern, path, pathlen, &seg, &seglen))
+                continue;
+            path_known = 1;
+            int same = h2o_memis(method.base, method.len, r->method, strlen(r->method)) ||
+                       (is_head && strcmp(r->method, "GET") == 0);
+            if (same) {
+                char *id = NULL;
+                if (seg != NULL) {
+                    id = h2o_mem_alloc_pool(&req->pool, seglen + 1);
+                    long n = bp_http_percent_decode(seg, seglen, id, 0);
+                    if (n < 0)
+                        return bp_http_problem(req, 400, "Bad Request", "the id in the path is not valid percent-encoding", NULL);
+                    seglen = (size_t)n;
+                }
+                return r->fn(t, req, id, seglen);
+            }
+            if (strstr(allow, r->method) == NULL) {
+                if (allow[0] != '\0')
+                    strcat(allow, ", ");
+                strcat(allow, r->method);
+                if (strcmp(r->method, "GET") == 0)
+                    strcat(allow, ", HEAD");
+            }
+        }
+    }
+    (void)self;
+    if (path_known) {
+        bp_http_add_header(req, "allow", allow);
+        char detail[160];
+        snprintf(detail, sizeof(detail), "%.*s is not allowed here; allowed: %s", (int)method.len, method.base,
+                 allow);
+        return bp_http_problem(req, 405, "Method Not Allowed", detail, NULL);
+    }
+    return bp_http_problem(req, 404, "Not Found", "no route matches this path; see GET /api/v1/", NULL);
+}
+
+void bp_router_register(h2o_hostconf_t *hostconf)
+{
+    h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
+    router_handler_t *h = (router_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
+    h->super.on_req = on_req;
+}

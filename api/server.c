@@ -1,0 +1,212 @@
+/* server.c - threads, listeners and the life cycle of the API process.
+ * Each thread owns an event loop, an SO_REUSEPORT listener and its modules' state; the main thread
+ * only waits for SIGINT/SIGTERM and then lets every loop drain. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bp_log.h"
+#include "router.h"
+
+extern const bp_api_module_t bp_producer_module;
+extern const bp_api_module_t bp_pgpool_module;
+
+static const bp_api_module_t *const modules[] = {&bp_producer_module, &bp_pgpool_module};
+#define N_MODULES (sizeof(modules) / sizeof(modules[0]))
+
+typedef struct thread_start {
+    bp_api_thread_t *t;
+    int fd;
+    pthread_mutex_t *mu;
+    pthread_cond_t *cond;
+    int *ready;  /* threads that finished starting */
+    int *failed; /* threads that could not start */
+    char *err;
+    size_t errlen;
+} thread_start_t;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void on_socket_close(void *data)
+{
+    bp_api_thread_t *t = data;
+    t->connections--;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    bp_api_thread_t *t = listener->data;
+    if (err != NULL)
+        return;
+    for (int i = 0; i < 64; i++) { /* bounded: let other events run */
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (sock == NULL)
+            return;
+        if (t->connections >= (size_t)t->api->cfg->max_connections) {
+            bp_warn("connection limit (%lld) reached on thread %d: closing a new connection",
+                    t->api->cfg->max_connections, t->index);
+            h2o_socket_close(sock);
+            continue;
+        }
+        t->connections++;
+        sock->on_close.cb = on_socket_close;
+        sock->on_close.data = t;
+        h2o_accept(&t->accept_ctx, sock);
+    }
+}
+
+static int open_listener(const char *host, int port, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int gai = getaddrinfo(host, portstr, &hints, &ai);
+    if (gai != 0) {
+        snprintf(err, errlen, "BP_HTTP_HOST %s: %s", host, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "listen on %s:%d: %s", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+static void *thread_main(void *arg)
+{
+    thread_start_t *start = arg;
+    bp_api_thread_t *t = start->t;
+    bp_api_t *api = t->api;
+    char err[512] = "";
+    int ok = 1;
+
+    t->loop = h2o_evloop_create();
+    h2o_context_init(&t->ctx, t->loop, &api->globalconf);
+    t->accept_ctx.ctx = &t->ctx;
+    t->accept_ctx.hosts = api->globalconf.hosts;
+    for (size_t i = 0; i < N_MODULES && ok; i++) {
+        if (modules[i]->thread_init != NULL && modules[i]->thread_init(t, err, sizeof(err)) != 0)
+            ok = 0;
+    }
+    if (ok) {
+        t->listener = h2o_evloop_socket_create(t->loop, start->fd, H2O_SOCKET_FLAG_DONT_READ);
+        t->listener->data = t;
+        h2o_socket_read_start(t->listener, on_accept);
+    } else {
+        close(start->fd);
+    }
+
+    pthread_mutex_lock(start->mu);
+    if (ok)
+        (*start->ready)++;
+    else {
+        (*start->failed)++;
+        snprintf(start->err, start->errlen, "%s", err);
+    }
+    pthread_cond_broadcast(start->cond);
+    pthread_mutex_unlock(start->mu);
+    if (!ok)
+        goto dispose;
+
+    while (!*api->stop)
+        h2o_evloop_run(t->loop, 100);
+
+    /* stop accepting, then let requests that wait for acks or queries finish, within a bound */
+    h2o_socket_read_stop(t->listener);
+    h2o_socket_close(t->listener);
+    t->listener = NULL;
+    uint64_t deadline = now_ms() + (uint64_t)api->cfg->shutdown_timeout_ms;
+    while (t->inflight > 0 && now_ms() < deadline)
+        h2o_evloop_run(t->loop, 10);
+    if (t->inflight > 0)
+        bp_warn("thread %d: %zu requests still in flight at shutdown", t->index, t->inflight);
+    /* a few more turns so that answers already queued reach their sockets */
+    for (int i = 0; i < 5; i++)
+        h2o_evloop_run(t->loop, 1);
+
+dispose:
+    for (size_t i = N_MODULES; i-- > 0;) {
+        if (modules[i]->thread_dispose != NULL)
+            modules[i]->thread_dispose(t);
+    }
+    return NULL;
+}
+
+int bp_server_run(bp_api_t *api, char *err, size_t errlen)
+{
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+    int ready = 0, failed = 0, started = 0, rc = -1;
+    thread_start_t *starts = calloc((size_t)api->nthreads, sizeof(*starts));
+    api->threads = calloc((size_t)api->nthreads, sizeof(*api->threads));
+    if (starts == NULL || api->threads == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < api->nthreads; i++) {
+        int fd = open_listener(api->cfg->http_host, (int)api->cfg->http_port, err, errlen);
+        if (fd < 0) {
+            *api->stop = 1;
+            goto join;
+        }
+        api->threads[i].api = api;
+        api->threads[i].index = i;
+        starts[i] = (thread_start_t){&api->threads[i], fd, &mu, &cond, &ready, &failed, err, errlen};
+        if (pthread_create(&api->threads[i].tid, NULL, thread_main, &starts[i]) != 0) {
+            close(fd);
+            snprintf(err, errlen, "cannot start thread %d", i);
+            *api->stop = 1;
+            goto join;
+        }
+        started++;
+    }
+    pthread_mutex_lock(&mu);
+    while (ready + failed < started)
+        pthread_cond_wait(&cond, &mu);
+    pthread_mutex_unlock(&mu);
+    if (failed > 0) {
+        *api->stop = 1;
+        goto join;
+    }
+    bp_info("listening on %s:%lld with %d threads", api->cfg->http_host, api->cfg->http_port, api->nthreads);
+    rc = 0;
+join:
+    /* the caller's signal wait happens in bp_server_wait; here we only return on failure */
+    if (rc != 0) {
+        for (int i = 0; i < started; i++)
+            pthread_join(api->threads[i].tid, NULL);
+    }
+cleanup:
+    free(starts);
+    /* starts is only read by threads before they signal readiness */
+    return rc;
+}
+
+void bp_server_join(bp_api_t *api)
+{
+    for (int i = 0; i < api->nthreads; i++)
+        pthread_join(api->threads[i].tid, NULL);
+    free(api->threads);
+    api->threads = NULL;
+}

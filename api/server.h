@@ -1,0 +1,68 @@
+/* server.h - the API process: one h2o event loop per thread, each with its own SO_REUSEPORT listener,
+ * and the modules (producer, PostgreSQL pool, routes) that live on every loop thread. */
+#ifndef BP_SERVER_H
+#define BP_SERVER_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+
+#include <h2o.h>
+
+#include "bp_config.h"
+#include "bp_error.h"
+
+typedef struct bp_api bp_api_t;
+typedef struct bp_api_thread bp_api_thread_t;
+
+struct bp_producer; /* api/producer.h */
+struct bp_pgpool;   /* api/pgpool.h */
+
+/* One event-loop thread. Everything in it is touched only by its own thread. */
+struct bp_api_thread {
+    bp_api_t *api; /* borrowed */
+    int index;
+    pthread_t tid;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_socket_t *listener;
+    size_t connections;           /* open HTTP connections on this thread */
+    size_t inflight;              /* requests answered later (broker acks, queries): shutdown waits for them */
+    struct bp_producer *producer; /* owned; api/producer.c */
+    struct bp_pgpool *pgpool;     /* owned; api/pgpool.c */
+};
+
+/* The process. */
+struct bp_api {
+    bp_config_t *cfg; /* borrowed from main */
+    h2o_globalconf_t globalconf;
+    int nthreads;
+    bp_api_thread_t *threads;
+    volatile sig_atomic_t *stop; /* set by the signal handler */
+};
+
+/* A module owns per-thread state and/or routes. thread_init runs on the loop thread before it serves;
+ * thread_dispose after it stops (it must accept a thread whose init failed or never ran). */
+typedef struct bp_api_module {
+    const char *name;
+    int (*thread_init)(bp_api_thread_t *t, char *err, size_t errlen);
+    void (*thread_dispose)(bp_api_thread_t *t);
+} bp_api_module_t;
+
+/* Bind and start the threads; returns 0 once every thread serves, or -1 with err if a listener or a
+ * module cannot start (the threads are then already stopped). The threads serve until *api->stop is
+ * set, then drain in-flight requests (bounded by BP_SHUTDOWN_TIMEOUT_MS): wait for that with
+ * bp_server_join. */
+int bp_server_run(bp_api_t *api, char *err, size_t errlen) BP_MUST_CHECK;
+
+/* Wait for every thread to finish after *api->stop was set. */
+void bp_server_join(bp_api_t *api);
+
+/* Recover the thread from a request on its loop. */
+static inline bp_api_thread_t *bp_thread_of(h2o_req_t *req)
+{
+    return H2O_STRUCT_FROM_MEMBER(bp_api_thread_t, ctx, req->conn->ctx);
+}
+
+#endif

@@ -1,0 +1,26 @@
+/* worker.h - the ingest worker: a consumer-group member that applies batches to PostgreSQL.
+ * One thread; it blocks on the broker and the database, which is its whole job. */
+#ifndef BP_WORKER_H
+#define BP_WORKER_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "bp_config.h"
+#include "bp_error.h"
+
+typedef struct bp_worker bp_worker_t;
+
+/* Create the consumer (not yet subscribed). cfg and stop are borrowed and must outlive the worker;
+ * the worker returns from bp_worker_run soon after *stop becomes non-zero. NULL with err on failure.
+ * Free with bp_worker_free. */
+bp_worker_t *bp_worker_new(const bp_config_t *cfg, volatile sig_atomic_t *stop, char *err, size_t errlen);
+
+/* Subscribe and consume until *stop: returns 0 after a clean shutdown (transaction in hand committed,
+ * group left), -1 after a fatal error (logged). */
+int bp_worker_run(bp_worker_t *w) BP_MUST_CHECK;
+
+/* Close the consumer and free everything. Accepts NULL. */
+void bp_worker_free(bp_worker_t *w);
+
+#endif

@@ -1,0 +1,855 @@
+/* bp_payload.c - parsing request bodies into jansson documents and validating batches and single
+ * objects, reporting every violation with a JSON pointer. The rules are listed in bp_payload.h. */
+#include "bp_payload.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* ---------------------------------------------------------------------------------------------
+ * UTF-8 and text helpers. Every pointer and message must be valid UTF-8, or json_string() in
+ * bp_violations_to_json refuses it; jansson's error texts may quote a broken byte sequence.
+ */
+
+/* Length of the valid UTF-8 sequence starting at s (at most n bytes available), or 0 if invalid. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t need;
+    uint32_t cp;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        need = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        need = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        need = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < need)
+        return 0;
+    for (size_t i = 1; i < need; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((need == 3 && cp < 0x800) || (need == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return need;
+}
+
+/* Copy src (n bytes) into dst (size bytes, NUL-terminated) for reading by a person: valid UTF-8 is
+ * kept, '"' and '\' are escaped when quoted, control bytes and broken sequences become \xNN. When the
+ * text is longer than max bytes, or dst is full, it is cut at a character boundary and ends in "...".
+ * Returns the number of bytes written (without the NUL). */
+static size_t text_render(char *dst, size_t size, const char *src, size_t n, size_t max, int quoted)
+{
+    const unsigned char *s = (const unsigned char *)src;
+    size_t o = 0, i = 0;
+
+    if (size < 4) {
+        if (size > 0)
+            dst[0] = '\0';
+        return 0;
+    }
+    while (i < n) {
+        char piece[8];
+        size_t plen, adv;
+        size_t seq = utf8_seq_len(s + i, n - i);
+
+        if (seq == 0 || s[i] < 0x20 || s[i] == 0x7f) {
+            snprintf(piece, sizeof piece, "\\x%02x", s[i]);
+            plen = 4;
+            adv = 1;
+        } else if (quoted && (s[i] == '"' || s[i] == '\\')) {
+            piece[0] = '\\';
+            piece[1] = (char)s[i];
+            plen = 2;
+            adv = 1;
+        } else {
+            memcpy(piece, s + i, seq);
+            plen = seq;
+            adv = seq;
+        }
+        /* keep room for "..." and the NUL */
+        if (o + plen > max || o + plen + 4 > size) {
+            memcpy(dst + o, "...", 3);
+            o += 3;
+            break;
+        }
+        memcpy(dst + o, piece, plen);
+        o += plen;
+        i += adv;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
+/* Cut a NUL-terminated buffer that snprintf may have truncated back to a character boundary. */
+static void utf8_trim(char *s)
+{
+    size_t n = strlen(s), i = 0;
+
+    while (i < n) {
+        size_t seq = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (seq == 0) {
+            s[i] = '\0';
+            return;
+        }
+        i += seq;
+    }
+}
+
+/* "an object", "a string", ... for messages. */
+static const char *type_phrase(const json_t *j)
+{
+    if (j == NULL)
+        return "nothing";
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "an unknown type";
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Collecting violations. Pointers are built only when something is wrong: the hot path of a valid
+ * 3,000-object batch formats nothing.
+ */
+
+#define QUOTE_MAX 64 /* bytes of a user-supplied name or id quoted in a message */
+
+typedef struct vctx {
+    const bp_payload_limits_t *lim;
+    bp_violations_t *v; /* may be NULL */
+    size_t total;
+} vctx_t;
+
+/* Where a value is: the index in "objects" (-1: not inside one, as in the single-object form) and the
+ * index in "data" (-1: not inside a pair). A member name is passed beside it. */
+typedef struct loc {
+    long long obj;
+    long long pair;
+} loc_t;
+
+static const loc_t LOC_ROOT = {-1, -1};
+
+static void pointer_render(char *dst, size_t size, loc_t loc, const char *member, size_t member_len)
+{
+    int n = 0;
+
+    if (loc.obj >= 0 && loc.pair >= 0)
+        n = snprintf(dst, size, "/objects/%lld/data/%lld", loc.obj, loc.pair);
+    else if (loc.obj >= 0)
+        n = snprintf(dst, size, "/objects/%lld", loc.obj);
+    else if (loc.pair >= 0)
+        n = snprintf(dst, size, "/data/%lld", loc.pair);
+    else
+        dst[0] = '\0';
+    if (member == NULL || n < 0 || (size_t)n + 1 >= size)
+        return;
+
+    /* RFC 6901: '~' is written "~0" and '/' "~1"; a name that does not fit is cut at a character */
+    size_t o = (size_t)n;
+    const unsigned char *s = (const unsigned char *)member;
+    dst[o++] = '/';
+    for (size_t i = 0; i < member_len;) {
+        size_t seq = utf8_seq_len(s + i, member_len - i);
+        const char *piece = (const char *)s + i;
+        size_t plen = seq;
+
+        if (seq == 0 || s[i] == '\0') /* cannot come from the parser; stop rather than mislead */
+            break;
+        if (s[i] == '~') {
+            piece = "~0";
+            plen = 2;
+        } else if (s[i] == '/') {
+            piece = "~1";
+            plen = 2;
+        }
+        if (o + plen >= size)
+            break;
+        memcpy(dst + o, piece, plen);
+        o += plen;
+        i += seq;
+    }
+    dst[o] = '\0';
+}
+
+static void report(vctx_t *ctx, loc_t loc, const char *member, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Record one violation at loc (+ member). The message is formatted only if it will be stored. */
+static void report(vctx_t *ctx, loc_t loc, const char *member, const char *fmt, ...)
+{
+    ctx->total++;
+    if (ctx->v == NULL)
+        return;
+    ctx->v->total = ctx->total;
+    if (ctx->v->count >= BP_MAX_VIOLATIONS)
+        return;
+
+    bp_violation_t *item = &ctx->v->items[ctx->v->count++];
+    pointer_render(item->pointer, sizeof item->pointer, loc, member, member ? strlen(member) : 0);
+
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(item->message, sizeof item->message, fmt, ap);
+    va_end(ap);
+    utf8_trim(item->message);
+}
+
+/* The same for a member name that came from the document (any bytes, maybe long). */
+static void report_unknown(vctx_t *ctx, loc_t loc, const char *name, size_t name_len, const char *allowed)
+{
+    ctx->total++;
+    if (ctx->v == NULL)
+        return;
+    ctx->v->total = ctx->total;
+    if (ctx->v->count >= BP_MAX_VIOLATIONS)
+        return;
+
+    bp_violation_t *item = &ctx->v->items[ctx->v->count++];
+    char quoted[QUOTE_MAX + 8];
+
+    pointer_render(item->pointer, sizeof item->pointer, loc, name, name_len);
+    text_render(quoted, sizeof quoted, name, name_len, QUOTE_MAX, 1);
+    snprintf(item->message, sizeof item->message, "unknown property \"%s\"; allowed properties are %s",
+             quoted, allowed);
+    utf8_trim(item->message);
+}
+
+static void violations_clear(bp_violations_t *v)
+{
+    if (v != NULL) {
+        v->count = 0;
+        v->total = 0;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The duplicate object_id check: an open-addressing set of (id, first index), keyed by SipHash-1-3
+ * with a fresh random key per call, so a client cannot send ids crafted to collide and turn the
+ * linear check into a quadratic one.
+ */
+
+typedef struct id_slot {
+    const char *id; /* borrowed from the document; NULL = empty */
+    uint32_t len;
+    uint32_t index; /* position in "objects" of the first occurrence */
+} id_slot_t;
+
+typedef struct id_set {
+    id_slot_t *slots;
+    size_t mask;
+    uint64_t k0, k1;
+} id_set_t;
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                                           \
+    do {                                                                                                   \
+        v0 += v1;                                                                                          \
+        v1 = ROTL(v1, 13);                                                                                 \
+        v1 ^= v0;                                                                                          \
+        v0 = ROTL(v0, 32);                                                                                 \
+        v2 += v3;                                                                                          \
+        v3 = ROTL(v3, 16);                                                                                 \
+        v3 ^= v2;                                                                                          \
+        v0 += v3;                                                                                          \
+        v3 = ROTL(v3, 21);                                                                                 \
+        v3 ^= v0;                                                                                          \
+        v2 += v1;                                                                                          \
+        v1 = ROTL(v1, 17);                                                                                 \
+        v1 ^= v2;                                                                                          \
+        v2 = ROTL(v2, 32);                                                                                 \
+    } while (0)
+
+static uint64_t siphash13(uint64_t k0, uint64_t k1, const unsigned char *in, size_t len)
+{
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k0;
+    uint64_t v1 = 0x646f72616e646f6dULL ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k0;
+    uint64_t v3 = 0x7465646279746573ULL ^ k1;
+    uint64_t b = (uint64_t)len << 56;
+    const unsigned char *end = in + (len & ~(size_t)7);
+
+    for (; in != end; in += 8) {
+        uint64_t m = 0;
+        for (int i = 0; i < 8; i++)
+            m |= (uint64_t)in[i] << (8 * i);
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t i = 0; i < (len & 7); i++)
+        b |= (uint64_t)in[i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* Room for n ids at a load of at most one half. Returns 0, or -1 without memory. */
+static int id_set_init(id_set_t *set, size_t n)
+{
+    size_t cap = 16;
+    uint64_t key[2];
+
+    while (cap < 2 * n)
+        cap <<= 1;
+    set->slots = calloc(cap, sizeof *set->slots);
+    if (set->slots == NULL)
+        return -1;
+    set->mask = cap - 1;
+    if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
+        /* no entropy yet (early boot): a weaker key still beats a fixed one */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        key[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)set->slots;
+        key[1] = key[0] * 0x9e3779b97f4a7c15ULL;
+    }
+    set->k0 = key[0];
+    set->k1 = key[1];
+    return 0;
+}
+
+/* Add id; returns -1 if new, or the index of its first occurrence. */
+static long long id_set_add(id_set_t *set, const char *id, size_t len, size_t index)
+{
+    size_t i = (size_t)siphash13(set->k0, set->k1, (const unsigned char *)id, len) & set->mask;
+
+    for (;; i = (i + 1) & set->mask) {
+        id_slot_t *slot = &set->slots[i];
+        if (slot->id == NULL) {
+            slot->id = id;
+            slot->len = (uint32_t)len;
+            slot->index = (uint32_t)index;
+            return -1;
+        }
+        if (slot->len == len && memcmp(slot->id, id, len) == 0)
+            return slot->index;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Field checks.
+ */
+
+/* batch_id or object_id at loc/name. Returns 1 if it is valid. */
+static int check_id(vctx_t *ctx, loc_t loc, const char *name, const json_t *id)
+{
+    if (!json_is_string(id)) {
+        report(ctx, loc, name, "%s must be a string, not %s", name, type_phrase(id));
+        return 0;
+    }
+    const unsigned char *s = (const unsigned char *)json_string_value(id);
+    size_t len = json_string_length(id);
+    int valid = 1;
+
+    if (len == 0) {
+        report(ctx, loc, name, "%s must not be empty", name);
+        return 0;
+    }
+    if ((long long)len > ctx->lim->max_id_len) {
+        report(ctx, loc, name, "%s is longer than %lld bytes (it has %zu)", name, ctx->lim->max_id_len, len);
+        valid = 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < 0x20 || s[i] == 0x7f) {
+            report(ctx, loc, name, "%s must not contain control characters (byte 0x%02x at offset %zu)", name,
+                   s[i], i);
+            valid = 0;
+            break;
+        }
+    }
+    return valid;
+}
+
+/* One pair {"key", "value"} at loc (obj, pair set). */
+static void check_pair(vctx_t *ctx, loc_t loc, const json_t *pair)
+{
+    if (!json_is_object(pair)) {
+        report(ctx, loc, NULL, "each entry of data must be an object with \"key\" and \"value\", not %s",
+               type_phrase(pair));
+        return;
+    }
+    const json_t *key = json_object_get(pair, "key");
+    const json_t *value = json_object_get(pair, "value");
+    size_t known = 0;
+
+    if (key == NULL)
+        report(ctx, loc, NULL, "required property \"key\" is missing");
+    if (value == NULL)
+        report(ctx, loc, NULL, "required property \"value\" is missing");
+
+    if (key != NULL) {
+        known++;
+        if (!json_is_string(key)) {
+            report(ctx, loc, "key", "key must be a string, not %s", type_phrase(key));
+        } else {
+            size_t len = json_string_length(key);
+            if (len == 0)
+                report(ctx, loc, "key", "key must not be empty");
+            else if ((long long)len > ctx->lim->max_key_len)
+                report(ctx, loc, "key", "key is longer than %lld bytes (it has %zu)", ctx->lim->max_key_len,
+                       len);
+        }
+    }
+    if (value != NULL) {
+        known++;
+        if (json_is_object(value) || json_is_array(value)) {
+            report(ctx, loc, "value", "value must be a string, number, boolean or null, not %s",
+                   type_phrase(value));
+        } else if (json_is_string(value)) {
+            size_t len = json_string_length(value);
+            if ((long long)len > ctx->lim->max_string_len)
+                report(ctx, loc, "value", "value is longer than %lld bytes (it has %zu)",
+                       ctx->lim->max_string_len, len);
+        }
+    }
+
+    if (json_object_size(pair) > known) {
+        const char *name;
+        size_t name_len;
+        json_t *member;
+        json_object_keylen_foreach((json_t *)pair, name, name_len, member)
+        {
+            (void)member;
+            if (strcmp(name, "key") != 0 && strcmp(name, "value") != 0)
+                report_unknown(ctx, loc, name, name_len, "\"key\" and \"value\"");
+        }
+    }
+}
+
+/* The data array of the object at loc (loc.pair unset). */
+static void check_data(vctx_t *ctx, loc_t loc, const json_t *data)
+{
+    if (!json_is_array(data)) {
+        report(ctx, loc, "data", "data must be an array, not %s", type_phrase(data));
+        return;
+    }
+    size_t n = json_array_size(data);
+    if ((long long)n > ctx->lim->max_pairs)
+        report(ctx, loc, "data", "data has more than %lld pairs (it has %zu)", ctx->lim->max_pairs, n);
+    for (size_t i = 0; i < n; i++) {
+        loc_t at = {loc.obj, (long long)i};
+        check_pair(ctx, at, json_array_get(data, i));
+    }
+}
+
+/* One entry of "objects" at loc.obj; records its object_id in ids (may be NULL for a single object). */
+static void check_object(vctx_t *ctx, loc_t loc, const json_t *obj, id_set_t *ids, size_t index)
+{
+    if (!json_is_object(obj)) {
+        report(ctx, loc, NULL,
+               "each entry of objects must be an object with \"object_id\" and \"data\", not %s",
+               type_phrase(obj));
+        return;
+    }
+    const json_t *object_id = json_object_get(obj, "object_id");
+    const json_t *data = json_object_get(obj, "data");
+    size_t known = 0;
+
+    if (object_id == NULL)
+        report(ctx, loc, NULL, "required property \"object_id\" is missing");
+    if (data == NULL)
+        report(ctx, loc, NULL, "required property \"data\" is missing");
+
+    if (object_id != NULL) {
+        known++;
+        /* only valid ids take part in the uniqueness check: an empty id is reported once, as empty */
+        if (check_id(ctx, loc, "object_id", object_id) && ids != NULL) {
+            const char *id = json_string_value(object_id);
+            size_t len = json_string_length(object_id);
+            long long first = id_set_add(ids, id, len, index);
+            if (first >= 0) {
+                char quoted[QUOTE_MAX + 8];
+                text_render(quoted, sizeof quoted, id, len, QUOTE_MAX, 1);
+                report(ctx, loc, "object_id", "object_id \"%s\" already appears at /objects/%lld", quoted,
+                       first);
+            }
+        }
+    }
+    if (data != NULL) {
+        known++;
+        check_data(ctx, loc, data);
+    }
+
+    if (json_object_size(obj) > known) {
+        const char *name;
+        size_t name_len;
+        json_t *member;
+        json_object_keylen_foreach((json_t *)obj, name, name_len, member)
+        {
+            (void)member;
+            if (strcmp(name, "object_id") != 0 && strcmp(name, "data") != 0)
+                report_unknown(ctx, loc, name, name_len, "\"object_id\" and \"data\"");
+        }
+    }
+}
+
+static void check_objects(vctx_t *ctx, const json_t *objects)
+{
+    if (!json_is_array(objects)) {
+        report(ctx, LOC_ROOT, "objects", "objects must be an array, not %s", type_phrase(objects));
+        return;
+    }
+    size_t n = json_array_size(objects);
+    if (n == 0) {
+        report(ctx, LOC_ROOT, "objects", "objects must contain at least 1 object");
+        return;
+    }
+    if ((long long)n > ctx->lim->max_objects)
+        report(ctx, LOC_ROOT, "objects", "objects has more than %lld entries (it has %zu)",
+               ctx->lim->max_objects, n);
+
+    id_set_t ids;
+    id_set_t *idsp = NULL;
+    if (n > 1) {
+        if (n > UINT32_MAX || id_set_init(&ids, n) < 0)
+            report(ctx, LOC_ROOT, NULL, "out of memory while checking object_id uniqueness");
+        else
+            idsp = &ids;
+    }
+    for (size_t i = 0; i < n; i++) {
+        loc_t at = {(long long)i, -1};
+        check_object(ctx, at, json_array_get(objects, i), idsp, i);
+    }
+    if (idsp != NULL)
+        free(ids.slots);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Validation entry points.
+ */
+
+int bp_payload_validate_batch(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
+{
+    vctx_t ctx = {.lim = lim, .v = v, .total = 0};
+
+    violations_clear(v);
+    if (!json_is_object(doc)) {
+        report(&ctx, LOC_ROOT, NULL, "the document must be a JSON object, not %s", type_phrase(doc));
+        return -1;
+    }
+    const json_t *batch_id = json_object_get(doc, "batch_id");
+    const json_t *objects = json_object_get(doc, "objects");
+    size_t known = 0;
+
+    if (batch_id == NULL)
+        report(&ctx, LOC_ROOT, NULL, "required property \"batch_id\" is missing");
+    if (objects == NULL)
+        report(&ctx, LOC_ROOT, NULL, "required property \"objects\" is missing");
+    if (batch_id != NULL) {
+        known++;
+        check_id(&ctx, LOC_ROOT, "batch_id", batch_id);
+    }
+    if (objects != NULL) {
+        known++;
+        check_objects(&ctx, objects);
+    }
+    if (json_object_size(doc) > known) {
+        const char *name;
+        size_t name_len;
+        json_t *member;
+        json_object_keylen_foreach((json_t *)doc, name, name_len, member)
+        {
+            (void)member;
+            if (strcmp(name, "batch_id") != 0 && strcmp(name, "objects") != 0)
+                report_unknown(&ctx, LOC_ROOT, name, name_len, "\"batch_id\" and \"objects\"");
+        }
+    }
+    return ctx.total == 0 ? 0 : -1;
+}
+
+int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
+{
+    vctx_t ctx = {.lim = lim, .v = v, .total = 0};
+
+    violations_clear(v);
+    if (!json_is_object(doc)) {
+        report(&ctx, LOC_ROOT, NULL, "the document must be a JSON object, not %s", type_phrase(doc));
+        return -1;
+    }
+    const json_t *batch_id = json_object_get(doc, "batch_id");
+    const json_t *object_id = json_object_get(doc, "object_id");
+    const json_t *data = json_object_get(doc, "data");
+    size_t known = 0;
+
+    if (batch_id == NULL)
+        report(&ctx, LOC_ROOT, NULL, "required property \"batch_id\" is missing");
+    if (object_id == NULL)
+        report(&ctx, LOC_ROOT, NULL, "required property \"object_id\" is missing");
+    if (data == NULL)
+        report(&ctx, LOC_ROOT, NULL, "required property \"data\" is missing");
+    if (batch_id != NULL) {
+        known++;
+        check_id(&ctx, LOC_ROOT, "batch_id", batch_id);
+    }
+    if (object_id != NULL) {
+        known++;
+        check_id(&ctx, LOC_ROOT, "object_id", object_id);
+    }
+    if (data != NULL) {
+        known++;
+        check_data(&ctx, LOC_ROOT, data);
+    }
+    if (json_object_size(doc) > known) {
+        const char *name;
+        size_t name_len;
+        json_t *member;
+        json_object_keylen_foreach((json_t *)doc, name, name_len, member)
+        {
+            (void)member;
+            if (strcmp(name, "batch_id") != 0 && strcmp(name, "object_id") != 0 && strcmp(name, "data") != 0)
+                report_unknown(&ctx, LOC_ROOT, name, name_len, "\"batch_id\", \"object_id\" and \"data\"");
+        }
+    }
+    return ctx.total == 0 ? 0 : -1;
+}
+
+json_t *bp_payload_object_to_batch(const json_t *obj)
+{
+    const json_t *batch_id = json_object_get(obj, "batch_id");
+    const json_t *object_id = json_object_get(obj, "object_id");
+    const json_t *data = json_object_get(obj, "data");
+    json_t *batch = NULL, *objects = NULL, *entry = NULL;
+
+    if (!json_is_string(batch_id) || !json_is_string(object_id) || !json_is_array(data))
+        return NULL;
+    batch = json_object();
+    objects = json_array();
+    entry = json_object();
+    if (batch == NULL || objects == NULL || entry == NULL)
+        goto fail;
+    if (json_object_set_new(entry, "object_id", json_deep_copy(object_id)) < 0 ||
+        json_object_set_new(entry, "data", json_deep_copy(data)) < 0 ||
+        json_object_set_new(batch, "batch_id", json_deep_copy(batch_id)) < 0)
+        goto fail;
+    if (json_array_append_new(objects, entry) < 0) {
+        entry = NULL; /* json_array_append_new consumed it even on failure */
+        goto fail;
+    }
+    entry = NULL;
+    if (json_object_set_new(batch, "objects", objects) < 0) {
+        objects = NULL;
+        goto fail;
+    }
+    return batch;
+
+fail:
+    json_decref(entry);
+    json_decref(objects);
+    json_decref(batch);
+    return NULL;
+}
+
+size_t bp_payload_object_count(const json_t *batch)
+{
+    return json_array_size(json_object_get(batch, "objects"));
+}
+
+json_t *bp_violations_to_json(const bp_violations_t *v)
+{
+    json_t *arr = json_array();
+
+    if (arr == NULL)
+        return NULL;
+    for (size_t i = 0; i < v->count && i < BP_MAX_VIOLATIONS; i++) {
+        const bp_violation_t *it = &v->items[i];
+        json_t *item = json_pack("{s:s, s:s}", "pointer", it->pointer, "message", it->message);
+        if (item == NULL || json_array_append_new(arr, item) < 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Parsing.
+ */
+
+/* Whether the integer literal s[0..n) (an optional '-' then digits) lies outside int64. */
+static int int_literal_overflows(const char *s, size_t n)
+{
+    int neg = s[0] == '-';
+    const char *d = s + neg;
+    size_t nd = n - (size_t)neg;
+
+    if (nd < 19)
+        return 0;
+    if (nd > 19)
+        return 1;
+    return memcmp(d, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0;
+}
+
+/* One pass over the body outside strings: checks the nesting and finds integer literals that jansson
+ * would refuse as too big. With out != NULL it also copies the body there, writing ".0" after each
+ * such literal so jansson reads it as a real (out must hold len + 2 * big bytes).
+ * Returns the number of big integers, or -1 if the nesting is too deep (*deep_at = its offset). */
+static long long body_scan(const char *buf, size_t len, char *out, size_t *deep_at)
+{
+    long long big = 0;
+    size_t depth = 0, o = 0, i = 0;
+
+    while (i < len) {
+        char c = buf[i];
+
+        if (c == '"') {
+            /* skip the string; a backslash escapes the next byte, whatever it is */
+            size_t j = i + 1;
+            while (j < len && buf[j] != '"')
+                j += buf[j] == '\\' ? 2 : 1;
+            j = j < len ? j + 1 : len;
+            if (out != NULL) {
+                memcpy(out + o, buf + i, j - i);
+                o += j - i;
+            }
+            i = j;
+            continue;
+        }
+        if (c == '[' || c == '{') {
+            if (++depth > BP_PAYLOAD_MAX_DEPTH) {
+                *deep_at = i;
+                return -1;
+            }
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i + 1;
+            int plain = 1;
+            while (j < len && ((buf[j] >= '0' && buf[j] <= '9') || buf[j] == '.' || buf[j] == 'e' ||
+                               buf[j] == 'E' || buf[j] == '+' || buf[j] == '-')) {
+                if (buf[j] < '0' || buf[j] > '9')
+                    plain = 0;
+                j++;
+            }
+            int overflows = plain && int_literal_overflows(buf + i, j - i);
+            if (out != NULL) {
+                memcpy(out + o, buf + i, j - i);
+                o += j - i;
+                if (overflows) {
+                    memcpy(out + o, ".0", 2);
+                    o += 2;
+                }
+            }
+            big += overflows;
+            i = j;
+            continue;
+        }
+        if (out != NULL)
+            out[o++] = c;
+        i++;
+    }
+    return big;
+}
+
+/* Line and column (1-based, columns in characters like jansson) of byte offset at. */
+static void line_column(const char *buf, size_t at, int *line, int *column)
+{
+    *line = 1;
+    *column = 1;
+    for (size_t i = 0; i < at; i++) {
+        if (buf[i] == '\n') {
+            (*line)++;
+            *column = 1;
+        } else if (((unsigned char)buf[i] & 0xc0) != 0x80) {
+            (*column)++;
+        }
+    }
+}
+
+static void parse_failed(bp_violations_t *v, const json_error_t *err)
+{
+    vctx_t ctx = {.lim = NULL, .v = v, .total = 0};
+    char text[JSON_ERROR_TEXT_LENGTH + 64];
+
+    switch (json_error_code(err)) {
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        /* jansson's text names its own flag; say what it means for the sender */
+        snprintf(text, sizeof text, "text must not contain \\u0000 (NUL)");
+        break;
+    case json_error_out_of_memory:
+        report(&ctx, LOC_ROOT, NULL, "out of memory while parsing the body");
+        return;
+    default:
+        text_render(text, sizeof text, err->text, strnlen(err->text, JSON_ERROR_TEXT_LENGTH - 1), sizeof text,
+                    0);
+        break;
+    }
+    report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: %s", err->line, err->column, text);
+}
+
+json_t *bp_payload_parse(const char *buf, size_t len, bp_violations_t *v)
+{
+    vctx_t ctx = {.lim = NULL, .v = v, .total = 0};
+    json_error_t err;
+    json_t *doc;
+    size_t deep_at = 0;
+
+    violations_clear(v);
+    if (len == 0) {
+        report(&ctx, LOC_ROOT, NULL, "the body is empty; expected a JSON object");
+        return NULL;
+    }
+    long long big = body_scan(buf, len, NULL, &deep_at);
+    if (big < 0) {
+        int line, column;
+        line_column(buf, deep_at, &line, &column);
+        report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: nesting deeper than %d levels",
+               line, column, BP_PAYLOAD_MAX_DEPTH);
+        return NULL;
+    }
+    if (big == 0) {
+        doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err);
+        if (doc == NULL)
+            parse_failed(v, &err);
+        return doc;
+    }
+
+    /* Rare: integers beyond int64. Give jansson a copy where they read as reals. */
+    char *copy = malloc(len + 2 * (size_t)big);
+    if (copy == NULL) {
+        report(&ctx, LOC_ROOT, NULL, "out of memory while parsing the body");
+        return NULL;
+    }
+    body_scan(buf, len, copy, &deep_at);
+    doc = json_loadb(copy, len + 2 * (size_t)big, JSON_REJECT_DUPLICATES, &err);
+    free(copy);
+    if (doc != NULL)
+        return doc;
+    /* Report the error with the positions of the body that was sent, not of the copy. */
+    doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &err);
+    if (doc == NULL)
+        parse_failed(v, &err);
+    return doc;
+}
