@@ -1,5 +1,8 @@
 /* index.c - GET /api/v1/ (the list of endpoints with their URLs, like the browsable root of the API
  * this service replaces) and GET /healthz. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "http.h"
 #include "router.h"
 
@@ -23,7 +26,25 @@ static int get_healthz(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_
     return bp_http_send_json(req, 200, NULL, json_pack("{s:s}", "status", "ok"));
 }
 
+/* Prometheus text format: the registry (requests, latencies, modules' gauges). */
+static int get_metrics(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
+{
+    char *text = bp_metrics_render(t->api->metrics);
+    if (text == NULL)
+        return bp_http_problem(req, 503, "Service Unavailable", "out of memory rendering metrics", NULL);
+    size_t len = strlen(text);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
+    h2o_send_inline(req, text, len);
+    free(text);
+    return 0;
+}
+
 const bp_route_t bp_index_routes[] = {
+    {"GET", "/metrics", get_metrics},
     {"GET", "/api/v1/", get_root},
     {"GET", "/healthz", get_healthz},
     {NULL, NULL, NULL},

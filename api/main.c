@@ -45,6 +45,7 @@ int main(int argc, char **argv)
     memset(&api, 0, sizeof(api));
     api.cfg = &cfg;
     api.stop = &stop_flag;
+    api.metrics = bp_metrics_new();
     api.nthreads = cfg.http_threads > 0 ? (int)cfg.http_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (api.nthreads < 1)
         api.nthreads = 1;
@@ -53,10 +54,11 @@ int main(int argc, char **argv)
     api.globalconf.max_request_entity_size = (size_t)cfg.max_body_bytes;
     api.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("batchpipe"));
     h2o_hostconf_t *hostconf = h2o_config_register_host(&api.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    bp_router_register(hostconf);
+    bp_router_register(hostconf, api.metrics);
 
     if (bp_server_run(&api, err, sizeof(err)) != 0) {
         bp_error("cannot start: %s", err);
+        bp_metrics_free(api.metrics);
         bp_config_free(&cfg);
         return 1;
     }
@@ -68,6 +70,7 @@ int main(int argc, char **argv)
     bp_server_join(&api);
     bp_info("stopped");
     h2o_config_dispose(&api.globalconf);
+    bp_metrics_free(api.metrics);
     bp_config_free(&cfg);
     return 0;
 }

@@ -17,6 +17,11 @@ typedef struct router_handler {
     h2o_handler_t super;
 } router_handler_t;
 
+typedef struct metrics_logger {
+    h2o_logger_t super;
+    bp_metrics_t *metrics;
+} metrics_logger_t;
+
 /* Match path (no query) against pattern; on "{}" store the raw segment. Trailing '/' optional. */
 static int match(const char *pattern, const char *path, size_t len, const char **seg, size_t *seglen)
 {
@@ -46,6 +51,50 @@ static int match(const char *pattern, const char *path, size_t len, const char *
         j++;
     }
     return i == plen && j == len;
+}
+
+/* The route pattern a request's path matches, or NULL. */
+static const char *route_of(h2o_req_t *req)
+{
+    const char *path = req->path.base;
+    size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    for (const bp_route_t *const *tab = tables; *tab != NULL; tab++) {
+        for (const bp_route_t *r = *tab; r->method != NULL; r++) {
+            const char *seg;
+            size_t seglen;
+            if (match(r->pattern, path, pathlen, &seg, &seglen))
+                return r->pattern;
+        }
+    }
+    return NULL;
+}
+
+static double seconds_between(const struct timeval *a, const struct timeval *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_usec - a->tv_usec) / 1e6;
+}
+
+/* Called by h2o when a request is done (answered, or its connection gone). */
+static void log_access(h2o_logger_t *self, h2o_req_t *req)
+{
+    metrics_logger_t *ml = (metrics_logger_t *)self;
+    const char *route = route_of(req);
+    char method[16], labels[256];
+    snprintf(method, sizeof(method), "%.*s", (int)(req->method.len < 15 ? req->method.len : 15), req->method.base);
+    for (char *c = method; *c; c++) /* method comes from the client: keep label text tame */
+        if (*c < 'A' || *c > 'Z')
+            *c = '_';
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", route ? route : "unmatched",
+             method, req->res.status);
+    bp_counter_add(bp_metrics_counter(ml->metrics, "bp_http_requests_total", "HTTP requests answered, by route, method and status.", labels), 1);
+    snprintf(labels, sizeof(labels), "route=\"%s\"", route ? route : "unmatched");
+    if (!h2o_timeval_is_null(&req->timestamps.response_end_at))
+        bp_histogram_observe(bp_metrics_histogram(ml->metrics, "bp_http_request_duration_seconds",
+                                                  "Time from the request's start to the end of its response.", labels,
+                                                  bp_metrics_latency_buckets, bp_metrics_latency_nbuckets),
+                             seconds_between(&req->timestamps.request_begin_at, &req->timestamps.response_end_at));
+    bp_counter_add(bp_metrics_counter(ml->metrics, "bp_http_request_body_bytes_total", "Request body bytes received.", NULL),
+                   req->entity.len);
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -99,9 +148,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     return bp_http_problem(req, 404, "Not Found", "no route matches this path; see GET /api/v1/", NULL);
 }
 
-void bp_router_register(h2o_hostconf_t *hostconf)
+void bp_router_register(h2o_hostconf_t *hostconf, bp_metrics_t *metrics)
 {
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
     router_handler_t *h = (router_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_req;
+    metrics_logger_t *ml = (metrics_logger_t *)h2o_create_logger(pathconf, sizeof(*ml));
+    ml->super.log_access = log_access;
+    ml->metrics = metrics;
 }

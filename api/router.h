@@ -22,8 +22,10 @@ extern const bp_route_t bp_index_routes[];
 extern const bp_route_t bp_write_routes[];
 extern const bp_route_t bp_read_routes[];
 
-/* Register the dispatching handler on "/" of hostconf. */
-void bp_router_register(h2o_hostconf_t *hostconf);
+/* Register the dispatching handler on "/" of hostconf, and a logger that records every finished
+ * request in metrics (borrowed; must outlive the server): count by route, method and status, latency
+ * by route, bytes received. */
+void bp_router_register(h2o_hostconf_t *hostconf, bp_metrics_t *metrics);
 
 /* Every (method, pattern) the API answers, for GET /api/v1/ and the OpenAPI check; NULL-terminated. */
 const bp_route_t *const *bp_router_tables(void);

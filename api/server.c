@@ -93,6 +93,16 @@ static int open_listener(const char *host, int port, char *err, size_t errlen)
     return fd;
 }
 
+static double gauge_connections(void *arg)
+{
+    return (double)((bp_api_thread_t *)arg)->connections;
+}
+
+static double gauge_inflight(void *arg)
+{
+    return (double)((bp_api_thread_t *)arg)->inflight;
+}
+
 static void *thread_main(void *arg)
 {
     thread_start_t *start = arg;
@@ -110,6 +120,12 @@ static void *thread_main(void *arg)
             ok = 0;
     }
     if (ok) {
+        char labels[32];
+        snprintf(labels, sizeof(labels), "thread=\"%d\"", t->index);
+        bp_metrics_gauge_fn(api->metrics, "bp_http_connections", "Open HTTP connections.", labels,
+                            gauge_connections, t);
+        bp_metrics_gauge_fn(api->metrics, "bp_http_inflight_requests",
+                            "Requests waiting for the broker or the database.", labels, gauge_inflight, t);
         t->listener = h2o_evloop_socket_create(t->loop, start->fd, H2O_SOCKET_FLAG_DONT_READ);
         t->listener->data = t;
         h2o_socket_read_start(t->listener, on_accept);

@@ -10,6 +10,7 @@
 #include <h2o.h>
 
 #include "bp_config.h"
+#include "bp_metrics.h"
 #include "bp_error.h"
 
 typedef struct bp_api bp_api_t;
@@ -40,6 +41,7 @@ struct bp_api {
     int nthreads;
     bp_api_thread_t *threads;
     volatile sig_atomic_t *stop; /* set by the signal handler */
+    bp_metrics_t *metrics;       /* owned by main; the /metrics registry */
 };
 
 /* A module owns per-thread state and/or routes. thread_init runs on the loop thread before it serves;
