@@ -7,6 +7,9 @@
 
 #include "bp_config.h"
 #include "bp_log.h"
+#include "auth.h"
+#include "ratelimit.h"
+#include "tls.h"
 #include "router.h"
 #include "server.h"
 
@@ -46,6 +49,16 @@ int main(int argc, char **argv)
     api.cfg = &cfg;
     api.stop = &stop_flag;
     api.metrics = bp_metrics_new();
+    if (cfg.api_keys_file[0] != '\0' && (api.auth = bp_auth_load(cfg.api_keys_file, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "batchpipe-api: %s\n", err);
+        goto fail;
+    }
+    if (cfg.rate_limit > 0 && (api.ratelimit = bp_ratelimit_new((double)cfg.rate_limit, (double)cfg.rate_burst)) == NULL)
+        goto fail;
+    if (cfg.tls_cert[0] != '\0' && (api.ssl_ctx = bp_tls_context(cfg.tls_cert, cfg.tls_key, err, sizeof(err))) == NULL) {
+        fprintf(stderr, "batchpipe-api: %s\n", err);
+        goto fail;
+    }
     api.nthreads = cfg.http_threads > 0 ? (int)cfg.http_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (api.nthreads < 1)
         api.nthreads = 1;
@@ -58,10 +71,10 @@ int main(int argc, char **argv)
 
     if (bp_server_run(&api, err, sizeof(err)) != 0) {
         bp_error("cannot start: %s", err);
-        bp_metrics_free(api.metrics);
-        bp_config_free(&cfg);
-        return 1;
+        goto fail;
     }
+    bp_info("authentication %s, rate limit %s, %s", api.auth ? "on" : "off", api.ratelimit ? "on" : "off",
+            api.ssl_ctx ? "TLS" : "plain HTTP");
     int sig = 0;
     sigwait(&stopsigs, &sig);
     bp_info("%s received: stopping (in-flight requests get up to %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
@@ -70,7 +83,16 @@ int main(int argc, char **argv)
     bp_server_join(&api);
     bp_info("stopped");
     h2o_config_dispose(&api.globalconf);
+    rc = 0;
+    goto cleanup;
+fail:
+    rc = 1;
+cleanup:
     bp_metrics_free(api.metrics);
+    bp_auth_free(api.auth);
+    bp_ratelimit_free(api.ratelimit);
+    if (api.ssl_ctx != NULL)
+        SSL_CTX_free(api.ssl_ctx);
     bp_config_free(&cfg);
-    return 0;
+    return rc;
 }

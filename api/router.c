@@ -4,7 +4,12 @@
 
 #include <string.h>
 
+#include <sys/socket.h>
+#include <netdb.h>
+
+#include "auth.h"
 #include "http.h"
+#include "ratelimit.h"
 
 static const bp_route_t *const tables[] = {bp_index_routes, bp_write_routes, bp_read_routes, NULL};
 
@@ -97,6 +102,77 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
                    req->entity.len);
 }
 
+/* Routes every client may call without a key and without counting against a rate limit:
+ * probes and the scraper. */
+static int is_public(const char *pattern)
+{
+    return strcmp(pattern, "/healthz") == 0 || strcmp(pattern, "/readyz") == 0 || strcmp(pattern, "/metrics") == 0;
+}
+
+static int scope_of(const char *method)
+{
+    if (strcmp(method, "POST") == 0)
+        return BP_SCOPE_WRITE;
+    if (strcmp(method, "DELETE") == 0)
+        return BP_SCOPE_DELETE;
+    return BP_SCOPE_READ;
+}
+
+static const char *scope_name(int scope)
+{
+    return scope == BP_SCOPE_WRITE ? "write" : scope == BP_SCOPE_DELETE ? "delete" : "read";
+}
+
+static void peer_address(h2o_req_t *req, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (sslen == 0 || getnameinfo((struct sockaddr *)&ss, sslen, buf, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(buf, len, "unknown");
+}
+
+/* Authentication and rate limiting before a route runs. Returns 1 when the request was answered. */
+static int guard(bp_api_thread_t *t, h2o_req_t *req, const bp_route_t *r)
+{
+    bp_api_t *api = t->api;
+    if (is_public(r->pattern))
+        return 0;
+    const char *who = NULL;
+    if (api->auth != NULL) {
+        int scope = scope_of(r->method);
+        int rc = bp_auth_check(api->auth, req, scope, &who);
+        if (rc == 401) {
+            bp_http_add_header(req, "www-authenticate", "Bearer");
+            bp_http_problem(req, 401, "Unauthorized",
+                            "an API key is required: send \"Authorization: Bearer <key>\" or \"X-API-Key: <key>\"",
+                            NULL);
+            return 1;
+        }
+        if (rc == 403) {
+            char detail[128];
+            snprintf(detail, sizeof(detail), "this API key lacks the \"%s\" scope", scope_name(scope));
+            bp_http_problem(req, 403, "Forbidden", detail, NULL);
+            return 1;
+        }
+    }
+    if (api->ratelimit != NULL) {
+        char client[80];
+        if (who != NULL)
+            snprintf(client, sizeof(client), "key:%s", who);
+        else
+            peer_address(req, client, sizeof(client));
+        int wait = bp_ratelimit_take(api->ratelimit, client, (double)h2o_now(t->loop));
+        if (wait > 0) {
+            char retry[16];
+            snprintf(retry, sizeof(retry), "%d", wait);
+            bp_http_add_header(req, "retry-after", retry);
+            bp_http_problem(req, 429, "Too Many Requests", "rate limit reached; retry after the given seconds", NULL);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     bp_api_thread_t *t = bp_thread_of(req);
@@ -118,6 +194,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             int same = h2o_memis(method.base, method.len, r->method, strlen(r->method)) ||
                        (is_head && strcmp(r->method, "GET") == 0);
             if (same) {
+                if (guard(t, req, r))
+                    return 0;
                 char *id = NULL;
                 if (seg != NULL) {
                     id = h2o_mem_alloc_pool(&req->pool, seglen + 1);

@@ -115,6 +115,7 @@ static void *thread_main(void *arg)
     h2o_context_init(&t->ctx, t->loop, &api->globalconf);
     t->accept_ctx.ctx = &t->ctx;
     t->accept_ctx.hosts = api->globalconf.hosts;
+    t->accept_ctx.ssl_ctx = api->ssl_ctx;
     for (size_t i = 0; i < N_MODULES && ok; i++) {
         if (modules[i]->thread_init != NULL && modules[i]->thread_init(t, err, sizeof(err)) != 0)
             ok = 0;

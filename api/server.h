@@ -42,6 +42,9 @@ struct bp_api {
     bp_api_thread_t *threads;
     volatile sig_atomic_t *stop; /* set by the signal handler */
     bp_metrics_t *metrics;       /* owned by main; the /metrics registry */
+    struct bp_auth *auth;        /* owned by main; NULL: no authentication */
+    struct bp_ratelimit *ratelimit; /* owned by main; NULL: no rate limit */
+    SSL_CTX *ssl_ctx;            /* owned by main; NULL: plain HTTP */
 };
 
 /* A module owns per-thread state and/or routes. thread_init runs on the loop thread before it serves;

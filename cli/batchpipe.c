@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include <librdkafka/rdkafka.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "bp_config.h"
 #include "bp_kafka.h"
@@ -18,6 +20,8 @@ static const char usage[] =
     "  migrate   create the database if missing and apply the SQL migrations not yet applied\n"
     "  topics    create the batch topic and its dead-letter topic (BP_PARTITIONS partitions) if missing\n"
     "  config    print the effective configuration as JSON, secrets masked\n"
+    "  hash-key  read an API key on standard input and print its line for BP_API_KEYS_FILE\n"
+    "            (batchpipe hash-key [SCOPES [NAME]], scopes default read,write,delete)\n"
     "  settings  print the table of every setting as Markdown (docs/CONFIGURATION.md)\n"
     "\n"
     "Every setting is also read from its environment variable.\n";
@@ -74,6 +78,31 @@ static int cmd_topics(const bp_config_t *cfg)
     return rc;
 }
 
+/* Hash a key read from stdin (never from argv: it would show in ps and shell history). */
+static int cmd_hash_key(int argc, char **argv)
+{
+    const char *scopes = argc > 0 ? argv[0] : "read,write,delete";
+    const char *name = argc > 1 ? argv[1] : "key";
+    char key[1100];
+    if (fgets(key, sizeof(key), stdin) == NULL) {
+        fprintf(stderr, "batchpipe hash-key: no key on standard input\n");
+        return 2;
+    }
+    key[strcspn(key, "\r\n")] = '\0';
+    if (key[0] == '\0' || strlen(key) > 1024) {
+        fprintf(stderr, "batchpipe hash-key: the key must be 1 to 1024 bytes\n");
+        return 2;
+    }
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL);
+    OPENSSL_cleanse(key, sizeof(key));
+    for (int i = 0; i < 32; i++)
+        printf("%02x", md[i]);
+    printf(" %s %s\n", scopes, name);
+    return 0;
+}
+
 static int cmd_config(const bp_config_t *cfg)
 {
     json_t *dump = bp_config_dump(cfg, BP_FOR_ALL);
@@ -110,6 +139,8 @@ int main(int argc, char **argv)
         rc = cmd_topics(&cfg);
     else if (strcmp(cmd, "config") == 0)
         rc = cmd_config(&cfg);
+    else if (strcmp(cmd, "hash-key") == 0)
+        rc = cmd_hash_key(argc - first - 1, argv + first + 1);
     else if (strcmp(cmd, "settings") == 0)
         bp_config_markdown(stdout), rc = 0;
     else {

@@ -84,6 +84,15 @@ static const setting_t settings[] = {
      "largest ?wait= a POST may ask for"},
     {"public-url", "BP_PUBLIC_URL", T_STR, S(public_url), "", 0, 0, BP_FOR_API, 0,
      "base URL used in links (empty: from the request's Host)"},
+    {"api-keys-file", "BP_API_KEYS_FILE", T_STR, S(api_keys_file), "", 0, 0, BP_FOR_API, 0,
+     "file of API key hashes and scopes; empty: no authentication (docs/SECURITY.md)"},
+    {"rate-limit", "BP_RATE_LIMIT", T_INT, S(rate_limit), "0", 0, 10000000, BP_FOR_API, 0,
+     "requests per second per API key (per client address without keys); 0: no limit"},
+    {"rate-burst", "BP_RATE_BURST", T_INT, S(rate_burst), "100", 1, 10000000, BP_FOR_API, 0,
+     "requests a client may send at once before the rate limit applies"},
+    {"tls-cert", "BP_TLS_CERT", T_STR, S(tls_cert), "", 0, 0, BP_FOR_API, 0,
+     "PEM certificate chain: serve HTTPS when set together with BP_TLS_KEY"},
+    {"tls-key", "BP_TLS_KEY", T_STR, S(tls_key), "", 0, 0, BP_FOR_API, 0, "PEM private key of BP_TLS_CERT"},
     {"group-id", "BP_GROUP_ID", T_STR, S(group_id), "batchpipe-ingest", 0, 0, BP_FOR_INGEST | BP_FOR_CLI, 0,
      "consumer group of the ingest workers"},
     {"txn-max-messages", "BP_TXN_MAX_MESSAGES", T_INT, S(txn_max_messages), "100", 1, 100000, BP_FOR_INGEST,
@@ -288,6 +297,10 @@ int bp_config_load(bp_config_t *cfg, int for_mask, const char *usage, int argc, 
         }
         if (apply(cfg, s, value, err, errlen) != 0)
             return -1;
+    }
+    if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0')) {
+        snprintf(err, errlen, "BP_TLS_CERT and BP_TLS_KEY must be set together");
+        return -1;
     }
     if (cfg->page_size_default > cfg->page_size_max) {
         snprintf(err, errlen, "BP_PAGE_SIZE_DEFAULT (%lld) is larger than BP_PAGE_SIZE_MAX (%lld)",

@@ -43,6 +43,11 @@ typedef struct bp_config {
     long long batch_inline_objects;
     long long wait_max_s;
     char *public_url;
+    char *api_keys_file;
+    long long rate_limit;
+    long long rate_burst;
+    char *tls_cert;
+    char *tls_key;
     /* ingest */
     char *group_id;
     long long txn_max_messages;
