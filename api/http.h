@@ -48,7 +48,7 @@ char *bp_http_percent_encode(h2o_req_t *req, const char *src, size_t len);
 const char *bp_http_base_url(h2o_req_t *req, const char *public_url);
 
 /* The request id: X-Request-Id when the client sent a sane one (<= 128 printable bytes), else a new
- * random one; remembered in the request and echoed in the response header. Pool memory. */
+ * random one (32 hex digits). Pool memory; the caller echoes it as X-Request-Id. */
 const char *bp_http_request_id(h2o_req_t *req);
 
 #endif

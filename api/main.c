@@ -8,6 +8,7 @@
 #include "bp_config.h"
 #include "bp_log.h"
 #include "auth.h"
+#include "errors.h"
 #include "ratelimit.h"
 #include "tls.h"
 #include "router.h"
@@ -68,6 +69,7 @@ int main(int argc, char **argv)
     api.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("batchpipe"));
     h2o_hostconf_t *hostconf = h2o_config_register_host(&api.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     bp_router_register(hostconf, api.metrics);
+    bp_errors_register(hostconf, cfg.max_body_bytes);
 
     if (bp_server_run(&api, err, sizeof(err)) != 0) {
         bp_error("cannot start: %s", err);

@@ -1,0 +1,38 @@
+/* write.h - the HTTP side of the write path: POST /api/v1/batches/ and /api/v1/objects/ validate the
+ * body, publish it through the thread's producer and answer 202 only once the broker acked it. */
+#ifndef BP_WRITE_H
+#define BP_WRITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <h2o.h>
+
+#include "server.h"
+
+/* What the broker acknowledged for one POST. Every pointer is borrowed from the request's pool. */
+typedef struct bp_write_ack {
+    const char *batch_id; /* not NUL-safe by contract: use batch_id_len (ids have no NUL anyway) */
+    size_t batch_id_len;
+    const char *object_id; /* POST /api/v1/objects/ only; NULL for a batch */
+    size_t object_id_len;
+    size_t objects;        /* objects in the published batch */
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp;     /* the message's timestamp, ms since the epoch (the "latest wins" clock) */
+    const char *request_id;
+    long long wait_s;      /* ?wait= of the request, validated to 0..BP_WAIT_MAX_S; 0 when absent */
+} bp_write_ack_t;
+
+/* Answer a POST whose message the broker acknowledged (write_ack.c). Called on the loop thread, only
+ * while req is alive, after the write path stopped counting the request in t->inflight and stopped
+ * guarding it. It must answer req now, or later - then it guards req itself (h2o_mem_alloc_shared on
+ * req->pool) and counts itself in t->inflight until it answers. Returns 0.
+ *
+ * This is the extension point of read-your-writes (?wait=N): today it answers 202 at once whatever
+ * wait_s says. Later, for wait_s > 0, it waits (through the PostgreSQL pool, bounded by wait_s) until
+ * the ingest workers applied (partition, offset) - ingest_offsets.next_offset > offset for the group,
+ * topic and partition - and then answers, saying whether the data is visible yet. */
+int bp_write_acked(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack);
+
+#endif
