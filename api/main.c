@@ -45,8 +45,9 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stopsigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    bp_api_t api;
-    memset(&api, 0, sizeof(api));
+    /* static: the loops and their connections stay reachable until exit (h2o 2.2.5 cannot dispose a
+     * context that still has connections), so leak checkers see no loss */
+    static bp_api_t api;
     api.cfg = &cfg;
     api.stop = &stop_flag;
     api.metrics = bp_metrics_new();

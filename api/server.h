@@ -61,7 +61,8 @@ typedef struct bp_api_module {
  * bp_server_join. */
 int bp_server_run(bp_api_t *api, char *err, size_t errlen) BP_MUST_CHECK;
 
-/* Wait for every thread to finish after *api->stop was set. */
+/* Wait for every thread to finish after *api->stop was set. The threads' loops stay allocated (and
+ * reachable from api) until the process exits. */
 void bp_server_join(bp_api_t *api);
 
 /* Recover the thread from a request on its loop. */
