@@ -1,4 +1,874 @@
-/* pgpool.c - asynchronous PostgreSQL connections joined to the event loop. (Filled in by the read path.) */
+/* pgpool.c - asynchronous PostgreSQL connections joined to the event loop: non-blocking connects,
+ * one statement at a time per connection, a bounded FIFO of waiting queries, deadlines and backoff.
+ * libpq's socket is wrapped (as a dup) in an h2o socket with DONT_READ: h2o only reports readiness. */
 #include "pgpool.h"
 
-const bp_api_module_t bp_pgpool_module = {"pgpool", NULL, NULL};
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bp_log.h"
+#include "bp_pg.h"
+#include "http.h"
+
+#define MAX_PARAMS 64
+#define MAX_CONN_KEYWORDS 64
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+#define CONNECT_TIMEOUT_DEFAULT_MS 2000
+#define DEADLINE_MARGIN_MS 2000 /* client-side bound beyond the statement timeout */
+
+typedef enum { CONN_CLOSED = 0, CONN_CONNECTING, CONN_IDLE, CONN_BUSY } conn_state_t;
+typedef enum { Q_WAITING = 0, Q_RUNNING, Q_DONE } query_state_t;
+
+typedef struct pgconn {
+    bp_pgpool_t *pool;
+    conn_state_t state;
+    PGconn *pg;
+    h2o_socket_t *sock; /* wraps fd, a dup of PQsocket(pg) */
+    int fd;
+    int write_armed;           /* h2o_socket_notify_write is one-shot: armed until it fires */
+    h2o_timeout_entry_t timer; /* connect deadline, or the running query's deadline */
+    bp_pgquery_t *query;       /* running */
+    PGresult *result;          /* of the running query, collected until PQgetResult gives NULL */
+} pgconn_t;
+
+struct bp_pgquery {
+    h2o_linklist_t link;       /* in pool->waiting while Q_WAITING */
+    h2o_timeout_entry_t timer; /* queue wait */
+    bp_pgpool_t *pool;
+    query_state_t state;
+    int abandoned;
+    bp_pgpool_cb cb;
+    void *ctx;
+    char *sql;
+    int nparams;
+    const char **params; /* sql and params live in the same allocation, after the struct */
+};
+
+struct bp_pgpool {
+    h2o_evloop_t *loop;
+    const char *keywords[MAX_CONN_KEYWORDS + 1]; /* NULL-terminated, owned */
+    const char *values[MAX_CONN_KEYWORDS + 1];
+    size_t size, queue_max;
+    uint64_t timeout_ms, connect_timeout_ms;
+    size_t *inflight;
+    pgconn_t *conns;
+    h2o_linklist_t waiting;
+    size_t nwaiting;
+    h2o_timeout_t connect_to, query_to, queue_to, defer_to;
+    h2o_timeout_entry_t defer; /* runs pump() on the next turn when a failure must be reported */
+    uint64_t backoff_ms, retry_at;
+    int down; /* the last connection attempt failed (logged once per outage) */
+    char last_error[256];
+    uint64_t queries, rejected, failed, connect_failures;
+};
+
+static void pump(bp_pgpool_t *pool, int may_notify);
+static void on_readable(h2o_socket_t *sock, const char *err);
+static void on_writable(h2o_socket_t *sock, const char *err);
+
+/* libpq messages end with a newline and may span lines: keep the first line. */
+static void one_line(char *dst, size_t dstlen, const char *msg)
+{
+    if (msg == NULL || *msg == '\0')
+        msg = "unknown error";
+    size_t n = strcspn(msg, "\n");
+    snprintf(dst, dstlen, "%.*s", (int)n, msg);
+}
+
+static size_t count_state(const bp_pgpool_t *pool, conn_state_t st)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < pool->size; i++)
+        n += pool->conns[i].state == st;
+    return n;
+}
+
+static void arm_defer(bp_pgpool_t *pool)
+{
+    if (!h2o_timeout_is_linked(&pool->defer))
+        h2o_timeout_link(pool->loop, &pool->defer_to, &pool->defer);
+}
+
+/* ---- delivering results ---- */
+
+/* Hand the outcome to the requester (unless abandoned) and free the query. */
+static void deliver(bp_pgquery_t *q, bp_err_t err, const PGresult *res, const char *msg)
+{
+    bp_pgpool_t *pool = q->pool;
+    q->state = Q_DONE;
+    if (err != BP_OK)
+        pool->failed++;
+    if (!q->abandoned) {
+        q->cb(q->ctx, err, res, msg);
+        if (pool->inflight != NULL)
+            (*pool->inflight)--;
+    }
+    free(q);
+}
+
+static void unlink_waiting(bp_pgquery_t *q)
+{
+    h2o_linklist_unlink(&q->link);
+    if (h2o_timeout_is_linked(&q->timer))
+        h2o_timeout_unlink(&q->timer);
+    q->pool->nwaiting--;
+}
+
+/* Fail every waiting query (they are detached first: callbacks may submit new ones). */
+static void fail_waiting(bp_pgpool_t *pool, bp_err_t err, const char *msg)
+{
+    h2o_linklist_t doomed;
+    h2o_linklist_init_anchor(&doomed);
+    while (!h2o_linklist_is_empty(&pool->waiting)) {
+        bp_pgquery_t *q = H2O_STRUCT_FROM_MEMBER(bp_pgquery_t, link, pool->waiting.next);
+        unlink_waiting(q);
+        h2o_linklist_insert(&doomed, &q->link);
+    }
+    while (!h2o_linklist_is_empty(&doomed)) {
+        bp_pgquery_t *q = H2O_STRUCT_FROM_MEMBER(bp_pgquery_t, link, doomed.next);
+        h2o_linklist_unlink(&q->link);
+        deliver(q, err, NULL, msg);
+    }
+}
+
+/* ---- connections ---- */
+
+/* Close the connection; its running query (if any) is left to the caller. */
+static void close_conn(pgconn_t *c)
+{
+    if (h2o_timeout_is_linked(&c->timer))
+        h2o_timeout_unlink(&c->timer);
+    if (c->sock != NULL) {
+        h2o_socket_close(c->sock); /* closes our dup; the loop stops watching it at once */
+        c->sock = NULL;
+    }
+    c->fd = -1;
+    c->write_armed = 0;
+    if (c->result != NULL) {
+        PQclear(c->result);
+        c->result = NULL;
+    }
+    if (c->pg != NULL) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+    c->state = CONN_CLOSED;
+}
+
+static void note_connect_failure(bp_pgpool_t *pool, const char *msg)
+{
+    uint64_t now = h2o_now(pool->loop);
+    pool->connect_failures++;
+    pool->backoff_ms = pool->backoff_ms == 0 ? BACKOFF_MIN_MS : pool->backoff_ms * 2;
+    if (pool->backoff_ms > BACKOFF_MAX_MS)
+        pool->backoff_ms = BACKOFF_MAX_MS;
+    pool->retry_at = now + pool->backoff_ms;
+    one_line(pool->last_error, sizeof(pool->last_error), msg);
+    if (!pool->down)
+        bp_warn("PostgreSQL unreachable: %s (retrying on demand, backoff up to %d ms)", pool->last_error,
+                BACKOFF_MAX_MS);
+    pool->down = 1;
+}
+
+/* A connection that was up is gone (server restart, network): close it; the next query reconnects. */
+static void teardown(pgconn_t *c, bp_err_t err, const char *why)
+{
+    bp_pgpool_t *pool = c->pool;
+    char msg[256];
+    one_line(msg, sizeof(msg), why);
+    bp_pgquery_t *q = c->query;
+    c->query = NULL;
+    if (c->state == CONN_CONNECTING)
+        note_connect_failure(pool, msg);
+    else if (err == BP_ERR_PG_DOWN && !pool->down)
+        bp_warn("PostgreSQL connection lost: %s", msg);
+    close_conn(c);
+    if (q != NULL)
+        deliver(q, err, NULL, msg);
+}
+
+static int wrap_socket(pgconn_t *c)
+{
+    int fd = PQsocket(c->pg);
+    if (fd < 0)
+        return -1;
+    /* libpq closes its own descriptor and h2o closes the one it watches: give h2o a duplicate */
+    int dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dupfd < 0)
+        return -1;
+    c->sock = h2o_evloop_socket_create(c->pool->loop, dupfd, H2O_SOCKET_FLAG_DONT_READ);
+    c->sock->data = c;
+    c->fd = dupfd;
+    c->write_armed = 0;
+    return 0;
+}
+
+/* libpq may switch sockets while connecting (another address, SSL retry); the number can even be
+ * reused, so compare the open files, not the descriptors. */
+static int same_socket(pgconn_t *c)
+{
+    struct stat a, b;
+    int fd = PQsocket(c->pg);
+    if (fd < 0 || fstat(fd, &a) != 0 || fstat(c->fd, &b) != 0)
+        return 0;
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static void want_read(pgconn_t *c)
+{
+    if (!h2o_socket_is_reading(c->sock))
+        h2o_socket_read_start(c->sock, on_readable);
+}
+
+static void want_write(pgconn_t *c)
+{
+    if (!c->write_armed) {
+        c->write_armed = 1;
+        h2o_socket_notify_write(c->sock, on_writable);
+    }
+}
+
+static void on_connect_deadline(h2o_timeout_entry_t *entry)
+{
+    pgconn_t *c = H2O_STRUCT_FROM_MEMBER(pgconn_t, timer, entry);
+    bp_pgpool_t *pool = c->pool;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "connection attempt took longer than %llu ms",
+             (unsigned long long)pool->connect_timeout_ms);
+    teardown(c, BP_ERR_PG_DOWN, msg);
+    pump(pool, 1);
+}
+
+static void on_query_deadline(h2o_timeout_entry_t *entry)
+{
+    pgconn_t *c = H2O_STRUCT_FROM_MEMBER(pgconn_t, timer, entry);
+    bp_pgpool_t *pool = c->pool;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "no answer from PostgreSQL within %llu ms",
+             (unsigned long long)(pool->timeout_ms + DEADLINE_MARGIN_MS));
+    bp_warn("%s: closing the connection", msg);
+    teardown(c, BP_ERR_TIMEOUT, msg);
+    pump(pool, 1);
+}
+
+static void connected(pgconn_t *c)
+{
+    bp_pgpool_t *pool = c->pool;
+    if (PQsetnonblocking(c->pg, 1) != 0) {
+        teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
+        pump(pool, 1);
+        return;
+    }
+    if (h2o_timeout_is_linked(&c->timer))
+        h2o_timeout_unlink(&c->timer);
+    c->state = CONN_IDLE;
+    want_read(c); /* an idle connection is watched too: a server shutdown shows up as readable */
+    if (pool->down)
+        bp_info("PostgreSQL reachable again");
+    pool->down = 0;
+    pool->backoff_ms = 0;
+    pool->retry_at = 0;
+    pump(pool, 1);
+}
+
+/* One step of PQconnectPoll, on readiness of the socket it asked for. */
+static void connect_step(pgconn_t *c)
+{
+    bp_pgpool_t *pool = c->pool;
+    PostgresPollingStatusType st = PQconnectPoll(c->pg);
+    if (st == PGRES_POLLING_FAILED) {
+        teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
+        pump(pool, 1);
+        return;
+    }
+    if (!same_socket(c)) {
+        h2o_socket_close(c->sock);
+        c->sock = NULL;
+        if (wrap_socket(c) != 0) {
+            teardown(c, BP_ERR_PG_DOWN, "cannot watch the PostgreSQL socket");
+            pump(pool, 1);
+            return;
+        }
+    }
+    if (st == PGRES_POLLING_OK) {
+        connected(c);
+    } else if (st == PGRES_POLLING_READING) {
+        want_read(c);
+    } else {
+        if (h2o_socket_is_reading(c->sock))
+            h2o_socket_read_stop(c->sock);
+        want_write(c);
+    }
+}
+
+/* Start a non-blocking connection attempt. Returns 0, or -1 (failure noted, slot closed). */
+static int conn_start(pgconn_t *c)
+{
+    bp_pgpool_t *pool = c->pool;
+    c->pg = PQconnectStartParams(pool->keywords, pool->values, 0);
+    if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD || wrap_socket(c) != 0) {
+        note_connect_failure(pool, c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
+        close_conn(c);
+        return -1;
+    }
+    c->state = CONN_CONNECTING;
+    c->timer.cb = on_connect_deadline;
+    h2o_timeout_link(pool->loop, &pool->connect_to, &c->timer);
+    want_write(c); /* "behave as if PQconnectPoll last returned PGRES_POLLING_WRITING" */
+    return 0;
+}
+
+/* ---- queries on a connection ---- */
+
+static void log_query(const bp_pgquery_t *q)
+{
+    if (!bp_log_enabled(BP_LOG_DEBUG))
+        return;
+    json_t *fields = json_object(), *params = json_array();
+    json_object_set_new(fields, "sql", json_string(q->sql));
+    for (int i = 0; i < q->nparams; i++) {
+        json_t *p = json_string(q->params[i]);
+        json_array_append_new(params, p != NULL ? p : json_string("(not UTF-8)"));
+    }
+    json_object_set_new(fields, "params", params);
+    bp_log_fields(BP_LOG_DEBUG, fields, "pg query");
+    json_decref(fields);
+}
+
+/* Send q on the idle connection c. Returns 0, or -1 when the connection turned out broken (it is
+ * then closed and q is untouched, still the caller's). */
+static int start_query(pgconn_t *c, bp_pgquery_t *q)
+{
+    bp_pgpool_t *pool = c->pool;
+    log_query(q);
+    if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+        if (!pool->down)
+            bp_warn("PostgreSQL connection unusable: %s", PQerrorMessage(c->pg));
+        close_conn(c);
+        return -1;
+    }
+    int flushed = PQflush(c->pg);
+    if (flushed < 0) {
+        close_conn(c);
+        return -1;
+    }
+    c->state = CONN_BUSY;
+    c->query = q;
+    q->state = Q_RUNNING;
+    c->timer.cb = on_query_deadline;
+    h2o_timeout_link(pool->loop, &pool->query_to, &c->timer);
+    want_read(c);
+    if (flushed == 1)
+        want_write(c);
+    return 0;
+}
+
+/* Map the final result of a statement to an error. */
+static bp_err_t classify(const PGconn *pg, const PGresult *res, char *msg, size_t msglen)
+{
+    if (res == NULL) {
+        one_line(msg, msglen, PQerrorMessage(pg));
+        return BP_ERR_PG_DOWN;
+    }
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        msg[0] = '\0';
+        return BP_OK;
+    }
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    one_line(msg, msglen, primary != NULL ? primary : PQresultErrorMessage(res));
+    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (sqlstate != NULL && strcmp(sqlstate, "57014") == 0)
+        return BP_ERR_TIMEOUT; /* canceling statement due to statement timeout */
+    return bp_pg_classify(PQstatus(pg) == CONNECTION_OK ? NULL : pg, res);
+}
+
+static void finish_query(pgconn_t *c)
+{
+    bp_pgpool_t *pool = c->pool;
+    bp_pgquery_t *q = c->query;
+    PGresult *res = c->result;
+    c->query = NULL;
+    c->result = NULL;
+    if (h2o_timeout_is_linked(&c->timer))
+        h2o_timeout_unlink(&c->timer);
+    char msg[256];
+    bp_err_t err = classify(c->pg, res, msg, sizeof(msg));
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        if (!pool->down)
+            bp_warn("PostgreSQL connection lost: %s", msg);
+        close_conn(c);
+    } else {
+        c->state = CONN_IDLE; /* before the callback: it may submit the next statement */
+    }
+    deliver(q, err, res, msg);
+    PQclear(res);
+    pump(pool, 1);
+}
+
+/* Read what arrived and collect results until libpq says the statement is over. */
+static void busy_read(pgconn_t *c)
+{
+    if (!PQconsumeInput(c->pg)) {
+        teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
+        pump(c->pool, 1);
+        return;
+    }
+    while (!PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        if (r == NULL) {
+            finish_query(c);
+            return;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            PQclear(r); /* the pool runs no COPY: give the connection up */
+            teardown(c, BP_ERR_PG_DATA, "COPY is not supported by the pool");
+            pump(c->pool, 1);
+            return;
+        }
+        /* one statement gives one result; keep the first error, else the last result */
+        if (c->result == NULL) {
+            c->result = r;
+        } else if (PQresultStatus(c->result) == PGRES_FATAL_ERROR) {
+            PQclear(r);
+        } else {
+            PQclear(c->result);
+            c->result = r;
+        }
+    }
+    /* libpq asks to flush again after reading when output was pending */
+    if (PQflush(c->pg) == 1)
+        want_write(c);
+}
+
+static void on_readable(h2o_socket_t *sock, const char *err)
+{
+    pgconn_t *c = sock->data;
+    switch (c->state) {
+    case CONN_CONNECTING:
+        connect_step(c);
+        break;
+    case CONN_BUSY:
+        busy_read(c);
+        break;
+    case CONN_IDLE:
+        /* notices or the server going away; a dead socket must not stay in the (level-triggered) set */
+        if (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK) {
+            teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
+            pump(c->pool, 1);
+            break;
+        }
+        while (!PQisBusy(c->pg)) {
+            PGresult *r = PQgetResult(c->pg);
+            if (r == NULL)
+                break;
+            PQclear(r);
+        }
+        break;
+    case CONN_CLOSED:
+        h2o_socket_read_stop(sock);
+        break;
+    }
+}
+
+static void on_writable(h2o_socket_t *sock, const char *err)
+{
+    pgconn_t *c = sock->data;
+    c->write_armed = 0;
+    if (c->state == CONN_CONNECTING) {
+        connect_step(c);
+    } else if (c->state == CONN_BUSY) {
+        int r = PQflush(c->pg);
+        if (r < 0) {
+            teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
+            pump(c->pool, 1);
+        } else if (r == 1) {
+            want_write(c);
+        }
+    }
+}
+
+/* ---- the queue ---- */
+
+static void on_queue_deadline(h2o_timeout_entry_t *entry)
+{
+    bp_pgquery_t *q = H2O_STRUCT_FROM_MEMBER(bp_pgquery_t, timer, entry);
+    bp_pgpool_t *pool = q->pool;
+    h2o_linklist_unlink(&q->link);
+    pool->nwaiting--;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "waited %llu ms for a database connection", (unsigned long long)pool->timeout_ms);
+    deliver(q, BP_ERR_TIMEOUT, NULL, msg);
+}
+
+static void on_defer(h2o_timeout_entry_t *entry)
+{
+    bp_pgpool_t *pool = H2O_STRUCT_FROM_MEMBER(bp_pgpool_t, defer, entry);
+    pump(pool, 1);
+}
+
+static pgconn_t *find_conn(bp_pgpool_t *pool, conn_state_t st)
+{
+    for (size_t i = 0; i < pool->size; i++) {
+        if (pool->conns[i].state == st)
+            return &pool->conns[i];
+    }
+    return NULL;
+}
+
+/* Give waiting queries to idle connections, open connections for the rest (unless backing off),
+ * and fail them when nothing could ever serve them. Callbacks run only when may_notify; otherwise
+ * that is deferred to the next loop turn (bp_pgpool_query never calls back). */
+static void pump(bp_pgpool_t *pool, int may_notify)
+{
+    while (pool->nwaiting > 0) {
+        pgconn_t *c = find_conn(pool, CONN_IDLE);
+        if (c == NULL)
+            break;
+        bp_pgquery_t *q = H2O_STRUCT_FROM_MEMBER(bp_pgquery_t, link, pool->waiting.next);
+        h2o_linklist_unlink(&q->link);
+        pool->nwaiting--;
+        if (start_query(c, q) == 0) {
+            h2o_timeout_unlink(&q->timer);
+        } else { /* that connection was dead: back to the head of the line */
+            h2o_linklist_insert(pool->waiting.next, &q->link);
+            pool->nwaiting++;
+        }
+    }
+    size_t connecting = count_state(pool, CONN_CONNECTING);
+    while (pool->nwaiting > connecting && h2o_now(pool->loop) >= pool->retry_at) {
+        pgconn_t *c = find_conn(pool, CONN_CLOSED);
+        if (c == NULL || conn_start(c) != 0)
+            break;
+        connecting++;
+    }
+    if (pool->nwaiting > 0 && count_state(pool, CONN_CLOSED) == pool->size) {
+        if (may_notify)
+            fail_waiting(pool, BP_ERR_PG_DOWN, pool->last_error);
+        else
+            arm_defer(pool);
+    }
+}
+
+/* ---- public API ---- */
+
+static int add_keyword(bp_pgpool_t *pool, size_t *n, const char *k, const char *v)
+{
+    if (*n >= MAX_CONN_KEYWORDS)
+        return -1;
+    pool->keywords[*n] = strdup(k);
+    pool->values[*n] = strdup(v);
+    (*n)++;
+    return pool->keywords[*n - 1] != NULL && pool->values[*n - 1] != NULL ? 0 : -1;
+}
+
+/* Connection parameters: the DSN's, plus the session settings the API relies on. */
+static int build_conninfo(bp_pgpool_t *pool, const char *dsn, char *err, size_t errlen)
+{
+    char *pqerr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &pqerr);
+    if (opts == NULL) {
+        char line[256];
+        one_line(line, sizeof(line), pqerr != NULL ? pqerr : "out of memory");
+        snprintf(err, errlen, "BP_PG_DSN: %s", line);
+        PQfreemem(pqerr);
+        return -1;
+    }
+    char ours[160];
+    snprintf(ours, sizeof(ours), "-c statement_timeout=%llu -c jit=off -c enable_seqscan=off",
+             (unsigned long long)pool->timeout_ms);
+    const char *theirs = NULL;
+    size_t n = 0;
+    int rc = 0;
+    for (PQconninfoOption *o = opts; o->keyword != NULL && rc == 0; o++) {
+        if (o->val == NULL)
+            continue;
+        if (strcmp(o->keyword, "options") == 0)
+            theirs = o->val; /* kept, ours appended: later -c settings win */
+        else
+            rc = add_keyword(pool, &n, o->keyword, o->val);
+    }
+    if (rc == 0) {
+        size_t len = (theirs != NULL ? strlen(theirs) + 1 : 0) + strlen(ours) + 1;
+        char *options = malloc(len);
+        if (options == NULL) {
+            rc = -1;
+        } else {
+            snprintf(options, len, "%s%s%s", theirs != NULL ? theirs : "", theirs != NULL ? " " : "", ours);
+            rc = add_keyword(pool, &n, "options", options);
+            free(options);
+        }
+    }
+    PQconninfoFree(opts);
+    if (rc == 0)
+        rc = add_keyword(pool, &n, "fallback_application_name", "batchpipe-api");
+    if (rc != 0)
+        snprintf(err, errlen, "BP_PG_DSN: too many parameters, or out of memory");
+    return rc;
+}
+
+bp_pgpool_t *bp_pgpool_new(h2o_evloop_t *loop, const bp_pgpool_opts_t *opts, size_t *inflight, char *err,
+                           size_t errlen)
+{
+    bp_pgpool_t *pool = calloc(1, sizeof(*pool));
+    if (pool == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pool->loop = loop;
+    pool->size = opts->size > 0 ? opts->size : 1;
+    pool->queue_max = opts->queue_max > 0 ? opts->queue_max : 1;
+    pool->timeout_ms = opts->timeout_ms;
+    pool->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : CONNECT_TIMEOUT_DEFAULT_MS;
+    pool->inflight = inflight;
+    h2o_linklist_init_anchor(&pool->waiting);
+    h2o_timeout_init(loop, &pool->connect_to, pool->connect_timeout_ms);
+    h2o_timeout_init(loop, &pool->query_to, pool->timeout_ms + DEADLINE_MARGIN_MS);
+    h2o_timeout_init(loop, &pool->queue_to, pool->timeout_ms);
+    h2o_timeout_init(loop, &pool->defer_to, 0);
+    pool->defer.cb = on_defer;
+    snprintf(pool->last_error, sizeof(pool->last_error), "not connected yet");
+    pool->conns = calloc(pool->size, sizeof(*pool->conns));
+    if (pool->conns == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < pool->size; i++) {
+        pool->conns[i].pool = pool;
+        pool->conns[i].fd = -1;
+    }
+    if (build_conninfo(pool, opts->dsn, err, errlen) != 0)
+        goto fail;
+    return pool;
+fail:
+    bp_pgpool_free(pool);
+    return NULL;
+}
+
+void bp_pgpool_free(bp_pgpool_t *pool)
+{
+    if (pool == NULL)
+        return;
+    while (!h2o_linklist_is_empty(&pool->waiting)) {
+        bp_pgquery_t *q = H2O_STRUCT_FROM_MEMBER(bp_pgquery_t, link, pool->waiting.next);
+        unlink_waiting(q);
+        if (!q->abandoned && pool->inflight != NULL)
+            (*pool->inflight)--;
+        free(q);
+    }
+    for (size_t i = 0; pool->conns != NULL && i < pool->size; i++) {
+        pgconn_t *c = &pool->conns[i];
+        if (c->query != NULL) {
+            if (!c->query->abandoned && pool->inflight != NULL)
+                (*pool->inflight)--;
+            free(c->query);
+            c->query = NULL;
+        }
+        close_conn(c);
+    }
+    if (h2o_timeout_is_linked(&pool->defer))
+        h2o_timeout_unlink(&pool->defer);
+    h2o_timeout_dispose(pool->loop, &pool->connect_to);
+    h2o_timeout_dispose(pool->loop, &pool->query_to);
+    h2o_timeout_dispose(pool->loop, &pool->queue_to);
+    h2o_timeout_dispose(pool->loop, &pool->defer_to);
+    for (size_t i = 0; i < MAX_CONN_KEYWORDS; i++) {
+        free((char *)pool->keywords[i]);
+        free((char *)pool->values[i]);
+    }
+    free(pool->conns);
+    free(pool);
+}
+
+bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params,
+                         bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
+{
+    if (handle != NULL)
+        *handle = NULL;
+    if (nparams < 0 || nparams > MAX_PARAMS || cb == NULL)
+        return BP_ERR_INVALID;
+    if (pool->nwaiting >= pool->queue_max) {
+        pool->rejected++;
+        return BP_ERR_QUEUE_FULL;
+    }
+    if (count_state(pool, CONN_CLOSED) == pool->size && h2o_now(pool->loop) < pool->retry_at) {
+        pool->rejected++; /* backing off after failed attempts: answer now rather than wait */
+        return BP_ERR_PG_DOWN;
+    }
+    size_t size = sizeof(bp_pgquery_t) + (size_t)nparams * sizeof(char *) + strlen(sql) + 1;
+    for (int i = 0; i < nparams; i++)
+        size += strlen(params[i]) + 1;
+    bp_pgquery_t *q = malloc(size);
+    if (q == NULL)
+        return BP_ERR_NOMEM;
+    memset(q, 0, sizeof(*q));
+    q->pool = pool;
+    q->cb = cb;
+    q->ctx = ctx;
+    q->nparams = nparams;
+    q->params = (const char **)(q + 1);
+    char *p = (char *)(q->params + nparams);
+    for (int i = 0; i < nparams; i++) {
+        size_t n = strlen(params[i]) + 1;
+        memcpy(p, params[i], n);
+        q->params[i] = p;
+        p += n;
+    }
+    q->sql = p;
+    memcpy(p, sql, strlen(sql) + 1);
+
+    q->state = Q_WAITING;
+    h2o_linklist_insert(&pool->waiting, &q->link);
+    pool->nwaiting++;
+    q->timer.cb = on_queue_deadline;
+    h2o_timeout_link(pool->loop, &pool->queue_to, &q->timer);
+    pool->queries++;
+    if (pool->inflight != NULL)
+        (*pool->inflight)++;
+    if (handle != NULL)
+        *handle = q;
+    pump(pool, 0);
+    return BP_OK;
+}
+
+void bp_pgpool_abandon(bp_pgquery_t *q)
+{
+    if (q == NULL || q->abandoned || q->state == Q_DONE)
+        return;
+    bp_pgpool_t *pool = q->pool;
+    if (pool->inflight != NULL)
+        (*pool->inflight)--;
+    if (q->state == Q_WAITING) {
+        bp_debug("pg query abandoned: dropped from the queue");
+        unlink_waiting(q);
+        free(q);
+        return;
+    }
+    bp_debug("pg query abandoned: running, its result will be dropped");
+    q->abandoned = 1;
+}
+
+void bp_pgpool_stats(const bp_pgpool_t *pool, bp_pgpool_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->size = pool->size;
+    out->connecting = count_state(pool, CONN_CONNECTING);
+    out->in_use = count_state(pool, CONN_BUSY);
+    out->connected = out->in_use + count_state(pool, CONN_IDLE);
+    out->waiting = pool->nwaiting;
+    out->queries = pool->queries;
+    out->rejected = pool->rejected;
+    out->failed = pool->failed;
+    out->connect_failures = pool->connect_failures;
+    out->down = pool->down && out->connected == 0;
+}
+
+unsigned bp_pgpool_retry_after_s(const bp_pgpool_t *pool)
+{
+    uint64_t now = h2o_now(pool->loop);
+    if (pool->retry_at <= now)
+        return 1;
+    return (unsigned)((pool->retry_at - now + 999) / 1000);
+}
+
+/* ---- requests ---- */
+
+/* Lives in the request's pool: when the request goes first, its dispose abandons the query. */
+typedef struct req_guard {
+    h2o_req_t *req;
+    bp_pgquery_t *q; /* NULL once answered */
+    bp_pgpool_req_cb cb;
+    void *ctx;
+} req_guard_t;
+
+static void guard_dispose(void *p)
+{
+    req_guard_t *g = p;
+    if (g->q != NULL) {
+        bp_pgpool_abandon(g->q);
+        g->q = NULL;
+    }
+}
+
+static void guard_cb(void *ctx, bp_err_t err, const PGresult *res, const char *msg)
+{
+    req_guard_t *g = ctx;
+    g->q = NULL;
+    g->cb(g->req, g->ctx, err, res, msg);
+}
+
+bp_pgpool_t *bp_pgpool_of(h2o_req_t *req)
+{
+    return bp_thread_of(req)->pgpool;
+}
+
+bp_err_t bp_pgpool_req_query(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
+                             bp_pgpool_req_cb cb, void *ctx)
+{
+    req_guard_t *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), guard_dispose);
+    g->req = req;
+    g->q = NULL;
+    g->cb = cb;
+    g->ctx = ctx;
+    return bp_pgpool_query(bp_pgpool_of(req), sql, nparams, params, guard_cb, g, &g->q);
+}
+
+int bp_pgpool_problem(h2o_req_t *req, bp_err_t err, const char *msg)
+{
+    bp_pgpool_t *pool = bp_pgpool_of(req);
+    const char *detail;
+    char buf[384];
+    switch (err) {
+    case BP_ERR_PG_DOWN:
+        detail = "the database is unavailable; retry later";
+        break;
+    case BP_ERR_QUEUE_FULL:
+        detail = "too many database queries are waiting; retry later";
+        break;
+    case BP_ERR_TIMEOUT:
+        snprintf(buf, sizeof(buf), "the query did not finish within %llu ms (%s); narrow the filter, use "
+                 "count=estimate, or retry later", (unsigned long long)pool->timeout_ms, msg != NULL ? msg : "");
+        detail = buf;
+        bp_info("query timed out (request %s): %s", bp_http_request_id(req), msg != NULL ? msg : "");
+        break;
+    case BP_ERR_PG_TRANSIENT:
+        detail = "the database refused for now; retry";
+        break;
+    default:
+        bp_error("query failed (request %s): %s: %s", bp_http_request_id(req), bp_err_str(err),
+                 msg != NULL ? msg : "");
+        return bp_http_problem(req, 500, "Internal Server Error", "the query failed; see the server log", NULL);
+    }
+    char retry[16];
+    snprintf(retry, sizeof(retry), "%u", bp_pgpool_retry_after_s(pool));
+    bp_http_add_header(req, "retry-after", retry);
+    return bp_http_problem(req, 503, "Service Unavailable", detail, NULL);
+}
+
+/* ---- the module: one pool per loop thread ---- */
+
+static int pgpool_thread_init(bp_api_thread_t *t, char *err, size_t errlen)
+{
+    const bp_config_t *cfg = t->api->cfg;
+    bp_pgpool_opts_t opts = {
+        .dsn = cfg->pg_dsn,
+        .size = (size_t)cfg->pg_pool_size,
+        .queue_max = (size_t)cfg->pg_queue_max,
+        .timeout_ms = (uint64_t)cfg->pg_timeout_ms,
+    };
+    t->pgpool = bp_pgpool_new(t->loop, &opts, &t->inflight, err, errlen);
+    return t->pgpool != NULL ? 0 : -1;
+}
+
+static void pgpool_thread_dispose(bp_api_thread_t *t)
+{
+    bp_pgpool_free(t->pgpool);
+    t->pgpool = NULL;
+}
+
+const bp_api_module_t bp_pgpool_module = {"pgpool", pgpool_thread_init, pgpool_thread_dispose};

@@ -1,0 +1,844 @@
+/* query.c - filters, page parameters and cursors of the read path, and the SQL they become.
+ * Pure logic (jansson only): the handlers in read_*.c parse with it, then hand the SQL to the pool. */
+#include "query.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+/* ---- a growable string; oom sticks so that callers check once at the end ---- */
+
+typedef struct sb {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} sb_t;
+
+static void sb_add(sb_t *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->buf, cap);
+        if (p == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->buf = p;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+}
+
+static void sb_puts(sb_t *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
+
+static void sb_printf(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sb_t *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        b->oom = 1; /* only short fragments go through here */
+        return;
+    }
+    sb_add(b, tmp, (size_t)n);
+}
+
+/* JSON string literal of s (valid UTF-8, checked by the caller). */
+static void sb_json_string(sb_t *b, const char *s, size_t n)
+{
+    sb_add(b, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        sb_add(b, s + run, i - run);
+        run = i + 1;
+        char esc[8];
+        switch (c) {
+        case '"': sb_add(b, "\\\"", 2); break;
+        case '\\': sb_add(b, "\\\\", 2); break;
+        case '\n': sb_add(b, "\\n", 2); break;
+        case '\r': sb_add(b, "\\r", 2); break;
+        case '\t': sb_add(b, "\\t", 2); break;
+        default:
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            sb_add(b, esc, 6);
+        }
+    }
+    sb_add(b, s + run, n - run);
+    sb_add(b, "\"", 1);
+}
+
+static char *sb_take(sb_t *b)
+{
+    if (b->oom || b->buf == NULL) {
+        free(b->buf);
+        return NULL;
+    }
+    return b->buf;
+}
+
+static void set_error(bp_query_error_t *e, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_error(bp_query_error_t *e, const char *param, const char *fmt, ...)
+{
+    e->param = param;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- filters ---- */
+
+/* A query-string text must be UTF-8 without NUL to become a JSON string and a SQL parameter. */
+static int check_text(const char *param, const char *s, size_t n, bp_query_error_t *e)
+{
+    if (n > BP_QUERY_FILTER_MAX_BYTES) {
+        set_error(e, param, "%s: longer than %d bytes", param, BP_QUERY_FILTER_MAX_BYTES);
+        return -1;
+    }
+    if (memchr(s, '\0', n) != NULL) {
+        set_error(e, param, "%s: must not contain a NUL character", param);
+        return -1;
+    }
+    json_t *probe = json_stringn(s, n); /* NULL when not valid UTF-8 */
+    if (probe == NULL) {
+        set_error(e, param, "%s: is not valid UTF-8", param);
+        return -1;
+    }
+    json_decref(probe);
+    return 0;
+}
+
+/* Numbers that are not integers reach the database in one of two spellings: the shortest decimal that
+ * reads back as the same double (what most JSON writers produce: 0.1), or 17 significant digits
+ * (jansson's, hence what this API publishes: 0.10000000000000001). PostgreSQL compares numerics
+ * exactly, so a filter tries both when they differ (one object is written by one writer: the
+ * encodings are not mixed within an alternative). */
+enum { ENC_SHORTEST = 0, ENC_17 = 1, N_ENC = 2 };
+
+/* A decimal's value in a canonical form (sign, significant digits, exponent), so that "-2.5e+03" and
+ * "-2500" compare equal and "0.1" and "0.10000000000000001" do not. */
+static void decimal_canon(const char *s, char *out, size_t outlen)
+{
+    int neg = *s == '-';
+    if (neg)
+        s++;
+    char digits[64];
+    int nd = 0, point = -1;
+    long exp = 0;
+    for (; *s != '\0' && *s != 'e' && *s != 'E'; s++) {
+        if (*s == '.')
+            point = nd;
+        else if (nd < (int)sizeof(digits))
+            digits[nd++] = *s;
+    }
+    if (*s == 'e' || *s == 'E')
+        exp = strtol(s + 1, NULL, 10);
+    if (point < 0)
+        point = nd;
+    exp -= nd - point; /* value = digits x 10^exp */
+    int start = 0, end = nd;
+    while (start < end && digits[start] == '0')
+        start++;
+    while (end > start && digits[end - 1] == '0')
+        end--, exp++;
+    if (start == end)
+        snprintf(out, outlen, "0");
+    else
+        snprintf(out, outlen, "%s%.*se%ld", neg ? "-" : "", end - start, digits + start, exp);
+}
+
+static int sb_real(sb_t *b, double v, int enc)
+{
+    char shortest[40], full[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(shortest, sizeof(shortest), "%.*g", prec, v);
+        if (strtod(shortest, NULL) == v)
+            break;
+    }
+    snprintf(full, sizeof(full), "%.17g", v);
+    sb_puts(b, enc == ENC_17 ? full : shortest);
+    char a[96], c[96];
+    decimal_canon(shortest, a, sizeof(a));
+    decimal_canon(full, c, sizeof(c));
+    return strcmp(a, c) != 0;
+}
+
+/* A scalar JSON value (string, integer, real, true, false, null) as JSON text; returns 1 when the
+ * two encodings of a real differ. */
+static int sb_scalar(sb_t *b, const json_t *v, int enc)
+{
+    switch (json_typeof(v)) {
+    case JSON_STRING: sb_json_string(b, json_string_value(v), json_string_length(v)); break;
+    case JSON_INTEGER: sb_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
+    case JSON_REAL: return sb_real(b, json_real_value(v), enc);
+    case JSON_TRUE: sb_puts(b, "true"); break;
+    case JSON_FALSE: sb_puts(b, "false"); break;
+    default: sb_puts(b, "null"); break;
+    }
+    return 0;
+}
+
+/* Parse JSON text; an integer beyond int64 becomes a double, as the payload parser does. */
+static json_t *load(const char *s, size_t n, size_t flags, json_error_t *jerr)
+{
+    json_t *v = json_loadb(s, n, flags, jerr);
+    if (v == NULL && strstr(jerr->text, "too big integer") != NULL)
+        v = json_loadb(s, n, flags | JSON_DECODE_INT_AS_REAL, jerr);
+    return v;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+void bp_query_filter_clear(bp_query_filter_t *f)
+{
+    if (f == NULL)
+        return;
+    for (size_t i = 0; i < BP_QUERY_MAX_ALTS; i++)
+        free(f->alts[i]);
+    memset(f, 0, sizeof(*f));
+}
+
+/* data={...}: validate and write its pairs ("{..},{..}", no brackets) into pairs[enc]. *differ is set
+ * when a real value is spelt differently in the two encodings. */
+static int data_pairs(const char *data, size_t datalen, sb_t pairs[N_ENC], size_t *npairs, int *differ,
+                      bp_query_error_t *e)
+{
+    if (datalen > BP_QUERY_FILTER_MAX_BYTES) {
+        set_error(e, "data", "data: longer than %d bytes", BP_QUERY_FILTER_MAX_BYTES);
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *obj = load(data, datalen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (obj == NULL) {
+        set_error(e, "data", "data: not valid JSON (%s at column %d); expected an object like "
+                  "{\"type\":\"shoe\"}", jerr.text, jerr.column);
+        return -1;
+    }
+    int rc = -1;
+    if (!json_is_object(obj)) {
+        set_error(e, "data", "data: must be a JSON object like {\"type\":\"shoe\"}");
+        goto done;
+    }
+    if (json_object_size(obj) > BP_QUERY_FILTER_MAX_PAIRS) {
+        set_error(e, "data", "data: more than %d pairs", BP_QUERY_FILTER_MAX_PAIRS);
+        goto done;
+    }
+    const char *k;
+    size_t klen;
+    json_t *v;
+    json_object_keylen_foreach(obj, k, klen, v)
+    {
+        if (klen == 0) {
+            set_error(e, "data", "data: keys must not be empty");
+            goto done;
+        }
+        if (json_is_object(v) || json_is_array(v)) {
+            set_error(e, "data", "data: the value of \"%.*s\" is %s; values are strings, numbers, "
+                      "true, false or null", klen > 64 ? 64 : (int)klen, k,
+                      json_is_object(v) ? "an object" : "an array");
+            goto done;
+        }
+        for (int enc = 0; enc < N_ENC; enc++) {
+            sb_t *b = &pairs[enc];
+            if (*npairs > 0)
+                sb_add(b, ",", 1);
+            sb_add(b, "{\"key\":", 7);
+            sb_json_string(b, k, klen);
+            sb_add(b, ",\"value\":", 9);
+            *differ |= sb_scalar(b, v, enc);
+            sb_add(b, "}", 1);
+        }
+        (*npairs)++;
+    }
+    rc = 0;
+done:
+    json_decref(obj);
+    return rc;
+}
+
+/* One alternative: "[" base pairs, extra pair "]". */
+static char *alternative(const sb_t *base, size_t nbase, const sb_t *extra)
+{
+    sb_t b = {0};
+    sb_add(&b, "[", 1);
+    if (nbase > 0)
+        sb_add(&b, base->buf, base->len);
+    if (extra != NULL) {
+        if (nbase > 0)
+            sb_add(&b, ",", 1);
+        sb_add(&b, extra->buf, extra->len);
+    }
+    sb_add(&b, "]", 1);
+    return sb_take(&b);
+}
+
+/* Add an alternative unless the same text is there already. Returns 0, or -1 out of memory. */
+static int add_alternative(bp_query_filter_t *f, char *alt)
+{
+    if (alt == NULL)
+        return -1;
+    for (size_t i = 0; i < f->nalts; i++) {
+        if (strcmp(f->alts[i], alt) == 0) {
+            free(alt);
+            return 0;
+        }
+    }
+    f->alts[f->nalts++] = alt; /* at most 2 encodings x 2 forms of value= */
+    return 0;
+}
+
+int bp_query_parse_filter(const char *data, size_t datalen, const char *key, size_t keylen, const char *value,
+                          size_t valuelen, bp_query_filter_t *out, bp_query_error_t *e)
+{
+    memset(out, 0, sizeof(*out));
+    sb_t base[N_ENC] = {{0}}, plain = {0}, typed[N_ENC] = {{0}};
+    size_t nbase = 0;
+    int has_typed = 0, differ = 0, rc = -1;
+
+    if (data != NULL && data_pairs(data, datalen, base, &nbase, &differ, e) != 0)
+        goto done;
+    if (key != NULL) {
+        if (keylen == 0) {
+            set_error(e, "key", "key: must not be empty");
+            goto done;
+        }
+        if (check_text("key", key, keylen, e) != 0)
+            goto done;
+    }
+    if (value != NULL && check_text("value", value, valuelen, e) != 0)
+        goto done;
+
+    if (key != NULL || value != NULL) {
+        /* the pair asked with key= and/or value=: plain takes V as a string; typed as JSON */
+        json_t *parsed = NULL;
+        if (value != NULL && valuelen > 0 && !is_space(value[0]) && !is_space(value[valuelen - 1])) {
+            json_error_t jerr;
+            parsed = load(value, valuelen, JSON_DECODE_ANY, &jerr);
+            if (parsed != NULL && (json_is_object(parsed) || json_is_array(parsed))) {
+                json_decref(parsed); /* values are never nested: take it as a string */
+                parsed = NULL;
+            }
+        }
+        sb_add(&plain, "{", 1);
+        if (key != NULL) {
+            sb_add(&plain, "\"key\":", 6);
+            sb_json_string(&plain, key, keylen);
+        }
+        if (value != NULL) {
+            if (key != NULL)
+                sb_add(&plain, ",", 1);
+            for (int enc = 0; enc < N_ENC; enc++) {
+                sb_add(&typed[enc], plain.buf, plain.len);
+                sb_add(&typed[enc], "\"value\":", 8);
+            }
+            sb_add(&plain, "\"value\":", 8);
+            if (parsed != NULL && json_is_string(parsed)) {
+                /* "42" in quotes: only the string 42 */
+                sb_scalar(&plain, parsed, ENC_SHORTEST);
+            } else {
+                sb_json_string(&plain, value, valuelen);
+                if (parsed != NULL) {
+                    for (int enc = 0; enc < N_ENC; enc++) {
+                        differ |= sb_scalar(&typed[enc], parsed, enc);
+                        sb_add(&typed[enc], "}", 1);
+                    }
+                    has_typed = 1;
+                }
+            }
+        }
+        sb_add(&plain, "}", 1);
+        json_decref(parsed);
+    }
+    int oom = plain.oom;
+    for (int enc = 0; enc < N_ENC; enc++)
+        oom |= base[enc].oom | typed[enc].oom;
+    if (oom) {
+        set_error(e, "data", "out of memory");
+        goto done;
+    }
+
+    for (int enc = 0; enc < (differ ? N_ENC : 1); enc++) {
+        int r = 0;
+        if (plain.len > 0) {
+            r |= add_alternative(out, alternative(&base[enc], nbase, &plain));
+            if (has_typed)
+                r |= add_alternative(out, alternative(&base[enc], nbase, &typed[enc]));
+        } else if (nbase > 0) {
+            r |= add_alternative(out, alternative(&base[enc], nbase, NULL));
+        }
+        if (r != 0) {
+            set_error(e, "data", "out of memory");
+            bp_query_filter_clear(out);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    for (int enc = 0; enc < N_ENC; enc++) {
+        free(base[enc].buf);
+        free(typed[enc].buf);
+    }
+    free(plain.buf);
+    return rc;
+}
+
+/* ---- page, page_size, count ---- */
+
+static int parse_whole(const char *param, const char *s, size_t len, long long min, long long max, long long *out,
+                       bp_query_error_t *e)
+{
+    long long v = 0;
+    int ok = len > 0 && len <= 19;
+    for (size_t i = 0; ok && i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            ok = 0;
+        else
+            v = v * 10 + (s[i] - '0');
+    }
+    if (!ok || v < min || v > max) {
+        set_error(e, param, "%s: must be a whole number from %lld to %lld", param, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int bp_query_parse_page(const char *s, size_t len, long long *out, bp_query_error_t *e)
+{
+    return parse_whole("page", s, len, 1, BP_QUERY_PAGE_MAX, out, e);
+}
+
+int bp_query_parse_page_size(const char *s, size_t len, long long max, long long *out, bp_query_error_t *e)
+{
+    return parse_whole("page_size", s, len, 1, max, out, e);
+}
+
+int bp_query_parse_count(const char *s, size_t len, bp_count_mode_t *out, bp_query_error_t *e)
+{
+    static const struct {
+        const char *name;
+        bp_count_mode_t mode;
+    } modes[] = {{"auto", BP_COUNT_AUTO}, {"exact", BP_COUNT_EXACT}, {"estimate", BP_COUNT_ESTIMATE},
+                 {"none", BP_COUNT_NONE}};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        if (strlen(modes[i].name) == len && memcmp(modes[i].name, s, len) == 0) {
+            *out = modes[i].mode;
+            return 0;
+        }
+    }
+    set_error(e, "count", "count: must be one of auto, exact, estimate, none");
+    return -1;
+}
+
+/* ---- cursors: base64url(version byte + JSON) ---- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static char *b64url_encode(const unsigned char *src, size_t n)
+{
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
+        *o++ = b64[v >> 18 & 63], *o++ = b64[v >> 12 & 63], *o++ = b64[v >> 6 & 63], *o++ = b64[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)src[i] << 16;
+        *o++ = b64[v >> 18 & 63], *o++ = b64[v >> 12 & 63];
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8;
+        *o++ = b64[v >> 18 & 63], *o++ = b64[v >> 12 & 63], *o++ = b64[v >> 6 & 63];
+    }
+    *o = '\0';
+    return out;
+}
+
+static int b64val(char c)
+{
+    const char *p = c != '\0' ? strchr(b64, c) : NULL;
+    return p != NULL ? (int)(p - b64) : -1;
+}
+
+/* Decode without padding into a malloc'd buffer; NULL if not base64url. */
+static unsigned char *b64url_decode(const char *s, size_t n, size_t *outlen)
+{
+    if (n % 4 == 1)
+        return NULL;
+    unsigned char *out = malloc(n / 4 * 3 + 3), *o = out;
+    if (out == NULL)
+        return NULL;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64val(s[i]);
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            *o++ = (unsigned char)(acc >> bits & 0xff);
+        }
+    }
+    if ((acc & ((1u << bits) - 1)) != 0) { /* non-canonical trailing bits */
+        free(out);
+        return NULL;
+    }
+    *outlen = (size_t)(o - out);
+    return out;
+}
+
+char *bp_cursor_encode(const bp_cursor_t *c)
+{
+    json_t *obj = json_object();
+    char kind[2] = {(char)c->kind, '\0'};
+    json_object_set_new(obj, "k", json_string(kind));
+    json_object_set_new(obj, "d", json_string(c->backward ? "p" : "n"));
+    if (c->kind == BP_CURSOR_BATCHES) {
+        json_object_set_new(obj, "t", json_integer(c->key));
+        json_object_set_new(obj, "b", json_string(c->batch_id != NULL ? c->batch_id : ""));
+    } else {
+        json_object_set_new(obj, "id", json_integer(c->key));
+    }
+    char *text = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (text == NULL)
+        return NULL;
+    size_t n = strlen(text);
+    unsigned char *raw = malloc(n + 1);
+    char *out = NULL;
+    if (raw != NULL) {
+        raw[0] = BP_QUERY_CURSOR_VERSION;
+        memcpy(raw + 1, text, n);
+        out = b64url_encode(raw, n + 1);
+    }
+    free(raw);
+    free(text);
+    return out;
+}
+
+int bp_cursor_decode(const char *s, size_t len, bp_cursor_kind_t kind, bp_cursor_t *out, bp_query_error_t *e)
+{
+    memset(out, 0, sizeof(*out));
+    size_t n = 0;
+    unsigned char *raw = NULL;
+    json_t *obj = NULL;
+    int rc = -1;
+    if (len == 0 || len > BP_QUERY_CURSOR_MAX_BYTES || (raw = b64url_decode(s, len, &n)) == NULL || n < 3 ||
+        raw[0] != BP_QUERY_CURSOR_VERSION)
+        goto fail;
+    json_error_t jerr;
+    obj = json_loadb((const char *)raw + 1, n - 1, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(obj))
+        goto fail;
+    const char *k = json_string_value(json_object_get(obj, "k"));
+    const char *d = json_string_value(json_object_get(obj, "d"));
+    if (k == NULL || d == NULL || strlen(k) != 1 || k[0] != (char)kind)
+        goto fail;
+    if (strcmp(d, "n") != 0 && strcmp(d, "p") != 0)
+        goto fail;
+    out->kind = kind;
+    out->backward = d[0] == 'p';
+    if (kind == BP_CURSOR_BATCHES) {
+        json_t *t = json_object_get(obj, "t"), *b = json_object_get(obj, "b");
+        if (!json_is_integer(t) || !json_is_string(b) || json_string_length(b) == 0 ||
+            memchr(json_string_value(b), '\0', json_string_length(b)) != NULL)
+            goto fail;
+        out->key = json_integer_value(t);
+        out->batch_id = strdup(json_string_value(b));
+        if (out->batch_id == NULL)
+            goto fail;
+    } else {
+        json_t *id = json_object_get(obj, "id");
+        if (!json_is_integer(id) || json_integer_value(id) < 0)
+            goto fail;
+        out->key = json_integer_value(id);
+    }
+    rc = 0;
+    goto done;
+fail:
+    bp_cursor_clear(out);
+    set_error(e, "cursor", "cursor: not a valid cursor for this list; copy it from a next or previous link");
+done:
+    json_decref(obj);
+    free(raw);
+    return rc;
+}
+
+void bp_cursor_clear(bp_cursor_t *c)
+{
+    if (c == NULL)
+        return;
+    free(c->batch_id);
+    memset(c, 0, sizeof(*c));
+}
+
+void bp_query_list_clear(bp_query_list_t *q)
+{
+    if (q == NULL)
+        return;
+    bp_query_filter_clear(&q->filter);
+    free(q->batch_id);
+    bp_cursor_clear(&q->cursor);
+    memset(q, 0, sizeof(*q));
+}
+
+/* ---- SQL ---- */
+
+void bp_sql_clear(bp_sql_t *s)
+{
+    if (s == NULL)
+        return;
+    free(s->text);
+    for (int i = 0; i < s->nparams; i++)
+        free(s->params[i]);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Add a parameter; returns its number ($n), or 0 when out of memory or slots. */
+static int param(bp_sql_t *s, const char *v)
+{
+    if (s->nparams >= BP_QUERY_MAX_PARAMS)
+        return 0;
+    char *copy = strdup(v);
+    if (copy == NULL)
+        return 0;
+    s->params[s->nparams++] = copy;
+    return s->nparams;
+}
+
+static int param_ll(bp_sql_t *s, long long v)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof(tmp), "%lld", v);
+    return param(s, tmp);
+}
+
+/* Parameter numbers of a list statement's filter, shared by the count and the page. */
+typedef struct filter_params {
+    int alt[BP_QUERY_MAX_ALTS];
+    size_t nalts;
+    int batch; /* objects' batch_id=, 0 if none */
+} filter_params_t;
+
+static int add_filter_params(bp_sql_t *s, const bp_query_list_t *q, int objects, filter_params_t *fp)
+{
+    memset(fp, 0, sizeof(*fp));
+    for (size_t i = 0; i < q->filter.nalts; i++) {
+        if ((fp->alt[i] = param(s, q->filter.alts[i])) == 0)
+            return -1;
+    }
+    fp->nalts = q->filter.nalts;
+    if (objects && q->batch_id != NULL && (fp->batch = param(s, q->batch_id)) == 0)
+        return -1;
+    return 0;
+}
+
+static void cond(sb_t *b, int *first)
+{
+    sb_puts(b, *first ? " WHERE " : " AND ");
+    *first = 0;
+}
+
+/* The containment test on alias.data. */
+static void containment(sb_t *b, const char *alias, const filter_params_t *fp)
+{
+    if (fp->nalts > 1)
+        sb_puts(b, "(");
+    for (size_t i = 0; i < fp->nalts; i++)
+        sb_printf(b, "%s%s.data @> $%d::jsonb", i > 0 ? " OR " : "", alias, fp->alt[i]);
+    if (fp->nalts > 1)
+        sb_puts(b, ")");
+}
+
+/* WHERE of the filter alone (what the count counts). */
+static void where_filter(sb_t *b, int objects, const filter_params_t *fp, int *first)
+{
+    if (objects) {
+        if (fp->nalts > 0) {
+            cond(b, first);
+            containment(b, "o", fp);
+        }
+        if (fp->batch > 0) {
+            cond(b, first);
+            sb_printf(b, "o.batch_id = $%d", fp->batch);
+        }
+    } else if (fp->nalts > 0) {
+        cond(b, first);
+        sb_puts(b, "EXISTS (SELECT 1 FROM objects o WHERE o.batch_id = b.batch_id AND ");
+        containment(b, "o", fp);
+        sb_puts(b, ")");
+    }
+}
+
+static void count_expr(sb_t *b, bp_sql_t *s, const bp_query_list_t *q, long long cap, int objects,
+                       const filter_params_t *fp)
+{
+    const char *from = objects ? "objects o" : "batches b";
+    int first = 1;
+    if (q->count == BP_COUNT_AUTO) {
+        int p = param_ll(s, cap + 1);
+        if (p == 0) {
+            b->oom = 1;
+            return;
+        }
+        sb_printf(b, "(SELECT count(*) FROM (SELECT 1 FROM %s", from);
+        where_filter(b, objects, fp, &first);
+        sb_printf(b, " LIMIT $%d::bigint) s)", p);
+    } else if (q->count == BP_COUNT_EXACT) {
+        sb_printf(b, "(SELECT count(*) FROM %s", from);
+        where_filter(b, objects, fp, &first);
+        sb_puts(b, ")");
+    } else {
+        sb_puts(b, "NULL::bigint");
+    }
+}
+
+/* LIMIT page_size + 1 and, in page mode, OFFSET. */
+static void limit_offset(sb_t *b, bp_sql_t *s, const bp_query_list_t *q)
+{
+    int lim = param_ll(s, q->page_size + 1);
+    if (lim == 0) {
+        b->oom = 1;
+        return;
+    }
+    sb_printf(b, " LIMIT $%d::bigint", lim);
+    if (!q->has_cursor && q->page > 1) {
+        int off = param_ll(s, (q->page - 1) * q->page_size);
+        if (off == 0) {
+            b->oom = 1;
+            return;
+        }
+        sb_printf(b, " OFFSET $%d::bigint", off);
+    }
+}
+
+static int finish(sb_t *b, bp_sql_t *out)
+{
+    out->text = sb_take(b);
+    if (out->text == NULL) {
+        bp_sql_clear(out);
+        return -1;
+    }
+    return 0;
+}
+
+int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    sb_t b = {0};
+    filter_params_t fp;
+    if (add_filter_params(out, q, 1, &fp) != 0)
+        b.oom = 1;
+    int backward = q->has_cursor && q->cursor.backward;
+    const char *dir = backward ? "DESC" : "ASC";
+
+    sb_puts(&b, "SELECT c.n, p.id, p.object_id, p.batch_id, p.data::text, " BP_SQL_ISO8601("p.created_at") ", "
+                BP_SQL_ISO8601("p.updated_at") " FROM (SELECT ");
+    count_expr(&b, out, q, count_cap, 1, &fp);
+    sb_puts(&b, " AS n) c LEFT JOIN LATERAL (SELECT o.id, o.object_id, o.batch_id, o.data, o.created_at, "
+                "o.updated_at FROM objects o");
+    int first = 1;
+    where_filter(&b, 1, &fp, &first);
+    if (q->has_cursor) {
+        int k = param_ll(out, q->cursor.key);
+        if (k == 0)
+            b.oom = 1;
+        cond(&b, &first);
+        sb_printf(&b, "o.id %s $%d::bigint", backward ? "<" : ">", k);
+    }
+    sb_printf(&b, " ORDER BY o.id %s", dir);
+    limit_offset(&b, out, q);
+    sb_printf(&b, ") p ON true ORDER BY p.id %s", dir);
+    return finish(&b, out);
+}
+
+int bp_query_sql_batches(const bp_query_list_t *q, long long count_cap, bp_sql_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    sb_t b = {0};
+    filter_params_t fp;
+    if (add_filter_params(out, q, 0, &fp) != 0)
+        b.oom = 1;
+    int backward = q->has_cursor && q->cursor.backward;
+    const char *dir = backward ? "DESC" : "ASC";
+
+    sb_puts(&b, "SELECT c.n, p.batch_id, (extract(epoch FROM p.created_at) * 1000000)::bigint, "
+                BP_SQL_ISO8601("p.created_at") ", " BP_SQL_ISO8601("p.updated_at") ", "
+                "(SELECT count(*) FROM objects x WHERE x.batch_id = p.batch_id) FROM (SELECT ");
+    count_expr(&b, out, q, count_cap, 0, &fp);
+    sb_puts(&b, " AS n) c LEFT JOIN LATERAL (SELECT b.batch_id, b.created_at, b.updated_at FROM batches b");
+    int first = 1;
+    where_filter(&b, 0, &fp, &first);
+    if (q->has_cursor) {
+        /* microseconds split in seconds and the rest: both exact in the float8 PostgreSQL converts to */
+        long long us = q->cursor.key, secs = us / 1000000, rest = us % 1000000;
+        if (rest < 0)
+            secs--, rest += 1000000;
+        int ps = param_ll(out, secs), pr = param_ll(out, rest);
+        int pb = param(out, q->cursor.batch_id != NULL ? q->cursor.batch_id : "");
+        if (ps == 0 || pr == 0 || pb == 0)
+            b.oom = 1;
+        cond(&b, &first);
+        sb_printf(&b, "(b.created_at, b.batch_id) %s (to_timestamp($%d::bigint) + $%d::bigint * "
+                      "interval '1 microsecond', $%d::text)", backward ? "<" : ">", ps, pr, pb);
+    }
+    sb_printf(&b, " ORDER BY b.created_at %s, b.batch_id %s", dir, dir);
+    limit_offset(&b, out, q);
+    sb_printf(&b, ") p ON true ORDER BY p.created_at %s, p.batch_id %s", dir, dir);
+    return finish(&b, out);
+}
+
+int bp_query_sql_estimate(const bp_query_list_t *q, int objects, bp_sql_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    sb_t b = {0};
+    filter_params_t fp;
+    if (add_filter_params(out, q, objects, &fp) != 0)
+        b.oom = 1;
+    sb_printf(&b, "EXPLAIN (FORMAT JSON) SELECT 1 FROM %s", objects ? "objects o" : "batches b");
+    int first = 1;
+    where_filter(&b, objects, &fp, &first);
+    return finish(&b, out);
+}
+
+long long bp_query_plan_rows(const char *explain_json)
+{
+    json_error_t jerr;
+    json_t *doc = json_loads(explain_json, 0, &jerr);
+    json_t *rows = json_object_get(json_object_get(json_array_get(doc, 0), "Plan"), "Plan Rows");
+    long long n = -1;
+    if (json_is_number(rows) && json_number_value(rows) >= 0 && json_number_value(rows) < 9e18)
+        n = (long long)json_number_value(rows);
+    json_decref(doc);
+    return n;
+}

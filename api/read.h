@@ -1,0 +1,73 @@
+/* read.h - what the read path's handlers share (read.c, read_list.c, read_objects.c, read_batches.c,
+ * openapi.c): a JSON text buffer, raw JSON answers, query-string errors, links, and the list engine. */
+#ifndef BP_READ_H
+#define BP_READ_H
+
+#include <stddef.h>
+
+#include <h2o.h>
+#include <libpq-fe.h>
+
+#include "query.h"
+#include "router.h"
+
+/* ---- a growable text buffer for bodies built by hand (PostgreSQL's jsonb text is spliced in as
+ * is, so that numbers and order are exactly what was stored). oom sticks; check it before sending. */
+typedef struct bp_rbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} bp_rbuf_t;
+
+void bp_rbuf_add(bp_rbuf_t *b, const char *s, size_t n);
+void bp_rbuf_puts(bp_rbuf_t *b, const char *s);
+/* A JSON string literal of n bytes of s (UTF-8 from PostgreSQL or validated input). */
+void bp_rbuf_json_string(bp_rbuf_t *b, const char *s, size_t n);
+void bp_rbuf_free(bp_rbuf_t *b);
+
+/* Answer with b's text as application/json (b is freed; 500 if it ran out of memory). Returns 0. */
+int bp_read_send_json_text(h2o_req_t *req, int status, bp_rbuf_t *b);
+
+/* A 400 problem naming the query parameter, with RFC 9457's "invalid-params" extension. Returns 0. */
+int bp_read_bad_param(h2o_req_t *req, const bp_query_error_t *e);
+
+/* Read a query parameter (decoded, in the request pool). Returns 1 found, 0 absent, or -1 after
+ * answering 400 for broken percent-encoding. */
+int bp_read_param(h2o_req_t *req, const char *name, char **out, size_t *outlen);
+
+/* An id from the path can only name a stored row if it is non-empty UTF-8 without NUL. */
+int bp_read_id_ok(const char *id, size_t len);
+
+/* "base/api/v1/batches/<percent-encoded id>/" in the request pool. */
+const char *bp_read_batch_url(h2o_req_t *req, const char *batch_id, size_t len);
+
+/* Append the JSON of one object from columns col .. col+4 of row (object_id, batch_id, data as jsonb
+ * text, created_at, updated_at). */
+void bp_read_render_object(bp_rbuf_t *b, const PGresult *res, int row, int col);
+
+/* ---- the paginated list engine (GET /api/v1/objects/ and /api/v1/batches/) ---- */
+typedef struct bp_read_list_kind {
+    bp_cursor_kind_t cursor_kind;
+    const char *path; /* canonical path of the list, for links */
+    int objects;      /* 1: objects (batch_id= allowed), 0: batches */
+    int (*sql)(const bp_query_list_t *q, long long count_cap, bp_sql_t *out);
+    /* append the JSON of result row `row` (columns from 1; 0 is the count) */
+    void (*render)(h2o_req_t *req, bp_rbuf_t *b, const PGresult *res, int row);
+    /* the keyset position of a row: c->key and (batches) a malloc'd c->batch_id; -1 when out of memory */
+    int (*key)(const PGresult *res, int row, bp_cursor_t *c);
+} bp_read_list_kind_t;
+
+/* Serve a list request: parse page/page_size/count/cursor/filters (400 on a bad one), run the page
+ * statement, add an estimate when the count is beyond BP_COUNT_CAP or count=estimate, answer. */
+int bp_read_list(bp_api_thread_t *t, h2o_req_t *req, const bp_read_list_kind_t *kind);
+
+/* ---- handlers ---- */
+int bp_read_objects_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
+int bp_read_object_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
+int bp_read_object_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
+int bp_read_batches_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
+int bp_read_batch_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
+int bp_read_batch_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
+int bp_openapi_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
+
+#endif

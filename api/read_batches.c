@@ -1,0 +1,217 @@
+/* read_batches.c - GET /api/v1/batches/ (paginated; data= keeps batches with a matching object),
+ * GET /api/v1/batches/{id}/ (with its first objects inline) and DELETE (409 while it has objects,
+ * ?cascade=true removes both in one statement). */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+#include "pgpool.h"
+#include "read.h"
+
+/* The batch, its object count, and its first $2 objects: one row per object, or one row with NULL
+ * object columns; none when the batch does not exist. */
+static const char get_sql[] =
+    "SELECT b.batch_id, " BP_SQL_ISO8601("b.created_at") ", " BP_SQL_ISO8601("b.updated_at") ", "
+    "(SELECT count(*) FROM objects c WHERE c.batch_id = b.batch_id), "
+    "p.object_id, p.batch_id, p.data::text, " BP_SQL_ISO8601("p.created_at") ", " BP_SQL_ISO8601("p.updated_at")
+    " FROM batches b LEFT JOIN LATERAL (SELECT o.id, o.object_id, o.batch_id, o.data, o.created_at, o.updated_at"
+    " FROM objects o WHERE o.batch_id = b.batch_id ORDER BY o.id LIMIT $2::bigint) p ON true"
+    " WHERE b.batch_id = $1 ORDER BY p.id";
+
+/* Delete only an empty batch; otherwise tell whether it existed and how many objects it has (the
+ * outer query sees the snapshot from before the delete). */
+static const char delete_sql[] =
+    "WITH d AS (DELETE FROM batches b WHERE b.batch_id = $1"
+    " AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.batch_id = $1) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM d), EXISTS (SELECT 1 FROM batches WHERE batch_id = $1),"
+    " (SELECT count(*) FROM objects WHERE batch_id = $1)";
+
+/* The batch and its objects in ONE statement: atomic. The foreign key is checked at the end of the
+ * statement, after both deletes; an object added meanwhile makes it fail (23503) as a whole. */
+static const char cascade_sql[] =
+    "WITH o AS (DELETE FROM objects WHERE batch_id = $1 RETURNING 1),"
+    " b AS (DELETE FROM batches WHERE batch_id = $1 RETURNING 1)"
+    " SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM o)";
+
+/* ---- the list ---- */
+
+static void render_row(h2o_req_t *req, bp_rbuf_t *b, const PGresult *res, int row)
+{
+    const char *id = PQgetvalue(res, row, 1);
+    size_t idlen = (size_t)PQgetlength(res, row, 1);
+    bp_rbuf_puts(b, "{\"batch_id\":");
+    bp_rbuf_json_string(b, id, idlen);
+    bp_rbuf_puts(b, ",\"object_count\":");
+    bp_rbuf_puts(b, PQgetvalue(res, row, 5));
+    bp_rbuf_puts(b, ",\"created_at\":");
+    bp_rbuf_json_string(b, PQgetvalue(res, row, 3), (size_t)PQgetlength(res, row, 3));
+    bp_rbuf_puts(b, ",\"updated_at\":");
+    bp_rbuf_json_string(b, PQgetvalue(res, row, 4), (size_t)PQgetlength(res, row, 4));
+    bp_rbuf_puts(b, ",\"url\":");
+    const char *url = bp_read_batch_url(req, id, idlen);
+    bp_rbuf_json_string(b, url, strlen(url));
+    bp_rbuf_puts(b, "}");
+}
+
+static int row_key(const PGresult *res, int row, bp_cursor_t *c)
+{
+    c->key = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+    c->batch_id = strdup(PQgetvalue(res, row, 1));
+    return c->batch_id != NULL ? 0 : -1;
+}
+
+static const bp_read_list_kind_t batches_kind = {
+    .cursor_kind = BP_CURSOR_BATCHES,
+    .path = "/api/v1/batches/",
+    .objects = 0,
+    .sql = bp_query_sql_batches,
+    .render = render_row,
+    .key = row_key,
+};
+
+int bp_read_batches_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
+{
+    return bp_read_list(t, req, &batches_kind);
+}
+
+/* ---- one batch ---- */
+
+static int not_found(h2o_req_t *req)
+{
+    return bp_http_problem(req, 404, "Not Found", "no batch with this batch_id", NULL);
+}
+
+static void on_get(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+{
+    if (err != BP_OK) {
+        bp_pgpool_problem(req, err, msg);
+        return;
+    }
+    int n = PQntuples(res);
+    if (n == 0) {
+        not_found(req);
+        return;
+    }
+    const char *id = PQgetvalue(res, 0, 0);
+    size_t idlen = (size_t)PQgetlength(res, 0, 0);
+    long long total = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    bp_rbuf_t b = {0};
+    bp_rbuf_puts(&b, "{\"batch_id\":");
+    bp_rbuf_json_string(&b, id, idlen);
+    bp_rbuf_puts(&b, ",\"object_count\":");
+    bp_rbuf_puts(&b, PQgetvalue(res, 0, 3));
+    bp_rbuf_puts(&b, ",\"created_at\":");
+    bp_rbuf_json_string(&b, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+    bp_rbuf_puts(&b, ",\"updated_at\":");
+    bp_rbuf_json_string(&b, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
+    bp_rbuf_puts(&b, ",\"url\":");
+    const char *url = bp_read_batch_url(req, id, idlen);
+    bp_rbuf_json_string(&b, url, strlen(url));
+    bp_rbuf_puts(&b, ",\"objects\":[");
+    int shown = 0;
+    for (int i = 0; i < n; i++) {
+        if (PQgetisnull(res, i, 4))
+            continue;
+        if (shown++ > 0)
+            bp_rbuf_puts(&b, ",");
+        bp_read_render_object(&b, res, i, 4);
+    }
+    bp_rbuf_puts(&b, "]");
+    if (total > shown) {
+        const char *base = bp_http_base_url(req, bp_thread_of(req)->api->cfg->public_url);
+        const char *enc = bp_http_percent_encode(req, id, idlen);
+        bp_rbuf_t link = {0};
+        bp_rbuf_puts(&link, base);
+        bp_rbuf_puts(&link, "/api/v1/objects/?batch_id=");
+        bp_rbuf_puts(&link, enc);
+        bp_rbuf_puts(&b, ",\"objects_url\":");
+        if (link.oom)
+            b.oom = 1;
+        else
+            bp_rbuf_json_string(&b, link.p, link.len);
+        bp_rbuf_free(&link);
+    }
+    bp_rbuf_puts(&b, "}");
+    bp_read_send_json_text(req, 200, &b);
+}
+
+int bp_read_batch_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
+{
+    if (!bp_read_id_ok(id, idlen))
+        return not_found(req);
+    char limit[24];
+    snprintf(limit, sizeof(limit), "%lld", t->api->cfg->batch_inline_objects);
+    const char *params[] = {id, limit};
+    bp_err_t err = bp_pgpool_req_query(req, get_sql, 2, params, on_get, NULL);
+    return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
+}
+
+/* ---- delete ---- */
+
+typedef struct delete_ctx {
+    const char *id; /* request pool */
+    int cascade;
+} delete_ctx_t;
+
+static int is_fk_violation(const PGresult *res)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state != NULL && strcmp(state, "23503") == 0;
+}
+
+static void on_delete(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+{
+    delete_ctx_t *ctx = p;
+    if (err != BP_OK) {
+        if (is_fk_violation(res)) {
+            bp_http_problem(req, 409, "Conflict",
+                            "objects were added to the batch while it was being deleted; nothing was deleted, retry",
+                            NULL);
+            return;
+        }
+        bp_pgpool_problem(req, err, msg);
+        return;
+    }
+    int deleted = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+    if (deleted) {
+        bp_http_send_empty(req, 204, NULL);
+        return;
+    }
+    if (ctx->cascade || strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        not_found(req);
+        return;
+    }
+    const char *count = PQgetvalue(res, 0, 2);
+    char detail[160];
+    snprintf(detail, sizeof(detail), "the batch has %s objects; use ?cascade=true to delete it with its objects", count);
+    json_t *extra = json_object();
+    json_object_set_new(extra, "object_count", json_integer(strtoll(count, NULL, 10)));
+    bp_http_problem(req, 409, "Conflict", detail, extra);
+}
+
+int bp_read_batch_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
+{
+    char *v;
+    size_t n;
+    int cascade = 0, rc = bp_read_param(req, "cascade", &v, &n);
+    if (rc < 0)
+        return 0;
+    if (rc == 1) {
+        if (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+            cascade = 1;
+        } else if (!(strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0)) {
+            bp_query_error_t e = {.param = "cascade"};
+            snprintf(e.message, sizeof(e.message), "cascade: must be true or false");
+            return bp_read_bad_param(req, &e);
+        }
+    }
+    if (!bp_read_id_ok(id, idlen))
+        return not_found(req);
+    delete_ctx_t *ctx = h2o_mem_alloc_pool(&req->pool, sizeof(*ctx));
+    ctx->id = id;
+    ctx->cascade = cascade;
+    const char *params[] = {id};
+    bp_err_t err = bp_pgpool_req_query(req, cascade ? cascade_sql : delete_sql, 1, params, on_delete, ctx);
+    return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
+}

@@ -1,0 +1,316 @@
+/* read_list.c - the paginated list engine of GET /api/v1/objects/ and /api/v1/batches/: parameters,
+ * the page statement (page and bounded count in one round trip), the estimate beyond the cap, and
+ * the {"count", "count_exact", "next", "previous", "results"} body with page or cursor links. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "pgpool.h"
+#include "read.h"
+
+typedef struct list_ctx {
+    const bp_read_list_kind_t *kind;
+    bp_api_thread_t *t;
+    bp_query_list_t q;  /* owned: freed with the request */
+    bp_rbuf_t results;  /* "[...]" of the page, owned */
+    long long count;    /* -1: unknown (count=none) */
+    long long floor;    /* an estimate is never below what is known to exist */
+    int count_exact;
+    const char *next, *previous; /* request-pool strings or NULL */
+} list_ctx_t;
+
+static void list_ctx_dispose(void *p)
+{
+    list_ctx_t *ctx = p;
+    bp_query_list_clear(&ctx->q);
+    bp_rbuf_free(&ctx->results);
+}
+
+/* ---- parameters ---- */
+
+static int parse_list(bp_api_thread_t *t, h2o_req_t *req, list_ctx_t *ctx)
+{
+    const bp_config_t *cfg = t->api->cfg;
+    bp_query_list_t *q = &ctx->q;
+    bp_query_error_t e = {0};
+    char *v, *data = NULL, *key = NULL, *value = NULL;
+    size_t n, datalen = 0, keylen = 0, valuelen = 0;
+    int rc;
+
+    q->page_size = cfg->page_size_default < cfg->page_size_max ? cfg->page_size_default : cfg->page_size_max;
+    if ((rc = bp_read_param(req, "page_size", &v, &n)) < 0)
+        return -1;
+    if (rc == 1 && bp_query_parse_page_size(v, n, cfg->page_size_max, &q->page_size, &e) != 0)
+        goto bad;
+    if ((rc = bp_read_param(req, "page", &v, &n)) < 0)
+        return -1;
+    if (rc == 1 && bp_query_parse_page(v, n, &q->page, &e) != 0)
+        goto bad;
+    if ((rc = bp_read_param(req, "count", &v, &n)) < 0)
+        return -1;
+    if (rc == 1 && bp_query_parse_count(v, n, &q->count, &e) != 0)
+        goto bad;
+    if ((rc = bp_read_param(req, "cursor", &v, &n)) < 0)
+        return -1;
+    if (rc == 1) {
+        if (bp_cursor_decode(v, n, ctx->kind->cursor_kind, &q->cursor, &e) != 0)
+            goto bad;
+        q->has_cursor = 1;
+    }
+    if ((rc = bp_read_param(req, "data", &data, &datalen)) < 0 ||
+        (rc = bp_read_param(req, "key", &key, &keylen)) < 0 || (rc = bp_read_param(req, "value", &value, &valuelen)) < 0)
+        return -1;
+    if (bp_query_parse_filter(data, datalen, key, keylen, value, valuelen, &q->filter, &e) != 0)
+        goto bad;
+    if (ctx->kind->objects) {
+        if ((rc = bp_read_param(req, "batch_id", &v, &n)) < 0)
+            return -1;
+        if (rc == 1) {
+            if (!bp_read_id_ok(v, n) || n > BP_QUERY_FILTER_MAX_BYTES) {
+                e.param = "batch_id";
+                snprintf(e.message, sizeof(e.message), "batch_id: must be a non-empty UTF-8 string");
+                goto bad;
+            }
+            if ((q->batch_id = strdup(v)) == NULL) {
+                bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
+                return -1;
+            }
+        }
+    }
+    return 0;
+bad:
+    bp_read_bad_param(req, &e);
+    return -1;
+}
+
+/* ---- links ---- */
+
+/* The list's URL with the request's other parameters in their order, page= and cursor= replaced by
+ * name=value (value URL-safe already), or dropped when name is NULL. */
+static const char *link_to(h2o_req_t *req, const list_ctx_t *ctx, const char *name, const char *value)
+{
+    const char *base = bp_http_base_url(req, ctx->t->api->cfg->public_url);
+    h2o_iovec_t qs = bp_http_query(req);
+    bp_rbuf_t b = {0};
+    bp_rbuf_puts(&b, base);
+    bp_rbuf_puts(&b, ctx->kind->path);
+    char sep = '?';
+    const char *p = qs.base, *end = qs.base + qs.len;
+    while (p != NULL && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp != NULL ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        size_t klen = (size_t)((eq != NULL ? eq : stop) - p);
+        int drop = klen == 0 || (klen == 4 && memcmp(p, "page", 4) == 0) || (klen == 6 && memcmp(p, "cursor", 6) == 0);
+        if (!drop) {
+            bp_rbuf_add(&b, &sep, 1);
+            bp_rbuf_add(&b, p, (size_t)(stop - p));
+            sep = '&';
+        }
+        p = amp != NULL ? amp + 1 : NULL;
+    }
+    if (name != NULL) {
+        bp_rbuf_add(&b, &sep, 1);
+        bp_rbuf_puts(&b, name);
+        bp_rbuf_puts(&b, "=");
+        bp_rbuf_puts(&b, value);
+    }
+    if (b.oom) {
+        bp_rbuf_free(&b);
+        return NULL;
+    }
+    char *out = h2o_mem_alloc_pool(&req->pool, b.len + 1);
+    memcpy(out, b.p, b.len + 1);
+    bp_rbuf_free(&b);
+    return out;
+}
+
+static const char *page_link(h2o_req_t *req, const list_ctx_t *ctx, long long page)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%lld", page);
+    return link_to(req, ctx, "page", v);
+}
+
+static const char *cursor_link(h2o_req_t *req, const list_ctx_t *ctx, bp_cursor_t *c, int backward)
+{
+    c->kind = ctx->kind->cursor_kind;
+    c->backward = backward;
+    char *enc = bp_cursor_encode(c);
+    if (enc == NULL)
+        return NULL;
+    const char *link = link_to(req, ctx, "cursor", enc);
+    free(enc);
+    return link;
+}
+
+/* The cursor of a result row, as a link. */
+static const char *row_link(h2o_req_t *req, const list_ctx_t *ctx, const PGresult *res, int row, int backward)
+{
+    bp_cursor_t c = {0};
+    if (ctx->kind->key(res, row, &c) != 0)
+        return NULL;
+    const char *link = cursor_link(req, ctx, &c, backward);
+    bp_cursor_clear(&c);
+    return link;
+}
+
+/* ---- answering ---- */
+
+static void respond(h2o_req_t *req, list_ctx_t *ctx)
+{
+    bp_rbuf_t b = {0};
+    char num[32];
+    bp_rbuf_puts(&b, "{\"count\":");
+    if (ctx->count >= 0) {
+        snprintf(num, sizeof(num), "%lld", ctx->count);
+        bp_rbuf_puts(&b, num);
+    } else {
+        bp_rbuf_puts(&b, "null");
+    }
+    bp_rbuf_puts(&b, ctx->count_exact ? ",\"count_exact\":true" : ",\"count_exact\":false");
+    bp_rbuf_puts(&b, ",\"next\":");
+    if (ctx->next != NULL)
+        bp_rbuf_json_string(&b, ctx->next, strlen(ctx->next));
+    else
+        bp_rbuf_puts(&b, "null");
+    bp_rbuf_puts(&b, ",\"previous\":");
+    if (ctx->previous != NULL)
+        bp_rbuf_json_string(&b, ctx->previous, strlen(ctx->previous));
+    else
+        bp_rbuf_puts(&b, "null");
+    bp_rbuf_puts(&b, ",\"results\":");
+    if (ctx->results.oom)
+        b.oom = 1;
+    else
+        bp_rbuf_add(&b, ctx->results.p, ctx->results.len);
+    bp_rbuf_puts(&b, "}");
+    bp_read_send_json_text(req, 200, &b);
+}
+
+static void on_estimate(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+{
+    list_ctx_t *ctx = p;
+    long long est = -1;
+    if (err == BP_OK && PQntuples(res) == 1)
+        est = bp_query_plan_rows(PQgetvalue(res, 0, 0));
+    /* no estimate (the database just failed, or odd output): the page is still good, with what is known */
+    ctx->count = est > ctx->floor ? est : ctx->floor;
+    ctx->count_exact = 0;
+    respond(req, ctx);
+}
+
+static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+{
+    list_ctx_t *ctx = p;
+    const bp_query_list_t *q = &ctx->q;
+    const bp_config_t *cfg = ctx->t->api->cfg;
+    if (err != BP_OK) {
+        bp_pgpool_problem(req, err, msg);
+        return;
+    }
+    int ntuples = PQntuples(res);
+    int fetched = ntuples == 1 && PQgetisnull(res, 0, 1) ? 0 : ntuples; /* an empty page is one NULL row */
+    int has_more = fetched > q->page_size;
+    int n = has_more ? (int)q->page_size : fetched;
+    int backward = q->has_cursor && q->cursor.backward;
+    long long offset = !q->has_cursor && q->page > 1 ? (q->page - 1) * q->page_size : 0;
+
+    if (n == 0 && !q->has_cursor && q->page > 1) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "page %lld is past the last page", q->page);
+        json_t *extra = json_object();
+        json_object_set_new(extra, "invalid-params",
+                            json_pack("[{s:s, s:s}]", "name", "page", "reason", "past the last page"));
+        bp_http_problem(req, 404, "Not Found", detail, extra);
+        return;
+    }
+
+    /* rows in ascending order: backward pages come newest-first from the statement */
+    bp_rbuf_add(&ctx->results, "[", 1);
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            bp_rbuf_add(&ctx->results, ",", 1);
+        ctx->kind->render(req, &ctx->results, res, backward ? n - 1 - i : i);
+    }
+    bp_rbuf_add(&ctx->results, "]", 1);
+    int first = backward ? n - 1 : 0, last = backward ? 0 : n - 1;
+
+    if (!q->has_cursor && q->page > 0) { /* page numbers: links keep page numbers */
+        ctx->next = has_more ? page_link(req, ctx, q->page + 1) : NULL;
+        ctx->previous = q->page > 1 ? page_link(req, ctx, q->page - 1) : NULL;
+    } else if (!backward) {
+        ctx->next = has_more ? row_link(req, ctx, res, last, 0) : NULL;
+        if (q->has_cursor) {
+            if (n > 0) {
+                ctx->previous = row_link(req, ctx, res, first, 1);
+            } else { /* nothing after the cursor any more: go back from it */
+                bp_cursor_t c = q->cursor;
+                ctx->previous = cursor_link(req, ctx, &c, 1);
+            }
+        }
+    } else {
+        ctx->previous = has_more ? row_link(req, ctx, res, first, 1) : NULL;
+        ctx->next = n > 0 ? row_link(req, ctx, res, last, 0) : link_to(req, ctx, NULL, NULL);
+    }
+
+    /* the count: column 0 of the first row */
+    long long counted = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    ctx->floor = offset + n + (has_more ? 1 : 0);
+    int need_estimate = 0;
+    switch (q->count) {
+    case BP_COUNT_AUTO:
+        if (counted <= cfg->count_cap) {
+            ctx->count = counted;
+            ctx->count_exact = 1;
+        } else {
+            need_estimate = 1;
+            if (ctx->floor < cfg->count_cap + 1)
+                ctx->floor = cfg->count_cap + 1;
+        }
+        break;
+    case BP_COUNT_EXACT:
+        ctx->count = counted;
+        ctx->count_exact = 1;
+        break;
+    case BP_COUNT_ESTIMATE:
+        need_estimate = 1;
+        break;
+    case BP_COUNT_NONE:
+        ctx->count = -1;
+        ctx->count_exact = 0;
+        break;
+    }
+    if (!need_estimate) {
+        respond(req, ctx);
+        return;
+    }
+    bp_sql_t sql;
+    if (bp_query_sql_estimate(q, ctx->kind->objects, &sql) != 0) {
+        on_estimate(req, ctx, BP_ERR_NOMEM, NULL, "out of memory");
+        return;
+    }
+    bp_err_t qerr = bp_pgpool_req_query(req, sql.text, sql.nparams, (const char *const *)sql.params, on_estimate, ctx);
+    bp_sql_clear(&sql);
+    if (qerr != BP_OK)
+        on_estimate(req, ctx, qerr, NULL, bp_err_str(qerr));
+}
+
+int bp_read_list(bp_api_thread_t *t, h2o_req_t *req, const bp_read_list_kind_t *kind)
+{
+    list_ctx_t *ctx = h2o_mem_alloc_shared(&req->pool, sizeof(*ctx), list_ctx_dispose);
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->kind = kind;
+    ctx->t = t;
+    ctx->count = -1;
+    if (parse_list(t, req, ctx) != 0)
+        return 0; /* answered */
+    bp_sql_t sql;
+    if (kind->sql(&ctx->q, t->api->cfg->count_cap, &sql) != 0)
+        return bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
+    bp_err_t err = bp_pgpool_req_query(req, sql.text, sql.nparams, (const char *const *)sql.params, on_page, ctx);
+    bp_sql_clear(&sql);
+    if (err != BP_OK)
+        return bp_pgpool_problem(req, err, bp_err_str(err));
+    return 0;
+}

@@ -1,0 +1,453 @@
+/* test_query.c - the read path's pure logic (api/query.c): filter parsing into containment arrays with
+ * the typed-value rule, page/page_size/count parsing, cursors, and the SQL the lists send. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "query.h"
+
+/* Parse a filter from NUL-terminated strings (NULL = absent). */
+static int filter(const char *data, const char *key, const char *value, bp_query_filter_t *f, bp_query_error_t *e)
+{
+    return bp_query_parse_filter(data, data ? strlen(data) : 0, key, key ? strlen(key) : 0, value,
+                                 value ? strlen(value) : 0, f, e);
+}
+
+/* Compare two JSON texts by value (so that spacing does not matter, types do). */
+static void assert_json_eq(const char *got, const char *want)
+{
+    json_error_t jerr;
+    json_t *a = json_loads(got, JSON_DECODE_ANY, &jerr), *b = json_loads(want, JSON_DECODE_ANY, &jerr);
+    if (a == NULL || b == NULL || !json_equal(a, b)) {
+        print_error("JSON differs:\n  got  %s\n  want %s\n", got, want);
+        fail();
+    }
+    json_decref(a);
+    json_decref(b);
+}
+
+/* The filter's alternatives, in order (up to four; NULL ends the list). */
+static void expect_alts4(const char *data, const char *key, const char *value, const char *const *want)
+{
+    bp_query_filter_t f;
+    bp_query_error_t e = {0};
+    if (filter(data, key, value, &f, &e) != 0) {
+        print_error("refused: %s\n", e.message);
+        fail();
+    }
+    size_t n = 0;
+    while (n < BP_QUERY_MAX_ALTS && want[n] != NULL)
+        n++;
+    if (f.nalts != n) {
+        print_error("%zu alternatives, want %zu; first: %s\n", f.nalts, n, f.nalts ? f.alts[0] : "-");
+        fail();
+    }
+    for (size_t i = 0; i < n; i++)
+        assert_json_eq(f.alts[i], want[i]);
+    bp_query_filter_clear(&f);
+}
+
+static void expect_alts(const char *data, const char *key, const char *value, const char *alt0, const char *alt1)
+{
+    const char *want[] = {alt0, alt0 != NULL ? alt1 : NULL, NULL};
+    expect_alts4(data, key, value, want);
+}
+
+static void expect_refused(const char *data, const char *key, const char *value, const char *param,
+                           const char *fragment)
+{
+    bp_query_filter_t f;
+    bp_query_error_t e = {0};
+    assert_int_equal(filter(data, key, value, &f, &e), -1);
+    assert_string_equal(e.param, param);
+    if (strstr(e.message, fragment) == NULL) {
+        print_error("message \"%s\" lacks \"%s\"\n", e.message, fragment);
+        fail();
+    }
+    assert_int_equal(f.nalts, 0);
+}
+
+static void test_no_filter(void **state)
+{
+    expect_alts(NULL, NULL, NULL, NULL, NULL);
+    expect_alts("{}", NULL, NULL, NULL, NULL); /* an empty object filters nothing */
+}
+
+static void test_data_pairs_in_order_and_typed(void **state)
+{
+    expect_alts("{\"type\":\"shoe\",\"color\":\"red\"}", NULL, NULL,
+                "[{\"key\":\"type\",\"value\":\"shoe\"},{\"key\":\"color\",\"value\":\"red\"}]", NULL);
+    /* types are kept: false is the boolean, not the string */
+    expect_alts("{\"demo\":false}", NULL, NULL, "[{\"key\":\"demo\",\"value\":false}]", NULL);
+    expect_alts("{\"demo\":\"false\"}", NULL, NULL, "[{\"key\":\"demo\",\"value\":\"false\"}]", NULL);
+    expect_alts("{\"n\":42,\"x\":null,\"p\":1.5}", NULL, NULL,
+                "[{\"key\":\"n\",\"value\":42},{\"key\":\"x\",\"value\":null},{\"key\":\"p\",\"value\":1.5}]",
+                NULL);
+    /* keys and values with quotes, backslashes, control characters and non-ASCII survive */
+    expect_alts("{\"a\\\"b\":\"c\\\\d\\n\\u00e9\"}", NULL, NULL,
+                "[{\"key\":\"a\\\"b\",\"value\":\"c\\\\d\\n\\u00e9\"}]", NULL);
+}
+
+static void test_reals_are_tried_in_both_spellings(void **state)
+{
+    bp_query_filter_t f;
+    bp_query_error_t e;
+    assert_int_equal(filter("{\"p\":0.1,\"big\":18446744073709551616}", NULL, NULL, &f, &e), 0);
+    /* PostgreSQL compares numerics exactly: 0.1 as most writers spell it, and as jansson does */
+    assert_int_equal(f.nalts, 2);
+    assert_non_null(strstr(f.alts[0], "\"value\":0.1}"));
+    assert_non_null(strstr(f.alts[1], "\"value\":0.10000000000000001}"));
+    /* beyond int64: kept as a double, like the payload parser; both spellings have the same value */
+    assert_non_null(strstr(f.alts[0], "\"value\":1.8446744073709552e+19}"));
+    assert_non_null(strstr(f.alts[1], "\"value\":1.8446744073709552e+19}"));
+    bp_query_filter_clear(&f);
+    /* spellings of the same decimal value do not add alternatives */
+    expect_alts("{\"p\":1.5,\"q\":-2.5e3,\"r\":0.25}", NULL, NULL,
+                "[{\"key\":\"p\",\"value\":1.5},{\"key\":\"q\",\"value\":-2500.0},"
+                "{\"key\":\"r\",\"value\":0.25}]", NULL);
+    /* with value=: the string, the typed value, in both spellings */
+    const char *want[] = {"[{\"key\":\"p\",\"value\":\"0.1\"}]", "[{\"key\":\"p\",\"value\":0.1}]",
+                          "[{\"key\":\"p\",\"value\":0.10000000000000001}]", NULL};
+    expect_alts4(NULL, "p", "0.1", want);
+    const char *want4[] = {"[{\"key\":\"a\",\"value\":0.1},{\"value\":\"0.2\"}]",
+                           "[{\"key\":\"a\",\"value\":0.1},{\"value\":0.2}]",
+                           "[{\"key\":\"a\",\"value\":0.1},{\"value\":\"0.2\"}]",
+                           "[{\"key\":\"a\",\"value\":0.1},{\"value\":0.2}]"};
+    assert_int_equal(filter("{\"a\":0.1}", NULL, "0.2", &f, &e), 0);
+    assert_int_equal(f.nalts, 4);
+    for (int i = 0; i < 4; i++)
+        assert_json_eq(f.alts[i], want4[i]); /* jansson reads both spellings as the same double */
+    assert_non_null(strstr(f.alts[2], "0.10000000000000001"));
+    assert_non_null(strstr(f.alts[3], "0.20000000000000001"));
+    bp_query_filter_clear(&f);
+}
+
+static void test_key_value_forms(void **state)
+{
+    expect_alts(NULL, "color", NULL, "[{\"key\":\"color\"}]", NULL);
+    /* a bare word is only a string */
+    expect_alts(NULL, NULL, "red", "[{\"value\":\"red\"}]", NULL);
+    /* a JSON number, boolean or null also matches the typed value */
+    expect_alts(NULL, NULL, "42", "[{\"value\":\"42\"}]", "[{\"value\":42}]");
+    expect_alts(NULL, NULL, "false", "[{\"value\":\"false\"}]", "[{\"value\":false}]");
+    expect_alts(NULL, NULL, "null", "[{\"value\":\"null\"}]", "[{\"value\":null}]");
+    expect_alts(NULL, NULL, "-2.5e3", "[{\"value\":\"-2.5e3\"}]", "[{\"value\":-2500.0}]");
+    /* a JSON string literal matches only that string */
+    expect_alts(NULL, NULL, "\"42\"", "[{\"value\":\"42\"}]", NULL);
+    /* whitespace around a number: not JSON for this rule, a plain string */
+    expect_alts(NULL, NULL, " 42", "[{\"value\":\" 42\"}]", NULL);
+    /* arrays and objects are never stored values: taken as strings */
+    expect_alts(NULL, NULL, "[1]", "[{\"value\":\"[1]\"}]", NULL);
+    expect_alts(NULL, NULL, "", "[{\"value\":\"\"}]", NULL);
+    /* key and value make one pair */
+    expect_alts(NULL, "size", "7", "[{\"key\":\"size\",\"value\":\"7\"}]", "[{\"key\":\"size\",\"value\":7}]");
+    expect_alts(NULL, "size", "\"7\"", "[{\"key\":\"size\",\"value\":\"7\"}]", NULL);
+}
+
+static void test_data_combines_with_key_value(void **state)
+{
+    expect_alts("{\"type\":\"shoe\"}", "size", "7",
+                "[{\"key\":\"type\",\"value\":\"shoe\"},{\"key\":\"size\",\"value\":\"7\"}]",
+                "[{\"key\":\"type\",\"value\":\"shoe\"},{\"key\":\"size\",\"value\":7}]");
+    expect_alts("{\"type\":\"shoe\"}", "color", NULL, "[{\"key\":\"type\",\"value\":\"shoe\"},{\"key\":\"color\"}]",
+                NULL);
+}
+
+static void test_bad_filters(void **state)
+{
+    expect_refused("{\"type\":", NULL, NULL, "data", "not valid JSON");
+    expect_refused("type=shoe", NULL, NULL, "data", "not valid JSON");
+    expect_refused("[{\"key\":\"a\",\"value\":1}]", NULL, NULL, "data", "must be a JSON object");
+    expect_refused("42", NULL, NULL, "data", "must be a JSON object");
+    expect_refused("{\"a\":{\"b\":1}}", NULL, NULL, "data", "an object");
+    expect_refused("{\"a\":[1]}", NULL, NULL, "data", "an array");
+    expect_refused("{\"a\":1,\"a\":2}", NULL, NULL, "data", "not valid JSON"); /* duplicate key */
+    expect_refused("{\"\":1}", NULL, NULL, "data", "keys must not be empty");
+    expect_refused("{\"a\":\"\\u0000\"}", NULL, NULL, "data", "not valid JSON");
+    expect_refused(NULL, "", NULL, "key", "must not be empty");
+    expect_refused(NULL, "\xff\xfe", NULL, "key", "UTF-8");
+    expect_refused(NULL, NULL, "\xc3", "value", "UTF-8");
+
+    /* too many pairs */
+    char big[4096] = "{";
+    for (int i = 0; i <= BP_QUERY_FILTER_MAX_PAIRS; i++)
+        snprintf(big + strlen(big), sizeof(big) - strlen(big), "%s\"k%d\":%d", i ? "," : "", i, i);
+    strcat(big, "}");
+    expect_refused(big, NULL, NULL, "data", "more than");
+
+    /* too large */
+    size_t n = BP_QUERY_FILTER_MAX_BYTES + 16;
+    char *huge = malloc(n + 1);
+    memset(huge, 'x', n);
+    huge[n] = '\0';
+    memcpy(huge, "{\"a\":\"", 6);
+    huge[n - 2] = '"';
+    huge[n - 1] = '}';
+    expect_refused(huge, NULL, NULL, "data", "longer than");
+    expect_refused(NULL, NULL, huge, "value", "longer than");
+    free(huge);
+
+    /* NUL inside a value from the query string (percent-decoded %00) */
+    bp_query_filter_t f;
+    bp_query_error_t e;
+    assert_int_equal(bp_query_parse_filter(NULL, 0, NULL, 0, "a\0b", 3, &f, &e), -1);
+    assert_string_equal(e.param, "value");
+}
+
+static void test_page_and_page_size(void **state)
+{
+    long long v;
+    bp_query_error_t e;
+    assert_int_equal(bp_query_parse_page("1", 1, &v, &e), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(bp_query_parse_page("1000000000", 10, &v, &e), 0);
+    const char *bad_pages[] = {"0", "-1", "", "abc", "1.5", " 1", "1e3", "+1", "1000000000000", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad_pages) / sizeof(bad_pages[0]); i++) {
+        e.param = NULL;
+        assert_int_equal(bp_query_parse_page(bad_pages[i], strlen(bad_pages[i]), &v, &e), -1);
+        assert_string_equal(e.param, "page");
+        assert_non_null(strstr(e.message, "page"));
+    }
+    assert_int_equal(bp_query_parse_page_size("10", 2, 1000, &v, &e), 0);
+    assert_int_equal(v, 10);
+    assert_int_equal(bp_query_parse_page_size("1000", 4, 1000, &v, &e), 0);
+    const char *bad_sizes[] = {"0", "1001", "-5", "x", "", "1000000000000"};
+    for (size_t i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++) {
+        assert_int_equal(bp_query_parse_page_size(bad_sizes[i], strlen(bad_sizes[i]), 1000, &v, &e), -1);
+        assert_string_equal(e.param, "page_size");
+        assert_non_null(strstr(e.message, "1000"));
+    }
+}
+
+static void test_count_modes(void **state)
+{
+    bp_count_mode_t m;
+    bp_query_error_t e;
+    assert_int_equal(bp_query_parse_count("exact", 5, &m, &e), 0);
+    assert_int_equal(m, BP_COUNT_EXACT);
+    assert_int_equal(bp_query_parse_count("estimate", 8, &m, &e), 0);
+    assert_int_equal(m, BP_COUNT_ESTIMATE);
+    assert_int_equal(bp_query_parse_count("none", 4, &m, &e), 0);
+    assert_int_equal(m, BP_COUNT_NONE);
+    assert_int_equal(bp_query_parse_count("auto", 4, &m, &e), 0);
+    assert_int_equal(m, BP_COUNT_AUTO);
+    assert_int_equal(bp_query_parse_count("EXACT", 5, &m, &e), -1);
+    assert_string_equal(e.param, "count");
+    assert_int_equal(bp_query_parse_count("", 0, &m, &e), -1);
+}
+
+static void test_cursor_round_trip(void **state)
+{
+    bp_cursor_t c = {.kind = BP_CURSOR_OBJECTS, .backward = 0, .key = 123456789012LL};
+    char *s = bp_cursor_encode(&c);
+    assert_non_null(s);
+    /* URL-safe as it is: no padding, no '+', '/' */
+    assert_null(strpbrk(s, "+/=%&"));
+    bp_cursor_t d;
+    bp_query_error_t e;
+    assert_int_equal(bp_cursor_decode(s, strlen(s), BP_CURSOR_OBJECTS, &d, &e), 0);
+    assert_int_equal(d.key, 123456789012LL);
+    assert_int_equal(d.backward, 0);
+    assert_null(d.batch_id);
+    /* an objects cursor is not a batches cursor */
+    assert_int_equal(bp_cursor_decode(s, strlen(s), BP_CURSOR_BATCHES, &d, &e), -1);
+    assert_string_equal(e.param, "cursor");
+    free(s);
+
+    bp_cursor_t b = {.kind = BP_CURSOR_BATCHES, .backward = 1, .key = 1714567890123456LL,
+                     .batch_id = "batch \"é\"/1?&"};
+    s = bp_cursor_encode(&b);
+    assert_int_equal(bp_cursor_decode(s, strlen(s), BP_CURSOR_BATCHES, &d, &e), 0);
+    assert_int_equal(d.backward, 1);
+    assert_int_equal(d.key, 1714567890123456LL);
+    assert_string_equal(d.batch_id, "batch \"é\"/1?&");
+    bp_cursor_clear(&d);
+    free(s);
+
+    /* every length of the base64 tail works (padding-free) */
+    for (long long id = 0; id < 2000; id += 7) {
+        bp_cursor_t k = {.kind = BP_CURSOR_OBJECTS, .backward = (int)(id & 1), .key = id};
+        s = bp_cursor_encode(&k);
+        assert_int_equal(bp_cursor_decode(s, strlen(s), BP_CURSOR_OBJECTS, &d, &e), 0);
+        assert_int_equal(d.key, id);
+        assert_int_equal(d.backward, (int)(id & 1));
+        free(s);
+    }
+}
+
+/* base64url of raw bytes, for building malformed cursors */
+static char *b64(const char *raw, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *out = calloc(1, n * 2 + 8), *o = out;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)raw[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)(unsigned char)raw[i + 1] << 8;
+        if (i + 2 < n)
+            v |= (unsigned char)raw[i + 2];
+        *o++ = tab[v >> 18 & 63];
+        *o++ = tab[v >> 12 & 63];
+        if (i + 1 < n)
+            *o++ = tab[v >> 6 & 63];
+        if (i + 2 < n)
+            *o++ = tab[v & 63];
+    }
+    return out;
+}
+
+static void expect_bad_cursor(const char *text, bp_cursor_kind_t kind)
+{
+    bp_cursor_t d;
+    bp_query_error_t e = {0};
+    if (bp_cursor_decode(text, strlen(text), kind, &d, &e) != -1) {
+        print_error("cursor \"%s\" was accepted\n", text);
+        fail();
+    }
+    assert_string_equal(e.param, "cursor");
+    assert_null(d.batch_id);
+}
+
+static void expect_bad_raw_cursor(const char *raw, bp_cursor_kind_t kind)
+{
+    char *s = b64(raw, strlen(raw));
+    expect_bad_cursor(s, kind);
+    free(s);
+}
+
+static void test_malformed_cursors(void **state)
+{
+    expect_bad_cursor("", BP_CURSOR_OBJECTS);
+    expect_bad_cursor("not a cursor!", BP_CURSOR_OBJECTS);
+    expect_bad_cursor("AQ==", BP_CURSOR_OBJECTS);  /* padding is not used */
+    expect_bad_cursor("A", BP_CURSOR_OBJECTS);     /* impossible length */
+    expect_bad_cursor("eyJrIjoibyJ9", BP_CURSOR_OBJECTS); /* no version byte */
+    expect_bad_raw_cursor("\x02{\"k\":\"o\",\"d\":\"n\",\"id\":1}", BP_CURSOR_OBJECTS); /* other version */
+    expect_bad_raw_cursor("\x01{\"k\":\"o\",\"d\":\"x\",\"id\":1}", BP_CURSOR_OBJECTS);
+    expect_bad_raw_cursor("\x01{\"k\":\"o\",\"d\":\"n\"}", BP_CURSOR_OBJECTS);
+    expect_bad_raw_cursor("\x01{\"k\":\"o\",\"d\":\"n\",\"id\":\"1\"}", BP_CURSOR_OBJECTS);
+    expect_bad_raw_cursor("\x01{\"k\":\"o\",\"d\":\"n\",\"id\":-1}", BP_CURSOR_OBJECTS);
+    expect_bad_raw_cursor("\x01{\"k\":\"o\",\"d\":\"n\",\"id\":1.5}", BP_CURSOR_OBJECTS);
+    expect_bad_raw_cursor("\x01{\"k\":\"b\",\"d\":\"n\",\"t\":1}", BP_CURSOR_BATCHES); /* no batch_id */
+    expect_bad_raw_cursor("\x01{\"k\":\"b\",\"d\":\"n\",\"t\":1,\"b\":\"\"}", BP_CURSOR_BATCHES);
+    expect_bad_raw_cursor("\x01[1,2]", BP_CURSOR_OBJECTS);
+    expect_bad_raw_cursor("\x01{\"k\":\"o\",\"d\":\"n\",\"id\":1", BP_CURSOR_OBJECTS); /* cut */
+    /* a valid cursor with one character changed */
+    bp_cursor_t c = {.kind = BP_CURSOR_OBJECTS, .key = 42};
+    char *s = bp_cursor_encode(&c);
+    s[3] = s[3] == '!' ? 'A' : '!';
+    expect_bad_cursor(s, BP_CURSOR_OBJECTS);
+    free(s);
+    /* too long */
+    size_t n = BP_QUERY_CURSOR_MAX_BYTES + 4;
+    char *huge = malloc(n + 1);
+    memset(huge, 'A', n);
+    huge[n] = '\0';
+    expect_bad_cursor(huge, BP_CURSOR_OBJECTS);
+    free(huge);
+}
+
+static void test_objects_sql(void **state)
+{
+    bp_query_list_t q = {.page_size = 10};
+    bp_query_error_t e;
+    assert_int_equal(filter("{\"type\":\"shoe\"}", NULL, "7", &q.filter, &e), 0);
+    q.batch_id = strdup("b1");
+    bp_sql_t s;
+    assert_int_equal(bp_query_sql_objects(&q, 10000, &s), 0);
+    /* filter params, batch_id, count cap + 1, limit page_size + 1 */
+    assert_int_equal(s.nparams, 5);
+    assert_string_equal(s.params[2], "b1");
+    assert_string_equal(s.params[3], "10001");
+    assert_string_equal(s.params[4], "11");
+    assert_non_null(strstr(s.text, "(o.data @> $1::jsonb OR o.data @> $2::jsonb)"));
+    assert_non_null(strstr(s.text, "o.batch_id = $3"));
+    assert_non_null(strstr(s.text, "ORDER BY o.id ASC LIMIT $5::bigint"));
+    assert_null(strstr(s.text, "OFFSET"));
+    bp_sql_clear(&s);
+
+    /* page mode: OFFSET; exact count has no LIMIT on the count */
+    q.page = 3;
+    q.count = BP_COUNT_EXACT;
+    assert_int_equal(bp_query_sql_objects(&q, 10000, &s), 0);
+    assert_int_equal(s.nparams, 5);
+    assert_string_equal(s.params[4], "20");
+    assert_non_null(strstr(s.text, "OFFSET $5::bigint"));
+    bp_sql_clear(&s);
+
+    /* a backward cursor: page ignored, id < key, descending */
+    q.has_cursor = 1;
+    q.cursor = (bp_cursor_t){.kind = BP_CURSOR_OBJECTS, .backward = 1, .key = 500};
+    q.count = BP_COUNT_NONE;
+    assert_int_equal(bp_query_sql_objects(&q, 10000, &s), 0);
+    assert_non_null(strstr(s.text, "o.id < $4::bigint"));
+    assert_non_null(strstr(s.text, "ORDER BY o.id DESC"));
+    assert_non_null(strstr(s.text, "NULL::bigint"));
+    assert_null(strstr(s.text, "OFFSET"));
+    assert_string_equal(s.params[3], "500");
+    bp_sql_clear(&s);
+    bp_query_list_clear(&q);
+
+    /* no filter at all: no WHERE in the count */
+    bp_query_list_t all = {.page_size = 5};
+    assert_int_equal(bp_query_sql_objects(&all, 100, &s), 0);
+    assert_null(strstr(s.text, "WHERE"));
+    assert_int_equal(s.nparams, 2);
+    bp_sql_clear(&s);
+}
+
+static void test_batches_and_estimate_sql(void **state)
+{
+    bp_query_list_t q = {.page_size = 10};
+    bp_query_error_t e;
+    assert_int_equal(filter("{\"type\":\"shoe\"}", NULL, NULL, &q.filter, &e), 0);
+    q.has_cursor = 1;
+    q.cursor = (bp_cursor_t){.kind = BP_CURSOR_BATCHES, .key = -1500000, .batch_id = strdup("b9")};
+    bp_sql_t s;
+    assert_int_equal(bp_query_sql_batches(&q, 10000, &s), 0);
+    assert_non_null(strstr(s.text, "EXISTS (SELECT 1 FROM objects o WHERE o.batch_id = b.batch_id AND o.data @> "
+                                   "$1::jsonb)"));
+    assert_non_null(strstr(s.text, "(b.created_at, b.batch_id) >"));
+    /* -1.5 s before the epoch: seconds floor to -2, the rest is +500000 us */
+    assert_string_equal(s.params[2], "-2");
+    assert_string_equal(s.params[3], "500000");
+    assert_string_equal(s.params[4], "b9");
+    bp_sql_clear(&s);
+
+    assert_int_equal(bp_query_sql_estimate(&q, 0, &s), 0);
+    assert_ptr_equal(strstr(s.text, "EXPLAIN (FORMAT JSON) SELECT 1 FROM batches b WHERE EXISTS"), s.text);
+    assert_int_equal(s.nparams, 1);
+    bp_sql_clear(&s);
+    bp_query_list_clear(&q);
+
+    assert_int_equal(bp_query_plan_rows("[{\"Plan\": {\"Node Type\": \"Seq Scan\", \"Plan Rows\": 50505}}]"), 50505);
+    assert_int_equal(bp_query_plan_rows("[]"), -1);
+    assert_int_equal(bp_query_plan_rows("nonsense"), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_filter),
+        cmocka_unit_test(test_data_pairs_in_order_and_typed),
+        cmocka_unit_test(test_reals_are_tried_in_both_spellings),
+        cmocka_unit_test(test_key_value_forms),
+        cmocka_unit_test(test_data_combines_with_key_value),
+        cmocka_unit_test(test_bad_filters),
+        cmocka_unit_test(test_page_and_page_size),
+        cmocka_unit_test(test_count_modes),
+        cmocka_unit_test(test_cursor_round_trip),
+        cmocka_unit_test(test_malformed_cursors),
+        cmocka_unit_test(test_objects_sql),
+        cmocka_unit_test(test_batches_and_estimate_sql),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
