@@ -1,5 +1,5 @@
-/* worker.h - the ingest worker: a consumer-group member that applies batches to PostgreSQL.
- * One thread; it blocks on the broker and the database, which is its whole job. */
+/* worker.h - the ingest worker: a consumer-group member that applies batches to PostgreSQL
+ * (docs/INGEST.md). One thread; it blocks on the broker and the database, which is its whole job. */
 #ifndef BP_WORKER_H
 #define BP_WORKER_H
 
@@ -16,8 +16,9 @@ typedef struct bp_worker bp_worker_t;
  * Free with bp_worker_free. */
 bp_worker_t *bp_worker_new(const bp_config_t *cfg, volatile sig_atomic_t *stop, char *err, size_t errlen);
 
-/* Subscribe and consume until *stop: returns 0 after a clean shutdown (transaction in hand committed,
- * group left), -1 after a fatal error (logged). */
+/* Subscribe and consume until *stop: returns 0 after a clean shutdown (the transaction in hand
+ * committed - or, if it could not be within half of shutdown_timeout_ms, left for the next owner of
+ * its partitions - and the group left), -1 after a fatal error (logged; the group is not left). */
 int bp_worker_run(bp_worker_t *w) BP_MUST_CHECK;
 
 /* Close the consumer and free everything. Accepts NULL. */

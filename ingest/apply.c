@@ -1,0 +1,636 @@
+/* apply.c - writes batches into PostgreSQL: one transaction for a group of messages, written by one
+ * set-based statement (or one per message, each under its savepoint, when PostgreSQL refuses one), the
+ * partitions' next offsets locked and advanced in the same transaction. Blocking libpq on a connection
+ * of its own; it reconnects by itself. */
+#include "apply.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "bp_log.h"
+#include "bp_pg.h"
+
+#define DLQ_WAIT_MS 15000        /* longer than the dead-letter producer's message timeout */
+#define PG_CONNECT_TIMEOUT_S "5" /* a server that does not answer is as good as down */
+#define PG_LOCK_TIMEOUT "30s"    /* a worker must not wait on a lock for ever while the group waits */
+
+#define OID_TEXT 25
+#define OID_INT4_ARRAY 1007
+#define OID_INT8_ARRAY 1016
+#define OID_TEXT_ARRAY 1009
+
+struct bp_apply {
+    const bp_config_t *cfg;
+    PGconn *conn;
+};
+
+/* Make sure the partition's row exists, without touching an existing one (workers lock it next). */
+static const char SQL_OFFSETS_CREATE[] =
+    "INSERT INTO ingest_offsets (group_id, topic, partition, next_offset) "
+    "SELECT $1, $2, p, 0 FROM unnest($3::int[]) AS p ORDER BY p "
+    "ON CONFLICT (group_id, topic, partition) DO NOTHING";
+
+/* Lock the rows of the partitions in this transaction (in partition order: no deadlock between
+ * workers) and read where each one stands. */
+static const char SQL_OFFSETS_LOCK[] = "SELECT partition, next_offset FROM ingest_offsets "
+                                       "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[]) "
+                                       "ORDER BY partition FOR UPDATE";
+
+static const char SQL_OFFSETS_SET[] =
+    "UPDATE ingest_offsets AS o SET next_offset = v.next_offset, updated_at = now() "
+    "FROM unnest($3::int[], $4::bigint[]) AS v(partition, next_offset) "
+    "WHERE o.group_id = $1 AND o.topic = $2 AND o.partition = v.partition";
+
+static const char SQL_OFFSETS_LOAD[] = "SELECT partition, next_offset FROM ingest_offsets "
+                                       "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])";
+
+/* Messages in one statement: the values are ONE parameter (a text[]), expanded in SQL. Each message's
+ * batch row is created or touched; objects are upserted, and when the same object_id comes more than
+ * once (in one message or several) the newest version wins: greatest (timestamp, partition, offset),
+ * then the last occurrence in its message. An existing object takes the new data and batch only if
+ * the version is newer than the stored one - so a replay of the topic ends in the same state.
+ * Objects are written in object_id order so that concurrent writers lock rows in the same order. */
+static const char SQL_APPLY[] =
+    "WITH msg AS MATERIALIZED (\n"
+    "  SELECT m.v::jsonb AS d, m.ts, m.part, m.off\n"
+    "  FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) AS m(v, ts, part, off)),\n"
+    "bat AS (\n"
+    "  INSERT INTO batches AS b (batch_id) SELECT DISTINCT d->>'batch_id' FROM msg ORDER BY 1\n"
+    "  ON CONFLICT (batch_id) DO UPDATE SET updated_at = now()),\n"
+    "src AS (\n"
+    "  SELECT DISTINCT ON (e.o->>'object_id') e.o->>'object_id' AS object_id, m.d->>'batch_id' AS batch_id,\n"
+    "         e.o->'data' AS data, m.ts, m.part, m.off\n"
+    "  FROM msg m CROSS JOIN LATERAL jsonb_array_elements(m.d->'objects') WITH ORDINALITY AS e(o, n)\n"
+    "  ORDER BY e.o->>'object_id', m.ts DESC, m.part DESC, m.off DESC, e.n DESC),\n"
+    "up AS (\n"
+    "  INSERT INTO objects AS t (object_id, batch_id, data, src_ts, src_partition, src_offset)\n"
+    "  SELECT object_id, batch_id, data, ts, part, off FROM src ORDER BY object_id\n"
+    "  ON CONFLICT (object_id) DO UPDATE SET\n"
+    "    batch_id = EXCLUDED.batch_id, data = EXCLUDED.data, src_ts = EXCLUDED.src_ts,\n"
+    "    src_partition = EXCLUDED.src_partition, src_offset = EXCLUDED.src_offset,\n"
+    "    updated_at = CASE WHEN t.data IS DISTINCT FROM EXCLUDED.data OR t.batch_id <> EXCLUDED.batch_id\n"
+    "                      THEN now() ELSE t.updated_at END\n"
+    "  WHERE (t.src_ts, t.src_partition, t.src_offset)\n"
+    "      < (EXCLUDED.src_ts, EXCLUDED.src_partition, EXCLUDED.src_offset)\n"
+    "  RETURNING 1)\n"
+    "SELECT count(*) FROM up";
+
+static const struct {
+    const char *name;
+    const char *sql;
+    int nparams;
+    Oid types[4];
+} statements[] = {
+    {"bp_offsets_create", SQL_OFFSETS_CREATE, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
+    {"bp_offsets_lock", SQL_OFFSETS_LOCK, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
+    {"bp_offsets_set", SQL_OFFSETS_SET, 4, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY, OID_INT8_ARRAY}},
+    {"bp_offsets_load", SQL_OFFSETS_LOAD, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
+    {"bp_apply", SQL_APPLY, 4, {OID_TEXT_ARRAY, OID_INT8_ARRAY, OID_INT4_ARRAY, OID_INT8_ARRAY}},
+};
+
+bp_apply_t *bp_apply_new(const bp_config_t *cfg)
+{
+    bp_apply_t *a = calloc(1, sizeof(*a));
+    if (a != NULL)
+        a->cfg = cfg;
+    return a;
+}
+
+void bp_apply_free(bp_apply_t *a)
+{
+    if (a == NULL)
+        return;
+    PQfinish(a->conn);
+    free(a);
+}
+
+static void drop_conn(bp_apply_t *a)
+{
+    PQfinish(a->conn);
+    a->conn = NULL;
+}
+
+/* err = prefix + PostgreSQL's message on one line (primary message and SQLSTATE when there is a
+ * result, else the connection's message). */
+static void pg_error(char *err, size_t errlen, const char *what, const PGconn *conn, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *msg = primary ? primary : conn ? PQerrorMessage(conn) : "no connection";
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        n--;
+    if (state != NULL)
+        snprintf(err, errlen, "%s: %.*s (SQLSTATE %s)", what, (int)n, msg, state);
+    else
+        snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
+    for (char *p = err; *p; p++) /* one line in logs and headers */
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+}
+
+/* Classify a failed result; a lost connection is dropped so that the next attempt reconnects. */
+static bp_err_t failed(bp_apply_t *a, const PGresult *res, const char *what, char *err, size_t errlen)
+{
+    bp_err_t e = bp_pg_classify(a->conn, res);
+    pg_error(err, errlen, what, a->conn, res);
+    if (e == BP_ERR_PG_DOWN)
+        drop_conn(a);
+    return e;
+}
+
+static bp_err_t exec_simple(bp_apply_t *a, const char *sql, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(a->conn, sql);
+    bp_err_t e = BP_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        e = failed(a, res, sql, err, errlen);
+    PQclear(res);
+    return e;
+}
+
+static bp_err_t ensure_conn(bp_apply_t *a, char *err, size_t errlen)
+{
+    if (a->conn != NULL && PQstatus(a->conn) == CONNECTION_OK) {
+        PGTransactionStatusType ts = PQtransactionStatus(a->conn);
+        if (ts == PQTRANS_IDLE)
+            return BP_OK;
+        if (ts == PQTRANS_INTRANS || ts == PQTRANS_INERROR) {
+            PQclear(PQexec(a->conn, "ROLLBACK"));
+            if (PQstatus(a->conn) == CONNECTION_OK && PQtransactionStatus(a->conn) == PQTRANS_IDLE)
+                return BP_OK;
+        }
+    }
+    drop_conn(a);
+    /* our defaults first: anything the operator's connection string sets wins over them. Keepalives
+     * find a server that vanished without closing the connection in about a minute. */
+    const char *keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                          "application_name", "client_encoding", "dbname", NULL};
+    const char *vals[] = {PG_CONNECT_TIMEOUT_S, "30", "10", "3", "batchpipe-ingest", "UTF8", a->cfg->pg_dsn,
+                          NULL};
+    a->conn = PQconnectdbParams(keys, vals, 1);
+    if (a->conn == NULL || PQstatus(a->conn) != CONNECTION_OK) {
+        pg_error(err, errlen, "PostgreSQL connect", a->conn, NULL);
+        drop_conn(a);
+        return BP_ERR_PG_DOWN;
+    }
+    bp_err_t e = exec_simple(a, "SET lock_timeout = '" PG_LOCK_TIMEOUT "'", err, errlen);
+    for (size_t i = 0; e == BP_OK && i < sizeof(statements) / sizeof(statements[0]); i++) {
+        PGresult *res = PQprepare(a->conn, statements[i].name, statements[i].sql, statements[i].nparams,
+                                  statements[i].types);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            e = failed(a, res, statements[i].name, err, errlen);
+        PQclear(res);
+    }
+    if (e != BP_OK) {
+        drop_conn(a);
+        return e;
+    }
+    bp_info("connected to PostgreSQL");
+    return BP_OK;
+}
+
+/* "{1,2,3}" for an int[] or bigint[] parameter; caller frees. */
+static char *int_array(const int64_t *v, size_t n)
+{
+    char *s = malloc(n * 22 + 3);
+    if (s == NULL)
+        return NULL;
+    size_t len = 0;
+    s[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(s + len, "%s%lld", i ? "," : "", (long long)v[i]);
+    s[len++] = '}';
+    s[len] = '\0';
+    return s;
+}
+
+bp_err_t bp_apply_load_offsets(bp_apply_t *a, rd_kafka_topic_partition_list_t *parts, char *err,
+                               size_t errlen)
+{
+    if (parts->cnt == 0)
+        return BP_OK;
+    bp_err_t e = ensure_conn(a, err, errlen);
+    if (e != BP_OK)
+        return e;
+    int64_t *ids = malloc((size_t)parts->cnt * sizeof(*ids));
+    char *arr = NULL;
+    PGresult *res = NULL;
+    if (ids == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return BP_ERR_NOMEM;
+    }
+    for (int i = 0; i < parts->cnt; i++)
+        ids[i] = parts->elems[i].partition;
+    if ((arr = int_array(ids, (size_t)parts->cnt)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        e = BP_ERR_NOMEM;
+        goto cleanup;
+    }
+    const char *params[3] = {a->cfg->group_id, a->cfg->topic, arr};
+    res = PQexecPrepared(a->conn, "bp_offsets_load", 3, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        e = failed(a, res, "reading ingest_offsets", err, errlen);
+        goto cleanup;
+    }
+    for (int i = 0; i < parts->cnt; i++)
+        parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+    for (int r = 0; r < PQntuples(res); r++) {
+        int32_t p = (int32_t)strtol(PQgetvalue(res, r, 0), NULL, 10);
+        int64_t next = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+        for (int i = 0; i < parts->cnt; i++)
+            if (parts->elems[i].partition == p)
+                parts->elems[i].offset = next;
+    }
+cleanup:
+    PQclear(res);
+    free(arr);
+    free(ids);
+    return e;
+}
+
+/* The partitions of one transaction, sorted, with where each stands. */
+typedef struct txn_part {
+    int32_t partition;
+    int64_t locked_next; /* next_offset read under the lock */
+    int64_t next;        /* after the messages of this attempt */
+} txn_part_t;
+
+static int cmp_part(const void *x, const void *y)
+{
+    int32_t a = ((const txn_part_t *)x)->partition, b = ((const txn_part_t *)y)->partition;
+    return (a > b) - (a < b);
+}
+
+static txn_part_t *find_part(txn_part_t *parts, size_t n, int32_t partition)
+{
+    txn_part_t key = {.partition = partition};
+    return bsearch(&key, parts, n, sizeof(*parts), cmp_part);
+}
+
+/* Lock the rows of parts[0..n) and fill locked_next/next. */
+static bp_err_t lock_offsets(bp_apply_t *a, txn_part_t *parts, size_t n, char *err, size_t errlen)
+{
+    int64_t *ids = malloc(n * sizeof(*ids));
+    char *arr = NULL;
+    PGresult *res = NULL;
+    bp_err_t e = BP_OK;
+    if (ids == NULL)
+        goto nomem;
+    for (size_t i = 0; i < n; i++)
+        ids[i] = parts[i].partition;
+    if ((arr = int_array(ids, n)) == NULL)
+        goto nomem;
+    const char *params[3] = {a->cfg->group_id, a->cfg->topic, arr};
+    res = PQexecPrepared(a->conn, "bp_offsets_create", 3, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        e = failed(a, res, "creating ingest_offsets rows", err, errlen);
+        goto cleanup;
+    }
+    PQclear(res);
+    res = PQexecPrepared(a->conn, "bp_offsets_lock", 3, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        e = failed(a, res, "locking ingest_offsets", err, errlen);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++)
+        parts[i].locked_next = parts[i].next = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        txn_part_t *tp = find_part(parts, n, (int32_t)strtol(PQgetvalue(res, r, 0), NULL, 10));
+        if (tp != NULL)
+            tp->locked_next = tp->next = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+    }
+    goto cleanup;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    e = BP_ERR_NOMEM;
+cleanup:
+    PQclear(res);
+    free(arr);
+    free(ids);
+    return e;
+}
+
+/* Advance the rows of the partitions that moved. */
+static bp_err_t set_offsets(bp_apply_t *a, const txn_part_t *parts, size_t n, char *err, size_t errlen)
+{
+    int64_t *ids = malloc(n * sizeof(*ids));
+    int64_t *nexts = malloc(n * sizeof(*nexts));
+    char *ids_arr = NULL, *next_arr = NULL;
+    bp_err_t e = BP_OK;
+    size_t moved = 0;
+    if (ids == NULL || nexts == NULL)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i].next > parts[i].locked_next) {
+            ids[moved] = parts[i].partition;
+            nexts[moved++] = parts[i].next;
+        }
+    }
+    if (moved > 0) {
+        if ((ids_arr = int_array(ids, moved)) == NULL || (next_arr = int_array(nexts, moved)) == NULL)
+            goto nomem;
+        const char *params[4] = {a->cfg->group_id, a->cfg->topic, ids_arr, next_arr};
+        PGresult *res = PQexecPrepared(a->conn, "bp_offsets_set", 4, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            e = failed(a, res, "advancing ingest_offsets", err, errlen);
+        PQclear(res);
+    }
+    goto cleanup;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    e = BP_ERR_NOMEM;
+cleanup:
+    free(ids_arr);
+    free(next_arr);
+    free(ids);
+    free(nexts);
+    return e;
+}
+
+/* A failure that belongs to the message, not to the database or the transaction. */
+static int message_fault(const PGresult *res)
+{
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    return st != NULL &&
+           (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0 || strncmp(st, "54", 2) == 0);
+}
+
+/* Append a big-endian 32-bit integer. */
+static char *put32(char *p, uint32_t v)
+{
+    p[0] = (char)(v >> 24);
+    p[1] = (char)(v >> 16);
+    p[2] = (char)(v >> 8);
+    p[3] = (char)v;
+    return p + 4;
+}
+
+/* The values of set[0..k) as a text[] in PostgreSQL's binary array format: one copy of each value,
+ * no escaping. Returns a malloc'd buffer and its length in *len, or NULL without memory. */
+static char *text_array_binary(bp_ingest_msg_t *const *set, size_t k, int *len)
+{
+    size_t total = 20;
+    for (size_t i = 0; i < k; i++)
+        total += 4 + set[i]->rkm->len;
+    if (total > INT32_MAX)
+        return NULL; /* cannot happen with txn-max-bytes at most 1 GiB, but never overflow */
+    char *buf = malloc(total), *p = buf;
+    if (buf == NULL)
+        return NULL;
+    p = put32(p, 1);        /* dimensions */
+    p = put32(p, 0);        /* no NULLs */
+    p = put32(p, OID_TEXT); /* element type */
+    p = put32(p, (uint32_t)k);
+    p = put32(p, 1); /* lower bound */
+    for (size_t i = 0; i < k; i++) {
+        p = put32(p, (uint32_t)set[i]->rkm->len);
+        memcpy(p, set[i]->rkm->payload, set[i]->rkm->len);
+        p += set[i]->rkm->len;
+    }
+    *len = (int)total;
+    return buf;
+}
+
+typedef enum { SET_APPLIED, SET_REFUSED, SET_FAILED } set_result_t;
+
+/* Write the valid messages set[0..k) with one statement. SET_APPLIED; SET_REFUSED when PostgreSQL
+ * refuses the data (why in why; the transaction is then in error: roll back to a savepoint);
+ * SET_FAILED for anything else (*e and err set). */
+static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t k, char *why, size_t whylen,
+                              bp_err_t *e, char *err, size_t errlen)
+{
+    int64_t *nums = malloc(3 * k * sizeof(*nums));
+    char *ts = NULL, *parts = NULL, *offs = NULL, *values = NULL;
+    int values_len = 0;
+    set_result_t r = SET_FAILED;
+    if (nums == NULL)
+        goto nomem;
+    for (size_t i = 0; i < k; i++) {
+        nums[i] = set[i]->ts_ms;
+        nums[k + i] = set[i]->partition;
+        nums[2 * k + i] = set[i]->offset;
+    }
+    if ((ts = int_array(nums, k)) == NULL || (parts = int_array(nums + k, k)) == NULL ||
+        (offs = int_array(nums + 2 * k, k)) == NULL ||
+        (values = text_array_binary(set, k, &values_len)) == NULL)
+        goto nomem;
+    const char *params[4] = {values, ts, parts, offs};
+    int lengths[4] = {values_len, 0, 0, 0};
+    int formats[4] = {1, 0, 0, 0};
+    PGresult *res = PQexecPrepared(a->conn, "bp_apply", 4, params, lengths, formats, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        r = SET_APPLIED;
+    } else if (PQstatus(a->conn) == CONNECTION_OK && message_fault(res)) {
+        pg_error(why, whylen, "PostgreSQL refused the data", a->conn, res);
+        r = SET_REFUSED;
+    } else {
+        *e = failed(a, res, "applying batches", err, errlen);
+    }
+    PQclear(res);
+    goto cleanup;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    *e = BP_ERR_NOMEM;
+cleanup:
+    free(nums);
+    free(ts);
+    free(parts);
+    free(offs);
+    free(values);
+    return r;
+}
+
+/* One message under its own savepoint: applied, or refused for its data (then m->pg_reason says why
+ * and only its savepoint is rolled back). BP_OK in both cases; another error aborts the transaction. */
+static bp_err_t apply_one(bp_apply_t *a, bp_ingest_msg_t *m, char *err, size_t errlen)
+{
+    bp_err_t e = exec_simple(a, "SAVEPOINT bp_msg", err, errlen);
+    if (e != BP_OK)
+        return e;
+    char why[1024];
+    switch (apply_set(a, &m, 1, why, sizeof(why), &e, err, errlen)) {
+    case SET_APPLIED:
+        m->outcome = BP_MSG_APPLIED;
+        return exec_simple(a, "RELEASE SAVEPOINT bp_msg", err, errlen);
+    case SET_REFUSED:
+        free(m->pg_reason);
+        if ((m->pg_reason = strdup(why)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return BP_ERR_NOMEM;
+        }
+        m->outcome = BP_MSG_DEAD;
+        return exec_simple(a, "ROLLBACK TO SAVEPOINT bp_msg; RELEASE SAVEPOINT bp_msg", err, errlen);
+    case SET_FAILED:
+        break;
+    }
+    return e;
+}
+
+/* Write the valid messages set[0..k) (in order). The fast path writes them all with one statement; if
+ * PostgreSQL refuses one of them, that statement is undone and each message is written under its own
+ * savepoint, so that only the refused ones are dead-lettered. Returns BP_OK or a transaction-level
+ * error. */
+static bp_err_t apply_valid(bp_apply_t *a, bp_ingest_msg_t **set, size_t k, char *err, size_t errlen)
+{
+    bp_err_t e = BP_OK;
+    if (k > 1) {
+        char why[1024];
+        if ((e = exec_simple(a, "SAVEPOINT bp_all", err, errlen)) != BP_OK)
+            return e;
+        switch (apply_set(a, set, k, why, sizeof(why), &e, err, errlen)) {
+        case SET_APPLIED:
+            for (size_t i = 0; i < k; i++)
+                set[i]->outcome = BP_MSG_APPLIED;
+            return exec_simple(a, "RELEASE SAVEPOINT bp_all", err, errlen);
+        case SET_REFUSED:
+            bp_info("PostgreSQL refused one of %zu messages (%s): writing them one by one", k, why);
+            e = exec_simple(a, "ROLLBACK TO SAVEPOINT bp_all; RELEASE SAVEPOINT bp_all", err, errlen);
+            if (e != BP_OK)
+                return e;
+            break;
+        case SET_FAILED:
+            return e;
+        }
+    }
+    for (size_t i = 0; i < k && e == BP_OK; i++)
+        e = apply_one(a, set[i], err, errlen);
+    return e;
+}
+
+/* COMMIT, and make sure it was one: in a failed transaction PostgreSQL answers COMMIT with ROLLBACK. */
+static bp_err_t commit(bp_apply_t *a, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(a->conn, "COMMIT");
+    bp_err_t e = BP_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        e = failed(a, res, "COMMIT", err, errlen);
+    else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        snprintf(err, errlen, "COMMIT: the transaction was rolled back");
+        e = BP_ERR_PG_TRANSIENT;
+    }
+    PQclear(res);
+    return e;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Log what a committed transaction did to the messages that are worth a line. */
+static void log_outcomes(const bp_apply_t *a, const bp_ingest_msg_t *msgs, size_t n, long long took_ms)
+{
+    size_t applied = 0, skipped = 0, dead = 0, objects = 0;
+    for (size_t i = 0; i < n; i++) {
+        const bp_ingest_msg_t *m = &msgs[i];
+        if (m->outcome == BP_MSG_APPLIED) {
+            applied++;
+            objects += m->objects;
+        } else if (m->outcome == BP_MSG_SKIPPED) {
+            skipped++;
+        } else if (m->outcome == BP_MSG_DEAD) {
+            dead++;
+            json_t *f = bp_ingest_msg_fields(m, a->cfg->topic);
+            const char *why = m->invalid ? m->invalid : m->pg_reason ? m->pg_reason : "?";
+            if (f != NULL)
+                json_object_set_new(f, "dlq_reason", json_string(why));
+            bp_log_fields(BP_LOG_WARN, f, "dead-lettered offset %lld of %s [%d] to %s: %s",
+                          (long long)m->offset, a->cfg->topic, (int)m->partition, a->cfg->dlq_topic, why);
+            json_decref(f);
+        }
+    }
+    if (skipped > 0)
+        bp_info("skipped %zu messages already applied by this group (offset below next_offset)", skipped);
+    bp_debug("committed %zu messages: %zu applied (%zu objects), %zu skipped, %zu dead-lettered, in %lld ms",
+             n, applied, objects, skipped, dead, took_ms);
+}
+
+bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_t n, bp_part_offset_t *out,
+                      size_t *nout, char *err, size_t errlen)
+{
+    long long started = now_ms();
+    size_t nparts = 0, ndead = 0;
+    *nout = 0;
+    txn_part_t *parts = malloc((n ? n : 1) * sizeof(*parts));
+    bp_ingest_msg_t **set = malloc((n ? n : 1) * sizeof(*set));
+    if (parts == NULL || set == NULL) {
+        free(parts);
+        free(set);
+        snprintf(err, errlen, "out of memory");
+        return BP_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        msgs[i].outcome = BP_MSG_PENDING;
+        parts[nparts++].partition = msgs[i].partition;
+    }
+    qsort(parts, nparts, sizeof(*parts), cmp_part);
+    size_t uniq = 0;
+    for (size_t i = 0; i < nparts; i++)
+        if (uniq == 0 || parts[uniq - 1].partition != parts[i].partition)
+            parts[uniq++] = parts[i];
+    nparts = uniq;
+
+    bp_err_t e = ensure_conn(a, err, errlen);
+    if (e != BP_OK)
+        goto done;
+    if ((e = exec_simple(a, "BEGIN", err, errlen)) != BP_OK ||
+        (e = lock_offsets(a, parts, nparts, err, errlen)) != BP_OK)
+        goto fail;
+    /* which messages to write: not those below their partition's next_offset (applied before),
+     * not the invalid ones (dead letters) */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bp_ingest_msg_t *m = &msgs[i];
+        txn_part_t *tp = find_part(parts, nparts, m->partition);
+        if (m->offset < tp->next) {
+            m->outcome = BP_MSG_SKIPPED;
+            continue;
+        }
+        tp->next = m->offset + 1;
+        if (m->invalid != NULL)
+            m->outcome = BP_MSG_DEAD;
+        else
+            set[k++] = m;
+    }
+    if (k > 0 && (e = apply_valid(a, set, k, err, errlen)) != BP_OK)
+        goto fail;
+    /* dead letters in source order, whatever made them dead */
+    for (size_t i = 0; i < n; i++) {
+        bp_ingest_msg_t *m = &msgs[i];
+        if (m->outcome != BP_MSG_DEAD)
+            continue;
+        if ((e = bp_dlq_send(dlq, m->rkm, m->invalid ? m->invalid : m->pg_reason, err, errlen)) != BP_OK)
+            goto fail;
+        ndead++;
+    }
+    /* the dead letters must be on the broker before the offset moves past their messages */
+    if (ndead > 0 && (e = bp_dlq_wait(dlq, DLQ_WAIT_MS, err, errlen)) != BP_OK)
+        goto fail;
+    if ((e = set_offsets(a, parts, nparts, err, errlen)) != BP_OK || (e = commit(a, err, errlen)) != BP_OK)
+        goto fail;
+    for (size_t i = 0; i < nparts; i++) {
+        out[i].partition = parts[i].partition;
+        out[i].next_offset = parts[i].next;
+    }
+    *nout = nparts;
+    log_outcomes(a, msgs, n, now_ms() - started);
+    goto done;
+fail:
+    if (ndead > 0)
+        bp_dlq_forget(dlq);
+    if (a->conn != NULL && PQstatus(a->conn) == CONNECTION_OK)
+        PQclear(PQexec(a->conn, "ROLLBACK"));
+    for (size_t i = 0; i < n; i++)
+        msgs[i].outcome = BP_MSG_PENDING;
+done:
+    free(parts);
+    free(set);
+    return e;
+}

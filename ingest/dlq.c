@@ -1,0 +1,195 @@
+/* dlq.c - dead-letter producer: idempotent, one "round" of letters per transaction, and a wait that
+ * returns only when the broker acked every letter of the round (the delivery report is the proof). */
+#include "dlq.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "bp_kafka.h"
+#include "bp_log.h"
+
+#define DLQ_MESSAGE_TIMEOUT_MS "10000" /* a letter not acked by then fails the round: the txn is retried */
+#define DLQ_MESSAGE_MAX_BYTES "67108864"
+
+struct bp_dlq {
+    const bp_config_t *cfg;
+    rd_kafka_t *rk;
+    uintptr_t round; /* letters carry their round as opaque; reports of older rounds are ignored */
+    size_t sent, acked, failed;
+    rd_kafka_resp_err_t first_err;
+    char first_errstr[256];
+    int fatal;
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+    bp_dlq_t *d = opaque;
+    if ((uintptr_t)rkm->_private != d->round)
+        return;
+    if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        d->acked++;
+        return;
+    }
+    if (d->failed++ == 0) {
+        d->first_err = rkm->err;
+        snprintf(d->first_errstr, sizeof(d->first_errstr), "%s", rd_kafka_err2str(rkm->err));
+    }
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    bp_dlq_t *d = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
+        bp_error("dead-letter producer: fatal error %s: %s", rd_kafka_err2name(orig), why);
+        d->fatal = 1;
+        return;
+    }
+    bp_warn("dead-letter producer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+bp_dlq_t *bp_dlq_new(const bp_config_t *cfg, char *err, size_t errlen)
+{
+    bp_dlq_t *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    d->cfg = cfg;
+    d->round = 1;
+    rd_kafka_conf_t *conf = bp_kafka_conf_new(cfg, "batchpipe-ingest-dlq", err, errlen);
+    if (conf == NULL || bp_kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) != 0 ||
+        bp_kafka_conf_set(conf, "message.timeout.ms", DLQ_MESSAGE_TIMEOUT_MS, err, errlen) != 0 ||
+        bp_kafka_conf_set(conf, "message.max.bytes", DLQ_MESSAGE_MAX_BYTES, err, errlen) != 0 ||
+        bp_kafka_conf_set(conf, "linger.ms", "0", err, errlen) != 0) {
+        if (conf != NULL)
+            rd_kafka_conf_destroy(conf);
+        free(d);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_opaque(conf, d);
+    d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
+    if (d->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* Add a header; value of len bytes (not NUL-terminated). */
+static int add_header(rd_kafka_headers_t *h, const char *name, const void *value, size_t len)
+{
+    return rd_kafka_header_add(h, name, -1, value, (ssize_t)len) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+}
+
+bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *reason, char *err, size_t errlen)
+{
+    rd_kafka_headers_t *src = NULL;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    char part[16], off[24];
+    snprintf(part, sizeof(part), "%d", (int)rkm->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)rkm->offset);
+    const char *topic = rd_kafka_topic_name(rkm->rkt);
+    const void *rid = NULL;
+    size_t rid_len = 0;
+    if (rd_kafka_message_headers(rkm, &src) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(src, BP_HDR_REQUEST_ID, &rid, &rid_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        add_header(h, BP_HDR_REQUEST_ID, rid, rid_len) != 0)
+        goto nomem;
+    if (add_header(h, BP_HDR_DLQ_REASON, reason, strlen(reason)) != 0 ||
+        add_header(h, BP_HDR_DLQ_TOPIC, topic, strlen(topic)) != 0 ||
+        add_header(h, BP_HDR_DLQ_PARTITION, part, strlen(part)) != 0 ||
+        add_header(h, BP_HDR_DLQ_OFFSET, off, strlen(off)) != 0)
+        goto nomem;
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        d->rk, RD_KAFKA_V_TOPIC(d->cfg->dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(rkm->key, rkm->key_len), RD_KAFKA_V_VALUE(rkm->payload, rkm->len),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE((void *)d->round), RD_KAFKA_V_END);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_headers_destroy(h); /* ownership passes only on success */
+        snprintf(err, errlen, "dead-letter produce to %s: %s", d->cfg->dlq_topic, rd_kafka_err2str(e));
+        return bp_kafka_classify(e);
+    }
+    d->sent++;
+    return BP_OK;
+nomem:
+    rd_kafka_headers_destroy(h);
+    snprintf(err, errlen, "dead-letter headers: out of memory");
+    return BP_ERR_NOMEM;
+}
+
+static void next_round(bp_dlq_t *d)
+{
+    d->round++;
+    d->sent = d->acked = d->failed = 0;
+    d->first_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    d->first_errstr[0] = '\0';
+}
+
+bp_err_t bp_dlq_wait(bp_dlq_t *d, int timeout_ms, char *err, size_t errlen)
+{
+    long long deadline = now_ms() + timeout_ms;
+    while (d->acked + d->failed < d->sent && !d->fatal) {
+        long long left = deadline - now_ms();
+        if (left <= 0)
+            break;
+        rd_kafka_poll(d->rk, left < 100 ? (int)left : 100);
+    }
+    bp_err_t rc = BP_OK;
+    if (d->fatal) {
+        snprintf(err, errlen, "dead-letter producer: fatal error");
+        rc = BP_ERR_FATAL;
+    } else if (d->failed > 0) {
+        snprintf(err, errlen, "dead-letter produce to %s failed for %zu of %zu: %s", d->cfg->dlq_topic,
+                 d->failed, d->sent, d->first_errstr);
+        rc = bp_kafka_classify(d->first_err);
+        if (bp_err_class(rc) == BP_CLASS_PERMANENT)
+            rc = BP_ERR_KAFKA_DOWN; /* nothing else to do with the letter than to try again */
+    } else if (d->acked < d->sent) {
+        snprintf(err, errlen, "dead-letter produce to %s: %zu of %zu not acknowledged within %d ms",
+                 d->cfg->dlq_topic, d->sent - d->acked, d->sent, timeout_ms);
+        rc = BP_ERR_TIMEOUT;
+    }
+    if (rc != BP_OK)
+        rd_kafka_purge(d->rk, RD_KAFKA_PURGE_F_QUEUE);
+    next_round(d);
+    return rc;
+}
+
+void bp_dlq_forget(bp_dlq_t *d)
+{
+    if (d->sent > d->acked + d->failed)
+        rd_kafka_purge(d->rk, RD_KAFKA_PURGE_F_QUEUE);
+    next_round(d);
+    rd_kafka_poll(d->rk, 0);
+}
+
+int bp_dlq_fatal(const bp_dlq_t *d)
+{
+    return d->fatal;
+}
+
+void bp_dlq_free(bp_dlq_t *d, int timeout_ms)
+{
+    if (d == NULL)
+        return;
+    rd_kafka_flush(d->rk, timeout_ms);
+    int left = rd_kafka_outq_len(d->rk);
+    if (left > 0)
+        bp_warn("dead-letter producer: %d messages or requests still queued at exit", left);
+    rd_kafka_destroy(d->rk);
+    free(d);
+}

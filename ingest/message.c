@@ -1,0 +1,177 @@
+/* message.c - a consumed message: its origin, its request-id header, and the verdict of the payload
+ * validator, decided once when the worker buffers it. */
+#include "message.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bp_kafka.h"
+
+/* Copy at most cap bytes of s (n bytes) into dst, cut at a UTF-8 character boundary. */
+static size_t utf8_copy(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n > cap) {
+        n = cap;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return n;
+}
+
+char *bp_violations_reason(const char *prefix, const bp_violations_t *v)
+{
+    char *out = malloc(BP_REASON_MAX + 1);
+    if (out == NULL)
+        return NULL;
+    size_t len = (size_t)snprintf(out, BP_REASON_MAX + 1, "%s", prefix);
+    if (len > BP_REASON_MAX)
+        len = BP_REASON_MAX;
+    size_t shown = 0;
+    for (size_t i = 0; i < v->count; i++) {
+        char item[600];
+        const bp_violation_t *x = &v->items[i];
+        int n = snprintf(item, sizeof(item), "%s%s%s%s", i ? "; " : ": ", x->pointer,
+                         x->pointer[0] ? ": " : "", x->message);
+        if (n < 0 || len + (size_t)n + 32 > BP_REASON_MAX)
+            break;
+        memcpy(out + len, item, (size_t)n + 1);
+        len += (size_t)n;
+        shown++;
+    }
+    if (shown < v->total)
+        snprintf(out + len, BP_REASON_MAX + 1 - len, " (and %zu more)", v->total - shown);
+    return out;
+}
+
+/* A copy of the batch doc keeping only the last occurrence of each object_id, or NULL. */
+static json_t *dedupe_objects(const json_t *doc)
+{
+    const json_t *objects = json_object_get(doc, "objects");
+    json_t *last = json_object(); /* object_id -> index of its last occurrence */
+    json_t *kept = json_array();
+    json_t *copy = json_copy((json_t *)doc);
+    if (!json_is_array(objects) || last == NULL || kept == NULL || copy == NULL)
+        goto fail;
+    size_t i;
+    json_t *obj;
+    json_array_foreach(objects, i, obj)
+    {
+        const json_t *id = json_object_get(obj, "object_id");
+        if (json_is_string(id))
+            json_object_setn_new_nocheck(last, json_string_value(id), json_string_length(id),
+                                         json_integer((json_int_t)i));
+    }
+    json_array_foreach(objects, i, obj)
+    {
+        const json_t *id = json_object_get(obj, "object_id");
+        if (json_is_string(id)) {
+            json_t *at = json_object_getn(last, json_string_value(id), json_string_length(id));
+            if (json_integer_value(at) != (json_int_t)i)
+                continue;
+        }
+        if (json_array_append(kept, obj) != 0)
+            goto fail;
+    }
+    if (json_object_set_new(copy, "objects", kept) != 0) {
+        kept = NULL;
+        goto fail;
+    }
+    json_decref(last);
+    return copy;
+fail:
+    json_decref(last);
+    json_decref(kept);
+    json_decref(copy);
+    return NULL;
+}
+
+static int only_duplicate_ids(const bp_violations_t *v)
+{
+    for (size_t i = 0; i < v->count; i++) {
+        if (strstr(v->items[i].message, "\" already appears at /objects/") != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+/* Decide m->invalid for the payload; returns BP_OK or BP_ERR_NOMEM. */
+static bp_err_t check_payload(bp_ingest_msg_t *m, const bp_payload_limits_t *lim)
+{
+    const rd_kafka_message_t *rkm = m->rkm;
+    if (rkm->payload == NULL || rkm->len == 0) {
+        m->invalid = strdup("empty message: the value must be a batch JSON document");
+        return m->invalid ? BP_OK : BP_ERR_NOMEM;
+    }
+    bp_violations_t *v = malloc(sizeof(*v));
+    if (v == NULL)
+        return BP_ERR_NOMEM;
+    bp_err_t rc = BP_OK;
+    json_t *doc = bp_payload_parse(rkm->payload, rkm->len, v);
+    if (doc == NULL) {
+        if ((m->invalid = bp_violations_reason("invalid JSON", v)) == NULL)
+            rc = BP_ERR_NOMEM;
+        goto done;
+    }
+    if (bp_payload_validate_batch(doc, lim, v) != 0) {
+        /* A repeated object_id is allowed on the topic (the last one wins): judge the rest of the
+         * batch without the earlier occurrences. */
+        json_t *deduped = only_duplicate_ids(v) ? dedupe_objects(doc) : NULL;
+        if (deduped == NULL || bp_payload_validate_batch(deduped, lim, v) != 0) {
+            if ((m->invalid = bp_violations_reason("schema violation", v)) == NULL)
+                rc = BP_ERR_NOMEM;
+        }
+        json_decref(deduped);
+    }
+    if (m->invalid == NULL)
+        m->objects = bp_payload_object_count(doc);
+    json_decref(doc);
+done:
+    free(v);
+    return rc;
+}
+
+bp_err_t bp_ingest_msg_init(bp_ingest_msg_t *m, rd_kafka_message_t *rkm, const bp_payload_limits_t *lim)
+{
+    memset(m, 0, sizeof(*m));
+    m->rkm = rkm;
+    m->partition = rkm->partition;
+    m->offset = rkm->offset;
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(rkm, &tstype);
+    m->ts_ms = ts >= 0 ? ts : 0;
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val = NULL;
+    size_t len = 0;
+    if (rd_kafka_message_headers(rkm, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, BP_HDR_REQUEST_ID, &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        val != NULL)
+        utf8_copy(m->request_id, BP_REQUEST_ID_MAX, val, len);
+    bp_err_t rc = check_payload(m, lim);
+    if (rc != BP_OK)
+        bp_ingest_msg_clear(m);
+    return rc;
+}
+
+void bp_ingest_msg_clear(bp_ingest_msg_t *m)
+{
+    if (m->rkm != NULL)
+        rd_kafka_message_destroy(m->rkm);
+    free(m->invalid);
+    free(m->pg_reason);
+    memset(m, 0, sizeof(*m));
+}
+
+json_t *bp_ingest_msg_fields(const bp_ingest_msg_t *m, const char *topic)
+{
+    json_t *f = json_pack("{s:s, s:i, s:I}", "topic", topic, "partition", (int)m->partition, "offset",
+                          (json_int_t)m->offset);
+    if (f != NULL && m->request_id[0] != '\0') {
+        json_t *rid = json_string(m->request_id);
+        if (rid != NULL)
+            json_object_set_new(f, "request_id", rid);
+    }
+    return f;
+}

@@ -1,0 +1,57 @@
+/* message.h - one consumed Kafka message as the ingest worker sees it: where it came from, whether its
+ * payload is a valid batch (checked once, when it is buffered), and what became of it. */
+#ifndef BP_INGEST_MESSAGE_H
+#define BP_INGEST_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+
+#include "bp_error.h"
+#include "bp_payload.h"
+
+#define BP_REQUEST_ID_MAX 128 /* bytes of the request-id header kept for logs (longer ones are cut) */
+#define BP_REASON_MAX 4096    /* bytes of a dead-letter reason (a long violation list is cut) */
+
+typedef enum bp_msg_outcome {
+    BP_MSG_PENDING = 0, /* not yet decided in this transaction attempt */
+    BP_MSG_APPLIED,     /* written to batches/objects */
+    BP_MSG_SKIPPED,     /* offset below the partition's next_offset: applied before */
+    BP_MSG_DEAD,        /* sent to the dead-letter topic */
+} bp_msg_outcome_t;
+
+typedef struct bp_ingest_msg {
+    rd_kafka_message_t *rkm;       /* owned: destroyed by bp_ingest_msg_clear */
+    int32_t partition;
+    int64_t offset;
+    int64_t ts_ms;                 /* the message timestamp; 0 when the message has none */
+    char request_id[BP_REQUEST_ID_MAX + 1]; /* "" when the header is absent */
+    char *invalid;                 /* NULL if the payload is a valid batch, else why not (owned) */
+    char *pg_reason;               /* why PostgreSQL refused it in the last attempt (owned), or NULL */
+    size_t objects;                /* objects in the batch, for logs (valid messages only) */
+    bp_msg_outcome_t outcome;
+} bp_ingest_msg_t;
+
+/* Take ownership of rkm (a message without error) and check its payload: parse, validate the batch
+ * against lim (borrowed), and accept a batch whose only fault is an object_id repeated inside it
+ * (other producers may send one: the last occurrence wins when it is written). On return m->invalid
+ * says why a message must be dead-lettered (not JSON, not a batch, empty). Returns BP_OK, or
+ * BP_ERR_NOMEM (m is then cleared and rkm destroyed). */
+bp_err_t bp_ingest_msg_init(bp_ingest_msg_t *m, rd_kafka_message_t *rkm, const bp_payload_limits_t *lim)
+    BP_MUST_CHECK;
+
+/* Destroy the Kafka message and free the reasons. Accepts a zeroed m. */
+void bp_ingest_msg_clear(bp_ingest_msg_t *m);
+
+/* Log fields {"topic", "partition", "offset", "request_id"} for bp_log_fields (request_id only when
+ * the header was present). topic is borrowed. Returns a new reference, or NULL without memory. */
+json_t *bp_ingest_msg_fields(const bp_ingest_msg_t *m, const char *topic);
+
+/* The violations as one readable line: "schema violation: /objects/2: required property ...; ...",
+ * at most BP_REASON_MAX bytes, with "(and N more)" when some were left out. prefix is borrowed.
+ * Returns a malloc'd string, or NULL without memory. */
+char *bp_violations_reason(const char *prefix, const bp_violations_t *v);
+
+#endif
