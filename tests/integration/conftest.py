@@ -208,7 +208,9 @@ class Api:
     def post(self, path, body=None, **kw):
         kw.setdefault("timeout", 60)
         if body is not None and "data" not in kw:
-            kw["data"] = json.dumps(body) if not isinstance(body, (bytes, str)) else body
+            if isinstance(body, str):
+                body = body.encode("utf-8")
+            kw["data"] = json.dumps(body).encode("utf-8") if not isinstance(body, bytes) else body
             kw.setdefault("headers", {}).setdefault("Content-Type", "application/json")
         return self.session.post(self.url + path, **kw)
 
