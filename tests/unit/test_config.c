@@ -6,17 +6,37 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bp_config.h"
+
+extern char **environ;
+
+/* The defaults are what a process sees with no BP_* variable: ops/test exports some. */
+static int clear_bp_environment(void **state)
+{
+    for (int again = 1; again;) {
+        again = 0;
+        for (char **e = environ; *e != NULL; e++) {
+            if (strncmp(*e, "BP_", 3) == 0) {
+                char name[128];
+                snprintf(name, sizeof(name), "%.*s", (int)(strcspn(*e, "=")), *e);
+                unsetenv(name);
+                again = 1;
+                break;
+            }
+        }
+    }
+    return 0;
+}
 
 static void test_defaults(void **state)
 {
     bp_config_t cfg;
     char err[256];
     char *argv[] = {"prog", NULL};
-    unsetenv("BP_HTTP_PORT");
     assert_int_equal(bp_config_load(&cfg, BP_FOR_ALL, "u", 1, argv, NULL, err, sizeof(err)), 0);
     assert_int_equal(cfg.http_port, 8000);
     assert_int_equal(cfg.max_body_bytes, 16 * 1024 * 1024);
@@ -128,5 +148,5 @@ int main(void)
         cmocka_unit_test(test_page_size_default_within_max),
         cmocka_unit_test(test_dump_masks_password),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, clear_bp_environment, NULL);
 }
