@@ -2,6 +2,8 @@
  * Bodies are built with jansson and copied once into the request's pool. */
 #include "http.h"
 
+#include "bp_utf8.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +85,13 @@ int bp_http_problem(h2o_req_t *req, int status, const char *title, const char *d
     json_object_set_new(body, "status", json_integer(status));
     if (detail != NULL) {
         json_t *d = json_string(detail);
-        json_object_set_new(body, "detail", d != NULL ? d : json_string("(detail not valid UTF-8)"));
+        if (d == NULL) { /* it quotes client bytes that are not UTF-8: show them as '?' */
+            char *copy = h2o_mem_alloc_pool(&req->pool, strlen(detail) + 1);
+            strcpy(copy, detail);
+            bp_utf8_sanitize(copy);
+            d = json_string(copy);
+        }
+        json_object_set_new(body, "detail", d);
     }
     if (extra != NULL) {
         json_object_update(body, extra);
@@ -198,6 +206,17 @@ const char *bp_http_base_url(h2o_req_t *req, const char *public_url)
         return public_url;
     const char *scheme = req->scheme == &H2O_URL_SCHEME_HTTPS ? "https" : "http";
     h2o_iovec_t host = req->authority;
+    /* the Host header is the client's: links are built only from a plain host[:port] */
+    for (size_t i = 0; i < host.len; i++) {
+        char c = host.base[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+              c == ':' || c == '[' || c == ']' || c == '_')) {
+            host = h2o_iovec_init(H2O_STRLIT("localhost"));
+            break;
+        }
+    }
+    if (host.len == 0)
+        host = h2o_iovec_init(H2O_STRLIT("localhost"));
     char *out = h2o_mem_alloc_pool(&req->pool, strlen(scheme) + 3 + host.len + 1);
     sprintf(out, "%s://%.*s", scheme, (int)host.len, host.base);
     return out;

@@ -2,6 +2,8 @@
  * Pure logic (jansson only): the handlers in read_*.c parse with it, then hand the SQL to the pool. */
 #include "query.h"
 
+#include "bp_utf8.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -106,6 +108,8 @@ static void set_error(bp_query_error_t *e, const char *param, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof(e->message), fmt, ap);
     va_end(ap);
+    /* messages quote client text (cut at a byte count) and jansson's: keep them valid UTF-8 */
+    bp_utf8_sanitize(e->message);
 }
 
 /* ---- filters ---- */
@@ -415,10 +419,11 @@ static int parse_whole(const char *param, const char *s, size_t len, long long m
     long long v = 0;
     int ok = len > 0 && len <= 19;
     for (size_t i = 0; ok && i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
+        int d = s[i] - '0';
+        if (d < 0 || d > 9 || v > (LLONG_MAX - d) / 10) /* a digit, and no overflow */
             ok = 0;
         else
-            v = v * 10 + (s[i] - '0');
+            v = v * 10 + d;
     }
     if (!ok || v < min || v > max) {
         set_error(e, param, "%s: must be a whole number from %lld to %lld", param, min, max);

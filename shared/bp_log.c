@@ -1,6 +1,7 @@
 /* bp_log.c - JSON-lines logger shared by every binary.
  * Lines are built with jansson (messages may hold quotes and newlines) and written with one write(2). */
 #include "bp_log.h"
+#include "bp_utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +43,9 @@ int bp_log_enabled(bp_log_level_t level)
 }
 
 static void log_emit(bp_log_level_t level, json_t *fields, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void log_emit(bp_log_level_t level, json_t *fields, const char *fmt, va_list ap)
 {
     char msg[2048], ts[40];
     struct timeval tv;
@@ -59,9 +63,9 @@ static void log_emit(bp_log_level_t level, json_t *fields, const char *fmt, va_l
     json_object_set_new(line, "ts", json_string(ts));
     json_object_set_new(line, "level", json_string(level_names[level]));
     json_object_set_new(line, "component", json_string(log_component));
-    /* msg may hold invalid UTF-8 (from input): json_string would refuse it */
-    json_t *m = json_string(msg);
-    json_object_set_new(line, "msg", m != NULL ? m : json_string("(message not valid UTF-8)"));
+    /* msg may quote input that is not UTF-8, which json_string refuses: show those bytes as '?' */
+    bp_utf8_sanitize(msg);
+    json_object_set_new(line, "msg", json_string(msg));
     if (fields != NULL)
         json_object_update(line, fields);
     char *text = json_dumps(line, JSON_COMPACT);

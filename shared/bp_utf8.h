@@ -1,0 +1,15 @@
+/* bp_utf8.h - keeping text that goes into JSON valid UTF-8 (jansson refuses anything else). */
+#ifndef BP_UTF8_H
+#define BP_UTF8_H
+
+#include <stddef.h>
+
+/* Length of the longest prefix of s[0..len) that is well-formed UTF-8 (no overlongs, no surrogates,
+ * nothing above U+10FFFF). */
+size_t bp_utf8_valid_prefix(const char *s, size_t len);
+
+/* Replace, in place, every byte of the NUL-terminated s that is not part of a well-formed UTF-8
+ * sequence with '?'. Use on messages that quote client input or library text. */
+void bp_utf8_sanitize(char *s);
+
+#endif
