@@ -1,0 +1,102 @@
+/* fuzz_payload.c - fuzz target for what POST /api/v1/batches/ and /api/v1/objects/ do with a body:
+ * bp_payload_parse, both validators (default and tiny limits), bp_violations_to_json, and the checks
+ * that their contracts in shared/bp_payload.h promise. */
+#include <string.h>
+
+#include <jansson.h>
+
+#include "bp_payload.h"
+#include "fuzz.h"
+
+/* The API's defaults (shared/bp_config.c), and limits small enough for short inputs to cross them. */
+static const bp_payload_limits_t default_limits = {100000, 1000, 255, 255, 65536};
+static const bp_payload_limits_t tiny_limits = {3, 2, 4, 3, 5};
+
+/* Every stored violation is a JSON pointer and a message, both NUL-terminated strict UTF-8. */
+static void check_violations(const bp_violations_t *v)
+{
+    FUZZ_CHECK(v->count <= BP_MAX_VIOLATIONS);
+    FUZZ_CHECK(v->count <= v->total);
+    FUZZ_CHECK(v->count == (v->total < BP_MAX_VIOLATIONS ? v->total : BP_MAX_VIOLATIONS));
+    for (size_t i = 0; i < v->count; i++) {
+        const bp_violation_t *it = &v->items[i];
+        FUZZ_CHECK(fuzz_cstr_ok(it->pointer, sizeof(it->pointer)));
+        FUZZ_CHECK(fuzz_cstr_ok(it->message, sizeof(it->message)));
+        FUZZ_CHECK(it->pointer[0] == '\0' || it->pointer[0] == '/'); /* RFC 6901 */
+        FUZZ_CHECK(it->message[0] != '\0');
+    }
+    /* what the API sends back: one entry per stored violation, the same text */
+    json_t *arr = bp_violations_to_json(v);
+    FUZZ_CHECK(arr != NULL);
+    FUZZ_CHECK(json_array_size(arr) == v->count);
+    for (size_t i = 0; i < v->count; i++) {
+        json_t *e = json_array_get(arr, i);
+        FUZZ_CHECK(json_is_string(json_object_get(e, "pointer")) && json_is_string(json_object_get(e, "message")));
+        FUZZ_CHECK(strcmp(json_string_value(json_object_get(e, "pointer")), v->items[i].pointer) == 0);
+        FUZZ_CHECK(strcmp(json_string_value(json_object_get(e, "message")), v->items[i].message) == 0);
+    }
+    char *text = json_dumps(arr, JSON_COMPACT);
+    FUZZ_CHECK(text != NULL);
+    free(text);
+    json_decref(arr);
+}
+
+/* A valid batch survives what the API does with it: written out by jansson, it parses and validates
+ * again (the worker re-validates what it reads from Kafka). */
+static void check_reparse(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    FUZZ_CHECK(text != NULL);
+    json_t *again = bp_payload_parse(text, strlen(text), v);
+    FUZZ_CHECK(again != NULL);
+    FUZZ_CHECK(bp_payload_validate_batch(again, lim, v) == 0);
+    FUZZ_CHECK(v->count == 0 && v->total == 0);
+    json_decref(again);
+    free(text);
+}
+
+static void validate(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
+{
+    int rc = bp_payload_validate_batch(doc, lim, v);
+    check_violations(v);
+    FUZZ_CHECK((rc == 0) == (v->total == 0));
+    FUZZ_CHECK(bp_payload_validate_batch(doc, lim, NULL) == rc); /* the verdict does not depend on v */
+    if (rc == 0) {
+        FUZZ_CHECK(bp_payload_object_count(doc) >= 1);
+        FUZZ_CHECK(bp_payload_object_count(doc) <= (size_t)lim->max_objects);
+        check_reparse(doc, lim, v);
+    }
+
+    rc = bp_payload_validate_object(doc, lim, v);
+    check_violations(v);
+    FUZZ_CHECK((rc == 0) == (v->total == 0));
+    FUZZ_CHECK(bp_payload_validate_object(doc, lim, NULL) == rc);
+    if (rc == 0) {
+        /* POST /api/v1/objects/ publishes the object as a one-object batch: it must be a valid one */
+        json_t *batch = bp_payload_object_to_batch(doc);
+        FUZZ_CHECK(batch != NULL);
+        FUZZ_CHECK(bp_payload_object_count(batch) == 1);
+        FUZZ_CHECK(bp_payload_validate_batch(batch, lim, v) == 0);
+        check_reparse(batch, lim, v);
+        json_decref(batch);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static bp_violations_t v; /* 51 KB: not on the stack */
+    memset(&v, 0xa5, sizeof(v)); /* stale bytes must not leak into the result */
+    json_t *doc = bp_payload_parse((const char *)data, size, &v);
+    if (doc == NULL) {
+        FUZZ_CHECK(v.count == 1 && v.total == 1);
+        FUZZ_CHECK(v.items[0].pointer[0] == '\0');
+        check_violations(&v);
+        return 0;
+    }
+    FUZZ_CHECK(v.count == 0 && v.total == 0);
+    FUZZ_CHECK(json_is_object(doc) || json_is_array(doc));
+    validate(doc, &default_limits, &v);
+    validate(doc, &tiny_limits, &v);
+    json_decref(doc);
+    return 0;
+}
