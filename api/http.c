@@ -36,7 +36,9 @@ const char *bp_http_reason(int status)
 
 void bp_http_add_header(h2o_req_t *req, const char *name, const char *value)
 {
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, strlen(value));
+    /* h2o keeps the pointers it is given: copy the value into the pool, as http.h promises */
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, v.base, v.len);
 }
 
 static int send_body(h2o_req_t *req, int status, const char *reason, const char *ctype, json_t *body)

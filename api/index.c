@@ -1,8 +1,9 @@
 /* index.c - GET /api/v1/ (the list of endpoints with their URLs, like the browsable root of the API
- * this service replaces) and GET /healthz. */
+ * this service replaces), the probes GET /healthz and /readyz (health.c), and GET /metrics. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "health.h"
 #include "http.h"
 #include "router.h"
 
@@ -47,5 +48,6 @@ const bp_route_t bp_index_routes[] = {
     {"GET", "/metrics", get_metrics},
     {"GET", "/api/v1/", get_root},
     {"GET", "/healthz", get_healthz},
+    {"GET", "/readyz", bp_health_readyz},
     {NULL, NULL, NULL},
 };

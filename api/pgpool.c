@@ -64,6 +64,9 @@ struct bp_pgpool {
     int down; /* the last connection attempt failed (logged once per outage) */
     char last_error[256];
     uint64_t queries, rejected, failed, connect_failures;
+    /* registry series (NULL without opts->metrics), written by the loop thread only */
+    bp_metric_t *m_in_use, *m_waiting, *m_connected, *m_size;
+    bp_metric_t *m_queries, *m_rejected, *m_failed, *m_connect_failures;
 };
 
 static void pump(bp_pgpool_t *pool, int may_notify);
@@ -87,6 +90,17 @@ static size_t count_state(const bp_pgpool_t *pool, conn_state_t st)
     return n;
 }
 
+/* Copy the gauges into the registry: /metrics renders on any thread and must never read the pool. */
+static void publish(bp_pgpool_t *pool)
+{
+    if (pool->m_in_use == NULL)
+        return;
+    size_t busy = count_state(pool, CONN_BUSY);
+    bp_gauge_set(pool->m_in_use, (double)busy);
+    bp_gauge_set(pool->m_connected, (double)(busy + count_state(pool, CONN_IDLE)));
+    bp_gauge_set(pool->m_waiting, (double)pool->nwaiting);
+}
+
 static void arm_defer(bp_pgpool_t *pool)
 {
     if (!h2o_timeout_is_linked(&pool->defer))
@@ -100,8 +114,10 @@ static void deliver(bp_pgquery_t *q, bp_err_t err, const PGresult *res, const ch
 {
     bp_pgpool_t *pool = q->pool;
     q->state = Q_DONE;
-    if (err != BP_OK)
+    if (err != BP_OK) {
         pool->failed++;
+        bp_counter_add(pool->m_failed, 1);
+    }
     if (!q->abandoned) {
         q->cb(q->ctx, err, res, msg);
         if (pool->inflight != NULL)
@@ -163,6 +179,7 @@ static void note_connect_failure(bp_pgpool_t *pool, const char *msg)
 {
     uint64_t now = h2o_now(pool->loop);
     pool->connect_failures++;
+    bp_counter_add(pool->m_connect_failures, 1);
     pool->backoff_ms = pool->backoff_ms == 0 ? BACKOFF_MIN_MS : pool->backoff_ms * 2;
     if (pool->backoff_ms > BACKOFF_MAX_MS)
         pool->backoff_ms = BACKOFF_MAX_MS;
@@ -504,6 +521,7 @@ static void on_queue_deadline(h2o_timeout_entry_t *entry)
     char msg[128];
     snprintf(msg, sizeof(msg), "waited %llu ms for a database connection", (unsigned long long)pool->timeout_ms);
     deliver(q, BP_ERR_TIMEOUT, NULL, msg);
+    publish(pool);
 }
 
 static void on_defer(h2o_timeout_entry_t *entry)
@@ -553,6 +571,7 @@ static void pump(bp_pgpool_t *pool, int may_notify)
         else
             arm_defer(pool);
     }
+    publish(pool);
 }
 
 /* ---- public API ---- */
@@ -612,6 +631,34 @@ static int build_conninfo(bp_pgpool_t *pool, const char *dsn, char *err, size_t 
     return rc;
 }
 
+static void metrics_init(bp_pgpool_t *pool, bp_metrics_t *reg, const char *labels)
+{
+    if (reg == NULL)
+        return;
+    pool->m_size = bp_metrics_gauge(reg, "bp_pg_pool_size", "Connection slots of this thread's pool.",
+                                    labels);
+    pool->m_connected = bp_metrics_gauge(reg, "bp_pg_pool_connected",
+                                         "Connections of this thread's pool that are up (idle or in use).",
+                                         labels);
+    pool->m_in_use = bp_metrics_gauge(reg, "bp_pg_pool_in_use",
+                                      "Connections of this thread's pool running a query.", labels);
+    pool->m_waiting = bp_metrics_gauge(reg, "bp_pg_pool_waiting",
+                                       "Queries of this thread waiting for a free connection.", labels);
+    pool->m_queries = bp_metrics_counter(reg, "bp_pg_queries_total", "Queries accepted by the pools.", NULL);
+    pool->m_rejected = bp_metrics_counter(reg, "bp_pg_queries_rejected_total",
+                                          "Queries refused at once: queue full, or PostgreSQL down.",
+                                          NULL);
+    pool->m_failed = bp_metrics_counter(reg, "bp_pg_query_failures_total",
+                                        "Accepted queries that ended in an error or timed out.",
+                                        NULL);
+    pool->m_connect_failures = bp_metrics_counter(reg, "bp_pg_connect_failures_total",
+                                                  "Connection attempts that failed or timed out.", NULL);
+    bp_gauge_set(pool->m_size, (double)pool->size);
+    bp_gauge_set(pool->m_connected, 0);
+    bp_gauge_set(pool->m_in_use, 0);
+    bp_gauge_set(pool->m_waiting, 0);
+}
+
 bp_pgpool_t *bp_pgpool_new(h2o_evloop_t *loop, const bp_pgpool_opts_t *opts, size_t *inflight, char *err,
                            size_t errlen)
 {
@@ -644,6 +691,7 @@ bp_pgpool_t *bp_pgpool_new(h2o_evloop_t *loop, const bp_pgpool_opts_t *opts, siz
     }
     if (build_conninfo(pool, opts->dsn, err, errlen) != 0)
         goto fail;
+    metrics_init(pool, opts->metrics, opts->metric_labels);
     return pool;
 fail:
     bp_pgpool_free(pool);
@@ -673,6 +721,7 @@ void bp_pgpool_free(bp_pgpool_t *pool)
     }
     if (h2o_timeout_is_linked(&pool->defer))
         h2o_timeout_unlink(&pool->defer);
+    publish(pool); /* every connection is closed now */
     h2o_timeout_dispose(pool->loop, &pool->connect_to);
     h2o_timeout_dispose(pool->loop, &pool->query_to);
     h2o_timeout_dispose(pool->loop, &pool->queue_to);
@@ -694,10 +743,12 @@ bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const 
         return BP_ERR_INVALID;
     if (pool->nwaiting >= pool->queue_max) {
         pool->rejected++;
+        bp_counter_add(pool->m_rejected, 1);
         return BP_ERR_QUEUE_FULL;
     }
     if (count_state(pool, CONN_CLOSED) == pool->size && h2o_now(pool->loop) < pool->retry_at) {
         pool->rejected++; /* backing off after failed attempts: answer now rather than wait */
+        bp_counter_add(pool->m_rejected, 1);
         return BP_ERR_PG_DOWN;
     }
     size_t size = sizeof(bp_pgquery_t) + (size_t)nparams * sizeof(char *) + strlen(sql) + 1;
@@ -728,6 +779,7 @@ bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const 
     q->timer.cb = on_queue_deadline;
     h2o_timeout_link(pool->loop, &pool->queue_to, &q->timer);
     pool->queries++;
+    bp_counter_add(pool->m_queries, 1);
     if (pool->inflight != NULL)
         (*pool->inflight)++;
     if (handle != NULL)
@@ -747,6 +799,7 @@ void bp_pgpool_abandon(bp_pgquery_t *q)
         bp_debug("pg query abandoned: dropped from the queue");
         unlink_waiting(q);
         free(q);
+        publish(pool);
         return;
     }
     bp_debug("pg query abandoned: running, its result will be dropped");
@@ -855,11 +908,15 @@ int bp_pgpool_problem(h2o_req_t *req, bp_err_t err, const char *msg)
 static int pgpool_thread_init(bp_api_thread_t *t, char *err, size_t errlen)
 {
     const bp_config_t *cfg = t->api->cfg;
+    char labels[32];
+    snprintf(labels, sizeof(labels), "thread=\"%d\"", t->index);
     bp_pgpool_opts_t opts = {
         .dsn = cfg->pg_dsn,
         .size = (size_t)cfg->pg_pool_size,
         .queue_max = (size_t)cfg->pg_queue_max,
         .timeout_ms = (uint64_t)cfg->pg_timeout_ms,
+        .metrics = t->api->metrics,
+        .metric_labels = labels,
     };
     t->pgpool = bp_pgpool_new(t->loop, &opts, &t->inflight, err, errlen);
     return t->pgpool != NULL ? 0 : -1;

@@ -26,6 +26,7 @@
 #include <libpq-fe.h>
 
 #include "bp_error.h"
+#include "bp_metrics.h"
 #include "server.h"
 
 typedef struct bp_pgpool bp_pgpool_t;
@@ -37,6 +38,12 @@ typedef struct bp_pgpool_opts {
     size_t queue_max;            /* queries waiting for a connection, at least 1 */
     uint64_t timeout_ms;         /* statement timeout, and the longest wait in the queue */
     uint64_t connect_timeout_ms; /* a connection attempt's bound; 0 means 2000 */
+    bp_metrics_t *metrics;       /* borrowed, may be NULL; must outlive the pool. The pool keeps the
+                                  * gauges bp_pg_pool_{size,connected,in_use,waiting}{metric_labels}
+                                  * current itself (from its loop thread, so /metrics never reads the
+                                  * pool), and counts bp_pg_queries_total, bp_pg_queries_rejected_total,
+                                  * bp_pg_query_failures_total and bp_pg_connect_failures_total */
+    const char *metric_labels;   /* e.g. thread="0"; borrowed during bp_pgpool_new only */
 } bp_pgpool_opts_t;
 
 typedef struct bp_pgpool_stats {

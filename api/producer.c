@@ -11,11 +11,44 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "bp_kafka.h"
 #include "bp_log.h"
 
 #define TICK_MS 100
 #define POLL_ROUNDS_MAX 1000 /* rd_kafka_poll calls per wake-up; what is left waits for the tick */
+#define STATS_INTERVAL "1000" /* ms between librdkafka's statistics (they tell which brokers are up) */
+/* A broker seen up this recently still counts: the broker closes idle connections (and librdkafka
+ * reconnects at once), which must not make /readyz flap. */
+#define BROKER_UP_GRACE_MS 3000
+
+/* Why a message got no ack: the label values of bp_produce_failures_total. */
+typedef enum fail_reason {
+    FAIL_QUEUE_FULL,
+    FAIL_TOO_LARGE,
+    FAIL_TIMEOUT,
+    FAIL_BROKER,
+    FAIL_FATAL,
+    FAIL_SHUTDOWN,
+    FAIL_NOMEM,
+    FAIL__COUNT
+} fail_reason_t;
+
+static const char *const fail_names[FAIL__COUNT] = {"queue_full", "too_large", "timeout", "broker_error",
+                                                    "fatal", "shutdown", "nomem"};
+
+/* The registry's series this producer updates (cached: no lookup on the hot path). Shared series
+ * (no thread label) are summed over the threads by the atomics of bp_metrics.c. */
+typedef struct producer_metrics {
+    bp_metric_t *latency;  /* histogram: delivery report time - bp_producer_send time, acked only */
+    bp_metric_t *accepted; /* counters */
+    bp_metric_t *rejected;
+    bp_metric_t *failures[FAIL__COUNT];
+    bp_metric_t *pending;     /* gauges of this thread, set by the loop thread itself */
+    bp_metric_t *brokers_up;
+    bp_metric_t *healthy;
+} producer_metrics_t;
 
 /* One message librdkafka holds. Freed by its delivery report (or at dispose, after rd_kafka_destroy). */
 typedef struct delivery {
@@ -24,7 +57,8 @@ typedef struct delivery {
     bp_producer_t *p;
     bp_produce_cb cb;
     void *opaque;
-    int decided; /* cb was called */
+    uint64_t enqueued_us; /* monotonic, for the latency histogram */
+    int decided;          /* cb was called */
 } delivery_t;
 
 struct bp_producer {
@@ -44,6 +78,9 @@ struct bp_producer {
     char timeout_reason[128]; /* "the broker did not acknowledge within N ms" */
     atomic_int healthy;
     atomic_ullong accepted, rejected, failures, pending;
+    atomic_int brokers_up;       /* brokers in state UP in the last statistics; -1 before the first */
+    atomic_ullong broker_up_ms;  /* monotonic ms when a broker was last seen up; 0 never */
+    producer_metrics_t m;
 };
 
 static uint64_t mono_ms(void)
@@ -51,6 +88,13 @@ static uint64_t mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static void count(atomic_ullong *c, long long delta)
@@ -63,6 +107,32 @@ static void count(atomic_ullong *c, long long delta)
 
 /* Give the message its one verdict; later calls do nothing. The delivery stays listed until its
  * delivery report (librdkafka still holds it). */
+static fail_reason_t reason_of(bp_err_t err, rd_kafka_resp_err_t kerr)
+{
+    if (kerr == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || err == BP_ERR_INVALID)
+        return FAIL_TOO_LARGE;
+    switch (err) {
+    case BP_ERR_QUEUE_FULL: return FAIL_QUEUE_FULL;
+    case BP_ERR_TIMEOUT: return kerr == RD_KAFKA_RESP_ERR_NO_ERROR ? FAIL_TIMEOUT : FAIL_BROKER;
+    case BP_ERR_FATAL: return FAIL_FATAL;
+    case BP_ERR_NOMEM: return FAIL_NOMEM;
+    case BP_ERR_KAFKA_DOWN: return kerr == RD_KAFKA_RESP_ERR_NO_ERROR ? FAIL_SHUTDOWN : FAIL_BROKER;
+    default: return FAIL_BROKER;
+    }
+}
+
+static void note_failure(bp_producer_t *p, bp_err_t err, rd_kafka_resp_err_t kerr)
+{
+    count(&p->failures, 1);
+    bp_counter_add(p->m.failures[reason_of(err, kerr)], 1);
+}
+
+static void set_pending(bp_producer_t *p, long long delta)
+{
+    count(&p->pending, delta);
+    bp_gauge_set(p->m.pending, (double)atomic_load_explicit(&p->pending, memory_order_relaxed));
+}
+
 static void decide(delivery_t *d, const bp_produce_result_t *res)
 {
     if (d->decided)
@@ -71,7 +141,7 @@ static void decide(delivery_t *d, const bp_produce_result_t *res)
     if (h2o_timeout_is_linked(&d->deadline))
         h2o_timeout_unlink(&d->deadline);
     if (res->err != BP_OK)
-        count(&d->p->failures, 1);
+        note_failure(d->p, res->err, res->kafka_err);
     d->cb(d->opaque, res);
 }
 
@@ -93,6 +163,7 @@ static void on_fatal(bp_producer_t *p)
 {
     if (!atomic_exchange(&p->healthy, 0))
         return;
+    bp_gauge_set(p->m.healthy, 0);
     char why[512] = "";
     rd_kafka_resp_err_t e = rd_kafka_fatal_error(p->rk, why, sizeof(why));
     bp_error("thread %d: the Kafka producer hit a fatal error (%s: %s): answering its %zu waiting requests "
@@ -119,6 +190,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                                    .offset = m->offset,
                                    .timestamp = rd_kafka_message_timestamp(m, &tstype)};
         count(&p->accepted, 1);
+        bp_counter_add(p->m.accepted, 1);
+        bp_histogram_observe(p->m.latency, (double)(mono_us() - d->enqueued_us) / 1e6);
         if (d->decided)
             bp_info("thread %d: the broker acknowledged a message after its request was answered "
                     "(partition %d, offset %lld)",
@@ -132,7 +205,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
     h2o_linklist_unlink(&d->link);
     p->outstanding--;
-    count(&p->pending, -1);
+    set_pending(p, -1);
     free(d);
     (void)rk;
 }
@@ -148,6 +221,43 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     bp_warn("thread %d: Kafka producer: %s: %s", p->t->index, rd_kafka_err2name((rd_kafka_resp_err_t)err),
             reason);
     (void)rk;
+}
+
+/* librdkafka's statistics (every STATS_INTERVAL ms, served by rd_kafka_poll on the loop thread): count
+ * the brokers whose connection is up. The internal and logical (coordinator) brokers do not count.
+ * Returns 0: librdkafka frees json. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    bp_producer_t *p = opaque;
+    json_t *doc = json_loadb(json, json_len, 0, NULL);
+    json_t *brokers = json_object_get(doc, "brokers");
+    if (!json_is_object(brokers)) {
+        json_decref(doc);
+        return 0;
+    }
+    int up = 0;
+    const char *name;
+    json_t *b;
+    json_object_foreach(brokers, name, b) {
+        const char *state = json_string_value(json_object_get(b, "state"));
+        const char *source = json_string_value(json_object_get(b, "source"));
+        if (source != NULL && (strcmp(source, "internal") == 0 || strcmp(source, "logical") == 0))
+            continue;
+        if (state != NULL && (strcmp(state, "UP") == 0 || strcmp(state, "UPDATE") == 0))
+            up++;
+    }
+    json_decref(doc);
+    int before = atomic_exchange(&p->brokers_up, up);
+    if (up > 0)
+        atomic_store(&p->broker_up_ms, mono_ms());
+    if (up == 0 && before > 0)
+        bp_warn("thread %d: no Kafka broker connection is up", p->t->index);
+    else if (up > 0 && before == 0)
+        bp_info("thread %d: a Kafka broker connection is up again", p->t->index);
+    bp_gauge_set(p->m.brokers_up, up);
+    (void)rk;
+    (void)name;
+    return 0;
 }
 
 /* Serve what is queued on the main queue: delivery reports and errors. Never blocks. */
@@ -204,7 +314,7 @@ static bp_err_t refuse(bp_producer_t *p, char *value, bp_err_t e, char *err, siz
                        const char *detail)
 {
     free(value);
-    count(&p->failures, 1);
+    note_failure(p, e, RD_KAFKA_RESP_ERR_NO_ERROR);
     snprintf(err, errlen, "%s%s", what, detail);
     return e;
 }
@@ -236,6 +346,7 @@ bp_err_t bp_producer_send(bp_producer_t *p, const char *key, size_t keylen, char
     d->cb = cb;
     d->opaque = opaque;
     d->deadline.cb = on_deadline;
+    d->enqueued_us = mono_us();
 
     /* F_FREE: librdkafka frees value once it is done, but only if producev succeeds */
     rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -255,7 +366,7 @@ bp_err_t bp_producer_send(bp_producer_t *p, const char *key, size_t keylen, char
     }
     h2o_linklist_insert(&p->deliveries, &d->link);
     p->outstanding++;
-    count(&p->pending, 1);
+    set_pending(p, 1);
     h2o_timeout_link(p->t->loop, &p->deadline, &d->deadline);
     return BP_OK;
 }
@@ -267,8 +378,21 @@ int bp_producer_healthy(const bp_producer_t *p)
 
 void bp_producer_note_rejected(bp_producer_t *p)
 {
-    if (p != NULL)
+    if (p != NULL) {
         count(&p->rejected, 1);
+        bp_counter_add(p->m.rejected, 1);
+    }
+}
+
+int bp_producer_brokers_up(const bp_producer_t *p)
+{
+    if (p == NULL)
+        return 0;
+    int up = atomic_load(&p->brokers_up);
+    if (up > 0)
+        return up;
+    uint64_t last = atomic_load(&p->broker_up_ms);
+    return last != 0 && mono_ms() < last + BROKER_UP_GRACE_MS ? 1 : up;
 }
 
 bp_producer_stats_t bp_producer_stats(const bp_producer_t *p)
@@ -309,6 +433,7 @@ static rd_kafka_conf_t *producer_conf(bp_producer_t *p, char *err, size_t errlen
         bp_kafka_conf_set(conf, "message.max.bytes", max_bytes, err, errlen) != 0 ||
         bp_kafka_conf_set(conf, "message.timeout.ms", timeout, err, errlen) != 0 ||
         bp_kafka_conf_set(conf, "queue.buffering.max.messages", queue_max, err, errlen) != 0 ||
+        bp_kafka_conf_set(conf, "statistics.interval.ms", STATS_INTERVAL, err, errlen) != 0 ||
         /* the Java client's default: a batch_id lands on the same partition whoever publishes it */
         bp_kafka_conf_set(conf, "partitioner", "murmur2_random", err, errlen) != 0) {
         rd_kafka_conf_destroy(conf);
@@ -316,11 +441,40 @@ static rd_kafka_conf_t *producer_conf(bp_producer_t *p, char *err, size_t errlen
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_opaque(conf, p);
     return conf;
 }
 
 static void producer_dispose(bp_api_thread_t *t);
+
+static void metrics_init(bp_producer_t *p)
+{
+    bp_metrics_t *reg = p->t->api->metrics;
+    char labels[64];
+    p->m.latency = bp_metrics_histogram(reg, "bp_produce_latency_seconds",
+                                        "From handing a message to librdkafka to the broker's ack.", NULL,
+                                        bp_metrics_latency_buckets, bp_metrics_latency_nbuckets);
+    p->m.accepted = bp_metrics_counter(reg, "bp_produce_accepted_total",
+                                       "Messages the broker acknowledged (late acks included).", NULL);
+    p->m.rejected = bp_metrics_counter(reg, "bp_produce_rejected_total",
+                                       "POSTs refused before producing (body, size, media type, query).", NULL);
+    for (int i = 0; i < FAIL__COUNT; i++) {
+        snprintf(labels, sizeof(labels), "reason=\"%s\"", fail_names[i]);
+        p->m.failures[i] = bp_metrics_counter(reg, "bp_produce_failures_total",
+                                              "Messages that got no ack in time, by reason.", labels);
+    }
+    snprintf(labels, sizeof(labels), "thread=\"%d\"", p->t->index);
+    p->m.pending = bp_metrics_gauge(reg, "bp_produce_pending",
+                                    "Messages of this thread waiting for their delivery report.", labels);
+    p->m.brokers_up = bp_metrics_gauge(reg, "bp_kafka_brokers_up",
+                                       "Brokers this thread's producer is connected to.", labels);
+    p->m.healthy = bp_metrics_gauge(reg, "bp_producer_healthy",
+                                    "1 while this thread's producer can publish.", labels);
+    bp_gauge_set(p->m.pending, 0);
+    bp_gauge_set(p->m.brokers_up, 0);
+    bp_gauge_set(p->m.healthy, 1);
+}
 
 static int producer_init(bp_api_thread_t *t, char *err, size_t errlen)
 {
@@ -335,6 +489,9 @@ static int producer_init(bp_api_thread_t *t, char *err, size_t errlen)
     p->t = t;
     p->pipe_rd = p->pipe_wr = -1;
     atomic_init(&p->healthy, 1);
+    atomic_init(&p->brokers_up, -1);
+    atomic_init(&p->broker_up_ms, 0);
+    metrics_init(p);
     h2o_linklist_init_anchor(&p->deliveries);
     snprintf(p->timeout_reason, sizeof(p->timeout_reason), "the broker did not acknowledge within %lld ms",
              cfg->produce_timeout_ms);
@@ -422,10 +579,11 @@ static void producer_dispose(bp_api_thread_t *t)
         delivery_t *d = H2O_STRUCT_FROM_MEMBER(delivery_t, link, p->deliveries.next);
         decide(d, &res);
         h2o_linklist_unlink(&d->link);
-        count(&p->pending, -1);
+        set_pending(p, -1);
         free(d);
     }
     p->outstanding = 0;
+    bp_gauge_set(p->m.brokers_up, 0);
     if (p->timeouts_ready) {
         if (h2o_timeout_is_linked(&p->tick_entry))
             h2o_timeout_unlink(&p->tick_entry);

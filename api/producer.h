@@ -38,8 +38,12 @@ typedef struct bp_produce_result {
  * others' at once). opaque is the caller's; res is valid only during the call. */
 typedef void (*bp_produce_cb)(void *opaque, const bp_produce_result_t *res);
 
-/* Counters of one thread's producer. They are relaxed atomics: another thread (a metrics endpoint)
- * may read them while the loop thread updates them. */
+/* Counters of one thread's producer. They are relaxed atomics: another thread may read them while the
+ * loop thread updates them. The same events also update the /metrics registry (api->metrics), which
+ * the producer writes itself from its loop thread - bp_produce_latency_seconds, bp_produce_accepted_total,
+ * bp_produce_rejected_total, bp_produce_failures_total{reason}, and per thread bp_produce_pending,
+ * bp_kafka_brokers_up and bp_producer_healthy - so that rendering never reads a producer (which may be
+ * freed at shutdown). */
 typedef struct bp_producer_stats {
     unsigned long long accepted; /* messages the broker acked (also late acks, after a 503) */
     unsigned long long rejected; /* requests refused before producing (bp_producer_note_rejected) */
@@ -66,6 +70,13 @@ bp_err_t bp_producer_send(bp_producer_t *p, const char *key, size_t keylen, char
 /* 1 while the producer can publish, 0 after a fatal error (RD_KAFKA_RESP_ERR__FATAL): the process
  * should then be restarted; /readyz reports it. Safe from any thread. Accepts NULL (returns 0). */
 int bp_producer_healthy(const bp_producer_t *p);
+
+/* How many brokers this producer has a connection up to, from librdkafka's statistics (every second,
+ * served on the loop thread): the internal and coordinator pseudo-brokers do not count, and a broker
+ * seen up within the last 3 s counts as 1 (an idle connection the broker closed is reopened at once).
+ * 0 when none is up, -1 before the first statistics arrived (about 1 s after start). Safe from any
+ * thread. Accepts NULL (returns 0). /readyz needs it above 0. */
+int bp_producer_brokers_up(const bp_producer_t *p);
 
 /* Count one request refused before producing (validation, size, media type). */
 void bp_producer_note_rejected(bp_producer_t *p);

@@ -18,6 +18,7 @@ typedef struct bp_api_thread bp_api_thread_t;
 
 struct bp_producer; /* api/producer.h */
 struct bp_pgpool;   /* api/pgpool.h */
+struct bp_write_wait; /* api/write_ack.c */
 
 /* One event-loop thread. Everything in it is touched only by its own thread. */
 struct bp_api_thread {
@@ -32,6 +33,7 @@ struct bp_api_thread {
     size_t inflight;              /* requests answered later (broker acks, queries): shutdown waits for them */
     struct bp_producer *producer; /* owned; api/producer.c */
     struct bp_pgpool *pgpool;     /* owned; api/pgpool.c */
+    struct bp_write_wait *wait;   /* owned; api/write_ack.c: POSTs waiting for the workers (?wait=) */
 };
 
 /* The process. */

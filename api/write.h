@@ -29,10 +29,10 @@ typedef struct bp_write_ack {
  * guarding it. It must answer req now, or later - then it guards req itself (h2o_mem_alloc_shared on
  * req->pool) and counts itself in t->inflight until it answers. Returns 0.
  *
- * This is the extension point of read-your-writes (?wait=N): today it answers 202 at once whatever
- * wait_s says. Later, for wait_s > 0, it waits (through the PostgreSQL pool, bounded by wait_s) until
- * the ingest workers applied (partition, offset) - ingest_offsets.next_offset > offset for the group,
- * topic and partition - and then answers, saying whether the data is visible yet. */
+ * Read-your-writes (?wait=N): for wait_s > 0 it waits (through the PostgreSQL pool, bounded by wait_s)
+ * until the ingest workers applied (partition, offset) - ingest_offsets.next_offset > offset for the
+ * topic and partition, any group - and answers 201 with the stored batch (object), or 202 when the
+ * bound passes, PostgreSQL is unavailable or the server stops first. */
 int bp_write_acked(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack);
 
 #endif
