@@ -62,7 +62,10 @@ class Proc:
         self.name = name
         self.log_path = tempfile.mktemp(prefix=f"bp-{name}-", suffix=".log")
         self.log = open(self.log_path, "wb")
-        self.p = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        # setpriv execs the binary with a parent-death signal: if pytest dies (a ctest timeout), the
+        # process dies with it instead of lingering
+        self.p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--"] + list(argv), env=env, stdout=self.log,
+                                  stderr=subprocess.STDOUT)
 
     def logs(self):
         self.log.flush()
