@@ -1,11 +1,14 @@
-/* main.c - batchpipe-ingest: wires configuration, logging and the worker together; SIGINT/SIGTERM
- * ask the worker to finish the transaction in hand, leave the group and exit. */
+/* main.c - batchpipe-ingest: wires configuration, logging, the worker and its health port together;
+ * SIGINT/SIGTERM ask the worker to finish the transaction in hand, leave the group and exit. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "bp_config.h"
 #include "bp_log.h"
+#include "bp_metrics.h"
+#include "health.h"
+#include "stats.h"
 #include "worker.h"
 
 static const char usage[] = "usage: batchpipe-ingest [settings]\n"
@@ -45,14 +48,39 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    bp_worker_t *worker = bp_worker_new(&cfg, &stop_flag, err, sizeof(err));
+    bp_metrics_t *metrics = bp_metrics_new();
+    bp_stats_t *stats = metrics != NULL ? bp_stats_new(metrics, cfg.topic) : NULL;
+    if (stats == NULL) {
+        bp_error("cannot start: out of memory");
+        bp_metrics_free(metrics);
+        bp_config_free(&cfg);
+        return 1;
+    }
+    bp_worker_t *worker = bp_worker_new(&cfg, stats, &stop_flag, err, sizeof(err));
     if (worker == NULL) {
         bp_error("cannot start: %s", err);
+        bp_metrics_free(metrics);
+        bp_stats_free(stats);
+        bp_config_free(&cfg);
+        return 1;
+    }
+    /* A worker whose probes cannot answer would look dead to its orchestrator: refuse to start, as the
+     * API does when it cannot listen. Several workers on one host need distinct BP_HEALTH_PORTs (or 0). */
+    bp_health_t *health = NULL;
+    if (cfg.health_port > 0 && (health = bp_health_start(&cfg, metrics, stats, err, sizeof(err))) == NULL) {
+        bp_error("cannot start: health port %lld: %s (set BP_HEALTH_PORT to a free port, or 0)", cfg.health_port,
+                 err);
+        bp_worker_free(worker);
+        bp_metrics_free(metrics);
+        bp_stats_free(stats);
         bp_config_free(&cfg);
         return 1;
     }
     rc = bp_worker_run(worker);
+    bp_health_stop(health);
     bp_worker_free(worker);
+    bp_metrics_free(metrics); /* before the stats: one of its gauges reads them */
+    bp_stats_free(stats);
     bp_info("stopped");
     bp_config_free(&cfg);
     return rc == 0 ? 0 : 1;

@@ -16,16 +16,19 @@
 #include "bp_log.h"
 #include "dlq.h"
 #include "message.h"
+#include "stats.h"
 
 #define RETRY_BACKOFF_MIN_MS 100
 #define SESSION_TIMEOUT_MS "10000" /* a killed worker's partitions move on after this */
 #define HEARTBEAT_MS "1000"        /* rebalances reach every member within about a second */
 #define AUTO_COMMIT_MS "1000"      /* how stale the group's offsets in Kafka (lag tools) may be */
 #define POLL_SLICE_MS 100          /* longest consumer poll, so that stop and deadlines are noticed */
+#define PG_CHECK_IDLE_MS 5000      /* an idle worker checks PostgreSQL this often (readiness) */
 
 struct bp_worker {
     const bp_config_t *cfg;
     volatile sig_atomic_t *stop;
+    bp_stats_t *stats; /* borrowed: metrics and readiness for the health port */
     rd_kafka_t *rk;
     bp_apply_t *apply;
     bp_dlq_t *dlq;
@@ -45,6 +48,8 @@ struct bp_worker {
     int closed;     /* the group was left */
     long long stop_at; /* when the stop flag was first seen, or 0 */
     uint64_t rng;
+    long long pg_check_at;  /* when an idle worker next checks PostgreSQL */
+    int pg_check_failures;  /* PostgreSQL checks failed in a row (at assignment or idle) */
 };
 
 static long long now_ms(void)
@@ -54,11 +59,21 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long long backoff_ms(bp_worker_t *w, int attempt);
+
 /* True once a stop was asked for; remembers when it was first seen (the shutdown clock starts). */
 static int stopping(bp_worker_t *w)
 {
     if (*w->stop && w->stop_at == 0) {
         w->stop_at = now_ms();
+        bp_stats_stopping(w->stats);
         bp_info("stopping: finishing the transaction in hand");
     }
     return w->stop_at != 0;
@@ -185,10 +200,56 @@ static void log_partitions(const char *what, const rd_kafka_topic_partition_list
     bp_info("%s %d partitions of %s: [%s]", what, parts->cnt, parts->cnt ? parts->elems[0].topic : "-", buf);
 }
 
+/* Record the outcome of a PostgreSQL interaction outside a transaction (readiness) and schedule the
+ * next idle check: soon, with backoff, after a failure; PG_CHECK_IDLE_MS after a success. */
+static void pg_checked(bp_worker_t *w, bp_err_t e)
+{
+    bp_stats_pg(w->stats, e);
+    if (e == BP_OK) {
+        w->pg_check_failures = 0;
+        w->pg_check_at = now_ms() + PG_CHECK_IDLE_MS;
+    } else {
+        w->pg_check_at = now_ms() + backoff_ms(w, w->pg_check_failures);
+        if (w->pg_check_failures < 30)
+            w->pg_check_failures++;
+    }
+}
+
+/* While nothing is buffered, read the owned partitions' ingest_offsets rows now and then: /readyz then
+ * follows PostgreSQL even without traffic, and each partition's lag starts from the committed truth
+ * (also when PostgreSQL could not be read at assignment). A read outside any transaction, so polling
+ * the consumer around it is safe. */
+static void check_pg_idle(bp_worker_t *w)
+{
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(16);
+    for (size_t p = 0; p < w->nowned; p++)
+        if (w->owned[p])
+            rd_kafka_topic_partition_list_add(parts, w->cfg->topic, (int32_t)p);
+    if (parts->cnt == 0) { /* nothing to be ready for: no need to bother the database */
+        w->pg_check_at = now_ms() + PG_CHECK_IDLE_MS;
+        rd_kafka_topic_partition_list_destroy(parts);
+        return;
+    }
+    char err[1024];
+    int failures = w->pg_check_failures;
+    bp_err_t e = bp_apply_load_offsets(w->apply, parts, err, sizeof(err));
+    if (e == BP_OK) {
+        bp_stats_positions(w->stats, parts);
+        if (failures > 0)
+            bp_info("PostgreSQL answers again");
+    } else if (failures == 0) {
+        bp_warn("PostgreSQL check failed (%s: %s): not ready until it answers", bp_err_str(e), err);
+    }
+    pg_checked(w, e);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
 static void assign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts)
 {
     char err[1024];
     bp_err_t e = bp_apply_load_offsets(w->apply, parts, err, sizeof(err));
+    if (parts->cnt > 0)
+        pg_checked(w, e);
     if (e != BP_OK) {
         /* Kafka's committed offsets trail PostgreSQL's (they are committed after it), so starting
          * there is safe: what was applied already is skipped under the row lock. */
@@ -205,6 +266,7 @@ static void assign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts)
         return;
     }
     set_owned(w, parts, 1);
+    bp_stats_assigned(w->stats, parts);
     if (e == BP_OK) {
         /* bring the group's Kafka offsets (lag tools) to PostgreSQL's at once: a predecessor may
          * have died after its last commit but before the auto-commit sent it */
@@ -226,6 +288,7 @@ static void unassign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts, con
     log_partitions(what, parts, 0);
     buffer_drop(w, parts);
     set_owned(w, parts, 0);
+    bp_stats_revoked(w->stats, parts, what);
     rd_kafka_error_t *error = rd_kafka_incremental_unassign(w->rk, parts);
     if (error != NULL) {
         bp_error("unassign: %s", rd_kafka_error_string(error));
@@ -402,8 +465,12 @@ static int flush(bp_worker_t *w)
     for (int attempt = 0; w->n > 0; attempt++) {
         char err[1024];
         size_t nout = 0;
+        double started = now_s();
         bp_err_t e = bp_apply_txn(w->apply, w->dlq, w->buf, w->n, w->done, &nout, err, sizeof(err));
         if (e == BP_OK) {
+            bp_stats_txn_committed(w->stats, w->buf, w->n, w->done, nout, now_s() - started);
+            w->pg_check_failures = 0;
+            w->pg_check_at = now_ms() + PG_CHECK_IDLE_MS;
             log_applied(w);
             commit_to_kafka(w, nout);
             buffer_clear(w);
@@ -421,6 +488,7 @@ static int flush(bp_worker_t *w)
             bp_log_fields(BP_LOG_ERROR, f, "cannot apply %zu messages: %s: %s", w->n, bp_err_str(e), err);
             json_decref(f);
             w->fatal = 1;
+            bp_stats_fatal(w->stats);
             rc = -1;
             break;
         }
@@ -435,6 +503,7 @@ static int flush(bp_worker_t *w)
         }
         /* a non-retriable failure here is not the message's (those are dead-lettered): a missing
          * table, a permission; retry too, but loudly */
+        bp_stats_txn_retry(w->stats, e);
         bp_log_fields(cls == BP_CLASS_RETRIABLE ? BP_LOG_WARN : BP_LOG_ERROR, f,
                       "transaction of %zu messages failed (%s: %s); retry %d in %lld ms", w->n, bp_err_str(e),
                       err, attempt + 1, delay);
@@ -448,6 +517,7 @@ static int flush(bp_worker_t *w)
     }
     if (w->paused)
         pause_all(w, 0);
+    bp_stats_txn_settled(w->stats);
     return rc;
 }
 
@@ -481,7 +551,8 @@ static void close_consumer(bp_worker_t *w)
     w->closed = 1;
 }
 
-bp_worker_t *bp_worker_new(const bp_config_t *cfg, volatile sig_atomic_t *stop, char *err, size_t errlen)
+bp_worker_t *bp_worker_new(const bp_config_t *cfg, bp_stats_t *stats, volatile sig_atomic_t *stop, char *err,
+                           size_t errlen)
 {
     bp_worker_t *w = calloc(1, sizeof(*w));
     rd_kafka_conf_t *conf = NULL;
@@ -491,6 +562,7 @@ bp_worker_t *bp_worker_new(const bp_config_t *cfg, volatile sig_atomic_t *stop, 
     }
     w->cfg = cfg;
     w->stop = stop;
+    w->stats = stats;
     w->limits = (bp_payload_limits_t){cfg->max_objects, cfg->max_pairs, cfg->max_id_len, cfg->max_key_len,
                                       cfg->max_string_len};
     w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)now_ms() ^ 0x9e3779b97f4a7c15ULL;
@@ -518,6 +590,7 @@ bp_worker_t *bp_worker_new(const bp_config_t *cfg, volatile sig_atomic_t *stop, 
     if (w->rk == NULL)
         goto fail;
     rd_kafka_poll_set_consumer(w->rk);
+    bp_stats_set_consumer(stats, w->rk);
     return w;
 fail:
     if (conf != NULL)
@@ -541,6 +614,8 @@ int bp_worker_run(bp_worker_t *w)
     bp_info("joining group %s on topic %s", w->cfg->group_id, w->cfg->topic);
     int rc = 0;
     while (!stopping(w) && !w->fatal) {
+        if (w->n == 0 && now_ms() >= w->pg_check_at)
+            check_pg_idle(w);
         int timeout = POLL_SLICE_MS;
         if (w->n > 0) {
             long long left = w->first_at + w->cfg->txn_max_ms - now_ms();
@@ -559,8 +634,10 @@ int bp_worker_run(bp_worker_t *w)
             break;
         }
     }
-    if (w->fatal)
+    if (w->fatal) {
         rc = -1;
+        bp_stats_fatal(w->stats);
+    }
     if (rc == 0 && w->n > 0 && flush(w) != 0) /* stopping: the transaction in hand */
         rc = -1;
     buffer_clear(w);
@@ -576,6 +653,7 @@ void bp_worker_free(bp_worker_t *w)
     if (!w->closed && !w->fatal)
         close_consumer(w);
     buffer_clear(w);
+    bp_stats_set_consumer(w->stats, NULL); /* the health port must not read watermarks of a freed consumer */
     /* consumer_close was done above (or must be skipped after a fatal error) */
     rd_kafka_destroy_flags(w->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     bp_dlq_free(w->dlq, 1000);

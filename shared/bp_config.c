@@ -105,6 +105,8 @@ static const setting_t settings[] = {
      BP_FOR_INGEST, 0, "cap of the backoff between retries of a transient failure"},
     {"shutdown-timeout-ms", "BP_SHUTDOWN_TIMEOUT_MS", T_INT, S(shutdown_timeout_ms), "10000", 100, 600000,
      BP_FOR_API | BP_FOR_INGEST, 0, "bound on a graceful shutdown"},
+    {"health-port", "BP_HEALTH_PORT", T_INT, S(health_port), "8001", 0, 65535, BP_FOR_INGEST, 0,
+     "port (all addresses) of the worker's /healthz, /readyz and /metrics; 0: off"},
     {"migrations-dir", "BP_MIGRATIONS_DIR", T_STR, S(migrations_dir), BP_DEFAULT_MIGRATIONS_DIR, 0, 0, BP_FOR_CLI,
      0, "folder of the SQL migrations"},
 };

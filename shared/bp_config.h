@@ -55,6 +55,7 @@ typedef struct bp_config {
     long long txn_max_ms;
     long long retry_backoff_max_ms;
     long long shutdown_timeout_ms;
+    long long health_port;
     /* cli */
     char *migrations_dir;
 } bp_config_t;

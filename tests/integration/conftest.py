@@ -125,6 +125,7 @@ class Env:
             "BP_GROUP_ID": self.group,
             "BP_PARTITIONS": str(partitions),
             "BP_LOG_LEVEL": "info",
+            "BP_HEALTH_PORT": "0",  # workers' probe port: tests that need it pass a free port
         }
 
     def environ(self, **extra):

@@ -85,3 +85,14 @@ def test_configuration_doc_matches_the_settings_table():
 def test_healthz(api):
     r = api.get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_worker_refuses_to_start_when_its_health_port_is_taken(bp_env):
+    import socket
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        w = bp_env.start_worker(BP_HEALTH_PORT=port)
+        assert w.p.wait(30) == 1
+        assert any("BP_HEALTH_PORT" in l.get("msg", "") for l in w.log_lines())
