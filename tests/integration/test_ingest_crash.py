@@ -1,6 +1,9 @@
 """kill -9 of the ingest worker at random points while it applies 100 batches: after each restart the
-final state is exact, and a reader running all along never sees a batch with only part of its objects."""
+final state is exact, and a reader running all along never sees a batch with only part of its objects.
+
+The suite runs the short version; BP_LONG_TESTS=1 runs the long one (1,000 batches, 25 kills)."""
 import json
+import os
 import random
 import threading
 import time
@@ -9,7 +12,9 @@ from conftest import Env, wait_until
 from test_ingest import FAST, Publisher, committed_offsets, expected_state, make_batch, objects_state, \
     wait_all_consumed
 
-KILLS = 4
+LONG = os.environ.get("BP_LONG_TESTS") == "1"
+KILLS = 25 if LONG else 4
+BATCHES = 1000 if LONG else 100
 
 
 class Observer(threading.Thread):
@@ -49,7 +54,7 @@ def test_kill9_at_random_points_keeps_every_batch_whole():
     observer = None
     try:
         # sizes vary so that transactions (3 messages each) take a while: kills land inside them
-        docs = [make_batch(rng.randint(50, 600), seed=f"crash-{seed}-{i}")[0] for i in range(100)]
+        docs = [make_batch(rng.randint(50, 600), seed=f"crash-{seed}-{i}")[0] for i in range(BATCHES)]
         sizes = {d["batch_id"]: len(d["objects"]) for d in docs}
         settings = dict(FAST, BP_TXN_MAX_MESSAGES="3")
         worker = env.start_worker(**settings)
