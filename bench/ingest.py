@@ -1,39 +1,49 @@
 #!/usr/bin/python3
 """bench/ingest.py - end-to-end ingest throughput against PostgreSQL's own COPY, in one run.
 
-Starts a fresh database and topic, the API and W ingest workers; posts N objects in batches (several
-client threads); measures objects/s from the first request to the last row committed (ingest_offsets
-reaching every acked message). Then loads the same rows with COPY into a scratch copy of the schema
-(same table, same indexes) and prints the ratio. Nothing here asserts a time.
+Makes a fresh database and topic, starts the API and W ingest workers, and posts N objects in
+batches from several client processes (bodies generated before the clock starts). Figures:
 
-    ops/services up && bench/ingest.py --objects 1000000 --batch-size 1000 --clients 4 --workers 2
+  accept rate   objects/s from the first request to the last 202 (every batch acked by the broker)
+  end to end    objects/s from the first request to the last row committed (ingest_offsets past
+                every acked offset, per partition)
+  COPY          the same rows COPYed, in one transaction, into a scratch copy of the schema in the
+                same database (same tables, same indexes including the GIN index, same foreign key)
+  ratio         end to end / COPY (goal >= 0.6)
+
+plus the peak RSS (VmHWM) of the API and of each worker, and who used the CPU during each phase
+(the machine is shared: the client, the API, the broker, the workers and PostgreSQL all run on it).
+Nothing here asserts a time.
+
+    cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build-bench -j2
+    BP_BUILD_DIR=build-bench bench/ingest.py --objects 1000000 --batch-size 1000 --clients 4 --workers 2
 """
 import argparse
+import http.client
 import io
 import json
+import multiprocessing as mp
 import os
 import random
+import re
+import resource
 import sys
-import threading
 import time
-import uuid
 
-import psycopg2
-import requests
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-os.environ.setdefault("BP_BUILD_DIR", os.path.join(HERE, "..", "build"))
-os.environ.setdefault("BP_SOURCE_DIR", os.path.join(HERE, ".."))
-from conftest import Env  # noqa: E402  (the test harness starts the real binaries)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import CpuPhase, Env, note  # noqa: E402
 
 KEYS = ["type", "color", "size", "brand", "price", "in_stock", "country", "weight", "rating", "demo"]
 WORDS = ["shoe", "shirt", "watch", "keyfob", "red", "blue", "gold", "black", "small", "large", "acme", "zenith"]
 
+BODIES = []  # the request bodies (bytes); set before the client processes fork, shared copy-on-write
+
 
 def make_batches(n_objects, batch_size, pairs, seed):
+    """Request bodies and the matching COPY text of batches and objects, from the same data."""
     rnd = random.Random(seed)
-    batches = []
+    bodies, copy_batches, copy_objects = [], [], []
     for b in range(0, n_objects, batch_size):
         bid = f"bench-{seed}-{b // batch_size:06d}"
         objs = []
@@ -44,120 +54,247 @@ def make_batches(n_objects, batch_size, pairs, seed):
                 v = rnd.choice(WORDS) if r < 0.6 else rnd.randint(0, 10000) if r < 0.8 else \
                     round(rnd.random() * 100, 2) if r < 0.9 else rnd.random() < 0.5 if r < 0.97 else None
                 data.append({"key": k, "value": v})
-            objs.append({"object_id": f"obj-{seed}-{i:09d}", "data": data})
-        batches.append((bid, json.dumps({"batch_id": bid, "objects": objs}, separators=(",", ":"))))
-    return batches
+            d = json.dumps(data, separators=(",", ":"))
+            oid = f"obj-{seed}-{i:09d}"
+            objs.append(f'{{"object_id":"{oid}","data":{d}}}')
+            # COPY text format: json.dumps escapes control characters, so only the backslash needs care
+            copy_objects.append(f"{oid}\t{bid}\t{d.replace(chr(92), chr(92) * 2)}\t0\t0\t0\n")
+        bodies.append(f'{{"batch_id":"{bid}","objects":[{",".join(objs)}]}}'.encode())
+        copy_batches.append(bid + "\n")
+    return bodies, "".join(copy_batches).encode(), "".join(copy_objects).encode()
 
 
-def post_all(url, batches, clients):
-    queue = list(enumerate(batches))
-    lock = threading.Lock()
-    failures = []
+def client(idx, port, start, out):
+    """One client process: post its share of BODIES on one keep-alive connection, retrying 503."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    acks, refused, retries = [], [], 0
+    start.wait()
+    for i in idx:
+        for attempt in range(50):
+            try:
+                conn.request("POST", "/api/v1/batches/", body=BODIES[i],
+                             headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                body = r.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                retries += 1
+                last = repr(exc)
+                time.sleep(0.05)
+                continue
+            if r.status == 202:
+                j = json.loads(body)
+                acks.append((j["partition"], j["offset"]))
+                break
+            if r.status != 503:
+                refused.append((i, r.status, body[:200].decode("utf-8", "replace")))
+                break
+            retries += 1
+            last = "503"
+            time.sleep(min(1.0, 0.05 * (attempt + 1)))
+        else:
+            refused.append((i, "gave up", last))
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out.send({"acks": acks, "refused": refused, "retries": retries, "t_end": time.monotonic(),
+              "cpu": ru.ru_utime + ru.ru_stime})
+    out.close()
 
-    def run():
-        s = requests.Session()
-        while True:
-            with lock:
-                if not queue:
-                    return
-                _, (bid, body) = queue.pop()
-            for attempt in range(10):
-                r = s.post(url + "/api/v1/batches/", data=body, headers={"Content-Type": "application/json"},
-                           timeout=120)
-                if r.status_code == 202:
-                    break
-                if r.status_code != 503:
-                    failures.append((bid, r.status_code, r.text[:200]))
-                    break
-                time.sleep(0.2 * (attempt + 1))
-    threads = [threading.Thread(target=run) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    return threads, failures
+
+def owned_partitions(worker):
+    """The partitions a worker holds, from its "assigned"/"revoked"/"lost" log lines."""
+    owned = set()
+    for line in worker.log_lines():
+        m = re.match(r"(assigned|revoked|lost) \d+ partitions of \S+: \[(.*)\]$", line.get("msg", ""))
+        if m:
+            parts = {int(x.split("@")[0]) for x in m.group(2).split(",") if x}
+            owned = owned | parts if m.group(1) == "assigned" else owned - parts
+    return owned
 
 
-def copy_baseline(env, batches):
-    """COPY the same rows into a scratch schema with the same table and indexes."""
+_last_shares = []
+
+
+def settled(workers, partitions):
+    """True once every worker holds some partitions, all are held, and that held for a second."""
+    shares = [owned_partitions(w) for w in workers]
+    ok = all(shares) and set().union(*shares) == set(range(partitions)) and sum(map(len, shares)) == partitions
+    now = time.monotonic()
+    if not ok or not _last_shares or _last_shares[0] != shares:
+        _last_shares[:] = [shares, now]
+        return False
+    return now - _last_shares[1] >= 1.5
+
+
+def applied(cur, env):
+    cur.execute("SELECT partition, next_offset FROM ingest_offsets WHERE group_id = %s AND topic = %s",
+                (env.group, env.topic))
+    return dict(cur.fetchall())
+
+
+def copy_baseline(env, copy_batches, copy_objects):
+    """COPY the same rows into a scratch schema with the same tables and indexes; seconds taken."""
     conn = env.db()
     cur = conn.cursor()
     cur.execute("DROP SCHEMA IF EXISTS bench_copy CASCADE; CREATE SCHEMA bench_copy")
     cur.execute("CREATE TABLE bench_copy.batches (LIKE public.batches INCLUDING ALL)")
     cur.execute("CREATE TABLE bench_copy.objects (LIKE public.objects INCLUDING ALL)")
     cur.execute("ALTER TABLE bench_copy.objects ADD FOREIGN KEY (batch_id) REFERENCES bench_copy.batches")
-    bbuf, obuf = io.StringIO(), io.StringIO()
-    for bid, body in batches:
-        bbuf.write(bid + "\n")
-        for o in json.loads(body)["objects"]:
-            d = json.dumps(o["data"], separators=(",", ":")).replace("\\", "\\\\")
-            obuf.write(f"{o['object_id']}\t{bid}\t{d}\t0\t0\t0\n")
-    bbuf.seek(0)
-    obuf.seek(0)
+    cur.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'bench_copy' ORDER BY 1")
+    idx = [r[0] for r in cur.fetchall()]
+    cur.execute("CHECKPOINT")
+    bbuf, obuf = io.BytesIO(copy_batches), io.BytesIO(copy_objects)
+    phase = CpuPhase({"postgres": benchlib.pg_backend_pids(conn, env.dbname) + [conn.get_backend_pid()]})
     t0 = time.monotonic()
     cur.execute("BEGIN")
-    cur.copy_expert("COPY bench_copy.batches (batch_id) FROM STDIN", bbuf)
+    cur.copy_expert("COPY bench_copy.batches (batch_id) FROM STDIN", bbuf, size=1 << 20)
     cur.copy_expert("COPY bench_copy.objects (object_id, batch_id, data, src_ts, src_partition, src_offset) "
-                    "FROM STDIN", obuf)
+                    "FROM STDIN", obuf, size=1 << 20)
     cur.execute("COMMIT")
     elapsed = time.monotonic() - t0
+    cpu = phase.end(client_label="python")
+    cur.execute("SELECT count(*) FROM bench_copy.objects")
+    rows = cur.fetchone()[0]
     cur.execute("DROP SCHEMA bench_copy CASCADE")
     conn.close()
-    return elapsed
+    return elapsed, rows, idx, cpu, phase
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objects", type=int, default=1_000_000)
     ap.add_argument("--batch-size", type=int, default=1000)
-    ap.add_argument("--pairs", type=int, default=4)
-    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--pairs", type=int, default=4, help="key/value pairs per object")
+    ap.add_argument("--clients", type=int, default=4, help="client processes posting")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partitions", type=int, default=12)
-    ap.add_argument("--keep", action="store_true", help="keep the bench database")
+    ap.add_argument("--api-threads", type=int, default=2)
+    ap.add_argument("--quiet-wait", type=int, default=30, metavar="S",
+                    help="before each timed phase, wait up to S seconds for other work on the machine to calm down")
+    ap.add_argument("--api-env", action="append", default=[], metavar="BP_X=V", help="extra API setting (repeatable)")
+    ap.add_argument("--worker-env", action="append", default=[], metavar="BP_X=V",
+                    help="extra worker setting, e.g. BP_TXN_MAX_BYTES=1MiB (repeatable)")
+    ap.add_argument("--keep", action="store_true", help="keep the bench database and topics")
     args = ap.parse_args()
+    benchlib.check_binaries()
 
-    print(f"generating {args.objects} objects in batches of {args.batch_size} ...", flush=True)
-    batches = make_batches(args.objects, args.batch_size, args.pairs, seed=1)
-    total_bytes = sum(len(b) for _, b in batches)
-    print(f"{len(batches)} batches, {total_bytes / 1e6:.1f} MB of JSON", flush=True)
+    print(f"machine: {benchlib.machine()}; build {os.environ['BP_BUILD_DIR']}")
+    note(f"generating {args.objects:,} objects in batches of {args.batch_size:,} ({args.pairs} pairs each) ...")
+    t = time.monotonic()
+    global BODIES
+    BODIES, copy_batches, copy_objects = make_batches(args.objects, args.batch_size, args.pairs, seed=1)
+    total_bytes = sum(len(b) for b in BODIES)
+    note(f"{len(BODIES):,} bodies, {total_bytes / 1e6:.1f} MB of JSON, generated in {time.monotonic() - t:.1f} s")
 
     env = Env(partitions=args.partitions)
     env.create()
     try:
-        api = env.start_api(BP_LOG_LEVEL="warn")
-        workers = [env.start_worker(BP_LOG_LEVEL="info") for _ in range(args.workers)]
+        api_env = dict(kv.split("=", 1) for kv in args.api_env)
+        worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
+        if api_env or worker_env:
+            note(f"settings: API {api_env}, workers {worker_env}")
+        api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})
+        workers = [env.start_worker(**{"BP_LOG_LEVEL": "info", **worker_env}) for _ in range(args.workers)]
         for w in workers:
             env.wait_assigned(w)
-        t0 = time.monotonic()
-        threads, failures = post_all(api.url, batches, args.clients)
-        for t in threads:
-            t.join()
-        t_acked = time.monotonic()
-        if failures:
-            print(f"{len(failures)} batches refused, first: {failures[0]}")
-            sys.exit(1)
         conn = env.db()
         cur = conn.cursor()
-        while True:
-            cur.execute("SELECT coalesce(sum(next_offset), 0) FROM ingest_offsets WHERE topic = %s", (env.topic,))
-            if cur.fetchone()[0] >= len(batches):
-                break
-            time.sleep(0.05)
+        # every worker has its share (a cooperative rebalance takes two rounds), so that no rebalance
+        # falls inside the timing
+        benchlib.wait_until(lambda: settled(workers, args.partitions), 90, "the workers to share all partitions",
+                            interval=0.2)
+        cur.execute("CHECKPOINT")
+        port = int(api.url.rsplit(":", 1)[1])
+
+        ctx = mp.get_context("fork")
+        start = ctx.Event()
+        procs, pipes = [], []
+        for c in range(args.clients):
+            rd, wr = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=client, args=(range(c, len(BODIES), args.clients), port, start, wr))
+            p.start()
+            procs.append(p)
+            pipes.append(rd)
+        benchlib.wait_quiet(args.quiet_wait)
+        pg_pids = lambda: benchlib.pg_backend_pids(conn, env.dbname)  # noqa: E731
+        groups = {"api": [api.proc.p.pid], "workers": [w.p.pid for w in workers], "postgres": pg_pids}
+        if benchlib.kafka_pid():
+            groups["broker"] = [benchlib.kafka_pid()]
+        phase = CpuPhase(groups)
+        note(f"posting with {args.clients} client processes, {args.workers} workers, {args.partitions} partitions")
+        t0 = time.monotonic()
+        start.set()
+        results = [rd.recv() for rd in pipes]
+        for p in procs:
+            p.join()
+        t_acked = max(r["t_end"] for r in results)
+        at_ack = applied(cur, env)
+        refused = [x for r in results for x in r["refused"]]
+        if refused:
+            print(f"{len(refused)} batches refused, first: {refused[0]}")
+            sys.exit(1)
+        last = {}
+        for r in results:
+            for part, off in r["acks"]:
+                last[part] = max(last.get(part, -1), off)
+        nacked = sum(len(r["acks"]) for r in results)
+
+        def all_applied():
+            now = applied(cur, env)
+            return all(now.get(p, 0) > off for p, off in last.items())
+        benchlib.wait_until(all_applied, 600, "the workers to apply every acked batch", interval=0.02)
         t_done = time.monotonic()
+        cpu = phase.end(client_label="clients")
+        hwm_api = benchlib.vm_hwm_kib(api.proc.p.pid)
+        hwm_workers = [benchlib.vm_hwm_kib(w.p.pid) for w in workers]
         cur.execute("SELECT count(*) FROM objects")
         stored = cur.fetchone()[0]
-        conn.close()
-        pipeline_s = t_done - t0
-        print(f"pipeline: {stored} objects stored in {pipeline_s:.2f} s = {stored / pipeline_s:,.0f} objects/s "
-              f"(all acked after {t_acked - t0:.2f} s)")
+        msgs_at_ack = sum(at_ack.values())  # a fresh topic: next_offset is the count applied
+        retries = sum(r["retries"] for r in results)
         for w in workers:
             w.stop()
         api.proc.stop()
-        copy_s = copy_baseline(env, batches)
-        print(f"COPY:     {args.objects} objects in {copy_s:.2f} s = {args.objects / copy_s:,.0f} objects/s")
-        print(f"ratio (pipeline / COPY objects per second): {copy_s / pipeline_s:.2f}")
+        conn.close()
+
+        accept_s, e2e_s = t_acked - t0, t_done - t0
+        print()
+        print(f"accept:     {nacked:,} batches ({args.objects:,} objects) acked in {accept_s:.2f} s = "
+              f"{args.objects / accept_s:,.0f} objects/s, {nacked / accept_s:,.1f} req/s, "
+              f"{total_bytes / accept_s / 1e6:.1f} MB/s ({retries} retries after 503)")
+        print(f"end to end: {stored:,} objects stored in {e2e_s:.2f} s = {stored / e2e_s:,.0f} objects/s "
+              f"(at the last ack {msgs_at_ack:,} of {nacked:,} batches were applied; the drain took "
+              f"{t_done - t_acked:.2f} s more)")
+        print(f"  {cpu}")
+        w = phase.warn_if_busy()
+        if w:
+            print(w)
+        per_m = 1e6 / stored
+        ours = sum(phase.seconds.values())
+        parts = ", ".join(f"{k} {v * per_m:.1f}" for k, v in phase.seconds.items())
+        print(f"  CPU seconds per million objects: {parts}; in all {ours * per_m:.1f}")
+        print(f"peak RSS:   API {hwm_api / 1024:.1f} MiB; workers "
+              + ", ".join(f"{h / 1024:.1f} MiB" for h in hwm_workers if h is not None))
+
+        benchlib.wait_quiet(args.quiet_wait)
+        note("COPY baseline ...")
+        copy_s, copied, idx, copy_cpu, copy_phase = copy_baseline(env, copy_batches, copy_objects)
+        print(f"COPY:       {copied:,} objects in {copy_s:.2f} s = {copied / copy_s:,.0f} objects/s "
+              f"(one transaction; indexes: {len(idx)} incl. GIN jsonb_path_ops)")
+        print(f"  {copy_cpu}")
+        copy_cpu_s = sum(copy_phase.seconds.values())
+        print(f"  CPU seconds per million objects: {copy_cpu_s * 1e6 / copied:.1f} (the pipeline spends "
+              f"{(ours / stored) / (copy_cpu_s / copied):.1f} times as much CPU per object, spread over processes "
+              f"that can run in parallel)")
+        w = copy_phase.warn_if_busy()
+        if w:
+            print(w)
+        print()
+        print(f"RATIO end to end / COPY = {(stored / e2e_s) / (copied / copy_s):.2f}   (goal >= 0.6)")
+        print(f"RATIO accept / COPY     = {(args.objects / accept_s) / (copied / copy_s):.2f}")
     finally:
         if not args.keep:
             env.drop()
+            benchlib.delete_topics(env)
 
 
 if __name__ == "__main__":

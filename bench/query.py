@@ -1,0 +1,331 @@
+#!/usr/bin/python3
+"""bench/query.py - the read path against pgbench running the same SQL, in one run.
+
+Loads N objects straight into a fresh database made by `batchpipe migrate` (generate_series, realistic
+data arrays: type, color, size, brand, price, in_stock, sku; VACUUM ANALYZE), starts the API, then
+for each route runs wrk against the API and pgbench with the statements the API sends for that
+request, at the same concurrency and for the same time:
+
+  list   GET /api/v1/objects/?data={"type":"shoe"}  (about one object in six matches: the default
+         count=auto counts up to BP_COUNT_CAP+1 matches in the page statement, then asks EXPLAIN for
+         an estimate: two statements per request, both in the pgbench script)
+  get    GET /api/v1/objects/{object_id}/ with random ids (a wrk Lua script; pgbench \\set random)
+
+and prints req/s / tps and p50/p99 latency (goal: >= 0.8 of pgbench, p99 <= 10 ms). Then:
+
+  prepared pgbench -M prepared with the get statement: what named prepared statements would give
+           (the API sends unnamed statements, parsed and planned each time)
+  rss      wrk -c 256 against the get route; the API's VmHWM before and after
+  listing  first page and a deep page by cursor (and by page number, for contrast), with and
+           without a filter: a few seconds of wrk -c 1 each
+
+pgbench runs with -M extended (unnamed statements, parameters apart: what PQsendQueryParams does) and
+PGOPTIONS with the API's session settings (jit=off, enable_seqscan=off, statement_timeout).
+Nothing here asserts a time.
+
+    BP_BUILD_DIR=build-bench bench/query.py                                # 1M objects, all phases
+    BP_BUILD_DIR=build-bench bench/query.py --objects 10000000 --phases listing --db bench_q10m
+
+With --db the database is kept and reused by the next run with the same --objects (loading 10M rows
+takes about six minutes here); drop it afterwards (DROP DATABASE bench_q10m).
+"""
+import argparse
+import base64
+import json
+import os
+import sys
+import threading
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import CpuPhase, Env, fmt_ms, note  # noqa: E402
+
+FILTER = '[{"key": "type", "value": "shoe"}]'  # what the API sends for data={"type":"shoe"}
+
+ISO = "to_char({} AT TIME ZONE 'UTC', E'YYYY-MM-DD\"T\"HH24\\x3aMI\\x3aSS.US\"Z\"')"
+# api/query.h BP_SQL_ISO8601 writes the format as 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'; pgbench would take
+# ":MI" and ":SS" for its variables, so the colons are spelled \x3a in an E'' literal: the same value.
+
+# api/read_objects.c get_sql, $1 = the object_id
+GET_SQL = ("SELECT o.object_id, o.batch_id, o.data::text, " + ISO.format("o.created_at") + ", "
+           + ISO.format("o.updated_at") + " FROM objects o WHERE o.object_id = :id;\n")
+
+# api/query.c bp_query_sql_objects for data={...}, count=auto, no cursor, page 1:
+# $1 = the containment value, $2 = BP_COUNT_CAP + 1, $3 = page_size + 1
+LIST_SQL = ("SELECT c.n, p.id, p.object_id, p.batch_id, p.data::text, " + ISO.format("p.created_at") + ", "
+            + ISO.format("p.updated_at") + " FROM (SELECT (SELECT count(*) FROM (SELECT 1 FROM objects o "
+            "WHERE o.data @> :filter::jsonb LIMIT :cap::bigint) s) AS n) c LEFT JOIN LATERAL (SELECT o.id, "
+            "o.object_id, o.batch_id, o.data, o.created_at, o.updated_at FROM objects o WHERE o.data @> "
+            ":filter::jsonb ORDER BY o.id ASC LIMIT :lim::bigint) p ON true ORDER BY p.id ASC;\n")
+# api/query.c bp_query_sql_estimate: sent only when the bounded count passed the cap (it does here)
+ESTIMATE_SQL = "EXPLAIN (FORMAT JSON) SELECT 1 FROM objects o WHERE o.data @> :filter::jsonb;\n"
+
+OBJECTS_SQL = """
+SELECT setseed({seed});
+INSERT INTO objects (object_id, batch_id, data, src_ts, src_partition, src_offset)
+SELECT g::text, 'b-' || ((g - 1) / 1000), jsonb_build_array(
+    jsonb_build_object('key', 'type', 'value',
+                       (ARRAY['shoe','shirt','watch','hat','bag','sock'])[1 + floor(random() * 6)::int]),
+    jsonb_build_object('key', 'color', 'value',
+                       (ARRAY['red','blue','green','black','white','gold','grey','pink'])[1 + floor(random() * 8)::int]),
+    jsonb_build_object('key', 'size', 'value', 35 + floor(random() * 12)::int),
+    jsonb_build_object('key', 'brand', 'value', 'brand-' || floor(random() * 50)::int),
+    jsonb_build_object('key', 'price', 'value', round((random() * 200)::numeric, 2)),
+    jsonb_build_object('key', 'in_stock', 'value', random() < 0.7),
+    jsonb_build_object('key', 'sku', 'value', 'SKU-' || lpad(g::text, 9, '0'))),
+    0, 0, g
+FROM generate_series({lo}, {hi}) AS g;
+"""
+
+
+def _parallel(env, statements_per_session):
+    """Run lists of statements in concurrent sessions (one per list); re-raise the first failure."""
+    errors = []
+
+    def run(stmts):
+        try:
+            conn = env.db()
+            cur = conn.cursor()
+            cur.execute("SET maintenance_work_mem = '512MB'; SET synchronous_commit = off")
+            for sql in stmts:
+                cur.execute(sql)
+            conn.close()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(st,)) for st in statements_per_session if st]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def load(env, n, sessions=2):
+    """Fill objects with n rows the fast way: keys, foreign key and indexes dropped, rows inserted by
+    `sessions` concurrent INSERT ... generate_series, then everything recreated from its own
+    definition (so the schema ends as `batchpipe migrate` made it) and VACUUM ANALYZE.
+    Returns (seconds, (table size, GIN index size))."""
+    t0 = time.monotonic()
+    cons = env.query("SELECT conname, contype, pg_get_constraintdef(oid), pg_get_indexdef(conindid) FROM pg_constraint "
+                     "WHERE conrelid = 'objects'::regclass AND contype IN ('p', 'u', 'f')")
+    idx = env.query("SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename = 'objects' AND NOT EXISTS "
+                    "(SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)")
+    for name, _, _, _ in cons:
+        env.query(f'ALTER TABLE objects DROP CONSTRAINT "{name}"')
+    for name, _ in idx:
+        env.query(f'DROP INDEX "{name}"')
+    env.query(f"INSERT INTO batches (batch_id) SELECT 'b-' || g FROM generate_series(0, ({int(n)} - 1) / 1000) AS g")
+    step = (n + sessions - 1) // sessions
+    _parallel(env, [[OBJECTS_SQL.format(seed=0.42 + k / 100, lo=k * step + 1, hi=min(n, (k + 1) * step))]
+                    for k in range(sessions) if k * step < n])
+    # rebuild: the GIN index in one session, the b-trees (those of the keys first, as plain unique
+    # indexes: CREATE INDEX sessions do not block each other) in the other; then the constraints
+    gin = [ddl for name, ddl in idx if "gin" in ddl.lower()]
+    btrees = [ixdef for _, t, _, ixdef in cons if t in "pu"] + [ddl for _, ddl in idx if "gin" not in ddl.lower()]
+    _parallel(env, [gin, btrees])
+    for name, t, d, _ in cons:
+        if t in "pu":
+            kind = "PRIMARY KEY" if t == "p" else "UNIQUE"
+            env.query(f'ALTER TABLE objects ADD CONSTRAINT "{name}" {kind} USING INDEX "{name}"')
+    for name, t, d, _ in cons:
+        if t == "f":
+            env.query(f'ALTER TABLE objects ADD CONSTRAINT "{name}" {d}')
+    env.query("VACUUM ANALYZE batches")
+    env.query("VACUUM ANALYZE objects")
+    sizes = env.query("SELECT pg_size_pretty(pg_total_relation_size('objects')), "
+                      "pg_size_pretty(pg_relation_size('objects_data_idx'))")[0]
+    return time.monotonic() - t0, sizes
+
+
+def db_has(env, n):
+    try:
+        rows = env.query("SELECT count(*) FROM objects")
+    except Exception:  # noqa: BLE001 - no such database
+        return False
+    return rows[0][0] == n
+
+
+def cursor(obj_id, backward=False):
+    raw = b"\x01" + json.dumps({"k": "o", "d": "p" if backward else "n", "id": obj_id},
+                               separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+GET_LUA = """
+local n = {n}
+math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16) % 1000)
+request = function()
+    return wrk.format("GET", "/api/v1/objects/" .. math.random(1, n) .. "/")
+end
+"""
+
+
+def ratio_line(label, w, p):
+    r = w["rps"] / p["tps"] if w["rps"] and p["tps"] else None
+    return (f"{label:5} API {w['rps'] or 0:9,.0f} req/s  p50 {fmt_ms(w['p50']):>9}  p99 {fmt_ms(w['p99']):>9}"
+            f"   | pgbench {p['tps'] or 0:9,.0f} tps  p50 {fmt_ms(p['p50']):>9}  p99 {fmt_ms(p['p99']):>9}"
+            f"   | RATIO {('%.2f' % r) if r else '?'} (goal >= 0.8; API p99 goal <= 10 ms)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--objects", type=int, default=1_000_000)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads and pgbench threads (-j)")
+    ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--api-threads", type=int, default=2)
+    ap.add_argument("--phases", default="list,get,prepared,rss,listing",
+                    help="comma list of list,get,prepared,rss,listing")
+    ap.add_argument("--quiet-wait", type=int, default=30, metavar="S",
+                    help="before each timed phase, wait up to S seconds for other work on the machine to calm down")
+    ap.add_argument("--api-env", action="append", default=[], metavar="BP_X=V",
+                    help="extra setting for the API, e.g. BP_PG_POOL_SIZE=8 (repeatable)")
+    ap.add_argument("--db", help="reuse (or create and keep) this database: skips the load when it already "
+                                  "holds --objects rows")
+    args = ap.parse_args()
+    phases = set(args.phases.split(","))
+    benchlib.check_binaries()
+    benchlib.need_wrk()
+    print(f"machine: {benchlib.machine()}; build {os.environ['BP_BUILD_DIR']}")
+
+    env = Env(partitions=1)
+    keep = False
+    if args.db:
+        env.dbname = args.db
+        env.dsn = benchlib.conftest.dsn_with_db(env.dsn, args.db)
+        env.vars["BP_PG_DSN"] = env.dsn
+        keep = True
+    try:
+        if args.db and db_has(env, args.objects):
+            note(f"reusing database {env.dbname} with {args.objects:,} objects")
+        else:
+            if args.db:
+                conn = benchlib.conftest.psycopg2.connect(benchlib.conftest.BASE_DSN)
+                conn.autocommit = True
+                conn.cursor().execute(f'DROP DATABASE IF EXISTS "{env.dbname}" WITH (FORCE)')
+                conn.cursor().execute(f'CREATE DATABASE "{env.dbname}"')
+                conn.close()
+            env.cli("migrate")
+            note(f"loading {args.objects:,} objects with generate_series ...")
+            secs, sizes = load(env, args.objects)
+            note(f"loaded in {secs:.1f} s; objects table with indexes {sizes[0]}, GIN index {sizes[1]}")
+        if "list" in phases:
+            shoes = env.query("SELECT count(*) FROM objects WHERE data @> %s::jsonb", (FILTER,))[0][0]
+        env.cli("topics")  # the API's producer wants its topic
+        api_env = dict(kv.split("=", 1) for kv in args.api_env)
+        api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})
+        if api_env:
+            note(f"API settings: {api_env}")
+        base = api.url
+        mon = env.db()
+        pg_pids = lambda: benchlib.pg_backend_pids(mon, env.dbname)  # noqa: E731
+        pgopts = "-c jit=off -c enable_seqscan=off -c statement_timeout=5000"
+        c, t, s = args.connections, args.threads, args.seconds
+        get_lua = GET_LUA.format(n=args.objects)
+        # warm the pool and the caches (the API opens its PostgreSQL connections on demand)
+        benchlib.run_wrk(base + "/", c, t, 3, lua=get_lua)
+        summary = []
+
+        def phase_wrk(label, url, lua="", conns=c):
+            benchlib.wait_quiet(args.quiet_wait)
+            ph = CpuPhase({"api": [api.proc.p.pid], "postgres": pg_pids})
+            w = benchlib.run_wrk(url, conns, t, s, lua=lua)
+            cpu = ph.end(client_label="wrk")
+            extra = f", {w['non2xx']} non-2xx, {w['errors']} socket errors" if w["non2xx"] or w["errors"] else ""
+            note(f"{label}: wrk -t{t} -c{conns} -d{s}s: {w['rps'] or 0:,.0f} req/s, p50 {fmt_ms(w['p50'])}, "
+                 f"p90 {fmt_ms(w['p90'])}, p99 {fmt_ms(w['p99'])}, p99.9 {fmt_ms(w['p999'])}, "
+                 f"max {fmt_ms(w['max'])}{extra}")
+            print(f"  {cpu}")
+            if w["rps"] is None:
+                print(w["raw"])
+            warn = ph.warn_if_busy()
+            if warn:
+                print(warn)
+            return w
+
+        def phase_pgbench(label, script, defines, mode="extended"):
+            benchlib.wait_quiet(args.quiet_wait)
+            ph = CpuPhase({"postgres": pg_pids})
+            p = benchlib.run_pgbench(env.dsn, script, c, t, s, defines=defines, env_options=pgopts, mode=mode)
+            cpu = ph.end(client_label="pgbench")
+            note(f"{label}: pgbench -M {mode} -c{c} -j{t} -T{s}: {p['tps'] or 0:,.0f} tps, p50 {fmt_ms(p['p50'])}, "
+                 f"p90 {fmt_ms(p['p90'])}, p99 {fmt_ms(p['p99'])}, p99.9 {fmt_ms(p['p999'])}, max {fmt_ms(p['max'])}, "
+                 f"{p['failed']} failed")
+            print(f"  {cpu}")
+            if p["tps"] is None:
+                print(p["raw"])
+            warn = ph.warn_if_busy()
+            if warn:
+                print(warn)
+            return p
+
+        if "list" in phases:
+            flt = '{"type":"shoe"}'
+            url = base + "/api/v1/objects/?data=" + urllib.parse.quote(flt, safe="")
+            note(f"list: {shoes:,} of {args.objects:,} objects match {flt}")
+            w = phase_wrk("list API", url)
+            p = phase_pgbench("list SQL", LIST_SQL + ESTIMATE_SQL, [("filter", FILTER), ("cap", "10001"), ("lim", "11")])
+            summary.append(ratio_line("list", w, p))
+        if "get" in phases:
+            w = phase_wrk("get API", base + "/", lua=get_lua)
+            get_script = f"\\set id random(1, {args.objects})\n" + GET_SQL
+            p = phase_pgbench("get SQL", get_script, [])
+            summary.append(ratio_line("get", w, p))
+        if "prepared" in phases:
+            # not the API's protocol: what named prepared statements would allow (context, not a goal)
+            get_script = f"\\set id random(1, {args.objects})\n" + GET_SQL
+            p = phase_pgbench("get SQL, prepared", get_script, [], mode="prepared")
+            summary.append(f"get   pgbench -M prepared {p['tps'] or 0:9,.0f} tps  p50 {fmt_ms(p['p50']):>9}  "
+                           f"p99 {fmt_ms(p['p99']):>9}   (the same statement as a named prepared statement)")
+        if "rss" in phases:
+            before = benchlib.vm_hwm_kib(api.proc.p.pid)
+            w = phase_wrk("get API at 256 connections", base + "/", lua=get_lua, conns=256)
+            after = benchlib.vm_hwm_kib(api.proc.p.pid)
+            summary.append(f"API peak RSS (VmHWM): {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB after "
+                           f"wrk -c 256 ({w['rps'] or 0:,.0f} req/s, p99 {fmt_ms(w['p99'])})")
+        if "listing" in phases:
+            n = args.objects
+            deep = cursor(n - 1000)
+            shoe = "data=" + urllib.parse.quote('{"type":"shoe"}', safe="")
+            cases = [
+                ("first page", "/api/v1/objects/"),
+                ("deep page by cursor (id > N-1000)", f"/api/v1/objects/?cursor={deep}"),
+                ("deep page by number (page=10000: OFFSET 99,990)", "/api/v1/objects/?page=10000"),
+                ("first page, data=type:shoe", f"/api/v1/objects/?{shoe}"),
+                ("deep page by cursor, data=type:shoe", f"/api/v1/objects/?{shoe}&cursor={deep}"),
+                ("first page, count=none", "/api/v1/objects/?count=none"),
+                ("deep page by cursor, count=none", f"/api/v1/objects/?count=none&cursor={deep}"),
+                ("first page, data=type:shoe, count=none", f"/api/v1/objects/?{shoe}&count=none"),
+                ("deep page by cursor, data=type:shoe, count=none",
+                 f"/api/v1/objects/?{shoe}&count=none&cursor={deep}"),
+            ]
+            old_s, s = s, 3
+            summary.append(f"listing at {n:,} objects (wrk -t1 -c1 -d{s}s each):")
+            for label, path in cases:
+                benchlib.wait_quiet(min(args.quiet_wait, 10))
+                ph = CpuPhase({"api": [api.proc.p.pid], "postgres": pg_pids})
+                r = benchlib.run_wrk(base + path, 1, 1, s, timeout_s=10)
+                ph.end()
+                bad = f", {r['non2xx']} non-2xx" if r["non2xx"] else ""
+                summary.append(f"  {label:55} p50 {fmt_ms(r['p50']):>9}  p99 {fmt_ms(r['p99']):>9}  "
+                               f"({r['rps'] or 0:,.0f} req/s{bad})   [load {ph.load0}, others {ph.other_pct:.0f}%]")
+            s = old_s
+        mon.close()
+        api.proc.stop()
+        warns = [line for line in api.proc.log_lines() if line.get("level") in ("warn", "error")]
+        if warns:
+            print(f"the API logged {len(warns)} warnings/errors, first: {warns[0].get('msg')}")
+        print()
+        for line in summary:
+            print(line)
+    finally:
+        if not keep:
+            env.drop()
+        benchlib.delete_topics(env)
+
+
+if __name__ == "__main__":
+    main()
