@@ -261,17 +261,79 @@ done = function(summary, latency, requests)
         io.write(string.format(" p%g=%.3f", p, latency:percentile(p) / 1000))
     end
     io.write(string.format(" max=%.3f\\n", latency.max / 1000))
+    if timed_report then timed_report() end
+end
+"""
+
+# Per-request timing inside wrk: CLOCK_MONOTONIC (LuaJIT's ffi) when a request is built and when its
+# response is parsed, paired by a key that the route's script puts in the request and finds in the
+# response (key(body)). Here wrk's own latency percentiles came out far above both this and the
+# server's own histogram (bp_http_request_duration_seconds) on the same requests, so the benchmarks
+# report these; wrk's are printed beside them. A route script defines request() calling
+# timed(key, wrk.format(...)) and key(body).
+WRK_TIMED = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bp_timespec_t;
+int clock_gettime(int clk, bp_timespec_t *ts);
+]]
+local ts = ffi.new("bp_timespec_t")
+local function now_us()
+    ffi.C.clock_gettime(1, ts)
+    return tonumber(ts.tv_sec) * 1000000 + tonumber(ts.tv_nsec) / 1000
+end
+local threads = {}
+setup = function(thread)
+    table.insert(threads, thread)
+    thread:set("tid", #threads)
+end
+local started = {}
+hist = {} -- latency in buckets of 10 microseconds
+function timed(k, req)
+    started[k] = now_us()
+    return req
+end
+response = function(status, headers, body)
+    local k = key(body)
+    local t0 = k and started[k]
+    if t0 then
+        started[k] = nil
+        local b = math.floor((now_us() - t0) / 10)
+        hist[b] = (hist[b] or 0) + 1
+    end
+end
+function timed_report()
+    local all, total, keys = {}, 0, {}
+    for _, t in ipairs(threads) do
+        for b, c in pairs(t:get("hist")) do
+            if all[b] == nil then table.insert(keys, b) end
+            all[b] = (all[b] or 0) + c
+            total = total + c
+        end
+    end
+    table.sort(keys)
+    local want, i, acc = {50, 90, 99, 99.9}, 1, 0
+    io.write("TIMED n=", total)
+    for _, b in ipairs(keys) do
+        acc = acc + all[b]
+        while i <= #want and acc >= total * want[i] / 100 do
+            io.write(string.format(" p%g=%.3f", want[i], b / 100))
+            i = i + 1
+        end
+    end
+    io.write(string.format(" max=%.3f\\n", (keys[#keys] or 0) / 100))
 end
 """
 
 
 def run_wrk(url, connections, threads, seconds, lua="", timeout_s=10):
-    """Run wrk with a Lua script (lua: its source, e.g. a request() function; a done() reporting
-    percentiles is appended). Returns dict(rps, p50, p90, p99, p999, max in ms, errors, non2xx,
-    requests, raw)."""
+    """Run wrk with a Lua script (lua: its source; a done() reporting percentiles is appended; a
+    script that calls timed() gets the per-request timing above). Returns dict(rps, p50, p90, p99,
+    p999, max in ms: from the per-request timing when the script has it, else wrk's own; wrk_p99,
+    timed_n, errors, non2xx, requests, raw)."""
     fd, script = tempfile.mkstemp(prefix="bp-wrk-", suffix=".lua")
     with os.fdopen(fd, "w") as f:
-        f.write(lua + WRK_DONE)
+        f.write((WRK_TIMED if "timed(" in lua else "") + lua + WRK_DONE)
     try:
         argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", f"{timeout_s}s",
                 "-s", script, url]
@@ -280,15 +342,21 @@ def run_wrk(url, connections, threads, seconds, lua="", timeout_s=10):
         os.unlink(script)
     out = r.stdout + r.stderr
     res = {"raw": out, "rps": None, "p50": None, "p90": None, "p99": None, "p999": None, "max": None,
-           "errors": 0, "non2xx": 0, "requests": None}
+           "wrk_p99": None, "timed_n": None, "errors": 0, "non2xx": 0, "requests": None}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m:
         res["rps"] = float(m.group(1))
-    m = re.search(r"^BENCH (.*)$", out, re.M)
-    if m:
-        for kv in m.group(1).split():
-            k, v = kv.split("=")
-            res[{"p99.9": "p999"}.get(k, k)] = float(v)
+    for tag in ("BENCH", "TIMED"):  # TIMED (when present) overrides wrk's own figures
+        m = re.search(rf"^{tag} (.*)$", out, re.M)
+        if m:
+            for kv in m.group(1).split():
+                k, v = kv.split("=")
+                if k == "n":
+                    res["timed_n"] = int(v)
+                else:
+                    res[{"p99.9": "p999"}.get(k, k)] = float(v)
+            if tag == "BENCH":
+                res["wrk_p99"] = res["p99"]
     m = re.search(r"(\d+) requests in", out)
     if m:
         res["requests"] = int(m.group(1))
@@ -301,12 +369,37 @@ def run_wrk(url, connections, threads, seconds, lua="", timeout_s=10):
     return res
 
 
+def server_histogram(base_url, route_part):
+    """The API's own bp_http_request_duration_seconds buckets ({le: count}) for routes containing
+    route_part, from /metrics; {} when unavailable."""
+    import urllib.request
+    out = {}
+    try:
+        with urllib.request.urlopen(base_url + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("bp_http_request_duration_seconds_bucket") and route_part in line:
+            le = line.split('le="')[1].split('"')[0]
+            out[le] = out.get(le, 0) + float(line.split()[-1])
+    return out
+
+
+def server_share_within(h0, h1, le="0.01"):
+    """Share (%) of the requests between two server_histogram() snapshots that took at most le s."""
+    total = h1.get("+Inf", 0) - h0.get("+Inf", 0)
+    if total <= 0 or le not in h1:
+        return None
+    return 100.0 * (h1[le] - h0.get(le, 0)) / total
+
+
 # ---- pgbench ----
 
 def run_pgbench(dsn_db, script_text, clients, threads, seconds, defines=(), env_options="", mode="extended"):
     """Run pgbench -M extended (like the API's PQsendQueryParams: unnamed statements, parameters sent
-    apart; mode="prepared" for named prepared statements) with a custom script; per-transaction latencies from --log. Returns dict(tps, p50, p90, p99,
-    p999, max in ms, failed, xacts, raw)."""
+    apart; mode="prepared" for named prepared statements) with a custom script; per-transaction
+    latencies from --log. Returns dict(tps, p50, p90, p99, p999, max in ms, failed, xacts, raw)."""
     d = tempfile.mkdtemp(prefix="bp-pgbench-")
     try:
         script = os.path.join(d, "script.sql")

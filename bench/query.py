@@ -69,7 +69,8 @@ SELECT g::text, 'b-' || ((g - 1) / 1000), jsonb_build_array(
     jsonb_build_object('key', 'type', 'value',
                        (ARRAY['shoe','shirt','watch','hat','bag','sock'])[1 + floor(random() * 6)::int]),
     jsonb_build_object('key', 'color', 'value',
-                       (ARRAY['red','blue','green','black','white','gold','grey','pink'])[1 + floor(random() * 8)::int]),
+                       (ARRAY['red','blue','green','black','white','gold','grey','pink'])
+                       [1 + floor(random() * 8)::int]),
     jsonb_build_object('key', 'size', 'value', 35 + floor(random() * 12)::int),
     jsonb_build_object('key', 'brand', 'value', 'brand-' || floor(random() * 50)::int),
     jsonb_build_object('key', 'price', 'value', round((random() * 200)::numeric, 2)),
@@ -156,9 +157,28 @@ def cursor(obj_id, backward=False):
 
 GET_LUA = """
 local n = {n}
-math.randomseed(os.time() + tonumber(tostring({{}}):sub(8), 16) % 1000)
+init = function(args)
+    math.randomseed(os.time() + tid * 7919)
+end
 request = function()
-    return wrk.format("GET", "/api/v1/objects/" .. math.random(1, n) .. "/")
+    local id = tostring(math.random(1, n))
+    return timed(id, wrk.format("GET", "/api/v1/objects/" .. id .. "/"))
+end
+key = function(body)
+    return string.match(body, '"object_id":"(%d+)"')
+end
+"""
+
+# the list: a parameter the API ignores but keeps in its next link pairs each response with its request
+LIST_LUA = """
+local k = 0
+request = function()
+    k = k + 1
+    local id = tid .. "x" .. k
+    return timed(id, wrk.format("GET", "{path}&bench=" .. id))
+end
+key = function(body)
+    return string.match(body, "bench=(%d+x%d+)")
 end
 """
 
@@ -229,15 +249,20 @@ def main():
         benchlib.run_wrk(base + "/", c, t, 3, lua=get_lua)
         summary = []
 
-        def phase_wrk(label, url, lua="", conns=c):
+        def phase_wrk(label, url, lua="", conns=c, route="/api/v1/objects/"):
             benchlib.wait_quiet(args.quiet_wait)
+            h0 = benchlib.server_histogram(base, route)
             ph = CpuPhase({"api": [api.proc.p.pid], "postgres": pg_pids})
             w = benchlib.run_wrk(url, conns, t, s, lua=lua)
             cpu = ph.end(client_label="wrk")
+            within = benchlib.server_share_within(h0, benchlib.server_histogram(base, route))
             extra = f", {w['non2xx']} non-2xx, {w['errors']} socket errors" if w["non2xx"] or w["errors"] else ""
             note(f"{label}: wrk -t{t} -c{conns} -d{s}s: {w['rps'] or 0:,.0f} req/s, p50 {fmt_ms(w['p50'])}, "
                  f"p90 {fmt_ms(w['p90'])}, p99 {fmt_ms(w['p99'])}, p99.9 {fmt_ms(w['p999'])}, "
-                 f"max {fmt_ms(w['max'])}{extra}")
+                 f"max {fmt_ms(w['max'])}{extra} (per-request timing of {w['timed_n'] or 0:,} requests; "
+                 f"wrk's own p99: {fmt_ms(w['wrk_p99'])})")
+            if within is not None:
+                print(f"  the API's own histogram (request read to response sent): {within:.2f}% within 10 ms")
             print(f"  {cpu}")
             if w["rps"] is None:
                 print(w["raw"])
@@ -266,11 +291,16 @@ def main():
             flt = '{"type":"shoe"}'
             url = base + "/api/v1/objects/?data=" + urllib.parse.quote(flt, safe="")
             note(f"list: {shoes:,} of {args.objects:,} objects match {flt}")
-            w = phase_wrk("list API", url)
-            p = phase_pgbench("list SQL", LIST_SQL + ESTIMATE_SQL, [("filter", FILTER), ("cap", "10001"), ("lim", "11")])
+            w = phase_wrk("list API", base + "/", lua=LIST_LUA.replace("{path}", url[len(base):]),
+                          route='route="/api/v1/objects/"')
+            cap = int(api_env.get("BP_COUNT_CAP", 10000))
+            page = int(api_env.get("BP_PAGE_SIZE_DEFAULT", 10))
+            # the API asks EXPLAIN for an estimate only when the bounded count passed the cap
+            p = phase_pgbench("list SQL", LIST_SQL + (ESTIMATE_SQL if shoes > cap else ""),
+                              [("filter", FILTER), ("cap", str(cap + 1)), ("lim", str(page + 1))])
             summary.append(ratio_line("list", w, p))
         if "get" in phases:
-            w = phase_wrk("get API", base + "/", lua=get_lua)
+            w = phase_wrk("get API", base + "/", lua=get_lua, route="objects/{}")
             get_script = f"\\set id random(1, {args.objects})\n" + GET_SQL
             p = phase_pgbench("get SQL", get_script, [])
             summary.append(ratio_line("get", w, p))
@@ -282,7 +312,7 @@ def main():
                            f"p99 {fmt_ms(p['p99']):>9}   (the same statement as a named prepared statement)")
         if "rss" in phases:
             before = benchlib.vm_hwm_kib(api.proc.p.pid)
-            w = phase_wrk("get API at 256 connections", base + "/", lua=get_lua, conns=256)
+            w = phase_wrk("get API at 256 connections", base + "/", lua=get_lua, conns=256, route="objects/{}")
             after = benchlib.vm_hwm_kib(api.proc.p.pid)
             summary.append(f"API peak RSS (VmHWM): {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB after "
                            f"wrk -c 256 ({w['rps'] or 0:,.0f} req/s, p99 {fmt_ms(w['p99'])})")

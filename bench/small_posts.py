@@ -20,19 +20,17 @@ import benchlib  # noqa: E402
 from benchlib import CpuPhase, Env, fmt_ms, note  # noqa: E402
 
 POST_LUA = """
-local threads = 0
-setup = function(thread)
-    threads = threads + 1
-    thread:set("tid", threads)
-end
 local n = 0
 local headers = {["Content-Type"] = "application/json"}
 request = function()
     n = n + 1
-    local body = string.format('{"batch_id":"sp-%s-%d-%d","object_id":"sp-%s-%d-%d","data":[' ..
-        '{"key":"type","value":"shoe"},{"key":"color","value":"red"},{"key":"size","value":42}]}',
-        "{tag}", tid, math.floor(n / 100), "{tag}", tid, n)
-    return wrk.format("POST", "/api/v1/objects/", headers, body)
+    local id = string.format("sp-%s-%d-%d", "{tag}", tid, n)
+    local body = string.format('{"batch_id":"%s","object_id":"%s","data":[' ..
+        '{"key":"type","value":"shoe"},{"key":"color","value":"red"},{"key":"size","value":42}]}', id, id)
+    return timed(id, wrk.format("POST", "/api/v1/objects/", headers, body))
+end
+key = function(body)
+    return string.match(body, '"batch_id":"([^"]+)"')
 end
 """
 
@@ -77,8 +75,10 @@ def main():
                 cpu = ph.end(client_label="wrk")
                 bad = f", {w['non2xx']} non-2xx" if w["non2xx"] else ""
                 bad += f", {w['errors']} socket errors" if w["errors"] else ""
+                how = (f"per-request timing of {w['timed_n'] or 0:,} requests; wrk's own p99: {fmt_ms(w['wrk_p99'])}"
+                       if w["timed_n"] else "wrk's own figures")
                 note(f"{label}: wrk -t{t} -c{c} -d{s}s: {w['rps'] or 0:,.0f} req/s, p50 {fmt_ms(w['p50'])}, "
-                     f"p99 {fmt_ms(w['p99'])}, p99.9 {fmt_ms(w['p999'])}, max {fmt_ms(w['max'])}{bad}")
+                     f"p99 {fmt_ms(w['p99'])}, p99.9 {fmt_ms(w['p999'])}, max {fmt_ms(w['max'])}{bad} ({how})")
                 print(f"  {cpu}")
                 warn = ph.warn_if_busy()
                 if warn:
