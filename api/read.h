@@ -45,6 +45,10 @@ const char *bp_read_batch_url(h2o_req_t *req, const char *batch_id, size_t len);
  * text, created_at, updated_at). */
 void bp_read_render_object(bp_rbuf_t *b, const PGresult *res, int row, int col);
 
+/* Render a batch with its first objects (rows of the batch query: batch_id, created_at, updated_at,
+ * object_count, then the object columns from 4) into b, without the closing brace. */
+void bp_read_render_batch(bp_rbuf_t *b, h2o_req_t *req, const PGresult *res);
+
 /* ---- the paginated list engine (GET /api/v1/objects/ and /api/v1/batches/) ---- */
 typedef struct bp_read_list_kind {
     bp_cursor_kind_t cursor_kind;

@@ -82,6 +82,51 @@ static int not_found(h2o_req_t *req)
     return bp_http_problem(req, 404, "Not Found", "no batch with this batch_id", NULL);
 }
 
+/* The batch of rows of get_sql (batch columns 0-3, objects from column 4) as GET shows it, without
+ * its closing brace, so that callers may add members (the write path's ?wait= adds the ack). */
+void bp_read_render_batch(bp_rbuf_t *b, h2o_req_t *req, const PGresult *res)
+{
+    int n = PQntuples(res);
+    const char *id = PQgetvalue(res, 0, 0);
+    size_t idlen = (size_t)PQgetlength(res, 0, 0);
+    long long total = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    bp_rbuf_puts(b, "{\"batch_id\":");
+    bp_rbuf_json_string(b, id, idlen);
+    bp_rbuf_puts(b, ",\"object_count\":");
+    bp_rbuf_puts(b, PQgetvalue(res, 0, 3));
+    bp_rbuf_puts(b, ",\"created_at\":");
+    bp_rbuf_json_string(b, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+    bp_rbuf_puts(b, ",\"updated_at\":");
+    bp_rbuf_json_string(b, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
+    bp_rbuf_puts(b, ",\"url\":");
+    const char *url = bp_read_batch_url(req, id, idlen);
+    bp_rbuf_json_string(b, url, strlen(url));
+    bp_rbuf_puts(b, ",\"objects\":[");
+    int shown = 0;
+    for (int i = 0; i < n; i++) {
+        if (PQgetisnull(res, i, 4))
+            continue;
+        if (shown++ > 0)
+            bp_rbuf_puts(b, ",");
+        bp_read_render_object(b, res, i, 4);
+    }
+    bp_rbuf_puts(b, "]");
+    if (total > shown) {
+        const char *base = bp_http_base_url(req, bp_thread_of(req)->api->cfg->public_url);
+        const char *enc = bp_http_percent_encode(req, id, idlen);
+        bp_rbuf_t link = {0};
+        bp_rbuf_puts(&link, base);
+        bp_rbuf_puts(&link, "/api/v1/objects/?batch_id=");
+        bp_rbuf_puts(&link, enc);
+        bp_rbuf_puts(b, ",\"objects_url\":");
+        if (link.oom)
+            b->oom = 1;
+        else
+            bp_rbuf_json_string(b, link.p, link.len);
+        bp_rbuf_free(&link);
+    }
+}
+
 static void on_get(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
 {
     if (err != BP_OK) {
@@ -93,45 +138,8 @@ static void on_get(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, c
         not_found(req);
         return;
     }
-    const char *id = PQgetvalue(res, 0, 0);
-    size_t idlen = (size_t)PQgetlength(res, 0, 0);
-    long long total = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     bp_rbuf_t b = {0};
-    bp_rbuf_puts(&b, "{\"batch_id\":");
-    bp_rbuf_json_string(&b, id, idlen);
-    bp_rbuf_puts(&b, ",\"object_count\":");
-    bp_rbuf_puts(&b, PQgetvalue(res, 0, 3));
-    bp_rbuf_puts(&b, ",\"created_at\":");
-    bp_rbuf_json_string(&b, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
-    bp_rbuf_puts(&b, ",\"updated_at\":");
-    bp_rbuf_json_string(&b, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
-    bp_rbuf_puts(&b, ",\"url\":");
-    const char *url = bp_read_batch_url(req, id, idlen);
-    bp_rbuf_json_string(&b, url, strlen(url));
-    bp_rbuf_puts(&b, ",\"objects\":[");
-    int shown = 0;
-    for (int i = 0; i < n; i++) {
-        if (PQgetisnull(res, i, 4))
-            continue;
-        if (shown++ > 0)
-            bp_rbuf_puts(&b, ",");
-        bp_read_render_object(&b, res, i, 4);
-    }
-    bp_rbuf_puts(&b, "]");
-    if (total > shown) {
-        const char *base = bp_http_base_url(req, bp_thread_of(req)->api->cfg->public_url);
-        const char *enc = bp_http_percent_encode(req, id, idlen);
-        bp_rbuf_t link = {0};
-        bp_rbuf_puts(&link, base);
-        bp_rbuf_puts(&link, "/api/v1/objects/?batch_id=");
-        bp_rbuf_puts(&link, enc);
-        bp_rbuf_puts(&b, ",\"objects_url\":");
-        if (link.oom)
-            b.oom = 1;
-        else
-            bp_rbuf_json_string(&b, link.p, link.len);
-        bp_rbuf_free(&link);
-    }
+    bp_read_render_batch(&b, req, res);
     bp_rbuf_puts(&b, "}");
     bp_read_send_json_text(req, 200, &b);
 }

@@ -140,41 +140,8 @@ static void append_ack(bp_rbuf_t *b, const bp_write_ack_t *ack)
 /* 201 with the batch as GET /api/v1/batches/{id}/ shows it (rows of batch_sql), plus the ack. */
 static int answer_batch(h2o_req_t *req, const bp_write_ack_t *ack, const PGresult *res)
 {
-    int n = PQntuples(res);
-    const char *id = PQgetvalue(res, 0, 0);
-    size_t idlen = (size_t)PQgetlength(res, 0, 0);
-    long long total = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
     bp_rbuf_t b = {0};
-    bp_rbuf_puts(&b, "{\"batch_id\":");
-    bp_rbuf_json_string(&b, id, idlen);
-    bp_rbuf_puts(&b, ",\"object_count\":");
-    bp_rbuf_puts(&b, PQgetvalue(res, 0, 3));
-    bp_rbuf_puts(&b, ",\"created_at\":");
-    bp_rbuf_json_string(&b, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
-    bp_rbuf_puts(&b, ",\"updated_at\":");
-    bp_rbuf_json_string(&b, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
-    bp_rbuf_puts(&b, ",\"url\":");
-    const char *url = bp_read_batch_url(req, id, idlen);
-    bp_rbuf_json_string(&b, url, strlen(url));
-    bp_rbuf_puts(&b, ",\"objects\":[");
-    int shown = 0;
-    for (int i = 0; i < n; i++) {
-        if (PQgetisnull(res, i, 4))
-            continue;
-        if (shown++ > 0)
-            bp_rbuf_puts(&b, ",");
-        bp_read_render_object(&b, res, i, 4);
-    }
-    bp_rbuf_puts(&b, "]");
-    if (total > shown) {
-        const char *base = bp_http_base_url(req, bp_thread_of(req)->api->cfg->public_url);
-        const char *enc = bp_http_percent_encode(req, id, idlen);
-        size_t len = strlen(base) + strlen(enc) + 32;
-        char *link = h2o_mem_alloc_pool(&req->pool, len);
-        snprintf(link, len, "%s/api/v1/objects/?batch_id=%s", base, enc);
-        bp_rbuf_puts(&b, ",\"objects_url\":");
-        bp_rbuf_json_string(&b, link, strlen(link));
-    }
+    bp_read_render_batch(&b, req, res);
     append_ack(&b, ack);
     return bp_read_send_json_text(req, 201, &b);
 }
