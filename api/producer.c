@@ -414,7 +414,7 @@ bp_producer_stats_t bp_producer_stats(const bp_producer_t *p)
 static rd_kafka_conf_t *producer_conf(bp_producer_t *p, char *err, size_t errlen)
 {
     const bp_config_t *cfg = p->t->api->cfg;
-    char client_id[64], max_bytes[32], timeout[32], queue_max[32];
+    char client_id[64], max_bytes[32], timeout[32], queue_max[32], linger[32];
     snprintf(client_id, sizeof(client_id), "batchpipe-api-%d", p->t->index);
     /* re-serialization can make a body longer (1e2 -> 100.0): leave room above the body limit; the
      * broker's own message.max.bytes has the last word */
@@ -422,13 +422,14 @@ static rd_kafka_conf_t *producer_conf(bp_producer_t *p, char *err, size_t errlen
     snprintf(max_bytes, sizeof(max_bytes), "%lld", mmb < 1000000000 ? mmb : 1000000000);
     snprintf(timeout, sizeof(timeout), "%lld", cfg->produce_timeout_ms);
     snprintf(queue_max, sizeof(queue_max), "%lld", cfg->produce_queue_max);
+    snprintf(linger, sizeof(linger), "%lld", cfg->produce_linger_ms);
 
     rd_kafka_conf_t *conf = bp_kafka_conf_new(cfg, client_id, err, errlen);
     if (conf == NULL)
         return NULL;
     if (bp_kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) != 0 ||
         bp_kafka_conf_set(conf, "acks", "all", err, errlen) != 0 ||
-        bp_kafka_conf_set(conf, "linger.ms", "5", err, errlen) != 0 ||
+        bp_kafka_conf_set(conf, "linger.ms", linger, err, errlen) != 0 ||
         bp_kafka_conf_set(conf, "compression.type", "lz4", err, errlen) != 0 ||
         bp_kafka_conf_set(conf, "message.max.bytes", max_bytes, err, errlen) != 0 ||
         bp_kafka_conf_set(conf, "message.timeout.ms", timeout, err, errlen) != 0 ||

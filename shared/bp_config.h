@@ -33,6 +33,7 @@ typedef struct bp_config {
     long long http_threads;
     long long max_connections;
     long long produce_timeout_ms;
+    long long produce_linger_ms;
     long long produce_queue_max;
     long long pg_pool_size;
     long long pg_queue_max;
@@ -58,6 +59,8 @@ typedef struct bp_config {
     long long health_port;
     /* cli */
     char *migrations_dir;
+    char *api_url;
+    char *api_key;
 } bp_config_t;
 
 /* Fill cfg with defaults, then the environment, then argv flags (--name=value or --name value).

@@ -1,5 +1,5 @@
-/* batchpipe.c - the operator's command-line tool: migrate the database, create the topics, show the
- * effective configuration. Each subcommand is a function; main only picks one. */
+/* cmd_admin.c - the setup subcommands: migrate the database, create the topics, show the effective
+ * configuration and the settings table, hash an API key. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,22 +12,36 @@
 #include "bp_kafka.h"
 #include "bp_log.h"
 #include "bp_pg.h"
+#include "cli.h"
 
-static const char usage[] =
-    "usage: batchpipe [settings] COMMAND\n"
-    "\n"
-    "Commands:\n"
-    "  migrate   create the database if missing and apply the SQL migrations not yet applied\n"
-    "  topics    create the batch topic and its dead-letter topic (BP_PARTITIONS partitions) if missing\n"
-    "  config    print the effective configuration as JSON, secrets masked\n"
-    "  hash-key  read an API key on standard input and print its line for BP_API_KEYS_FILE\n"
-    "            (batchpipe hash-key [SCOPES [NAME]], scopes default read,write,delete)\n"
-    "  settings  print the table of every setting as Markdown (docs/CONFIGURATION.md)\n"
-    "\n"
-    "Every setting is also read from its environment variable.\n";
+static const char migrate_usage[] =
+    "usage: batchpipe [settings] migrate\n"
+    "Create the database of BP_PG_DSN if missing and apply the migrations of BP_MIGRATIONS_DIR not yet\n"
+    "applied, in order, under an advisory lock (safe to run from several hosts at once).\n";
+static const char topics_usage[] =
+    "usage: batchpipe [settings] topics\n"
+    "Create BP_TOPIC and BP_DLQ_TOPIC with BP_PARTITIONS partitions if they are missing.\n";
+static const char config_usage[] =
+    "usage: batchpipe [settings] config\n"
+    "Print the effective configuration (defaults < environment < flags) as JSON, secrets masked.\n";
+static const char hash_key_usage[] =
+    "usage: batchpipe hash-key [SCOPES [NAME]] < keyfile\n"
+    "Read an API key on standard input and print its line for BP_API_KEYS_FILE.\n"
+    "SCOPES is a comma-separated subset of read,write,delete (default all three); NAME labels the key.\n";
+static const char settings_usage[] =
+    "usage: batchpipe settings\n"
+    "Print the table of every setting as Markdown (docs/CONFIGURATION.md is generated from it).\n";
 
-static int cmd_migrate(const bp_config_t *cfg)
+int cli_migrate(const bp_config_t *cfg, int argc, char **argv)
 {
+    if (cli_wants_help(argc, argv)) {
+        printf("%s", migrate_usage);
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "batchpipe migrate: takes no arguments (see batchpipe migrate --help)\n");
+        return 2;
+    }
     char err[1024];
     if (bp_pg_ensure_database(cfg->pg_dsn, err, sizeof(err)) != 0) {
         fprintf(stderr, "batchpipe migrate: %s\n", err);
@@ -50,8 +64,16 @@ static int cmd_migrate(const bp_config_t *cfg)
     return 0;
 }
 
-static int cmd_topics(const bp_config_t *cfg)
+int cli_topics(const bp_config_t *cfg, int argc, char **argv)
 {
+    if (cli_wants_help(argc, argv)) {
+        printf("%s", topics_usage);
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "batchpipe topics: takes no arguments (see batchpipe topics --help)\n");
+        return 2;
+    }
     char err[1024];
     rd_kafka_conf_t *conf = bp_kafka_conf_new(cfg, "batchpipe-cli", err, sizeof(err));
     if (conf == NULL) {
@@ -79,10 +101,15 @@ static int cmd_topics(const bp_config_t *cfg)
 }
 
 /* Hash a key read from stdin (never from argv: it would show in ps and shell history). */
-static int cmd_hash_key(int argc, char **argv)
+int cli_hash_key(const bp_config_t *cfg, int argc, char **argv)
 {
-    const char *scopes = argc > 0 ? argv[0] : "read,write,delete";
-    const char *name = argc > 1 ? argv[1] : "key";
+    (void)cfg;
+    if (cli_wants_help(argc, argv)) {
+        printf("%s", hash_key_usage);
+        return 0;
+    }
+    const char *scopes = argc > 1 ? argv[1] : "read,write,delete";
+    const char *name = argc > 2 ? argv[2] : "key";
     char key[1100];
     if (fgets(key, sizeof(key), stdin) == NULL) {
         fprintf(stderr, "batchpipe hash-key: no key on standard input\n");
@@ -103,8 +130,16 @@ static int cmd_hash_key(int argc, char **argv)
     return 0;
 }
 
-static int cmd_config(const bp_config_t *cfg)
+int cli_config(const bp_config_t *cfg, int argc, char **argv)
 {
+    if (cli_wants_help(argc, argv)) {
+        printf("%s", config_usage);
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "batchpipe config: takes no arguments (see batchpipe config --help)\n");
+        return 2;
+    }
     json_t *dump = bp_config_dump(cfg, BP_FOR_ALL);
     json_dumpf(dump, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
     putchar('\n');
@@ -112,41 +147,13 @@ static int cmd_config(const bp_config_t *cfg)
     return 0;
 }
 
-int main(int argc, char **argv)
+int cli_settings(const bp_config_t *cfg, int argc, char **argv)
 {
-    bp_config_t cfg;
-    char err[1024];
-    int first = argc;
-    int rc = bp_config_load(&cfg, BP_FOR_ALL, usage, argc, argv, &first, err, sizeof(err));
-    if (rc != 0) {
-        if (rc < 0)
-            fprintf(stderr, "batchpipe: %s\n", err);
-        bp_config_free(&cfg);
-        return rc < 0 ? 2 : 0;
+    (void)cfg;
+    if (cli_wants_help(argc, argv)) {
+        printf("%s", settings_usage);
+        return 0;
     }
-    bp_log_level_t level = BP_LOG_WARN;
-    (void)bp_log_level_parse(cfg.log_level, &level);
-    bp_log_init("cli", level > BP_LOG_WARN ? level : BP_LOG_WARN);
-    if (first >= argc) {
-        fprintf(stderr, "%s", usage);
-        bp_config_free(&cfg);
-        return 2;
-    }
-    const char *cmd = argv[first];
-    if (strcmp(cmd, "migrate") == 0)
-        rc = cmd_migrate(&cfg);
-    else if (strcmp(cmd, "topics") == 0)
-        rc = cmd_topics(&cfg);
-    else if (strcmp(cmd, "config") == 0)
-        rc = cmd_config(&cfg);
-    else if (strcmp(cmd, "hash-key") == 0)
-        rc = cmd_hash_key(argc - first - 1, argv + first + 1);
-    else if (strcmp(cmd, "settings") == 0)
-        bp_config_markdown(stdout), rc = 0;
-    else {
-        fprintf(stderr, "batchpipe: unknown command \"%s\" (see --help)\n", cmd);
-        rc = 2;
-    }
-    bp_config_free(&cfg);
-    return rc;
+    bp_config_markdown(stdout);
+    return 0;
 }
