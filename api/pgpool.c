@@ -17,11 +17,18 @@
 #define MAX_CONN_KEYWORDS 64
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
+#define MAX_PREPARED 16 /* named statements per connection; beyond, statements go unprepared */
 #define CONNECT_TIMEOUT_DEFAULT_MS 2000
 #define DEADLINE_MARGIN_MS 2000 /* client-side bound beyond the statement timeout */
 
 typedef enum { CONN_CLOSED = 0, CONN_CONNECTING, CONN_IDLE, CONN_BUSY } conn_state_t;
 typedef enum { Q_WAITING = 0, Q_RUNNING, Q_DONE } query_state_t;
+
+/* A statement this connection has prepared: its text (owned) and its server-side name. */
+typedef struct prepared {
+    char *sql;
+    char name[16];
+} prepared_t;
 
 typedef struct pgconn {
     bp_pgpool_t *pool;
@@ -33,6 +40,9 @@ typedef struct pgconn {
     h2o_timeout_entry_t timer; /* connect deadline, or the running query's deadline */
     bp_pgquery_t *query;       /* running */
     PGresult *result;          /* of the running query, collected until PQgetResult gives NULL */
+    int preparing;             /* the running step is the PQsendPrepare of query's statement */
+    prepared_t prepared[MAX_PREPARED];
+    size_t nprepared;
 } pgconn_t;
 
 struct bp_pgquery {
@@ -41,6 +51,7 @@ struct bp_pgquery {
     bp_pgpool_t *pool;
     query_state_t state;
     int abandoned;
+    int prepare; /* run as a named prepared statement (planned once per connection) */
     bp_pgpool_cb cb;
     void *ctx;
     char *sql;
@@ -172,6 +183,10 @@ static void close_conn(pgconn_t *c)
         PQfinish(c->pg);
         c->pg = NULL;
     }
+    for (size_t i = 0; i < c->nprepared; i++)
+        free(c->prepared[i].sql); /* the server forgot them with the session */
+    c->nprepared = 0;
+    c->preparing = 0;
     c->state = CONN_CLOSED;
 }
 
@@ -356,32 +371,89 @@ static void log_query(const bp_pgquery_t *q)
     json_decref(fields);
 }
 
+static const prepared_t *find_prepared(const pgconn_t *c, const char *sql)
+{
+    for (size_t i = 0; i < c->nprepared; i++)
+        if (strcmp(c->prepared[i].sql, sql) == 0)
+            return &c->prepared[i];
+    return NULL;
+}
+
+/* Send the next protocol step of c's query: the statement itself (by name when it is prepared on c,
+ * else unnamed), or first its PQsendPrepare when it asks to be prepared and a slot is free. Returns 0,
+ * or -1 when the connection turned out broken (it is then closed; the caller still owns c->query). */
+static int send_step(pgconn_t *c)
+{
+    bp_pgpool_t *pool = c->pool;
+    const bp_pgquery_t *q = c->query;
+    const prepared_t *ps = q->prepare ? find_prepared(c, q->sql) : NULL;
+    int sent;
+    c->preparing = 0;
+    if (ps != NULL) {
+        sent = PQsendQueryPrepared(c->pg, ps->name, q->nparams, q->params, NULL, NULL, 0);
+    } else if (q->prepare && c->nprepared < MAX_PREPARED) {
+        char name[16];
+        snprintf(name, sizeof(name), "bp_%zu", c->nprepared + 1);
+        sent = PQsendPrepare(c->pg, name, q->sql, q->nparams, NULL);
+        c->preparing = 1;
+    } else {
+        sent = PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
+    }
+    int flushed = sent ? PQflush(c->pg) : -1;
+    if (flushed < 0) {
+        if (!pool->down)
+            bp_warn("PostgreSQL connection unusable: %s", PQerrorMessage(c->pg));
+        close_conn(c);
+        return -1;
+    }
+    want_read(c);
+    if (flushed == 1)
+        want_write(c);
+    return 0;
+}
+
 /* Send q on the idle connection c. Returns 0, or -1 when the connection turned out broken (it is
  * then closed and q is untouched, still the caller's). */
 static int start_query(pgconn_t *c, bp_pgquery_t *q)
 {
     bp_pgpool_t *pool = c->pool;
     log_query(q);
-    if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
-        if (!pool->down)
-            bp_warn("PostgreSQL connection unusable: %s", PQerrorMessage(c->pg));
-        close_conn(c);
-        return -1;
-    }
-    int flushed = PQflush(c->pg);
-    if (flushed < 0) {
-        close_conn(c);
+    c->query = q;
+    if (send_step(c) != 0) {
+        c->query = NULL;
         return -1;
     }
     c->state = CONN_BUSY;
-    c->query = q;
     q->state = Q_RUNNING;
     c->timer.cb = on_query_deadline;
     h2o_timeout_link(pool->loop, &pool->query_to, &c->timer);
-    want_read(c);
-    if (flushed == 1)
-        want_write(c);
     return 0;
+}
+
+/* The PQsendPrepare step of c's query is over: remember the name and send the statement, or, when the
+ * server refused to prepare it, let the query end with that error. Returns 1 when the statement was
+ * sent (the query goes on), 0 when the query is to finish now. */
+static int prepared_step_done(pgconn_t *c)
+{
+    c->preparing = 0;
+    if (c->result == NULL || PQresultStatus(c->result) != PGRES_COMMAND_OK)
+        return 0;
+    prepared_t *ps = &c->prepared[c->nprepared];
+    ps->sql = strdup(c->query->sql);
+    if (ps->sql == NULL) /* cannot remember it: run it unnamed this time */
+        c->query->prepare = 0;
+    else
+        snprintf(ps->name, sizeof(ps->name), "bp_%zu", ++c->nprepared);
+    PQclear(c->result);
+    c->result = NULL;
+    if (send_step(c) != 0) {
+        bp_pgquery_t *q = c->query;
+        c->query = NULL;
+        deliver(q, BP_ERR_PG_DOWN, NULL, "PostgreSQL connection unusable");
+        pump(c->pool, 1);
+        return 1;
+    }
+    return 1;
 }
 
 /* Map the final result of a statement to an error. */
@@ -438,6 +510,8 @@ static void busy_read(pgconn_t *c)
     while (!PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
         if (r == NULL) {
+            if (c->preparing && prepared_step_done(c))
+                return;
             finish_query(c);
             return;
         }
@@ -734,8 +808,8 @@ void bp_pgpool_free(bp_pgpool_t *pool)
     free(pool);
 }
 
-bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params,
-                         bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
+static bp_err_t submit(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params, int prepare,
+                       bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
 {
     if (handle != NULL)
         *handle = NULL;
@@ -759,6 +833,7 @@ bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const 
         return BP_ERR_NOMEM;
     memset(q, 0, sizeof(*q));
     q->pool = pool;
+    q->prepare = prepare;
     q->cb = cb;
     q->ctx = ctx;
     q->nparams = nparams;
@@ -786,6 +861,18 @@ bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const 
         *handle = q;
     pump(pool, 0);
     return BP_OK;
+}
+
+bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params,
+                         bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
+{
+    return submit(pool, sql, nparams, params, 0, cb, ctx, handle);
+}
+
+bp_err_t bp_pgpool_query_prepared(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params,
+                                  bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
+{
+    return submit(pool, sql, nparams, params, 1, cb, ctx, handle);
 }
 
 void bp_pgpool_abandon(bp_pgquery_t *q)
@@ -860,15 +947,27 @@ bp_pgpool_t *bp_pgpool_of(h2o_req_t *req)
     return bp_thread_of(req)->pgpool;
 }
 
-bp_err_t bp_pgpool_req_query(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
-                             bp_pgpool_req_cb cb, void *ctx)
+static bp_err_t req_submit(h2o_req_t *req, const char *sql, int nparams, const char *const *params, int prepare,
+                           bp_pgpool_req_cb cb, void *ctx)
 {
     req_guard_t *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), guard_dispose);
     g->req = req;
     g->q = NULL;
     g->cb = cb;
     g->ctx = ctx;
-    return bp_pgpool_query(bp_pgpool_of(req), sql, nparams, params, guard_cb, g, &g->q);
+    return submit(bp_pgpool_of(req), sql, nparams, params, prepare, guard_cb, g, &g->q);
+}
+
+bp_err_t bp_pgpool_req_query(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
+                             bp_pgpool_req_cb cb, void *ctx)
+{
+    return req_submit(req, sql, nparams, params, 0, cb, ctx);
+}
+
+bp_err_t bp_pgpool_req_query_prepared(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
+                                      bp_pgpool_req_cb cb, void *ctx)
+{
+    return req_submit(req, sql, nparams, params, 1, cb, ctx);
 }
 
 int bp_pgpool_problem(h2o_req_t *req, bp_err_t err, const char *msg)

@@ -87,6 +87,15 @@ void bp_pgpool_free(bp_pgpool_t *pool);
 bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params,
                          bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle) BP_MUST_CHECK;
 
+/* As bp_pgpool_query, for a statement whose text is fixed (a constant of the program) and whose best
+ * plan does not depend on its parameters (lookups by key): each connection prepares it once, under a
+ * name, and then only binds and executes it, so PostgreSQL parses and plans it once per session, not
+ * per call. PostgreSQL may switch such a statement to a generic plan after five executions: never use
+ * this for statements whose plan should follow the values (filters of varying selectivity). Up to 16
+ * statements per connection are prepared; others run unprepared. */
+bp_err_t bp_pgpool_query_prepared(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params,
+                                  bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle) BP_MUST_CHECK;
+
 /* Forget an accepted query whose callback has not run yet (its requester went away): the callback
  * will not be called. A query still waiting is dropped; one already sent runs to its end (bounded by
  * the statement timeout) and its result is discarded. The handle is invalid afterwards. */
@@ -110,6 +119,10 @@ typedef void (*bp_pgpool_req_cb)(h2o_req_t *req, void *ctx, bp_err_t err, const 
  * for every module that reads PostgreSQL from a handler (reads, ?wait= of the write path, /readyz). */
 bp_err_t bp_pgpool_req_query(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
                              bp_pgpool_req_cb cb, void *ctx) BP_MUST_CHECK;
+
+/* bp_pgpool_req_query with a prepared statement (see bp_pgpool_query_prepared for when that fits). */
+bp_err_t bp_pgpool_req_query_prepared(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
+                                      bp_pgpool_req_cb cb, void *ctx) BP_MUST_CHECK;
 
 /* Answer req with the problem+json for a failed query: 503 with Retry-After for PG_DOWN, QUEUE_FULL,
  * TIMEOUT and PG_TRANSIENT; 500 otherwise (logged with msg and the request id). Returns 0. */

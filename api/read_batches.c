@@ -151,7 +151,7 @@ int bp_read_batch_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t
     char limit[24];
     snprintf(limit, sizeof(limit), "%lld", t->api->cfg->batch_inline_objects);
     const char *params[] = {id, limit};
-    bp_err_t err = bp_pgpool_req_query(req, get_sql, 2, params, on_get, NULL);
+    bp_err_t err = bp_pgpool_req_query_prepared(req, get_sql, 2, params, on_get, NULL);
     return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
 }
 
@@ -220,6 +220,6 @@ int bp_read_batch_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, siz
     ctx->id = id;
     ctx->cascade = cascade;
     const char *params[] = {id};
-    bp_err_t err = bp_pgpool_req_query(req, cascade ? cascade_sql : delete_sql, 1, params, on_delete, ctx);
+    bp_err_t err = bp_pgpool_req_query_prepared(req, cascade ? cascade_sql : delete_sql, 1, params, on_delete, ctx);
     return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
 }

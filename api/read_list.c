@@ -8,6 +8,9 @@
 #include "pgpool.h"
 #include "read.h"
 
+/* count=auto skips the exact count when the planner expects more than this many times the cap */
+#define BP_COUNT_ESTIMATE_MARGIN 2
+
 typedef struct list_ctx {
     const bp_read_list_kind_t *kind;
     bp_api_thread_t *t;
@@ -15,6 +18,7 @@ typedef struct list_ctx {
     bp_rbuf_t results;  /* "[...]" of the page, owned */
     long long count;    /* -1: unknown (count=none) */
     long long floor;    /* an estimate is never below what is known to exist */
+    long long est;      /* the planner's estimate of the matches, once asked; -1 before */
     int count_exact;
     const char *next, *previous; /* request-pool strings or NULL */
 } list_ctx_t;
@@ -257,6 +261,13 @@ static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, 
     /* the count: column 0 of the first row */
     long long counted = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     ctx->floor = offset + n + (has_more ? 1 : 0);
+    if (!has_more && !q->has_cursor && q->count != BP_COUNT_NONE) {
+        /* the last page by number (or the only one): the rows before it and on it are all there is */
+        ctx->count = offset + n;
+        ctx->count_exact = 1;
+        respond(req, ctx);
+        return;
+    }
     int need_estimate = 0;
     switch (q->count) {
     case BP_COUNT_AUTO:
@@ -285,6 +296,12 @@ static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, 
         respond(req, ctx);
         return;
     }
+    if (ctx->est >= 0) { /* asked before the page (count=auto) */
+        ctx->count = ctx->est > ctx->floor ? ctx->est : ctx->floor;
+        ctx->count_exact = 0;
+        respond(req, ctx);
+        return;
+    }
     bp_sql_t sql;
     if (bp_query_sql_estimate(q, ctx->kind->objects, &sql) != 0) {
         on_estimate(req, ctx, BP_ERR_NOMEM, NULL, "out of memory");
@@ -296,6 +313,34 @@ static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, 
         on_estimate(req, ctx, qerr, NULL, bp_err_str(qerr));
 }
 
+static void run_page(h2o_req_t *req, list_ctx_t *ctx)
+{
+    bp_sql_t sql;
+    if (ctx->kind->sql(&ctx->q, ctx->t->api->cfg->count_cap, &sql) != 0) {
+        bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
+        return;
+    }
+    bp_err_t err = bp_pgpool_req_query(req, sql.text, sql.nparams, (const char *const *)sql.params, on_page, ctx);
+    bp_sql_clear(&sql);
+    if (err != BP_OK)
+        bp_pgpool_problem(req, err, bp_err_str(err));
+}
+
+/* count=auto asks the planner first: when it expects clearly more matches than the cap, the exact
+ * count could only say "more than the cap" after reading cap + 1 of them (tens of milliseconds for a
+ * broad filter on a big table), so the page goes without it and the count is the estimate. Otherwise
+ * the page counts exactly, up to the cap, in the same statement. */
+static void on_first_estimate(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+{
+    list_ctx_t *ctx = p;
+    long long cap = ctx->t->api->cfg->count_cap;
+    if (err == BP_OK && PQntuples(res) == 1)
+        ctx->est = bp_query_plan_rows(PQgetvalue(res, 0, 0));
+    if (ctx->est > cap * BP_COUNT_ESTIMATE_MARGIN)
+        ctx->q.count = BP_COUNT_ESTIMATE; /* the page without a count; ctx->est answers for it */
+    run_page(req, ctx);
+}
+
 int bp_read_list(bp_api_thread_t *t, h2o_req_t *req, const bp_read_list_kind_t *kind)
 {
     list_ctx_t *ctx = h2o_mem_alloc_shared(&req->pool, sizeof(*ctx), list_ctx_dispose);
@@ -303,12 +348,18 @@ int bp_read_list(bp_api_thread_t *t, h2o_req_t *req, const bp_read_list_kind_t *
     ctx->kind = kind;
     ctx->t = t;
     ctx->count = -1;
+    ctx->est = -1;
     if (parse_list(t, req, ctx) != 0)
         return 0; /* answered */
+    if (ctx->q.count != BP_COUNT_AUTO) {
+        run_page(req, ctx);
+        return 0;
+    }
     bp_sql_t sql;
-    if (kind->sql(&ctx->q, t->api->cfg->count_cap, &sql) != 0)
+    if (bp_query_sql_estimate(&ctx->q, kind->objects, &sql) != 0)
         return bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
-    bp_err_t err = bp_pgpool_req_query(req, sql.text, sql.nparams, (const char *const *)sql.params, on_page, ctx);
+    bp_err_t err = bp_pgpool_req_query(req, sql.text, sql.nparams, (const char *const *)sql.params,
+                                       on_first_estimate, ctx);
     bp_sql_clear(&sql);
     if (err != BP_OK)
         return bp_pgpool_problem(req, err, bp_err_str(err));

@@ -66,7 +66,7 @@ int bp_read_object_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_
     if (!bp_read_id_ok(id, idlen))
         return not_found(req);
     const char *params[] = {id};
-    bp_err_t err = bp_pgpool_req_query(req, get_sql, 1, params, on_get, NULL);
+    bp_err_t err = bp_pgpool_req_query_prepared(req, get_sql, 1, params, on_get, NULL);
     return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
 }
 
@@ -88,6 +88,6 @@ int bp_read_object_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, si
     if (!bp_read_id_ok(id, idlen))
         return not_found(req);
     const char *params[] = {id};
-    bp_err_t err = bp_pgpool_req_query(req, delete_sql, 1, params, on_delete, NULL);
+    bp_err_t err = bp_pgpool_req_query_prepared(req, delete_sql, 1, params, on_delete, NULL);
     return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
 }

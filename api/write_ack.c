@@ -243,12 +243,12 @@ static void fetch(waiter_t *w)
     bp_err_t err;
     if (w->ack.object_id != NULL) {
         const char *params[] = {w->ack.object_id};
-        err = bp_pgpool_req_query(w->req, object_sql, 1, params, on_fetched, w);
+        err = bp_pgpool_req_query_prepared(w->req, object_sql, 1, params, on_fetched, w);
     } else {
         char limit[24];
         snprintf(limit, sizeof(limit), "%lld", w->t->api->cfg->batch_inline_objects);
         const char *params[] = {w->ack.batch_id, limit};
-        err = bp_pgpool_req_query(w->req, batch_sql, 2, params, on_fetched, w);
+        err = bp_pgpool_req_query_prepared(w->req, batch_sql, 2, params, on_fetched, w);
     }
     if (err != BP_OK)
         release_accepted(w, WAIT_DB_DOWN);
@@ -312,7 +312,7 @@ static void on_poll(void *ctx, bp_err_t err, const PGresult *res, const char *ms
 static void start_poll(struct bp_write_wait *wait)
 {
     const char *params[] = {wait->t->api->cfg->topic};
-    bp_err_t err = bp_pgpool_query(wait->t->pgpool, poll_sql, 1, params, on_poll, wait, &wait->poll);
+    bp_err_t err = bp_pgpool_query_prepared(wait->t->pgpool, poll_sql, 1, params, on_poll, wait, &wait->poll);
     if (err == BP_ERR_PG_DOWN) {
         release_all(wait, WAIT_DB_DOWN);
     } else if (err != BP_OK && !wait->db_trouble_logged) {

@@ -602,6 +602,21 @@ def test_batch_pages_use_the_creation_order_index(api, bp_env, big):
     assert "Seq Scan" not in plan, plan
 
 
+def test_auto_count_of_a_broad_filter_is_the_planners_estimate_without_counting(api, bp_env, big):
+    """count=auto asks the planner first: 50,000 expected matches (the cap is 50) are not counted."""
+    before = len(api.proc.log_lines())
+    body = get_json(api, "/api/v1/objects/", data='{"type":"shoe"}')
+    sqls = [l["sql"] for l in api.proc.log_lines()[before:] if l.get("msg") == "pg query"]
+    assert len(sqls) == 2 and sqls[0].startswith("EXPLAIN"), sqls
+    assert "count(*)" not in sqls[1], sqls[1]
+    assert body["count_exact"] is False and 25000 <= body["count"] <= 100000, body["count"]
+    assert len(body["results"]) == 10 and body["next"]
+    # a result that fits on one page is its own exact count, whatever the planner expected
+    for count in ("auto", "estimate"):
+        body = get_json(api, "/api/v1/objects/", data='{"type":"shoe","serial":"s4"}', count=count)
+        assert body["count"] == 1 and body["count_exact"] is True, (count, body)
+
+
 # ---------------------------------------------------------------------------------------------
 # a slow query, the pool's bounds
 
@@ -623,7 +638,8 @@ def test_slow_query_does_not_stall_others_and_the_queue_is_bounded(bp_env):
         def fetch(name, path):
             results[name] = requests.get(a.url + path, timeout=30)
 
-        slow = threading.Thread(target=fetch, args=("slow", "/api/v1/batches/"))
+        # count=none: one statement (count=auto asks the planner first, a second turn in the queue)
+        slow = threading.Thread(target=fetch, args=("slow", "/api/v1/batches/?count=none"))
         slow.start()
         wait_until(lambda: lock_waiters(bp_env) == 1, 15, "the batches query to wait on the lock")
         # the loop is free: requests that need no database answer at once
@@ -768,3 +784,27 @@ def test_postgres_restart_under_load():
             if p.alive():
                 p.kill9()
         cluster.destroy()
+
+
+def test_prepared_statements_survive_a_lost_connection(bp_env, big):
+    """Lookups run as prepared statements, one per connection: a new connection prepares them again."""
+    a = bp_env.start_api(BP_HTTP_THREADS=1, BP_PG_POOL_SIZE=1,
+                         BP_PG_DSN=bp_env.dsn + " application_name=bp-prepared-test")
+    for i in (1, 2, 3):  # the first call prepares the statement, the others only execute it
+        r = a.get(f"/api/v1/objects/big-o{i}/")
+        assert r.status_code == 200 and r.json()["object_id"] == f"big-o{i}"
+    assert a.get("/api/v1/batches/big7/").status_code == 200
+    killed = bp_env.query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                          "datname = current_database() AND application_name = 'bp-prepared-test'")
+    assert killed[0][0] == 1
+    statuses = []
+
+    def answers():
+        r = a.get("/api/v1/objects/big-o4/")
+        statuses.append(r.status_code)
+        return r.status_code == 200
+
+    wait_until(answers, 15, "the object to be served on a new connection")
+    assert set(statuses) <= {200, 503}, statuses  # never a 500 for a statement the new session lacks
+    assert a.get("/api/v1/batches/big7/").status_code == 200
+    assert a.get("/api/v1/objects/big-o5/").json()["object_id"] == "big-o5"
