@@ -39,7 +39,8 @@ static const char list_usage[] =
     "when the command started, in partition and offset order: P:OFFSET of the letter, the source\n"
     "topic/partition@offset of the message that was dead-lettered, its key (the batch_id), request-id and\n"
     "reason (cut to the terminal's width). Delivery to the dead-letter topic is at-least-once: a letter\n"
-    "whose source an earlier letter already had is marked with DUP-OF (that letter's P:OFFSET).\n"
+    "whose source an earlier letter (in this order) already had is marked with DUP-OF, that letter's\n"
+    "P:OFFSET.\n"
     "  --limit N          show at most N letters, the first in partition and offset order (default 1000,\n"
     "                     0 for all)\n"
     "  --unique           leave out the duplicates instead of marking them\n"
@@ -78,14 +79,21 @@ static const char replay_usage[] =
 
 typedef struct dlq_opts {
     long long limit, max_bytes, timeout_s;
-    int json, unique, all, dry_run, max_bytes_set;
+    int json, unique, all, dry_run;
     int32_t *ref_partition; /* the P:OFFSET arguments */
     int64_t *ref_offset;
     int nrefs;
 } dlq_opts_t;
 
-enum { OPT_LIMIT = 1, OPT_UNIQUE = 2, OPT_JSON = 4, OPT_MAX_BYTES = 8, OPT_ALL = 16, OPT_DRY_RUN = 32,
-       OPT_REFS = 64 };
+enum {
+    OPT_LIMIT = 1,
+    OPT_UNIQUE = 2,
+    OPT_JSON = 4,
+    OPT_MAX_BYTES = 8,
+    OPT_ALL = 16,
+    OPT_DRY_RUN = 32,
+    OPT_REFS = 64
+};
 
 /* Parse argv (argv[0] is the subcommand) allowing the options in mask. Returns 0, or 2 after
  * printing a usage error. Free with free_opts. */
@@ -107,12 +115,14 @@ static int parse_opts(const char *cmd, int argc, char **argv, int mask, dlq_opts
         int missing = 0;
         if (dashdash || a[0] != '-') {
             if (!(mask & OPT_REFS)) {
-                fprintf(stderr, "batchpipe dlq %s: unexpected argument \"%s\" (see batchpipe dlq %s --help)\n", cmd,
+                fprintf(stderr,
+                        "batchpipe dlq %s: unexpected argument \"%s\" (see batchpipe dlq %s --help)\n", cmd,
                         a, cmd);
                 return 2;
             }
             if (cli_parse_letter_ref(a, &o->ref_partition[o->nrefs], &o->ref_offset[o->nrefs]) != 0) {
-                fprintf(stderr, "batchpipe dlq %s: \"%s\" is not a letter's PARTITION:OFFSET such as 0:42\n", cmd, a);
+                fprintf(stderr, "batchpipe dlq %s: \"%s\" is not a letter's PARTITION:OFFSET such as 0:42\n",
+                        cmd, a);
                 return 2;
             }
             o->nrefs++;
@@ -134,9 +144,11 @@ static int parse_opts(const char *cmd, int argc, char **argv, int mask, dlq_opts
                         CLI_TIMEOUT_S_MAX);
                 return 2;
             }
-        } else if ((mask & OPT_LIMIT) && ((v = cli_option(argc, argv, &i, "--limit", &missing)) != NULL || missing)) {
+        } else if ((mask & OPT_LIMIT) &&
+                   ((v = cli_option(argc, argv, &i, "--limit", &missing)) != NULL || missing)) {
             if (missing || cli_parse_ll(v, 0, LIST_LIMIT_MAX, &o->limit) != 0) {
-                fprintf(stderr, "batchpipe dlq %s: --limit takes a number from 0 (all) to %d\n", cmd, LIST_LIMIT_MAX);
+                fprintf(stderr, "batchpipe dlq %s: --limit takes a number from 0 (all) to %d\n", cmd,
+                        LIST_LIMIT_MAX);
                 return 2;
             }
         } else if ((mask & OPT_MAX_BYTES) &&
@@ -145,9 +157,9 @@ static int parse_opts(const char *cmd, int argc, char **argv, int mask, dlq_opts
                 fprintf(stderr, "batchpipe dlq %s: --max-bytes takes a number of bytes (0 for all)\n", cmd);
                 return 2;
             }
-            o->max_bytes_set = 1;
         } else {
-            fprintf(stderr, "batchpipe dlq %s: unknown option \"%s\" (see batchpipe dlq %s --help)\n", cmd, a, cmd);
+            fprintf(stderr, "batchpipe dlq %s: unknown option \"%s\" (see batchpipe dlq %s --help)\n", cmd, a,
+                    cmd);
             return 2;
         }
     }
@@ -251,6 +263,56 @@ static int row_cmp(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+static int source_cmp(const dlq_letter_t *x, const dlq_letter_t *y)
+{
+    int c = strcmp(x->src_topic, y->src_topic);
+    if (c != 0)
+        return c;
+    if (x->src_partition != y->src_partition)
+        return x->src_partition < y->src_partition ? -1 : 1;
+    return x->src_offset < y->src_offset ? -1 : x->src_offset > y->src_offset;
+}
+
+static int has_source(const dlq_letter_t *l)
+{
+    return l->src_topic != NULL && l->src_partition >= 0 && l->src_offset >= 0;
+}
+
+static int by_source_cmp(const void *a, const void *b)
+{
+    const dlq_letter_t *x = &(*(list_row_t *const *)a)->letter, *y = &(*(list_row_t *const *)b)->letter;
+    int c = source_cmp(x, y);
+    return c != 0 ? c : row_cmp(*(list_row_t *const *)a, *(list_row_t *const *)b);
+}
+
+/* Mark duplicates again in the order shown (the scan marks them in the order read, which across
+ * partitions is arbitrary): the first letter of a source in partition and offset order is the one the
+ * others point at. Returns 0, or -1 out of memory. */
+static int mark_duplicates(list_row_t *rows, size_t n)
+{
+    list_row_t **idx = malloc((n ? n : 1) * sizeof(*idx));
+    if (idx == NULL)
+        return -1;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        rows[i].letter.dup_partition = -1;
+        rows[i].letter.dup_offset = -1;
+        if (has_source(&rows[i].letter))
+            idx[m++] = &rows[i];
+    }
+    qsort(idx, m, sizeof(*idx), by_source_cmp);
+    for (size_t i = 1, first = 0; i < m; i++) {
+        if (source_cmp(&idx[i]->letter, &idx[first]->letter) != 0) {
+            first = i;
+            continue;
+        }
+        idx[i]->letter.dup_partition = idx[first]->letter.partition;
+        idx[i]->letter.dup_offset = idx[first]->letter.offset;
+    }
+    free(idx);
+    return 0;
+}
+
 static void print_list_json(const list_row_t *row)
 {
     const dlq_letter_t *l = &row->letter;
@@ -314,7 +376,7 @@ static int dlq_list(const bp_config_t *cfg, int argc, char **argv)
     }
     list_ctx_t ctx = {0};
     size_t total = 0;
-    rc = dlq_reader_scan(r, o.limit, o.unique, on_list_letter, &ctx, &total, err, sizeof(err));
+    rc = dlq_reader_scan(r, o.limit, 0, on_list_letter, &ctx, &total, err, sizeof(err));
     int64_t estimate = dlq_reader_letter_estimate(r);
     dlq_reader_free(r);
     if (rc != 0 || ctx.oom) {
@@ -323,6 +385,23 @@ static int dlq_list(const bp_config_t *cfg, int argc, char **argv)
         goto cleanup;
     }
     qsort(ctx.rows, ctx.n, sizeof(*ctx.rows), row_cmp);
+    if (mark_duplicates(ctx.rows, ctx.n) != 0) {
+        fprintf(stderr, "batchpipe dlq list: out of memory\n");
+        rc = 1;
+        goto cleanup;
+    }
+    if (o.unique) { /* leave the duplicates out */
+        size_t kept = 0;
+        for (size_t i = 0; i < ctx.n; i++) {
+            if (ctx.rows[i].letter.dup_partition >= 0) {
+                dlq_letter_clear(&ctx.rows[i].letter);
+                free(ctx.rows[i].key);
+            } else {
+                ctx.rows[kept++] = ctx.rows[i];
+            }
+        }
+        ctx.n = kept;
+    }
     size_t shown = o.limit > 0 && ctx.n > (size_t)o.limit ? (size_t)o.limit : ctx.n;
     if (o.json) {
         for (size_t i = 0; i < shown; i++)
@@ -384,7 +463,8 @@ static void print_letter_text(const bp_config_t *cfg, const rd_kafka_message_t *
     rd_kafka_timestamp_type_t tstype;
     format_time(rd_kafka_message_timestamp(rkm, &tstype), when, sizeof(when));
     printf("letter     %s %d:%" PRId64 "\n", cfg->dlq_topic, (int)rkm->partition, rkm->offset);
-    printf("time       %s%s\n", when, tstype == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? " (log append time)" : "");
+    printf("time       %s%s\n", when,
+           tstype == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? " (log append time)" : "");
     char *key = rkm->key ? cli_escape(rkm->key, rkm->key_len, 0) : NULL;
     printf("key        %s\n", rkm->key == NULL ? "(none)" : key ? key : "?");
     free(key);
@@ -394,7 +474,8 @@ static void print_letter_text(const bp_config_t *cfg, const rd_kafka_message_t *
         const char *name;
         const void *v;
         size_t len;
-        for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR; i++) {
+        for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR;
+             i++) {
             char *ename = cli_escape(name, strlen(name), 0);
             char *ev = v ? cli_escape(v, len, 0) : NULL;
             printf("  %s: %s\n", ename ? ename : "?", v == NULL ? "(null)" : ev ? ev : "?");
@@ -415,7 +496,8 @@ static void print_letter_text(const bp_config_t *cfg, const rd_kafka_message_t *
             printf("%s\n", text);
         free(text);
         if (shown < len)
-            printf("(value cut: the first %zu of %zu bytes are shown; --max-bytes 0 shows all)\n", shown, len);
+            printf("(value cut: the first %zu of %zu bytes are shown; --max-bytes 0 shows all)\n", shown,
+                   len);
     }
 }
 
@@ -434,7 +516,8 @@ static void print_letter_json(const rd_kafka_message_t *rkm)
         const char *name;
         const void *v;
         size_t len;
-        for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR; i++) {
+        for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR;
+             i++) {
             json_t *one = json_object();
             cli_json_set_bytes(one, "name", name, strlen(name));
             cli_json_set_bytes(one, "value", v, len);
@@ -500,8 +583,8 @@ static int dlq_show(const bp_config_t *cfg, int argc, char **argv)
 typedef struct replay_item {
     int32_t partition; /* the letter */
     int64_t offset;
-    char *what;        /* "source ..., key ..." for the report */
-    int state;         /* 0 waiting for its report, 1 delivered, 2 failed */
+    char *what; /* "source ..., key ..." for the report */
+    int state;  /* 0 waiting for its report, 1 delivered, 2 failed */
     int32_t to_partition;
     int64_t to_offset;
     char why[160];
@@ -613,9 +696,19 @@ static rd_kafka_t *replay_producer(replay_ctx_t *c, char *err, size_t errlen)
 {
     char timeout[24];
     snprintf(timeout, sizeof(timeout), "%lld", c->timeout_ms);
-    const char *const extra[] = {"enable.idempotence", "true", "acks", "all", "partitioner", "murmur2_random",
-                                 "message.timeout.ms", timeout, "message.max.bytes", REPLAY_MESSAGE_MAX_BYTES,
-                                 "linger.ms", "5", NULL};
+    const char *const extra[] = {"enable.idempotence",
+                                 "true",
+                                 "acks",
+                                 "all",
+                                 "partitioner",
+                                 "murmur2_random",
+                                 "message.timeout.ms",
+                                 timeout,
+                                 "message.max.bytes",
+                                 REPLAY_MESSAGE_MAX_BYTES,
+                                 "linger.ms",
+                                 "5",
+                                 NULL};
     rd_kafka_conf_t *conf = cli_kafka_conf(c->cfg, extra, err, errlen);
     if (conf == NULL)
         return NULL;
@@ -643,8 +736,8 @@ static size_t replay_report(replay_ctx_t *c, int dry_run, size_t skipped)
             printf("would replay %d:%" PRId64 " (%s) to %s\n", (int)it->partition, it->offset, it->what,
                    c->cfg->topic);
         } else if (it->state == 1) {
-            printf("replayed %d:%" PRId64 " (%s) -> %s %d@%" PRId64 "\n", (int)it->partition, it->offset, it->what,
-                   c->cfg->topic, (int)it->to_partition, it->to_offset);
+            printf("replayed %d:%" PRId64 " (%s) -> %s %d@%" PRId64 "\n", (int)it->partition, it->offset,
+                   it->what, c->cfg->topic, (int)it->to_partition, it->to_offset);
             ok++;
         } else {
             printf("FAILED %d:%" PRId64 " (%s): %s\n", (int)it->partition, it->offset, it->what,
@@ -697,7 +790,8 @@ static int dlq_replay(const bp_config_t *cfg, int argc, char **argv)
     }
     /* read every letter asked for before publishing any */
     for (int i = 0; i < o.nrefs; i++) {
-        if ((letters[i] = dlq_reader_fetch(r, o.ref_partition[i], o.ref_offset[i], err, sizeof(err))) == NULL) {
+        if ((letters[i] = dlq_reader_fetch(r, o.ref_partition[i], o.ref_offset[i], err, sizeof(err))) ==
+            NULL) {
             fprintf(stderr, "batchpipe dlq replay: %s; nothing was replayed\n", err);
             goto cleanup;
         }
@@ -767,7 +861,8 @@ int cli_dlq(const bp_config_t *cfg, int argc, char **argv)
     if (argc < 2)
         fprintf(stderr, "batchpipe dlq: which command? list, show or replay (see batchpipe dlq --help)\n");
     else
-        fprintf(stderr, "batchpipe dlq: unknown command \"%s\": list, show or replay (see batchpipe dlq --help)\n",
+        fprintf(stderr,
+                "batchpipe dlq: unknown command \"%s\": list, show or replay (see batchpipe dlq --help)\n",
                 argv[1]);
     return 2;
 }

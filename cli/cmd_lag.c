@@ -102,15 +102,16 @@ static int read_offsets(const bp_config_t *cfg, const rd_kafka_event_t *ev, lag_
                         size_t errlen)
 {
     size_t n = 0;
-    const rd_kafka_group_result_t **groups =
-        rd_kafka_ListConsumerGroupOffsets_result_groups(rd_kafka_event_ListConsumerGroupOffsets_result((rd_kafka_event_t *)ev), &n);
+    const rd_kafka_group_result_t **groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
+        rd_kafka_event_ListConsumerGroupOffsets_result((rd_kafka_event_t *)ev), &n);
     if (n != 1) {
         snprintf(err, errlen, "committed offsets of group %s: no answer", cfg->group_id);
         return -1;
     }
     const rd_kafka_error_t *gerr = rd_kafka_group_result_error(groups[0]);
     if (gerr != NULL) {
-        snprintf(err, errlen, "committed offsets of group %s: %s", cfg->group_id, rd_kafka_error_string(gerr));
+        snprintf(err, errlen, "committed offsets of group %s: %s", cfg->group_id,
+                 rd_kafka_error_string(gerr));
         return -1;
     }
     const rd_kafka_topic_partition_list_t *list = rd_kafka_group_result_partitions(groups[0]);
@@ -127,8 +128,8 @@ static int read_description(const bp_config_t *cfg, const rd_kafka_event_t *ev, 
                             size_t errlen)
 {
     size_t n = 0;
-    const rd_kafka_ConsumerGroupDescription_t **groups =
-        rd_kafka_DescribeConsumerGroups_result_groups(rd_kafka_event_DescribeConsumerGroups_result((rd_kafka_event_t *)ev), &n);
+    const rd_kafka_ConsumerGroupDescription_t **groups = rd_kafka_DescribeConsumerGroups_result_groups(
+        rd_kafka_event_DescribeConsumerGroups_result((rd_kafka_event_t *)ev), &n);
     if (n != 1) {
         snprintf(err, errlen, "description of group %s: no answer", cfg->group_id);
         return -1;
@@ -174,7 +175,8 @@ static int read_description(const bp_config_t *cfg, const rd_kafka_event_t *ev, 
         lag_member_t *lm = &rep->members[i];
         int same = 0;
         for (size_t k = 0; k < rep->nmembers; k++)
-            same += strcmp(rep->members[k].client_id, lm->client_id) == 0 && strcmp(rep->members[k].host, lm->host) == 0;
+            same += strcmp(rep->members[k].client_id, lm->client_id) == 0 &&
+                    strcmp(rep->members[k].host, lm->host) == 0;
         size_t len = strlen(lm->client_id) + strlen(lm->host) + 32;
         if ((lm->label = malloc(len)) == NULL)
             goto oom;
@@ -255,9 +257,9 @@ static int ask_postgresql(const bp_config_t *cfg, lag_report_t *rep)
         return -1;
     }
     const char *params[2] = {cfg->group_id, cfg->topic};
-    PGresult *res = PQexecParams(conn,
-                                 "SELECT partition, next_offset FROM ingest_offsets WHERE group_id = $1 AND topic = $2",
-                                 2, NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(
+        conn, "SELECT partition, next_offset FROM ingest_offsets WHERE group_id = $1 AND topic = $2", 2, NULL,
+        params, NULL, NULL, 0);
     int rc = 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *msg = PQresultErrorMessage(res);
@@ -265,7 +267,8 @@ static int ask_postgresql(const bp_config_t *cfg, lag_report_t *rep)
         rc = -1;
     } else {
         for (int i = 0; i < PQntuples(res); i++) {
-            long long p = strtoll(PQgetvalue(res, i, 0), NULL, 10), off = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+            long long p = strtoll(PQgetvalue(res, i, 0), NULL, 10),
+                      off = strtoll(PQgetvalue(res, i, 1), NULL, 10);
             if (p >= 0 && p < rep->n)
                 rep->parts[p].applied = off;
         }
@@ -309,8 +312,8 @@ static int gather(rd_kafka_t *rk, const bp_config_t *cfg, int timeout_ms, lag_re
     }
     if (!committed_any && rep->nmembers == 0)
         snprintf(rep->group_note, sizeof(rep->group_note),
-                 "group %s has no members and no offsets for %s: no worker has consumed it yet", cfg->group_id,
-                 cfg->topic);
+                 "group %s has no members and no offsets for %s: no worker has consumed it yet",
+                 cfg->group_id, cfg->topic);
     free(low);
     free(high);
     return 0;
@@ -331,7 +334,8 @@ static void num(char *buf, size_t len, int64_t v)
 
 static int print_text(const bp_config_t *cfg, const lag_report_t *rep)
 {
-    static const char *const headers[6] = {"PARTITION", "COMMITTED", "APPLIED", "HIGH-WATERMARK", "LAG", "MEMBER"};
+    static const char *const headers[6] = {"PARTITION",      "COMMITTED", "APPLIED",
+                                           "HIGH-WATERMARK", "LAG",       "MEMBER"};
     cli_table_t *t = cli_table_new(6, headers);
     if (t == NULL)
         return -1;
@@ -359,12 +363,13 @@ static int print_text(const bp_config_t *cfg, const lag_report_t *rep)
     printf("topic %s, group %s\n", cfg->topic, cfg->group_id);
     cli_table_print(t, stdout, 0);
     cli_table_free(t);
-    printf("total lag %" PRId64 " message%s on %d partition%s%s\n", rep->total, rep->total == 1 ? "" : "s", rep->n,
-           rep->n == 1 ? "" : "s", rep->pg_error[0] ? " (from Kafka's committed offsets)" : "");
+    printf("total lag %" PRId64 " message%s on %d partition%s%s\n", rep->total, rep->total == 1 ? "" : "s",
+           rep->n, rep->n == 1 ? "" : "s", rep->pg_error[0] ? " (from Kafka's committed offsets)" : "");
     if (rep->group_note[0])
         printf("%s\n", rep->group_note);
-    printf("\ngroup %s: %s, %zu member%s%s%s\n", cfg->group_id, rep->state ? rep->state : "unknown", rep->nmembers,
-           rep->nmembers == 1 ? "" : "s", rep->assignor[0] ? ", assignor " : "", rep->assignor);
+    printf("\ngroup %s: %s, %zu member%s%s%s\n", cfg->group_id, rep->state ? rep->state : "unknown",
+           rep->nmembers, rep->nmembers == 1 ? "" : "s", rep->assignor[0] ? ", assignor " : "",
+           rep->assignor);
     if (rep->nmembers == 0)
         return 0;
     static const char *const mheaders[4] = {"MEMBER", "PARTITIONS", "CONSUMER-ID", "HOST"};
@@ -470,7 +475,8 @@ int cli_lag(const bp_config_t *cfg, int argc, char **argv)
             json = 1;
         } else if ((v = cli_option(argc, argv, &i, "--timeout", &missing)) != NULL || missing) {
             if (missing || cli_parse_ll(v, 1, CLI_TIMEOUT_S_MAX, &timeout_s) != 0) {
-                fprintf(stderr, "batchpipe lag: --timeout takes whole seconds from 1 to %d\n", CLI_TIMEOUT_S_MAX);
+                fprintf(stderr, "batchpipe lag: --timeout takes whole seconds from 1 to %d\n",
+                        CLI_TIMEOUT_S_MAX);
                 return 2;
             }
         } else if ((v = cli_option(argc, argv, &i, "--watch", &missing)) != NULL || missing) {
@@ -506,8 +512,10 @@ int cli_lag(const bp_config_t *cfg, int argc, char **argv)
             break;
         }
         if (rep.pg_error[0])
-            fprintf(stderr, "batchpipe lag: PostgreSQL unreachable (%s): APPLIED not shown, lag from Kafka's "
-                            "committed offsets\n", rep.pg_error);
+            fprintf(stderr,
+                    "batchpipe lag: PostgreSQL unreachable (%s): APPLIED not shown, lag from Kafka's "
+                    "committed offsets\n",
+                    rep.pg_error);
         if (watch_s > 0 && tty && !json)
             printf("\033[H\033[2J"); /* clear the screen between rounds */
         if ((json ? print_json(cfg, &rep) : print_text(cfg, &rep)) != 0) {

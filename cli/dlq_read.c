@@ -165,9 +165,18 @@ static void seen_free(seen_set_t *s)
 
 dlq_reader_t *dlq_reader_new(const bp_config_t *cfg, int timeout_ms, char *err, size_t errlen)
 {
-    static const char *const extra[] = {"group.id", READER_GROUP, "enable.auto.commit", "false",
-                                        "enable.auto.offset.store", "false", "enable.partition.eof", "true",
-                                        "auto.offset.reset", "error", "allow.auto.create.topics", "false",
+    static const char *const extra[] = {"group.id",
+                                        READER_GROUP,
+                                        "enable.auto.commit",
+                                        "false",
+                                        "enable.auto.offset.store",
+                                        "false",
+                                        "enable.partition.eof",
+                                        "true",
+                                        "auto.offset.reset",
+                                        "error",
+                                        "allow.auto.create.topics",
+                                        "false",
                                         NULL};
     dlq_reader_t *r = calloc(1, sizeof(*r));
     if (r == NULL) {
@@ -279,8 +288,8 @@ int dlq_reader_scan(dlq_reader_t *r, long long per_partition, int unique_only, d
     long long last_progress = cli_now_ms();
     while (open_parts > 0) {
         if (cli_now_ms() - last_progress > r->timeout_ms) {
-            snprintf(err, errlen, "reading %s: no message for %d s (brokers at %s unreachable?)", r->cfg->dlq_topic,
-                     r->timeout_ms / 1000, r->cfg->kafka_brokers);
+            snprintf(err, errlen, "reading %s: no message for %d s (brokers at %s unreachable?)",
+                     r->cfg->dlq_topic, r->timeout_ms / 1000, r->cfg->kafka_brokers);
             goto cleanup;
         }
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(r->rk, 100);
@@ -360,18 +369,21 @@ cleanup:
     return rc;
 }
 
-rd_kafka_message_t *dlq_reader_fetch(dlq_reader_t *r, int32_t partition, int64_t offset, char *err, size_t errlen)
+rd_kafka_message_t *dlq_reader_fetch(dlq_reader_t *r, int32_t partition, int64_t offset, char *err,
+                                     size_t errlen)
 {
     const char *topic = r->cfg->dlq_topic;
     if (partition >= r->n) {
-        snprintf(err, errlen, "no letter at %d:%" PRId64 " in %s: it has partitions 0 to %d", (int)partition, offset,
-                 topic, r->n - 1);
+        snprintf(err, errlen, "no letter at %d:%" PRId64 " in %s: it has partitions 0 to %d", (int)partition,
+                 offset, topic, r->n - 1);
         return NULL;
     }
     int64_t low = 0, high = 0;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(r->rk, topic, partition, &low, &high, r->timeout_ms);
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(r->rk, topic, partition, &low, &high, r->timeout_ms);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(err, errlen, "watermarks of %s partition %d: %s", topic, (int)partition, rd_kafka_err2str(e));
+        snprintf(err, errlen, "watermarks of %s partition %d: %s", topic, (int)partition,
+                 rd_kafka_err2str(e));
         return NULL;
     }
     if (offset < low || offset >= high) {
@@ -379,8 +391,9 @@ rd_kafka_message_t *dlq_reader_fetch(dlq_reader_t *r, int32_t partition, int64_t
             snprintf(err, errlen, "no letter at %d:%" PRId64 " in %s: partition %d is empty", (int)partition,
                      offset, topic, (int)partition);
         else
-            snprintf(err, errlen, "no letter at %d:%" PRId64 " in %s: partition %d holds offsets %" PRId64
-                     " to %" PRId64, (int)partition, offset, topic, (int)partition, low, high - 1);
+            snprintf(err, errlen,
+                     "no letter at %d:%" PRId64 " in %s: partition %d holds offsets %" PRId64 " to %" PRId64,
+                     (int)partition, offset, topic, (int)partition, low, high - 1);
         return NULL;
     }
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
@@ -394,8 +407,8 @@ rd_kafka_message_t *dlq_reader_fetch(dlq_reader_t *r, int32_t partition, int64_t
     while (found == NULL) {
         long long left = deadline - cli_now_ms();
         if (left <= 0) {
-            snprintf(err, errlen, "reading %s: no answer for %d:%" PRId64 " within %d s", topic, (int)partition,
-                     offset, r->timeout_ms / 1000);
+            snprintf(err, errlen, "reading %s: no answer for %d:%" PRId64 " within %d s", topic,
+                     (int)partition, offset, r->timeout_ms / 1000);
             break;
         }
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(r->rk, left < 100 ? (int)left : 100);

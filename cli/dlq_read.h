@@ -16,8 +16,8 @@
 typedef struct dlq_letter {
     int32_t partition;
     int64_t offset;
-    int64_t timestamp;   /* milliseconds since the epoch, -1 when unknown */
-    char *reason;        /* the headers' values as NUL-terminated copies, NULL when absent */
+    int64_t timestamp; /* milliseconds since the epoch, -1 when unknown */
+    char *reason;      /* the headers' values as NUL-terminated copies, NULL when absent */
     char *request_id;
     char *src_topic;
     int64_t src_partition; /* -1 when absent or not a number */

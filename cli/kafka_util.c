@@ -72,7 +72,8 @@ int cli_kafka_partitions(rd_kafka_t *rk, const char *brokers, const char *topic,
                      timeout_ms / 1000, rd_kafka_err2str(e));
             break;
         }
-        rd_kafka_resp_err_t te = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        rd_kafka_resp_err_t te =
+            md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
         int cnt = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
         rd_kafka_metadata_destroy(md);
         if (te == RD_KAFKA_RESP_ERR_NO_ERROR && cnt > 0) {
@@ -94,8 +95,8 @@ int cli_kafka_partitions(rd_kafka_t *rk, const char *brokers, const char *topic,
     return n;
 }
 
-int cli_kafka_watermarks(rd_kafka_t *rk, const char *topic, int n, int64_t *low, int64_t *high, int timeout_ms,
-                         char *err, size_t errlen)
+int cli_kafka_watermarks(rd_kafka_t *rk, const char *topic, int n, int64_t *low, int64_t *high,
+                         int timeout_ms, char *err, size_t errlen)
 {
     long long deadline = cli_now_ms() + timeout_ms;
     for (int p = 0; p < n; p++) {

@@ -204,7 +204,9 @@ int cli_json_set_bytes(json_t *obj, const char *name, const void *buf, size_t le
     EVP_EncodeBlock((unsigned char *)b64, buf, (int)len);
     char key[128];
     snprintf(key, sizeof(key), "%s_base64", name);
-    int rc = json_object_set_new(obj, name, json_null()) || json_object_set_new(obj, key, json_string(b64)) ? -1 : 0;
+    int rc = json_object_set_new(obj, name, json_null()) || json_object_set_new(obj, key, json_string(b64))
+                 ? -1
+                 : 0;
     free(b64);
     return rc;
 }
