@@ -109,8 +109,9 @@ static void letter_refs_and_numbers(void **state)
     assert_int_equal(off, 42);
     assert_int_equal(cli_parse_letter_ref("0:9223372036854775807", &p, &off), 0);
     assert_true(off == INT64_MAX);
-    static const char *const bad[] = {"", "3", ":1", "1:", "a:1", "1:b", "-1:2", "1:-2", "1:2:3", "+1:2",
-                                      " 1:2", "1:2 ", "2147483648:0", "1:9223372036854775808"};
+    static const char *const bad[] = {
+        "",     "3",     ":1",   "1:",   "a:1",  "1:b",          "-1:2",
+        "1:-2", "1:2:3", "+1:2", " 1:2", "1:2 ", "2147483648:0", "1:9223372036854775808"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(cli_parse_letter_ref(bad[i], &p, &off), -1);
     long long v = 0;
