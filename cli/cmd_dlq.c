@@ -486,19 +486,18 @@ static void print_letter_text(const bp_config_t *cfg, const rd_kafka_message_t *
         printf("  (none)\n");
     }
     size_t len = rkm->len, shown = max_bytes > 0 && (size_t)max_bytes < len ? (size_t)max_bytes : len;
-    int json = shown == len && len > 0 && is_json(rkm->payload, len);
+    int json = len > 0 && is_json(rkm->payload, len);
     printf("value      %zu bytes%s\n", len, json ? ", JSON" : "");
     if (json) {
-        cli_print_json_pretty(stdout, rkm->payload, len);
+        cli_print_json_pretty(stdout, rkm->payload, shown); /* a cut one too: it only re-indents tokens */
     } else if (len > 0) {
         char *text = cli_escape(rkm->payload, shown, 1);
         if (text != NULL)
             printf("%s\n", text);
         free(text);
-        if (shown < len)
-            printf("(value cut: the first %zu of %zu bytes are shown; --max-bytes 0 shows all)\n", shown,
-                   len);
     }
+    if (shown < len)
+        printf("(value cut: the first %zu of %zu bytes are shown; --max-bytes 0 shows all)\n", shown, len);
 }
 
 static void print_letter_json(const rd_kafka_message_t *rkm)
