@@ -97,6 +97,9 @@ def test_kill9_at_random_points_keeps_every_batch_whole():
         observer.halt.set()
         observer.join(10)
 
+        print(f"\ncrash run (seed {seed}): {len(docs)} batches, {sum(sizes.values())} objects, {kills} kills "
+              f"landed, the observer counted every batch {observer.runs} times, partial sightings: "
+              f"{len(observer.partial)}")
         assert kills >= 2, f"only {kills} kills landed before the end (seed {seed})"
         assert observer.error is None, observer.error
         assert observer.runs > 20 and observer.seen, "the observer did not look often enough"
