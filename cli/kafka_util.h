@@ -11,9 +11,10 @@
 
 #include "bp_config.h"
 #include "bp_error.h"
+#include "bp_kafka.h"
 
 /* Header a replayed dead letter carries: "DLQTOPIC/PARTITION@OFFSET" of the letter. */
-#define CLI_HDR_REPLAYED_FROM "dlq-replayed-from"
+#define CLI_HDR_REPLAYED_FROM BP_HDR_DLQ_REPLAYED_FROM
 
 #define CLI_TIMEOUT_S_DEFAULT 10
 #define CLI_TIMEOUT_S_MAX 600

@@ -105,10 +105,19 @@ bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *rea
     const char *topic = rd_kafka_topic_name(rkm->rkt);
     const void *rid = NULL;
     size_t rid_len = 0;
-    if (rd_kafka_message_headers(rkm, &src) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(src, BP_HDR_REQUEST_ID, &rid, &rid_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+    if (rd_kafka_message_headers(rkm, &src) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        src = NULL;
+    if (src != NULL && rd_kafka_header_get_last(src, BP_HDR_REQUEST_ID, &rid, &rid_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         add_header(h, BP_HDR_REQUEST_ID, rid, rid_len) != 0)
         goto nomem;
+    /* a replayed message that fails again says so in its new letter */
+    if (src != NULL && rd_kafka_header_get_last(src, BP_HDR_DLQ_REPLAYED_FROM, &rid, &rid_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        add_header(h, BP_HDR_DLQ_REPLAYED_FROM, rid, rid_len) != 0)
+        goto nomem;
+    /* the letter keeps the original's timestamp: a replay is then ordered as the original was
+     * ("latest wins" by message timestamp), not as of the moment it was dead-lettered */
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(rkm, &tstype);
     if (add_header(h, BP_HDR_DLQ_REASON, reason, strlen(reason)) != 0 ||
         add_header(h, BP_HDR_DLQ_TOPIC, topic, strlen(topic)) != 0 ||
         add_header(h, BP_HDR_DLQ_PARTITION, part, strlen(part)) != 0 ||
@@ -117,7 +126,8 @@ bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *rea
     rd_kafka_resp_err_t e = rd_kafka_producev(
         d->rk, RD_KAFKA_V_TOPIC(d->cfg->dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(rkm->key, rkm->key_len), RD_KAFKA_V_VALUE(rkm->payload, rkm->len),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE((void *)d->round), RD_KAFKA_V_END);
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_TIMESTAMP(ts > 0 ? ts : 0), RD_KAFKA_V_OPAQUE((void *)d->round),
+        RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_headers_destroy(h); /* ownership passes only on success */
         snprintf(err, errlen, "dead-letter produce to %s: %s", d->cfg->dlq_topic, rd_kafka_err2str(e));

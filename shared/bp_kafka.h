@@ -17,6 +17,7 @@
 #define BP_HDR_DLQ_TOPIC "dlq-source-topic"
 #define BP_HDR_DLQ_PARTITION "dlq-source-partition"
 #define BP_HDR_DLQ_OFFSET "dlq-source-offset"
+#define BP_HDR_DLQ_REPLAYED_FROM "dlq-replayed-from" /* set by batchpipe dlq replay; kept in new letters */
 
 /* A new configuration with bootstrap.servers, client.id and logging set. Returns NULL with err.
  * Ownership passes to rd_kafka_new on success; otherwise free with rd_kafka_conf_destroy. */

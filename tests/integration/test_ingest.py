@@ -170,7 +170,7 @@ def read_dlq(env, count, timeout=30):
             m = c.poll(0.5)
             if m is None or m.error():
                 continue
-            out.append({"key": m.key(), "value": m.value(),
+            out.append({"key": m.key(), "value": m.value(), "timestamp": m.timestamp()[1],
                         "headers": {k: v.decode() for k, v in (m.headers() or [])}})
     finally:
         c.close()
@@ -355,8 +355,10 @@ def test_poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing(bp_env, w
                                                               "data": [{"key": "after", "value": True}]}]}
     pub = Publisher(bp_env.topic)
     poison = [(b'{"batch_id": "x", "objects": [', "req-p-json"), (typos, "req-p-schema"), (refused, "req-p-pg")]
-    for value, rid in poison:
-        pub.send(value, key=key, headers=[("request-id", rid.encode()), ("content-type", b"application/json")])
+    created = int(time.time() * 1000) - 3_600_000  # an hour ago: the letters must keep this timestamp
+    for i, (value, rid) in enumerate(poison):
+        pub.send(value, key=key, headers=[("request-id", rid.encode()), ("content-type", b"application/json")],
+                 timestamp=created + i)
     pub.send(json.dumps(good).encode(), key=key)
     where = pub.flush()
     part = where[0][0]
@@ -376,6 +378,7 @@ def test_poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing(bp_env, w
         assert h["dlq-source-topic"] == bp_env.topic
         assert h["dlq-source-partition"] == str(part)
         assert h["request-id"] == rid
+        assert l["timestamp"] == created + i, "a dead letter keeps the original message's timestamp"
         reasons[rid] = h["dlq-reason"]
     assert "invalid JSON" in reasons["req-p-json"]
     assert "metadta" in reasons["req-p-schema"] and "/objects/2" in reasons["req-p-schema"]
