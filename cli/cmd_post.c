@@ -214,7 +214,8 @@ static int parse_args(post_t *p, int argc, char **argv)
         if (!only_paths && arg[0] == '-' && arg[1] != '\0') {
             if ((r = option_value(argc, argv, &i, "--concurrency", &v)) != 0) {
                 if (r < 0 || parse_long(v, 1, CONCURRENCY_MAX, &p->concurrency) != 0) {
-                    fprintf(stderr, "batchpipe post: --concurrency takes a number from 1 to %d\n", CONCURRENCY_MAX);
+                    fprintf(stderr, "batchpipe post: --concurrency takes a number from 1 to %d\n",
+                            CONCURRENCY_MAX);
                     return 2;
                 }
             } else if ((r = option_value(argc, argv, &i, "--retries", &v)) != 0) {
@@ -226,7 +227,8 @@ static int parse_args(post_t *p, int argc, char **argv)
                 p->wait_s = WAIT_DEFAULT_S; /* the value is optional: only --wait=SECONDS sets it */
             } else if (strncmp(arg, "--wait=", 7) == 0) {
                 if (parse_long(arg + 7, 1, WAIT_MAX_S, &p->wait_s) != 0) {
-                    fprintf(stderr, "batchpipe post: --wait=SECONDS takes a number from 1 to %d\n", WAIT_MAX_S);
+                    fprintf(stderr, "batchpipe post: --wait=SECONDS takes a number from 1 to %d\n",
+                            WAIT_MAX_S);
                     return 2;
                 }
             } else if (strcmp(arg, "--no-progress") == 0) {
@@ -280,8 +282,9 @@ static void draw_bar(post_t *p, int force)
     struct winsize ws;
     int width = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
     char tail[256];
-    int tlen = snprintf(tail, sizeof(tail), " %zu/%zu files  %lld objects  %.0f objects/s  %zu rejected  %zu failed",
-                        p->done, p->npaths, p->objects, rate(p), p->rejected, p->failed);
+    int tlen = snprintf(tail, sizeof(tail),
+                        " %zu/%zu files  %lld objects  %.0f objects/s  %zu rejected  %zu failed", p->done,
+                        p->npaths, p->objects, rate(p), p->rejected, p->failed);
     char line[1024];
     int cells = width - 1 - tlen - 2; /* room for "[" bar "]"; a fixed size, so that it does not jump */
     if (cells > 20)
@@ -385,7 +388,8 @@ static int slot_send(post_t *p, slot_t *s)
 {
     cli_http_response_reset(&s->resp);
     s->attempt++;
-    s->easy = cli_http_easy(p->cfg, p->url, "application/json", POST_TIMEOUT_S + p->wait_s, &s->resp, &s->headers);
+    s->easy = cli_http_easy(p->cfg, p->url, "application/json", POST_TIMEOUT_S + p->wait_s, &s->resp,
+                            &s->headers);
     if (s->easy == NULL ||
         curl_easy_setopt(s->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->len) != CURLE_OK ||
         curl_easy_setopt(s->easy, CURLOPT_POSTFIELDS, s->len > 0 ? s->body : "") != CURLE_OK ||
@@ -419,8 +423,9 @@ static void file_accepted(post_t *p, slot_t *s)
     long long offset = json_is_integer(json_object_get(doc, "offset"))
                            ? (long long)json_integer_value(json_object_get(doc, "offset")) : -1;
     if (p->wait_s > 0 && wait != NULL) {
-        char why[512];
-        snprintf(why, sizeof(why), "accepted (batch_id=%s partition=%lld offset=%lld) but not applied within %ld s: %s",
+        char why[1024];
+        snprintf(why, sizeof(why),
+                 "accepted (batch_id=%s partition=%lld offset=%lld) but not applied within %ld s: %s",
                  batch_id ? batch_id : "?", partition, offset, p->wait_s, wait);
         json_decref(doc);
         file_failed(p, s, why);
@@ -430,8 +435,9 @@ static void file_accepted(post_t *p, slot_t *s)
     p->done++;
     p->objects += nobj;
     if (p->print_ok)
-        result_line(p, "ok %s batch_id=%s objects=%lld partition=%lld offset=%lld status=%s", p->paths[s->file],
-                    batch_id ? batch_id : "?", nobj, partition, offset, status ? status : "?");
+        result_line(p, "ok %s batch_id=%s objects=%lld partition=%lld offset=%lld status=%s",
+                    p->paths[s->file], batch_id ? batch_id : "?", nobj, partition, offset,
+                    status ? status : "?");
     json_decref(doc);
     slot_release(s);
 }
@@ -631,7 +637,8 @@ int cli_post(const bp_config_t *cfg, int argc, char **argv)
     if (rc == 0) {
         double elapsed = now_s() - p.started;
         printf("%zu file%s: %zu accepted (%lld objects, %.0f objects/s, %.1f s), %zu rejected, %zu failed\n",
-               p.npaths, p.npaths == 1 ? "" : "s", p.accepted, p.objects, elapsed > 0.001 ? (double)p.objects / elapsed : 0.0, elapsed,
+               p.npaths, p.npaths == 1 ? "" : "s", p.accepted, p.objects,
+               elapsed > 0.001 ? (double)p.objects / elapsed : 0.0, elapsed,
                p.rejected, p.failed);
         rc = p.rejected + p.failed > 0 ? 1 : 0;
     }

@@ -146,7 +146,8 @@ static int api_failed(const char *cmd, const cli_http_response_t *resp, const ch
     if (resp->status == 0)
         fprintf(stderr, "batchpipe %s: %s\n", cmd, why ? why : "out of memory");
     else
-        fprintf(stderr, "batchpipe %s: the API answered %ld: %s\n", cmd, resp->status, why ? why : "out of memory");
+        fprintf(stderr, "batchpipe %s: the API answered %ld: %s\n", cmd, resp->status,
+                why ? why : "out of memory");
     free(why);
     return 1;
 }
@@ -305,7 +306,7 @@ static int add_pair(query_t *q, const char *arg)
 {
     const char *eq = strchr(arg, '=');
     if (eq == NULL) {
-        fprintf(stderr, "batchpipe query: \"%s\" is not KEY=VALUE or KEY:=JSON (see batchpipe query --help)\n", arg);
+        fprintf(stderr, "batchpipe query: \"%s\" is not KEY=VALUE or KEY:=JSON (see --help)\n", arg);
         return 2;
     }
     int typed = eq > arg && eq[-1] == ':';
@@ -326,7 +327,8 @@ static int add_pair(query_t *q, const char *arg)
         if (value == NULL) /* an integer beyond 64 bits: a real, as when a batch is posted */
             value = json_loads(eq + 1, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, NULL);
         if (value == NULL || json_is_object(value) || json_is_array(value)) {
-            fprintf(stderr, "batchpipe query: %s:= takes a JSON number, true, false, null or \"string\"%s%s\n", key,
+            fprintf(stderr,
+                    "batchpipe query: %s:= takes a JSON number, true, false, null or \"string\"%s%s\n", key,
                     value == NULL ? ": " : ", not an object or array", value == NULL ? jerr.text : "");
             json_decref(value);
             free(key);
@@ -342,7 +344,7 @@ static int add_pair(query_t *q, const char *arg)
     }
     int rc = 0;
     if (json_object_get(q->filter, key) != NULL) {
-        fprintf(stderr, "batchpipe query: the key %s is given twice (every pair must match: one value per key)\n", key);
+        fprintf(stderr, "batchpipe query: the key %s is given twice (one value per key)\n", key);
         rc = 2;
     } else if (json_object_size(q->filter) >= FILTER_PAIRS_MAX) {
         fprintf(stderr, "batchpipe query: at most %d pairs\n", FILTER_PAIRS_MAX);

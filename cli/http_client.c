@@ -218,7 +218,8 @@ double cli_http_backoff_s(const cli_http_response_t *resp, int attempt)
         seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     d += d * 0.25 * ((double)(rand_r(&seed) % 1000) / 1000.0);
     if (resp->retry_after_s > 0) {
-        double ra = (double)(resp->retry_after_s < RETRY_AFTER_MAX_S ? resp->retry_after_s : RETRY_AFTER_MAX_S);
+        long long ra_s = resp->retry_after_s < RETRY_AFTER_MAX_S ? resp->retry_after_s : RETRY_AFTER_MAX_S;
+        double ra = (double)ra_s;
         if (ra > d)
             d = ra;
     }
@@ -313,7 +314,8 @@ char *cli_http_problem_text(const cli_http_response_t *resp, const char *url)
         put_clean_str(f, resp->error[0] != '\0' ? resp->error : curl_easy_strerror(resp->code));
     } else {
         json_t *doc = resp->body != NULL ? cli_http_json(resp->body, resp->len) : NULL;
-        if (json_is_object(doc) && (json_object_get(doc, "detail") != NULL || json_object_get(doc, "title") != NULL)) {
+        if (json_is_object(doc) &&
+            (json_object_get(doc, "detail") != NULL || json_object_get(doc, "title") != NULL)) {
             put_problem(f, doc, resp->status);
         } else {
             fprintf(f, "HTTP %ld", resp->status);

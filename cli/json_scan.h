@@ -14,7 +14,8 @@
 int cli_json_member(const char *text, size_t len, const char *name, const char **value, size_t *vlen);
 
 /* Walks the elements of a JSON array given as its raw bytes: set *pos = array (the '[') before the
- * first call. Returns 1 with the next element in *elem (of *elen bytes), 0 at the end, -1 on malformed text. */
+ * first call. Returns 1 with the next element in *elem (of *elen bytes), 0 at the end, -1 on malformed
+ * text. */
 int cli_json_array_next(const char *array, size_t alen, size_t *pos, const char **elem, size_t *elen);
 
 #endif
