@@ -32,6 +32,7 @@ static const char query_usage[] =
     "in insertion order, following the API's next links.\n"
     "  KEY=VALUE    the string VALUE:   color=red   size=42 (the string \"42\")\n"
     "  KEY:=JSON    a typed JSON value: size:=42   in_stock:=true   price:=9.99   note:=null\n"
+    "               size:='\"42\"' (a JSON string)\n"
     "               (numbers compare by value; see docs/QUERIES.md)\n"
     "Options:\n"
     "  --batch ID   only the objects of batch ID\n"
@@ -537,8 +538,22 @@ static void print_table(const query_t *q)
         wid = wid < ID_COLUMN_MAX ? wid : ID_COLUMN_MAX;
         wbatch = wbatch < ID_COLUMN_MAX ? wbatch : ID_COLUMN_MAX;
     }
-    /* the data column gets what is left of the terminal (at least 10), or everything off a terminal */
-    size_t wdata = width > wid + wbatch + 4 + 10 ? width - wid - wbatch - 4 : (width ? 10 : (size_t)-1);
+    /* on a terminal, every line fits in width - 1 columns (no wrapping): the id columns shrink when
+     * the data column would get fewer than 10; off a terminal nothing is cut */
+    size_t wdata = (size_t)-1;
+    if (width > 0) {
+        size_t room = width > 1 + 4 + 10 + 16 ? width - 1 - 4 - 10 : 16; /* for both id columns */
+        if (wid + wbatch > room) {
+            size_t half = room / 2;
+            if (wid > half && wbatch > half)
+                wid = wbatch = half;
+            else if (wid > half)
+                wid = room - wbatch;
+            else
+                wbatch = room - wid;
+        }
+        wdata = width > 1 + wid + wbatch + 4 + 10 ? width - 1 - wid - wbatch - 4 : 10;
+    }
     if (q->nrows > 0) {
         put_cell(stdout, "OBJECT_ID", wid, wid + 2);
         put_cell(stdout, "BATCH_ID", wbatch, wbatch + 2);

@@ -197,7 +197,7 @@ def test_resubmission_in_one_run_and_in_two(stack, tmp_path):
 
 def test_post_retries_429_then_succeeds(stack, tmp_path):
     env, _ = stack
-    limited = env.start_api(BP_RATE_LIMIT=20, BP_RATE_BURST=2)
+    limited = env.start_api(BP_RATE_LIMIT=5, BP_RATE_BURST=2)
     d = tmp_path / "limited"
     d.mkdir()
     for i in range(6):
