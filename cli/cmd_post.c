@@ -245,6 +245,11 @@ static int parse_args(post_t *p, int argc, char **argv)
             fprintf(stderr, "batchpipe post: %s: %s\n", arg, strerror(errno));
             return 2;
         }
+        if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
+            /* a pipe has no size to bound the read by, and may never end */
+            fprintf(stderr, "batchpipe post: %s is neither a file nor a folder\n", arg);
+            return 2;
+        }
         if (S_ISDIR(st.st_mode) ? add_dir(p, arg) != 0 : add_path(p, arg) != 0)
             return 2;
     }

@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "bp_utf8.h"
 #include "cli.h"
 #include "http_client.h"
 #include "json_scan.h"
@@ -321,6 +322,12 @@ static int add_pair(query_t *q, const char *arg)
         fprintf(stderr, "batchpipe query: out of memory\n");
         return 2;
     }
+    if (bp_utf8_valid_prefix(key, klen) != klen) {
+        bp_utf8_sanitize(key);
+        fprintf(stderr, "batchpipe query: the key %s is not valid UTF-8\n", key);
+        free(key);
+        return 2;
+    }
     json_t *value;
     if (typed) {
         json_error_t jerr;
@@ -351,7 +358,7 @@ static int add_pair(query_t *q, const char *arg)
         fprintf(stderr, "batchpipe query: at most %d pairs\n", FILTER_PAIRS_MAX);
         rc = 2;
     } else if (json_object_set(q->filter, key, value) != 0) {
-        fprintf(stderr, "batchpipe query: the key %s is not valid UTF-8\n", key);
+        fprintf(stderr, "batchpipe query: out of memory\n");
         rc = 2;
     }
     json_decref(value);
