@@ -7,6 +7,7 @@
 #define BP_CLI_H
 
 #include "bp_config.h"
+#include "bp_error.h"
 
 typedef int (*cli_run_fn)(const bp_config_t *cfg, int argc, char **argv);
 
@@ -32,8 +33,17 @@ int cli_lag(const bp_config_t *cfg, int argc, char **argv);
 /* cmd_dlq.c */
 int cli_dlq(const bp_config_t *cfg, int argc, char **argv);
 
+/* args.c */
+
 /* 1 when argv (after argv[0]) holds -h or --help before any "--": the command then prints its usage
  * to stdout and returns 0. */
 int cli_wants_help(int argc, char **argv);
+
+/* Option name at argv[*i], as "--name=value" or "--name value" (then *i moves past the value): returns
+ * 1 and *value (borrowed), 0 when argv[*i] is not that option, -1 when it is but has no value. */
+int cli_option(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* A decimal whole number in [min, max], no sign or blanks. Returns 0, or -1. */
+int cli_parse_ll(const char *s, long long min, long long max, long long *out) BP_MUST_CHECK;
 
 #endif

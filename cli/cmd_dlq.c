@@ -112,7 +112,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, int mask, dlq_opts
     int dashdash = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
-        int missing = 0;
+        int r = 0;
         if (dashdash || a[0] != '-') {
             if (!(mask & OPT_REFS)) {
                 fprintf(stderr,
@@ -138,22 +138,22 @@ static int parse_opts(const char *cmd, int argc, char **argv, int mask, dlq_opts
             o->all = 1;
         } else if ((mask & OPT_DRY_RUN) && strcmp(a, "--dry-run") == 0) {
             o->dry_run = 1;
-        } else if ((v = cli_option(argc, argv, &i, "--timeout", &missing)) != NULL || missing) {
-            if (missing || cli_parse_ll(v, 1, CLI_TIMEOUT_S_MAX, &o->timeout_s) != 0) {
+        } else if ((r = cli_option(argc, argv, &i, "--timeout", &v)) != 0) {
+            if (r < 0 || cli_parse_ll(v, 1, CLI_TIMEOUT_S_MAX, &o->timeout_s) != 0) {
                 fprintf(stderr, "batchpipe dlq %s: --timeout takes whole seconds from 1 to %d\n", cmd,
                         CLI_TIMEOUT_S_MAX);
                 return 2;
             }
         } else if ((mask & OPT_LIMIT) &&
-                   ((v = cli_option(argc, argv, &i, "--limit", &missing)) != NULL || missing)) {
-            if (missing || cli_parse_ll(v, 0, LIST_LIMIT_MAX, &o->limit) != 0) {
+                   ((r = cli_option(argc, argv, &i, "--limit", &v)) != 0)) {
+            if (r < 0 || cli_parse_ll(v, 0, LIST_LIMIT_MAX, &o->limit) != 0) {
                 fprintf(stderr, "batchpipe dlq %s: --limit takes a number from 0 (all) to %d\n", cmd,
                         LIST_LIMIT_MAX);
                 return 2;
             }
         } else if ((mask & OPT_MAX_BYTES) &&
-                   ((v = cli_option(argc, argv, &i, "--max-bytes", &missing)) != NULL || missing)) {
-            if (missing || cli_parse_ll(v, 0, INT64_MAX, &o->max_bytes) != 0) {
+                   ((r = cli_option(argc, argv, &i, "--max-bytes", &v)) != 0)) {
+            if (r < 0 || cli_parse_ll(v, 0, INT64_MAX, &o->max_bytes) != 0) {
                 fprintf(stderr, "batchpipe dlq %s: --max-bytes takes a number of bytes (0 for all)\n", cmd);
                 return 2;
             }

@@ -470,17 +470,17 @@ int cli_lag(const bp_config_t *cfg, int argc, char **argv)
     long long timeout_s = CLI_TIMEOUT_S_DEFAULT, watch_s = 0;
     for (int i = 1; i < argc; i++) {
         const char *v;
-        int missing = 0;
+        int r = 0;
         if (strcmp(argv[i], "--json") == 0) {
             json = 1;
-        } else if ((v = cli_option(argc, argv, &i, "--timeout", &missing)) != NULL || missing) {
-            if (missing || cli_parse_ll(v, 1, CLI_TIMEOUT_S_MAX, &timeout_s) != 0) {
+        } else if ((r = cli_option(argc, argv, &i, "--timeout", &v)) != 0) {
+            if (r < 0 || cli_parse_ll(v, 1, CLI_TIMEOUT_S_MAX, &timeout_s) != 0) {
                 fprintf(stderr, "batchpipe lag: --timeout takes whole seconds from 1 to %d\n",
                         CLI_TIMEOUT_S_MAX);
                 return 2;
             }
-        } else if ((v = cli_option(argc, argv, &i, "--watch", &missing)) != NULL || missing) {
-            if (missing || cli_parse_ll(v, 1, WATCH_MAX_S, &watch_s) != 0) {
+        } else if ((r = cli_option(argc, argv, &i, "--watch", &v)) != 0) {
+            if (r < 0 || cli_parse_ll(v, 1, WATCH_MAX_S, &watch_s) != 0) {
                 fprintf(stderr, "batchpipe lag: --watch takes whole seconds from 1 to %d\n", WATCH_MAX_S);
                 return 2;
             }

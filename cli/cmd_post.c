@@ -100,37 +100,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* A whole number in [min, max] or -1 with a message. */
-static int parse_long(const char *s, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (s[0] == '\0' || *end != '\0' || errno != 0 || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* --name VALUE or --name=VALUE at argv[*i]: 1 and *value when it is that option, 0 when it is not,
- * -1 when it is but the value is missing. */
-static int option_value(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *value = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *value = argv[++*i];
-    return 1;
-}
-
 static int add_path(post_t *p, const char *path)
 {
     if (p->npaths >= FILES_MAX) {
@@ -207,31 +176,35 @@ static int parse_args(post_t *p, int argc, char **argv)
     int only_paths = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *v = NULL;
+        long long n;
         int r;
         if (!only_paths && strcmp(arg, "--") == 0) {
             only_paths = 1;
             continue;
         }
         if (!only_paths && arg[0] == '-' && arg[1] != '\0') {
-            if ((r = option_value(argc, argv, &i, "--concurrency", &v)) != 0) {
-                if (r < 0 || parse_long(v, 1, CONCURRENCY_MAX, &p->concurrency) != 0) {
+            if ((r = cli_option(argc, argv, &i, "--concurrency", &v)) != 0) {
+                if (r < 0 || cli_parse_ll(v, 1, CONCURRENCY_MAX, &n) != 0) {
                     fprintf(stderr, "batchpipe post: --concurrency takes a number from 1 to %d\n",
                             CONCURRENCY_MAX);
                     return 2;
                 }
-            } else if ((r = option_value(argc, argv, &i, "--retries", &v)) != 0) {
-                if (r < 0 || parse_long(v, 0, RETRIES_MAX, &p->retries) != 0) {
+                p->concurrency = (long)n;
+            } else if ((r = cli_option(argc, argv, &i, "--retries", &v)) != 0) {
+                if (r < 0 || cli_parse_ll(v, 0, RETRIES_MAX, &n) != 0) {
                     fprintf(stderr, "batchpipe post: --retries takes a number from 0 to %d\n", RETRIES_MAX);
                     return 2;
                 }
+                p->retries = (long)n;
             } else if (strcmp(arg, "--wait") == 0) {
                 p->wait_s = WAIT_DEFAULT_S; /* the value is optional: only --wait=SECONDS sets it */
             } else if (strncmp(arg, "--wait=", 7) == 0) {
-                if (parse_long(arg + 7, 1, WAIT_MAX_S, &p->wait_s) != 0) {
+                if (cli_parse_ll(arg + 7, 1, WAIT_MAX_S, &n) != 0) {
                     fprintf(stderr, "batchpipe post: --wait=SECONDS takes a number from 1 to %d\n",
                             WAIT_MAX_S);
                     return 2;
                 }
+                p->wait_s = (long)n;
             } else if (strcmp(arg, "--no-progress") == 0) {
                 p->no_progress = 1;
             } else {

@@ -47,25 +47,6 @@ static const char query_usage[] =
  * Shared pieces.
  */
 
-/* --name VALUE or --name=VALUE at argv[*i]: 1 and *value when it is that option, 0 when it is not,
- * -1 when it is but the value is missing. */
-static int option_value(int argc, char **argv, int *i, const char *name, const char **value)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *value = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *value = argv[++*i];
-    return 1;
-}
-
 /* Columns a UTF-8 string takes (one per code point: good enough for ids and keys). */
 static size_t columns(const char *s)
 {
@@ -380,17 +361,15 @@ static int query_args(query_t *q, int argc, char **argv)
                 return 2;
         } else if (strcmp(arg, "--json") == 0) {
             q->as_json = 1;
-        } else if ((r = option_value(argc, argv, &i, "--batch", &v)) != 0) {
+        } else if ((r = cli_option(argc, argv, &i, "--batch", &v)) != 0) {
             if (r < 0 || v[0] == '\0' || strlen(v) > ID_MAX_BYTES) {
                 fprintf(stderr, "batchpipe query: --batch takes a batch_id\n");
                 return 2;
             }
             q->batch_id = v;
-        } else if ((r = option_value(argc, argv, &i, "--limit", &v)) != 0) {
-            char *end;
-            errno = 0;
-            long n = r > 0 ? strtol(v, &end, 10) : 0;
-            if (r < 0 || v[0] == '\0' || *end != '\0' || errno != 0 || n < 1 || n > LIMIT_MAX) {
+        } else if ((r = cli_option(argc, argv, &i, "--limit", &v)) != 0) {
+            long long n;
+            if (r < 0 || cli_parse_ll(v, 1, LIMIT_MAX, &n) != 0) {
                 fprintf(stderr, "batchpipe query: --limit takes a number from 1 to %d\n", LIMIT_MAX);
                 return 2;
             }

@@ -111,19 +111,6 @@ int cli_kafka_watermarks(rd_kafka_t *rk, const char *topic, int n, int64_t *low,
     return 0;
 }
 
-int cli_parse_ll(const char *s, long long min, long long max, long long *out)
-{
-    if (s == NULL || *s < '0' || *s > '9') /* no sign, no blanks: only what the user would expect */
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int cli_parse_letter_ref(const char *s, int32_t *partition, int64_t *offset)
 {
     const char *colon = strchr(s, ':');
@@ -140,20 +127,3 @@ int cli_parse_letter_ref(const char *s, int32_t *partition, int64_t *offset)
     return 0;
 }
 
-const char *cli_option(int argc, char **argv, int *i, const char *opt, int *missing)
-{
-    size_t n = strlen(opt);
-    const char *a = argv[*i];
-    *missing = 0;
-    if (strncmp(a, opt, n) != 0)
-        return NULL;
-    if (a[n] == '=')
-        return a + n + 1;
-    if (a[n] != '\0')
-        return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}

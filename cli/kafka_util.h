@@ -12,6 +12,7 @@
 #include "bp_config.h"
 #include "bp_error.h"
 #include "bp_kafka.h"
+#include "cli.h"
 
 /* Header a replayed dead letter carries: "DLQTOPIC/PARTITION@OFFSET" of the letter. */
 #define CLI_HDR_REPLAYED_FROM BP_HDR_DLQ_REPLAYED_FROM
@@ -41,14 +42,6 @@ int cli_kafka_watermarks(rd_kafka_t *rk, const char *topic, int n, int64_t *low,
 
 /* Parse "PARTITION:OFFSET" (decimal, both >= 0). Returns 0, or -1. */
 int cli_parse_letter_ref(const char *s, int32_t *partition, int64_t *offset) BP_MUST_CHECK;
-
-/* Parse a non-negative decimal integer in [min, max]. Returns 0, or -1. */
-int cli_parse_ll(const char *s, long long min, long long max, long long *out) BP_MUST_CHECK;
-
-/* The value of option opt at argv[*i]: "--opt=value" or "--opt value" (then *i moves past it).
- * Returns the value (borrowed), or NULL when argv[*i] is not that option; *missing is set to 1 when it
- * is, but without a value. */
-const char *cli_option(int argc, char **argv, int *i, const char *opt, int *missing);
 
 /* Monotonic milliseconds, for deadlines. */
 long long cli_now_ms(void);

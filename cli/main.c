@@ -34,17 +34,6 @@ static void build_usage(void)
         snprintf(usage + off, sizeof(usage) - off, "\nEvery setting is also read from its environment variable.\n");
 }
 
-int cli_wants_help(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            return 0;
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
-            return 1;
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     bp_config_t cfg;
