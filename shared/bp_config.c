@@ -10,6 +10,8 @@
 
 typedef enum { T_STR, T_INT, T_BYTES, T_LEVEL } setting_type_t;
 
+enum { SECRET_NONE = 0, SECRET_DSN = 1, SECRET_ALL = 2 };
+
 typedef struct setting {
     const char *name; /* flag name, --name */
     const char *env;  /* environment variable */
@@ -18,7 +20,7 @@ typedef struct setting {
     const char *def;
     long long min, max;
     int for_mask;
-    int secret; /* masked in dumps */
+    int secret; /* SECRET_DSN: its password is masked in dumps; SECRET_ALL: the whole value is */
     const char *help;
 } setting_t;
 
@@ -32,7 +34,7 @@ typedef struct setting {
 
 static const setting_t settings[] = {
     {"pg-dsn", "BP_PG_DSN", T_STR, S(pg_dsn), "host=127.0.0.1 port=5432 dbname=batchpipe user=postgres", 0, 0,
-     BP_FOR_ALL, 1, "libpq connection string of the batchpipe database"},
+     BP_FOR_ALL, SECRET_DSN, "libpq connection string of the batchpipe database"},
     {"kafka-brokers", "BP_KAFKA_BROKERS", T_STR, S(kafka_brokers), "127.0.0.1:9092", 0, 0, BP_FOR_ALL, 0,
      "Kafka bootstrap servers (host:port,...)"},
     {"topic", "BP_TOPIC", T_STR, S(topic), "batchpipe.batches", 0, 0, BP_FOR_ALL, 0,
@@ -111,7 +113,7 @@ static const setting_t settings[] = {
      "port (all addresses) of the worker's /healthz, /readyz and /metrics; 0: off"},
     {"api-url", "BP_API_URL", T_STR, S(api_url), "http://127.0.0.1:8000", 0, 0, BP_FOR_CLI, 0,
      "base URL of the batchpipe API the CLI talks to"},
-    {"api-key", "BP_API_KEY", T_STR, S(api_key), "", 0, 0, BP_FOR_CLI, 1,
+    {"api-key", "BP_API_KEY", T_STR, S(api_key), "", 0, 0, BP_FOR_CLI, SECRET_ALL,
      "API key the CLI sends as a Bearer token (set it in the environment, not on the command line)"},
     {"migrations-dir", "BP_MIGRATIONS_DIR", T_STR, S(migrations_dir), BP_DEFAULT_MIGRATIONS_DIR, 0, 0, BP_FOR_CLI,
      0, "folder of the SQL migrations"},
@@ -367,7 +369,9 @@ json_t *bp_config_dump(const bp_config_t *cfg, int for_mask)
             continue;
         if (s->type == T_STR || s->type == T_LEVEL) {
             const char *v = *str_field((bp_config_t *)cfg, s);
-            if (s->secret) {
+            if (s->secret == SECRET_ALL) {
+                json_object_set_new(out, s->env, json_string(v[0] != '\0' ? "****" : ""));
+            } else if (s->secret == SECRET_DSN) {
                 char *masked = bp_config_mask_dsn(v);
                 json_object_set_new(out, s->env, json_string(masked ? masked : "****"));
                 free(masked);

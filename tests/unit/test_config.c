@@ -123,11 +123,14 @@ static void test_dump_masks_password(void **state)
 {
     bp_config_t cfg;
     char err[256];
-    char *argv[] = {"prog", "--pg-dsn=host=db user=app password=s3cr3t-value dbname=x", NULL};
-    assert_int_equal(bp_config_load(&cfg, BP_FOR_ALL, "u", 2, argv, NULL, err, sizeof(err)), 0);
+    char *argv[] = {"prog", "--pg-dsn=host=db user=app password=s3cr3t-value dbname=x",
+                    "--api-key=k3y-value-0123456789", NULL};
+    assert_int_equal(bp_config_load(&cfg, BP_FOR_ALL, "u", 3, argv, NULL, err, sizeof(err)), 0);
     json_t *dump = bp_config_dump(&cfg, BP_FOR_ALL);
     char *text = json_dumps(dump, 0);
     assert_null(strstr(text, "s3cr3t"));
+    assert_null(strstr(text, "k3y-value"));
+    assert_string_equal(json_string_value(json_object_get(dump, "BP_API_KEY")), "****");
     assert_non_null(strstr(text, "password=****"));
     assert_non_null(strstr(text, "dbname=x"));
     free(text);
