@@ -664,7 +664,8 @@
   }
 
   function route() {
-    if (Date.now() - noticeAt > 1500) clearNotice(); /* a notice belongs to the view it was given in */
+    /* a notice belongs to the view it was given in, or to the move an action just made */
+    if (Date.now() - noticeAt > 500) clearNotice();
     const hash = location.hash.replace(/^#/, '') || 'objects';
     const slash = hash.indexOf('/');
     const q = hash.indexOf('?');

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -41,6 +42,7 @@ def world(bp_env):
         # one at a time and waiting for the workers: objects are stored (and listed) in this order
         r = api.post("/api/v1/batches/?wait=20", batch)
         assert r.status_code == 201, r.text
+    api.worker = worker
     yield api
     if api.proc.alive():
         assert api.proc.stop() == 0
@@ -182,6 +184,22 @@ def test_stats_shape_and_lag_zero_once_applied(bp_env, world):
         stats(world)), 15, "the new high watermark")
     wait_until(lambda: caught_up(world, bp_env.partitions, len(seed) + 1), 30, "lag 0 again")
     assert moved["topic"]["partitions"][r.json()["partition"]]["high"] == r.json()["offset"] + 1
+
+
+def test_lag_seen_while_the_worker_is_paused_then_back_to_zero(bp_env, world):
+    wait_until(lambda: caught_up(world, bp_env.partitions, 1), 30, "lag 0")
+    world.worker.send(signal.SIGSTOP)  # the worker stands still (well within its group session timeout)
+    try:
+        posted = [world.post("/api/v1/batches/", {"batch_id": f"paused-{i}", "objects": [
+            {"object_id": f"paused-{i}", "data": [{"key": "k", "value": i}]}]}) for i in range(3)]
+        assert all(r.status_code == 202 for r in posted)
+        s = wait_until(lambda: (lambda x: x["topic"]["lag"] == 3 and x)(stats(world)), 15, "a lag of 3")
+        for r in posted:
+            part = s["topic"]["partitions"][r.json()["partition"]]
+            assert part["lag"] >= 1 and part["high"] > (part["applied"] or 0)
+    finally:
+        world.worker.send(signal.SIGCONT)
+    wait_until(lambda: caught_up(world, bp_env.partitions, 1), 30, "lag 0 once the worker caught up")
 
 
 def test_dead_letters_counted(bp_env, world):
