@@ -682,6 +682,8 @@
     case 'live': show('live'); liveSamples = []; retryAfterKey = startLive; startLive(); break;
     default: show('objects'); retryAfterKey = () => showObjects(query); showObjects(query); break;
     }
+    /* the view for this hash is set up (its form filled; its data may still be loading) */
+    document.body.dataset.route = location.hash || '#objects';
   }
 
   /* ---------------------------------------------------------------------------------------------
@@ -735,6 +737,8 @@
       notice('The key is forgotten.');
     });
 
+    /* moving on through the menu dismisses a notice at once */
+    $('nav').addEventListener('click', () => { noticeAt = 0; });
     setupDropZone();
     showKeyState();
     window.addEventListener('hashchange', route);
