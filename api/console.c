@@ -33,7 +33,8 @@ static void add_common_headers(h2o_req_t *req)
                           H2O_STRLIT("nosniff"));
     h2o_add_header_by_str(pool, &req->res.headers, H2O_STRLIT("referrer-policy"), 0, NULL,
                           H2O_STRLIT("no-referrer"));
-    h2o_add_header_by_str(pool, &req->res.headers, H2O_STRLIT("x-frame-options"), 0, NULL, H2O_STRLIT("DENY"));
+    h2o_add_header_by_str(pool, &req->res.headers, H2O_STRLIT("x-frame-options"), 0, NULL,
+                          H2O_STRLIT("DENY"));
 }
 
 /* Whether If-None-Match names f's ETag (or is "*"): the client's copy is current. */

@@ -47,7 +47,8 @@ static json_int_t applied_of(json_t *offsets, json_int_t p)
 {
     size_t i;
     json_t *pair;
-    json_array_foreach(offsets, i, pair) {
+    json_array_foreach(offsets, i, pair)
+    {
         if (json_integer_value(json_array_get(pair, 0)) == p)
             return json_integer_value(json_array_get(pair, 1));
     }
@@ -86,9 +87,11 @@ static json_t *partitions_json(const bp_watermarks_topic_t *wm, json_t *offsets,
     if (wm->n == 0 && offsets != NULL) {
         size_t i;
         json_t *pair;
-        json_array_foreach(offsets, i, pair) {
-            json_array_append_new(list, json_pack("{s:O, s:n, s:n, s:O, s:n}", "partition", json_array_get(pair, 0),
-                                                  "low", "high", "applied", json_array_get(pair, 1), "lag"));
+        json_array_foreach(offsets, i, pair)
+        {
+            json_array_append_new(list,
+                                  json_pack("{s:O, s:n, s:n, s:O, s:n}", "partition", json_array_get(pair, 0),
+                                            "low", "high", "applied", json_array_get(pair, 1), "lag"));
         }
     }
     return list;
@@ -110,11 +113,64 @@ static json_t *dead_letters_json(const bp_config_t *cfg, const bp_watermarks_top
 static const char *pg_detail(bp_err_t err)
 {
     switch (err) {
-    case BP_ERR_PG_DOWN: return "unreachable";
-    case BP_ERR_QUEUE_FULL: return "too many queries are waiting";
-    case BP_ERR_TIMEOUT: return "no answer in time";
-    default: return "the statistics query failed; see the server log";
+    case BP_ERR_PG_DOWN:
+        return "unreachable";
+    case BP_ERR_QUEUE_FULL:
+        return "too many queries are waiting";
+    case BP_ERR_TIMEOUT:
+        return "no answer in time";
+    default:
+        return "the statistics query failed; see the server log";
     }
+}
+
+/* "applied" and "database" into body from the statistics query (res when err is BP_OK). Returns the
+ * applied offsets ([[partition, next_offset], ...], owned by the caller), or NULL without a result. */
+static json_t *add_applied(json_t *body, h2o_req_t *req, bp_err_t err, const PGresult *res, const char *msg)
+{
+    static const char *const columns[] = {"objects_inserted", "objects_updated", "objects_deleted",
+                                          "objects_live"};
+    json_t *database = json_object(), *applied = json_object(), *offsets = NULL;
+    if (err == BP_OK) {
+        json_error_t jerr;
+        offsets = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
+        if (!json_is_array(offsets)) {
+            json_decref(offsets);
+            offsets = json_array();
+        }
+        json_object_set_new(database, "status", json_string("up"));
+    } else {
+        if (err != BP_ERR_PG_DOWN && err != BP_ERR_QUEUE_FULL && err != BP_ERR_TIMEOUT)
+            bp_warn("stats query failed (request %s): %s: %s", bp_http_request_id(req), bp_err_str(err),
+                    msg != NULL ? msg : "");
+        json_object_set_new(database, "status", json_string("down"));
+        json_object_set_new(database, "detail", json_string(pg_detail(err)));
+    }
+    for (int c = 0; c < 4; c++)
+        json_object_set_new(applied, columns[c], err == BP_OK ? number_or_null(res, c + 1) : json_null());
+    json_object_set_new(body, "applied", applied);
+    json_object_set_new(body, "database", database);
+    return offsets;
+}
+
+/* The "kafka" member: the watermarks cache's state, age and trouble. */
+static json_t *kafka_json(const bp_watermarks_snapshot_t *wm, int have_wm)
+{
+    json_t *kafka = json_object();
+    const char *state = !have_wm                  ? "down"
+                        : wm->state == BP_WM_UP   ? "up"
+                        : wm->state == BP_WM_DOWN ? "down"
+                                                  : "starting";
+    json_object_set_new(kafka, "status", json_string(state));
+    json_object_set_new(kafka, "age_ms", have_wm && wm->age_ms >= 0 ? json_integer(wm->age_ms) : json_null());
+    const char *detail = !have_wm             ? "the watermarks are not available"
+                         : wm->error[0]       ? wm->error
+                         : wm->topic.error[0] ? wm->topic.error
+                         : wm->dlq.error[0]   ? wm->dlq.error
+                                              : NULL;
+    if (detail != NULL)
+        json_object_set_new(kafka, "detail", json_string(detail));
+    return kafka;
 }
 
 static void answer(h2o_req_t *req, bp_err_t err, const PGresult *res, const char *msg)
@@ -125,55 +181,22 @@ static void answer(h2o_req_t *req, bp_err_t err, const PGresult *res, const char
     gettimeofday(&now, NULL);
 
     json_t *body = json_object();
-    json_object_set_new(body, "timestamp_ms", json_integer((json_int_t)now.tv_sec * 1000 + now.tv_usec / 1000));
-
+    json_object_set_new(body, "timestamp_ms",
+                        json_integer((json_int_t)now.tv_sec * 1000 + now.tv_usec / 1000));
     json_t *accepted = json_object();
-    json_object_set_new(accepted, "batches", json_integer(counter(api->metrics, "bp_produce_accepted_total",
-                                                                  "Messages the broker acknowledged (late acks included).")));
-    json_object_set_new(accepted, "objects", json_integer((json_int_t)bp_metric_value(bp_stats_objects_accepted(api->metrics))));
+    json_object_set_new(accepted, "batches",
+                        json_integer(counter(api->metrics, "bp_produce_accepted_total",
+                                             "Messages the broker acknowledged (late acks included).")));
+    json_object_set_new(accepted, "objects",
+                        json_integer((json_int_t)bp_metric_value(bp_stats_objects_accepted(api->metrics))));
     json_object_set_new(body, "accepted", accepted);
-
-    json_t *database = json_object(), *applied = json_object(), *offsets = NULL;
-    if (err == BP_OK) {
-        json_error_t jerr;
-        offsets = json_loads(PQgetvalue(res, 0, 0), 0, &jerr);
-        if (!json_is_array(offsets)) {
-            json_decref(offsets);
-            offsets = json_array();
-        }
-        json_object_set_new(database, "status", json_string("up"));
-        json_object_set_new(applied, "objects_inserted", number_or_null(res, 1));
-        json_object_set_new(applied, "objects_updated", number_or_null(res, 2));
-        json_object_set_new(applied, "objects_deleted", number_or_null(res, 3));
-        json_object_set_new(applied, "objects_live", number_or_null(res, 4));
-    } else {
-        if (err != BP_ERR_PG_DOWN && err != BP_ERR_QUEUE_FULL && err != BP_ERR_TIMEOUT)
-            bp_warn("stats query failed (request %s): %s: %s", bp_http_request_id(req), bp_err_str(err),
-                    msg != NULL ? msg : "");
-        json_object_set_new(database, "status", json_string("down"));
-        json_object_set_new(database, "detail", json_string(pg_detail(err)));
-        json_object_set_new(applied, "objects_inserted", json_null());
-        json_object_set_new(applied, "objects_updated", json_null());
-        json_object_set_new(applied, "objects_deleted", json_null());
-        json_object_set_new(applied, "objects_live", json_null());
-    }
-    json_object_set_new(body, "applied", applied);
-    json_object_set_new(body, "database", database);
+    json_t *offsets = add_applied(body, req, err, res, msg);
 
     bp_watermarks_snapshot_t wm;
     int have_wm = api->watermarks != NULL && bp_watermarks_snapshot(api->watermarks, &wm) == 0;
     if (!have_wm)
         memset(&wm, 0, sizeof(wm));
-    json_t *kafka = json_object();
-    const char *state = !have_wm ? "down" : wm.state == BP_WM_UP ? "up" : wm.state == BP_WM_DOWN ? "down" : "starting";
-    json_object_set_new(kafka, "status", json_string(state));
-    json_object_set_new(kafka, "age_ms", have_wm && wm.age_ms >= 0 ? json_integer(wm.age_ms) : json_null());
-    const char *detail = !have_wm ? "the watermarks are not available" : wm.error[0] ? wm.error
-                         : wm.topic.error[0] ? wm.topic.error : wm.dlq.error[0] ? wm.dlq.error : NULL;
-    if (detail != NULL)
-        json_object_set_new(kafka, "detail", json_string(detail));
-    json_object_set_new(body, "kafka", kafka);
-
+    json_object_set_new(body, "kafka", kafka_json(&wm, have_wm));
     json_int_t lag_total;
     json_t *topic = json_object();
     json_object_set_new(topic, "name", json_string(cfg->topic));

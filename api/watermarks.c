@@ -58,7 +58,8 @@ static int by_partition(const void *a, const void *b)
 /* One topic's partitions and watermarks into out. Returns 0 when the broker answered the metadata
  * request (out->error then names a partition that did not answer, if any), -1 with err when it did
  * not (out untouched). */
-static int fetch_topic(bp_watermarks_t *w, const char *name, bp_watermarks_topic_t *out, char *err, size_t errlen)
+static int fetch_topic(bp_watermarks_t *w, const char *name, bp_watermarks_topic_t *out, char *err,
+                       size_t errlen)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->rk, name, NULL);
     if (rkt == NULL) {

@@ -24,9 +24,9 @@ typedef struct bp_watermark {
 } bp_watermark_t;
 
 typedef struct bp_watermarks_topic {
-    size_t n;                /* partitions of the topic (0 when unknown) */
-    bp_watermark_t *parts;   /* n entries in partition order; owned by the snapshot */
-    char error[192];         /* "" when every partition answered */
+    size_t n;              /* partitions of the topic (0 when unknown) */
+    bp_watermark_t *parts; /* n entries in partition order; owned by the snapshot */
+    char error[192];       /* "" when every partition answered */
 } bp_watermarks_topic_t;
 
 typedef enum bp_watermarks_state {

@@ -229,6 +229,19 @@ def test_stats_report_kafka_away_instead_of_failing(bp_env, world):
     assert any(l.get("msg") == "stopped" for l in api.proc.log_lines())
 
 
+def test_stats_report_the_database_away_instead_of_failing(bp_env, world):
+    port = free_port()  # no PostgreSQL there
+    api = bp_env.start_api(BP_PG_DSN=f"host=127.0.0.1 port={port} dbname=none user=postgres", BP_HTTP_THREADS=1)
+    s = wait_until(lambda: (lambda x: x["kafka"]["status"] == "up" and x)(stats(api)), 30, "the watermarks")
+    assert s["database"] == {"status": "down", "detail": "unreachable"}
+    assert set(s["applied"].values()) == {None}
+    parts = s["topic"]["partitions"]
+    assert len(parts) == bp_env.partitions and s["topic"]["lag"] is None
+    assert all(p["high"] is not None and p["applied"] is None and p["lag"] is None for p in parts)
+    assert s["dead_letters"]["count"] is not None  # from the broker alone
+    assert api.proc.stop() == 0
+
+
 def test_stats_and_console_with_keys(secured):
     assert secured.get("/api/v1/stats/").status_code == 401
     s = stats(secured, headers={"Authorization": f"Bearer {READ_KEY}"})
