@@ -18,6 +18,10 @@ static int get_root(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t i
     json_object_set_new(body, "objects", json_string(url));
     snprintf(url, sizeof(url), "%s/api/v1/openapi.json", base);
     json_object_set_new(body, "openapi", json_string(url));
+    snprintf(url, sizeof(url), "%s/api/v1/stats/", base);
+    json_object_set_new(body, "stats", json_string(url));
+    snprintf(url, sizeof(url), "%s/console/", base);
+    json_object_set_new(body, "console", json_string(url));
     return bp_http_send_json(req, 200, NULL, body);
 }
 

@@ -11,6 +11,7 @@
 #include "errors.h"
 #include "ratelimit.h"
 #include "tls.h"
+#include "watermarks.h"
 #include "router.h"
 #include "server.h"
 
@@ -72,6 +73,10 @@ int main(int argc, char **argv)
     bp_router_register(hostconf, api.metrics);
     bp_errors_register(hostconf, cfg.max_body_bytes);
 
+    if ((api.watermarks = bp_watermarks_new(&cfg, err, sizeof(err))) == NULL) {
+        bp_error("cannot start: %s", err);
+        goto fail;
+    }
     if (bp_server_run(&api, err, sizeof(err)) != 0) {
         bp_error("cannot start: %s", err);
         goto fail;
@@ -83,6 +88,7 @@ int main(int argc, char **argv)
     bp_info("%s received: stopping (in-flight requests get up to %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
             cfg.shutdown_timeout_ms);
     stop_flag = 1;
+    bp_watermarks_stop(api.watermarks); /* it ends while the loops drain */
     bp_server_join(&api);
     bp_info("stopped");
     h2o_config_dispose(&api.globalconf);
@@ -91,6 +97,7 @@ int main(int argc, char **argv)
 fail:
     rc = 1;
 cleanup:
+    bp_watermarks_free(api.watermarks);
     bp_metrics_free(api.metrics);
     bp_auth_free(api.auth);
     bp_ratelimit_free(api.ratelimit);

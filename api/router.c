@@ -11,7 +11,8 @@
 #include "http.h"
 #include "ratelimit.h"
 
-static const bp_route_t *const tables[] = {bp_index_routes, bp_write_routes, bp_read_routes, NULL};
+static const bp_route_t *const tables[] = {bp_index_routes, bp_write_routes, bp_read_routes, bp_stats_routes,
+                                           bp_console_routes, NULL};
 
 const bp_route_t *const *bp_router_tables(void)
 {
@@ -103,10 +104,12 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
 }
 
 /* Routes every client may call without a key and without counting against a rate limit:
- * probes and the scraper. */
+ * probes, the scraper, and the console's static files (they hold no data; the page's own calls to
+ * the API carry the user's key). */
 static int is_public(const char *pattern)
 {
-    return strcmp(pattern, "/healthz") == 0 || strcmp(pattern, "/readyz") == 0 || strcmp(pattern, "/metrics") == 0;
+    return strcmp(pattern, "/healthz") == 0 || strcmp(pattern, "/readyz") == 0 || strcmp(pattern, "/metrics") == 0 ||
+           strncmp(pattern, "/console/", 9) == 0;
 }
 
 static int scope_of(const char *method)

@@ -21,6 +21,8 @@ typedef struct bp_route {
 extern const bp_route_t bp_index_routes[];
 extern const bp_route_t bp_write_routes[];
 extern const bp_route_t bp_read_routes[];
+extern const bp_route_t bp_stats_routes[];   /* stats.c */
+extern const bp_route_t bp_console_routes[]; /* console.c */
 
 /* Register the dispatching handler on "/" of hostconf, and a logger that records every finished
  * request in metrics (borrowed; must outlive the server): count by route, method and status, latency

@@ -19,6 +19,7 @@ typedef struct bp_api_thread bp_api_thread_t;
 struct bp_producer; /* api/producer.h */
 struct bp_pgpool;   /* api/pgpool.h */
 struct bp_write_wait; /* api/write_ack.c */
+struct bp_watermarks; /* api/watermarks.h */
 
 /* One event-loop thread. Everything in it is touched only by its own thread. */
 struct bp_api_thread {
@@ -47,6 +48,7 @@ struct bp_api {
     struct bp_auth *auth;        /* owned by main; NULL: no authentication */
     struct bp_ratelimit *ratelimit; /* owned by main; NULL: no rate limit */
     SSL_CTX *ssl_ctx;            /* owned by main; NULL: plain HTTP */
+    struct bp_watermarks *watermarks; /* owned by main; the topics' watermarks for /api/v1/stats/ */
 };
 
 /* A module owns per-thread state and/or routes. thread_init runs on the loop thread before it serves;

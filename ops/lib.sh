@@ -26,8 +26,9 @@ bp_wait_for() {
 }
 
 BP_DEBIAN_PACKAGES="gcc make cmake pkg-config libh2o-evloop-dev libssl-dev librdkafka-dev libjansson-dev
-libcmocka-dev libpq-dev libcurl4-openssl-dev postgresql-client openjdk-17-jre-headless maven python3 python3-pytest
-python3-psycopg2 python3-confluent-kafka python3-requests curl kafkacat valgrind openssl clang libclang-rt-14-dev"
+libcmocka-dev libpq-dev libcurl4-openssl-dev postgresql-client openjdk-17-jre-headless maven python3
+python3-pytest python3-psycopg2 python3-confluent-kafka python3-requests curl kafkacat valgrind openssl clang
+libclang-rt-14-dev nodejs chromium"
 
 # Install the Debian packages that are missing (as root), or say exactly what to run.
 bp_install_deps() {
@@ -35,6 +36,8 @@ bp_install_deps() {
     local wanted=$BP_DEBIAN_PACKAGES
     # a private PostgreSQL cluster needs the server binaries when no server is reachable
     [ -x "$PG_BIN/initdb" ] || wanted="$wanted postgresql-15"
+    # Debian's nodejs comes without npm (a package of its own); other builds of nodejs bundle it
+    command -v npm >/dev/null 2>&1 || wanted="$wanted npm"
     for p in $wanted; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
     done
@@ -167,6 +170,23 @@ bp_kafka_down() {
     for i in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$BP_RUN_DIR/kafka/pid"
+}
+
+# ---- test dependencies from npm ------------------------------------------------------------------
+# The web console's browser test (tests/browser) drives Debian's chromium with playwright-core, pinned
+# in tests/browser/package-lock.json: npm ci when node_modules is missing or older than the lock file.
+bp_browser_deps() {
+    local dir=$BP_ROOT/tests/browser
+    local installed=$dir/node_modules/.package-lock.json # npm writes it on every install
+    if [ -f "$installed" ] && [ ! "$dir/package-lock.json" -nt "$installed" ]; then
+        return 0
+    fi
+    command -v npm >/dev/null || bp_die "npm not found (install Debian's npm, or nodejs with npm)"
+    bp_say "installing tests/browser's npm packages (npm ci)"
+    mkdir -p "$BP_RUN_DIR"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >"$BP_RUN_DIR/npm.log" 2>&1 \
+        || { tail -20 "$BP_RUN_DIR/npm.log" >&2; bp_die "npm ci failed in tests/browser (log: $BP_RUN_DIR/npm.log)"; }
+    touch "$installed"
 }
 
 # ---- the project's own preparation --------------------------------------------------------------

@@ -24,6 +24,9 @@ ROUTES = {
     ("POST", "/api/v1/objects/"),
     ("GET", "/api/v1/objects/{object_id}/"),
     ("DELETE", "/api/v1/objects/{object_id}/"),
+    ("GET", "/api/v1/stats/"),
+    ("GET", "/console/"),
+    ("GET", "/console/{file}"),
 }
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 ROUTER_404 = "no route matches this path"
@@ -46,7 +49,8 @@ def spec(server):
 
 
 def concrete(path):
-    return path.replace("{batch_id}", "no-such-batch").replace("{object_id}", "no-such-object")
+    return path.replace("{batch_id}", "no-such-batch").replace("{object_id}", "no-such-object").replace(
+        "{file}", "index.html")
 
 
 def spec_routes(spec):
@@ -127,7 +131,7 @@ def test_operations_document_their_answers(spec):
             assert op.get("operationId") and op.get("summary"), (method, path)
             if path.startswith("/api/v1/batches") or path.startswith("/api/v1/objects"):
                 assert "503" in codes, (method, path)  # the database or the broker may be away
-            if method == "get" and path.endswith("s/"):
+            if method == "get" and path in ("/api/v1/batches/", "/api/v1/objects/"):
                 assert {"200", "400"} <= codes, (method, path)
                 names = {resolve(spec, p["$ref"])["name"] for p in op["parameters"]}
                 assert {"page", "page_size", "cursor", "count", "data", "key", "value"} <= names
@@ -135,8 +139,8 @@ def test_operations_document_their_answers(spec):
                 assert {"202", "400", "413", "415", "503"} <= codes, (method, path)
             if "{" in path and method in ("get", "delete"):
                 assert "404" in codes, (method, path)
-            public = op.get("security") == [{}]  # probes and the scraper need no key
-            assert public == (path in ("/healthz", "/readyz", "/metrics")), (method, path)
+            public = op.get("security") == [{}]  # probes, the scraper and the console's files need no key
+            assert public == (path in ("/healthz", "/readyz", "/metrics") or path.startswith("/console/")), (method, path)
             if not public:
                 assert {"401", "403", "429"} <= codes, (method, path)
     assert "409" in spec["paths"]["/api/v1/batches/{batch_id}/"]["delete"]["responses"]
