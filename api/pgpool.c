@@ -808,14 +808,15 @@ void bp_pgpool_free(bp_pgpool_t *pool)
     free(pool);
 }
 
-static bp_err_t submit(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params, int prepare,
+static bp_err_t submit(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params, unsigned flags,
                        bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
 {
     if (handle != NULL)
         *handle = NULL;
     if (nparams < 0 || nparams > MAX_PARAMS || cb == NULL)
         return BP_ERR_INVALID;
-    if (pool->nwaiting >= pool->queue_max) {
+    int follow_up = (flags & BP_PGPOOL_FOLLOW_UP) != 0;
+    if (pool->nwaiting >= pool->queue_max && !follow_up) {
         pool->rejected++;
         bp_counter_add(pool->m_rejected, 1);
         return BP_ERR_QUEUE_FULL;
@@ -833,7 +834,7 @@ static bp_err_t submit(bp_pgpool_t *pool, const char *sql, int nparams, const ch
         return BP_ERR_NOMEM;
     memset(q, 0, sizeof(*q));
     q->pool = pool;
-    q->prepare = prepare;
+    q->prepare = (flags & BP_PGPOOL_PREPARED) != 0;
     q->cb = cb;
     q->ctx = ctx;
     q->nparams = nparams;
@@ -849,7 +850,8 @@ static bp_err_t submit(bp_pgpool_t *pool, const char *sql, int nparams, const ch
     memcpy(p, sql, strlen(sql) + 1);
 
     q->state = Q_WAITING;
-    h2o_linklist_insert(&pool->waiting, &q->link);
+    /* a request's next statement goes first: the request was admitted with its first one */
+    h2o_linklist_insert(follow_up ? pool->waiting.next : &pool->waiting, &q->link);
     pool->nwaiting++;
     q->timer.cb = on_queue_deadline;
     h2o_timeout_link(pool->loop, &pool->queue_to, &q->timer);
@@ -872,7 +874,7 @@ bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const 
 bp_err_t bp_pgpool_query_prepared(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params,
                                   bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
 {
-    return submit(pool, sql, nparams, params, 1, cb, ctx, handle);
+    return submit(pool, sql, nparams, params, BP_PGPOOL_PREPARED, cb, ctx, handle);
 }
 
 void bp_pgpool_abandon(bp_pgquery_t *q)
@@ -947,27 +949,27 @@ bp_pgpool_t *bp_pgpool_of(h2o_req_t *req)
     return bp_thread_of(req)->pgpool;
 }
 
-static bp_err_t req_submit(h2o_req_t *req, const char *sql, int nparams, const char *const *params, int prepare,
-                           bp_pgpool_req_cb cb, void *ctx)
+bp_err_t bp_pgpool_req_query_ex(h2o_req_t *req, unsigned flags, const char *sql, int nparams,
+                                const char *const *params, bp_pgpool_req_cb cb, void *ctx)
 {
     req_guard_t *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), guard_dispose);
     g->req = req;
     g->q = NULL;
     g->cb = cb;
     g->ctx = ctx;
-    return submit(bp_pgpool_of(req), sql, nparams, params, prepare, guard_cb, g, &g->q);
+    return submit(bp_pgpool_of(req), sql, nparams, params, flags, guard_cb, g, &g->q);
 }
 
 bp_err_t bp_pgpool_req_query(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
                              bp_pgpool_req_cb cb, void *ctx)
 {
-    return req_submit(req, sql, nparams, params, 0, cb, ctx);
+    return bp_pgpool_req_query_ex(req, 0, sql, nparams, params, cb, ctx);
 }
 
 bp_err_t bp_pgpool_req_query_prepared(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
                                       bp_pgpool_req_cb cb, void *ctx)
 {
-    return req_submit(req, sql, nparams, params, 1, cb, ctx);
+    return bp_pgpool_req_query_ex(req, BP_PGPOOL_PREPARED, sql, nparams, params, cb, ctx);
 }
 
 int bp_pgpool_problem(h2o_req_t *req, bp_err_t err, const char *msg)

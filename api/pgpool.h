@@ -5,7 +5,8 @@
  * Behaviour, in short:
  *   - Up to `size` connections, opened lazily when queries wait and none is idle.
  *   - Queries wait in a FIFO of at most `queue_max` (refused beyond: BP_ERR_QUEUE_FULL), each for at
- *     most timeout_ms (then BP_ERR_TIMEOUT). Running queries are bounded by the session's
+ *     most timeout_ms (then BP_ERR_TIMEOUT). A request's follow-up statement (BP_PGPOOL_FOLLOW_UP)
+ *     goes to the head and is not refused for a full queue: admission happens once per request. Running queries are bounded by the session's
  *     statement_timeout (timeout_ms, BP_ERR_TIMEOUT) and by a client-side deadline a little longer.
  *   - A connection attempt that fails or takes longer than connect_timeout_ms is closed; the pool
  *     then refuses queries at once with BP_ERR_PG_DOWN for a backoff (100 ms doubling to 2 s) and
@@ -123,6 +124,19 @@ bp_err_t bp_pgpool_req_query(h2o_req_t *req, const char *sql, int nparams, const
 /* bp_pgpool_req_query with a prepared statement (see bp_pgpool_query_prepared for when that fits). */
 bp_err_t bp_pgpool_req_query_prepared(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
                                       bp_pgpool_req_cb cb, void *ctx) BP_MUST_CHECK;
+
+/* Flags of bp_pgpool_req_query_ex. */
+enum {
+    BP_PGPOOL_PREPARED = 1,  /* as bp_pgpool_query_prepared */
+    BP_PGPOOL_FOLLOW_UP = 2, /* the request's next statement after one that ran: it was admitted with
+                              * its first, so this one goes to the head of the queue and is never
+                              * refused for a full queue (still for PostgreSQL down, or a queue wait
+                              * past timeout_ms) */
+};
+
+/* bp_pgpool_req_query with flags (BP_PGPOOL_*). */
+bp_err_t bp_pgpool_req_query_ex(h2o_req_t *req, unsigned flags, const char *sql, int nparams,
+                                const char *const *params, bp_pgpool_req_cb cb, void *ctx) BP_MUST_CHECK;
 
 /* Answer req with the problem+json for a failed query: 503 with Retry-After for PG_DOWN, QUEUE_FULL,
  * TIMEOUT and PG_TRANSIENT; 500 otherwise (logged with msg and the request id). Returns 0. */

@@ -307,20 +307,23 @@ static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, 
         on_estimate(req, ctx, BP_ERR_NOMEM, NULL, "out of memory");
         return;
     }
-    bp_err_t qerr = bp_pgpool_req_query(req, sql.text, sql.nparams, (const char *const *)sql.params, on_estimate, ctx);
+    bp_err_t qerr = bp_pgpool_req_query_ex(req, BP_PGPOOL_FOLLOW_UP, sql.text, sql.nparams,
+                                           (const char *const *)sql.params, on_estimate, ctx);
     bp_sql_clear(&sql);
     if (qerr != BP_OK)
         on_estimate(req, ctx, qerr, NULL, bp_err_str(qerr));
 }
 
-static void run_page(h2o_req_t *req, list_ctx_t *ctx)
+/* The page statement; follow_up: the request already ran a statement (the estimate). */
+static void run_page(h2o_req_t *req, list_ctx_t *ctx, int follow_up)
 {
     bp_sql_t sql;
     if (ctx->kind->sql(&ctx->q, ctx->t->api->cfg->count_cap, &sql) != 0) {
         bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
         return;
     }
-    bp_err_t err = bp_pgpool_req_query(req, sql.text, sql.nparams, (const char *const *)sql.params, on_page, ctx);
+    bp_err_t err = bp_pgpool_req_query_ex(req, follow_up ? BP_PGPOOL_FOLLOW_UP : 0, sql.text, sql.nparams,
+                                          (const char *const *)sql.params, on_page, ctx);
     bp_sql_clear(&sql);
     if (err != BP_OK)
         bp_pgpool_problem(req, err, bp_err_str(err));
@@ -338,7 +341,7 @@ static void on_first_estimate(h2o_req_t *req, void *p, bp_err_t err, const PGres
         ctx->est = bp_query_plan_rows(PQgetvalue(res, 0, 0));
     if (ctx->est > cap * BP_COUNT_ESTIMATE_MARGIN)
         ctx->q.count = BP_COUNT_ESTIMATE; /* the page without a count; ctx->est answers for it */
-    run_page(req, ctx);
+    run_page(req, ctx, 1);
 }
 
 int bp_read_list(bp_api_thread_t *t, h2o_req_t *req, const bp_read_list_kind_t *kind)
@@ -352,7 +355,7 @@ int bp_read_list(bp_api_thread_t *t, h2o_req_t *req, const bp_read_list_kind_t *
     if (parse_list(t, req, ctx) != 0)
         return 0; /* answered */
     if (ctx->q.count != BP_COUNT_AUTO) {
-        run_page(req, ctx);
+        run_page(req, ctx, 0);
         return 0;
     }
     bp_sql_t sql;
