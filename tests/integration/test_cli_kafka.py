@@ -304,4 +304,9 @@ def test_dlq_list_show_and_replay(dlq_env):
                                                                           "offset": off}], 60,
                       "the replayed invalid message to be dead-lettered again")
     assert back[0]["reason"].startswith("invalid JSON") and back[0]["request_id"] == "req-nj"
+    # the new letter says which letter it was replayed from, and keeps the original's timestamp
+    again = read_message(env.dlq_topic, back[0]["partition"], back[0]["offset"])
+    first = read_message(env.dlq_topic, *(int(x) for x in ref["nj"].split(":")))
+    assert dict(again.headers())["dlq-replayed-from"] == f"{env.dlq_topic}/{ref['nj'].replace(':', '@')}".encode()
+    assert again.timestamp()[1] == first.timestamp()[1]
     assert worker.stop() == 0
