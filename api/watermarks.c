@@ -18,7 +18,7 @@
 
 #define WATERMARKS_INTERVAL_MS 2000 /* between the end of a round and the start of the next */
 #define METADATA_TIMEOUT_MS 2000    /* one metadata request (partitions of a topic) */
-#define QUERY_TIMEOUT_MS 1000       /* one partition's watermarks */
+#define QUERY_TIMEOUT_MS 1000       /* watermarks, per partition of a topic */
 
 struct bp_watermarks {
     const bp_config_t *cfg; /* borrowed */
@@ -49,60 +49,37 @@ static void topic_free(bp_watermarks_topic_t *t)
     memset(t, 0, sizeof(*t));
 }
 
-static int by_partition(const void *a, const void *b)
-{
-    int32_t x = ((const bp_watermark_t *)a)->partition, y = ((const bp_watermark_t *)b)->partition;
-    return (x > y) - (x < y);
-}
-
 /* One topic's partitions and watermarks into out. Returns 0 when the broker answered the metadata
- * request (out->error then names a partition that did not answer, if any), -1 with err when it did
+ * request (out->error then says what went wrong with the topic, if anything), -1 with err when it did
  * not (out untouched). */
 static int fetch_topic(bp_watermarks_t *w, const char *name, bp_watermarks_topic_t *out, char *err,
                        size_t errlen)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->rk, name, NULL);
-    if (rkt == NULL) {
-        snprintf(err, errlen, "topic %s: %s", name, rd_kafka_err2str(rd_kafka_last_error()));
-        return -1;
-    }
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(w->rk, 0, rkt, &md, METADATA_TIMEOUT_MS);
-    rd_kafka_topic_destroy(rkt);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(err, errlen, "no metadata from the broker within %d ms: %s", METADATA_TIMEOUT_MS,
-                 rd_kafka_err2str(e));
+    char why[256] = "";
+    int n = bp_kafka_partition_count(w->rk, name, METADATA_TIMEOUT_MS, why, sizeof(why));
+    if (n == -1) {
+        snprintf(err, errlen, "no metadata from the broker within %d ms: %s", METADATA_TIMEOUT_MS, why);
         return -1;
     }
     bp_watermarks_topic_t t = {0, NULL, ""};
-    const struct rd_kafka_metadata_topic *mt = md->topic_cnt == 1 ? &md->topics[0] : NULL;
-    if (mt == NULL || mt->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(t.error, sizeof(t.error), "topic %s: %s", name,
-                 mt != NULL ? rd_kafka_err2str(mt->err) : "not in the broker's answer");
-    } else if (mt->partition_cnt > 0) {
-        t.parts = calloc((size_t)mt->partition_cnt, sizeof(*t.parts));
-        if (t.parts == NULL) {
-            snprintf(t.error, sizeof(t.error), "out of memory");
-        } else {
-            t.n = (size_t)mt->partition_cnt;
-            for (size_t i = 0; i < t.n; i++)
-                t.parts[i] = (bp_watermark_t){mt->partitions[i].id, -1, -1};
-            qsort(t.parts, t.n, sizeof(*t.parts), by_partition);
-        }
+    int64_t *low = NULL, *high = NULL;
+    if (n > 0) {
+        low = calloc((size_t)n, sizeof(*low));
+        high = calloc((size_t)n, sizeof(*high));
     }
-    rd_kafka_metadata_destroy(md);
-    /* after one partition fails the others would most likely wait out their timeouts too */
-    for (size_t i = 0; i < t.n && t.error[0] == '\0' && !atomic_load(&w->stop); i++) {
-        int64_t lo = -1, hi = -1;
-        e = rd_kafka_query_watermark_offsets(w->rk, name, t.parts[i].partition, &lo, &hi, QUERY_TIMEOUT_MS);
-        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            snprintf(t.error, sizeof(t.error), "topic %s partition %d: %s", name, (int)t.parts[i].partition,
-                     rd_kafka_err2str(e));
-            break;
-        }
-        t.parts[i].low = lo;
-        t.parts[i].high = hi;
+    if (n <= 0) {
+        snprintf(t.error, sizeof(t.error), "%s", why); /* the topic is missing, or has no leader */
+    } else if (low == NULL || high == NULL || (t.parts = calloc((size_t)n, sizeof(*t.parts))) == NULL) {
+        snprintf(t.error, sizeof(t.error), "out of memory");
+    } else {
+        t.n = (size_t)n;
+        int ok = bp_kafka_watermarks(w->rk, name, n, low, high, QUERY_TIMEOUT_MS * n, t.error, sizeof(t.error)) == 0;
+        /* partitions are numbered 0..n-1 */
+        for (int i = 0; i < n; i++)
+            t.parts[i] = (bp_watermark_t){i, ok ? low[i] : -1, ok ? high[i] : -1};
     }
+    free(low);
+    free(high);
     topic_free(out);
     *out = t;
     return 0;

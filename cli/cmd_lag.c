@@ -293,7 +293,7 @@ static int gather(rd_kafka_t *rk, const bp_config_t *cfg, int timeout_ms, lag_re
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (cli_kafka_watermarks(rk, cfg->topic, rep->n, low, high, timeout_ms, err, errlen) != 0)
+    if (bp_kafka_watermarks(rk, cfg->topic, rep->n, low, high, timeout_ms, err, errlen) != 0)
         goto fail;
     for (int p = 0; p < rep->n; p++)
         rep->parts[p] = (lag_part_t){low[p], high[p], -1, -1, 0, -1};

@@ -196,7 +196,7 @@ dlq_reader_t *dlq_reader_new(const bp_config_t *cfg, int timeout_ms, char *err, 
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (cli_kafka_watermarks(r->rk, cfg->dlq_topic, r->n, r->low, r->high, timeout_ms, err, errlen) != 0)
+    if (bp_kafka_watermarks(r->rk, cfg->dlq_topic, r->n, r->low, r->high, timeout_ms, err, errlen) != 0)
         goto fail;
     return r;
 fail:

@@ -56,59 +56,16 @@ rd_kafka_t *cli_kafka_new(const bp_config_t *cfg, rd_kafka_type_t type, const ch
 int cli_kafka_partitions(rd_kafka_t *rk, const char *brokers, const char *topic, int timeout_ms, char *err,
                          size_t errlen)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (rkt == NULL) {
-        snprintf(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
-        return -1;
-    }
-    long long deadline = cli_now_ms() + timeout_ms;
-    int n = -1;
-    for (;;) {
-        const struct rd_kafka_metadata *md = NULL;
-        long long left = deadline - cli_now_ms();
-        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, left > 0 ? (int)left : 1);
-        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            snprintf(err, errlen, "no answer from the Kafka brokers at %s within %d s (%s)", brokers,
-                     timeout_ms / 1000, rd_kafka_err2str(e));
-            break;
-        }
-        rd_kafka_resp_err_t te =
-            md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-        int cnt = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
-        rd_kafka_metadata_destroy(md);
-        if (te == RD_KAFKA_RESP_ERR_NO_ERROR && cnt > 0) {
-            n = cnt;
-            break;
-        }
-        if (te == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || (te == RD_KAFKA_RESP_ERR_NO_ERROR && cnt == 0)) {
-            snprintf(err, errlen, "topic %s does not exist (create it with batchpipe topics)", topic);
-            break;
-        }
-        if (cli_now_ms() + 200 >= deadline) { /* e.g. LEADER_NOT_AVAILABLE that did not pass */
-            snprintf(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(te));
-            break;
-        }
-        struct timespec pause = {0, 200 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
-    rd_kafka_topic_destroy(rkt);
-    return n;
-}
-
-int cli_kafka_watermarks(rd_kafka_t *rk, const char *topic, int n, int64_t *low, int64_t *high,
-                         int timeout_ms, char *err, size_t errlen)
-{
-    long long deadline = cli_now_ms() + timeout_ms;
-    for (int p = 0; p < n; p++) {
-        long long left = deadline - cli_now_ms();
-        rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(rk, topic, p, &low[p], &high[p], left > 0 ? (int)left : 1);
-        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            snprintf(err, errlen, "watermarks of %s partition %d: %s", topic, p, rd_kafka_err2str(e));
-            return -1;
-        }
-    }
-    return 0;
+    char why[256];
+    int n = bp_kafka_partition_count(rk, topic, timeout_ms, why, sizeof(why));
+    if (n == 0)
+        snprintf(err, errlen, "topic %s does not exist (create it with batchpipe topics)", topic);
+    else if (n == -1)
+        snprintf(err, errlen, "no answer from the Kafka brokers at %s within %d s (%s)", brokers, timeout_ms / 1000,
+                 why);
+    else if (n < 0)
+        snprintf(err, errlen, "%s", why);
+    return n > 0 ? n : -1;
 }
 
 int cli_parse_letter_ref(const char *s, int32_t *partition, int64_t *offset)

@@ -35,11 +35,6 @@ rd_kafka_t *cli_kafka_new(const bp_config_t *cfg, rd_kafka_type_t type, const ch
 int cli_kafka_partitions(rd_kafka_t *rk, const char *brokers, const char *topic, int timeout_ms, char *err,
                          size_t errlen) BP_MUST_CHECK;
 
-/* The low and high watermarks of every partition 0..n-1 of topic into low[] and high[].
- * Returns 0, or -1 with err. */
-int cli_kafka_watermarks(rd_kafka_t *rk, const char *topic, int n, int64_t *low, int64_t *high,
-                         int timeout_ms, char *err, size_t errlen) BP_MUST_CHECK;
-
 /* Parse "PARTITION:OFFSET" (decimal, both >= 0). Returns 0, or -1. */
 int cli_parse_letter_ref(const char *s, int32_t *partition, int64_t *offset) BP_MUST_CHECK;
 

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "bp_log.h"
 
@@ -106,4 +107,69 @@ bp_err_t bp_kafka_classify(rd_kafka_resp_err_t err)
     default:
         return BP_ERR_KAFKA_DOWN;
     }
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int bp_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (rkt == NULL) {
+        snprintf(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
+        return -2;
+    }
+    long long deadline = mono_ms() + timeout_ms;
+    int n;
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        long long left = deadline - mono_ms();
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, left > 0 ? (int)left : 1);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            snprintf(err, errlen, "%s", rd_kafka_err2str(e));
+            n = -1;
+            break;
+        }
+        rd_kafka_resp_err_t te = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        int cnt = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
+        rd_kafka_metadata_destroy(md);
+        if (te == RD_KAFKA_RESP_ERR_NO_ERROR && cnt > 0) {
+            n = cnt;
+            break;
+        }
+        if (te == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || te == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            snprintf(err, errlen, "topic %s does not exist", topic);
+            n = 0;
+            break;
+        }
+        if (mono_ms() + 200 >= deadline) { /* e.g. LEADER_NOT_AVAILABLE that did not pass */
+            snprintf(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(te));
+            n = -2;
+            break;
+        }
+        struct timespec pause = {0, 200 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    rd_kafka_topic_destroy(rkt);
+    return n;
+}
+
+int bp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int n, int64_t *low, int64_t *high, int timeout_ms,
+                        char *err, size_t errlen)
+{
+    long long deadline = mono_ms() + timeout_ms;
+    for (int p = 0; p < n; p++) {
+        long long left = deadline - mono_ms();
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(rk, topic, p, &low[p], &high[p], left > 0 ? (int)left : 1);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            snprintf(err, errlen, "watermarks of %s partition %d: %s", topic, p, rd_kafka_err2str(e));
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include <stdint.h>
+
 #include <librdkafka/rdkafka.h>
 
 #include "bp_config.h"
@@ -31,6 +33,18 @@ int bp_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value
  * rk is borrowed (any client handle). Returns 0, or -1 with err. */
 int bp_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, int rf, int timeout_ms, char *err,
                           size_t errlen) BP_MUST_CHECK;
+
+/* The number of partitions of topic, from the brokers' metadata, within timeout_ms: > 0; 0 when the
+ * topic does not exist; -1 when no metadata came (err: librdkafka's reason); -2 when the topic's own
+ * error (a leader not yet elected, ...) lasted until the deadline (err: "topic NAME: reason"). Transient
+ * topic errors are asked again every 200 ms. rk is borrowed (any client handle). */
+int bp_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen);
+
+/* The low and high watermarks of partitions 0..n-1 of topic into low[] and high[], asked of the brokers
+ * (rd_kafka_query_watermark_offsets), all within timeout_ms. Returns 0, or -1 with err naming the
+ * partition. */
+int bp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int n, int64_t *low, int64_t *high, int timeout_ms,
+                        char *err, size_t errlen) BP_MUST_CHECK;
 
 /* Map a librdkafka error to ours: fatal -> BP_ERR_FATAL, queue full -> BP_ERR_QUEUE_FULL,
  * timeouts -> BP_ERR_TIMEOUT, everything else transport-like -> BP_ERR_KAFKA_DOWN. */
