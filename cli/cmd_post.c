@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,6 +13,7 @@
 #include "cli.h"
 #include "http_client.h"
 #include "json_scan.h"
+#include "table.h"
 
 #define CONCURRENCY_DEFAULT 8
 #define CONCURRENCY_MAX 64
@@ -258,8 +258,9 @@ static void draw_bar(post_t *p, int force)
     if (!p->bar || (!force && t - p->last_draw < DRAW_INTERVAL_S))
         return;
     p->last_draw = t;
-    struct winsize ws;
-    int width = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
+    int width = cli_term_width(stderr); /* the bar is drawn on a terminal only */
+    if (width <= 0)
+        width = 80;
     char tail[256];
     int tlen = snprintf(tail, sizeof(tail),
                         " %zu/%zu files  %lld objects  %.0f objects/s  %zu rejected  %zu failed", p->done,

@@ -4,13 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "bp_utf8.h"
 #include "cli.h"
 #include "http_client.h"
 #include "json_scan.h"
+#include "table.h"
 
 #define ID_MAX_BYTES 65536
 #define LIMIT_DEFAULT 100
@@ -47,21 +47,12 @@ static const char query_usage[] =
  * Shared pieces.
  */
 
-/* Columns a UTF-8 string takes (one per code point: good enough for ids and keys). */
-static size_t columns(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
-}
-
 /* Print s to f in at most `cols` columns: cut at a code point with "..." when longer, padded with spaces
  * to `pad` columns (0: no padding). Control characters become '?', so nothing reaches the terminal
  * as an escape sequence. */
 static void put_cell(FILE *f, const char *s, size_t cols, size_t pad)
 {
-    size_t width = columns(s);
+    size_t width = cli_text_width(s);
     size_t shown = 0;
     int cut = width > cols;
     size_t room = cut ? (cols > 3 ? cols - 3 : 0) : width;
@@ -159,8 +150,8 @@ static void print_object(const json_t *obj)
         const json_t *key = json_object_get(pair, "key");
         keys[i] = json_is_string(key) ? show_key(json_string_value(key)) : show_value(key);
         values[i] = show_value(json_object_get(pair, "value"));
-        if (keys[i] != NULL && columns(keys[i]) > width)
-            width = columns(keys[i]);
+        if (keys[i] != NULL && cli_text_width(keys[i]) > width)
+            width = cli_text_width(keys[i]);
     }
     if (width > 40)
         width = 40;
@@ -511,12 +502,11 @@ static int fetch(query_t *q)
 static void print_table(const query_t *q)
 {
     int tty = isatty(STDOUT_FILENO);
-    struct winsize ws;
-    size_t width = tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 0;
+    size_t width = (size_t)cli_term_width(stdout); /* 0 off a terminal */
     size_t wid = 9, wbatch = 8;
     for (size_t i = 0; i < q->nrows; i++) {
         const json_t *row = json_array_get(q->rows, i);
-        size_t a = columns(str_member(row, "object_id")), b = columns(str_member(row, "batch_id"));
+        size_t a = cli_text_width(str_member(row, "object_id")), b = cli_text_width(str_member(row, "batch_id"));
         wid = a > wid ? a : wid;
         wbatch = b > wbatch ? b : wbatch;
     }

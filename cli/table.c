@@ -18,7 +18,7 @@ struct cli_table {
     unsigned char *right;
 };
 
-static size_t text_width(const char *s)
+size_t cli_text_width(const char *s)
 {
     size_t w = 0;
     for (; *s; s++)
@@ -78,7 +78,7 @@ size_t cli_table_rows(const cli_table_t *t)
 /* Print at most max code points of s (all when max is 0), ending in "..." when cut. */
 static void print_cut(FILE *out, const char *s, size_t max)
 {
-    if (max == 0 || text_width(s) <= max) {
+    if (max == 0 || cli_text_width(s) <= max) {
         fputs(s, out);
         return;
     }
@@ -99,7 +99,7 @@ void cli_table_print(const cli_table_t *t, FILE *out, int width)
         return;
     for (size_t r = 0; r < t->rows; r++)
         for (size_t c = 0; c < t->ncols; c++) {
-            size_t cw = text_width(t->cells[r * t->ncols + c]);
+            size_t cw = cli_text_width(t->cells[r * t->ncols + c]);
             if (cw > w[c])
                 w[c] = cw;
         }
@@ -112,7 +112,7 @@ void cli_table_print(const cli_table_t *t, FILE *out, int width)
     for (size_t r = 0; r < t->rows; r++) {
         for (size_t c = 0; c < t->ncols; c++) {
             const char *s = t->cells[r * t->ncols + c];
-            size_t pad = w[c] - text_width(s);
+            size_t pad = w[c] - cli_text_width(s);
             int last = c + 1 == t->ncols;
             if (t->right[c])
                 fprintf(out, "%*s", (int)pad, "");

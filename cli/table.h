@@ -32,6 +32,10 @@ void cli_table_free(cli_table_t *t);
 /* The width of the terminal on out, or 0 when out is not a terminal (then nothing is cut). */
 int cli_term_width(FILE *out);
 
+/* Columns a UTF-8 string takes on a terminal: one per code point (good enough for ids and keys; wide
+ * CJK characters take two). */
+size_t cli_text_width(const char *s);
+
 /* A printable copy of len bytes: valid UTF-8 is kept, control characters and invalid bytes become
  * \xNN (newlines and tabs too unless keep_newlines). NULL when out of memory. Free with free(). */
 char *cli_escape(const void *buf, size_t len, int keep_newlines);
