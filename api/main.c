@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "errors.h"
 #include "ratelimit.h"
+#include "stats.h"
 #include "tls.h"
 #include "watermarks.h"
 #include "router.h"
@@ -52,6 +53,7 @@ int main(int argc, char **argv)
     api.cfg = &cfg;
     api.stop = &stop_flag;
     api.metrics = bp_metrics_new();
+    api.objects_accepted = bp_stats_objects_accepted(api.metrics); /* counted on every POST: looked up once */
     if (cfg.api_keys_file[0] != '\0' && (api.auth = bp_auth_load(cfg.api_keys_file, err, sizeof(err))) == NULL) {
         fprintf(stderr, "batchpipe-api: %s\n", err);
         goto fail;

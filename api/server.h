@@ -45,6 +45,7 @@ struct bp_api {
     bp_api_thread_t *threads;
     volatile sig_atomic_t *stop; /* set by the signal handler */
     bp_metrics_t *metrics;       /* owned by main; the /metrics registry */
+    bp_metric_t *objects_accepted; /* in metrics: objects of the batches the broker acknowledged */
     struct bp_auth *auth;        /* owned by main; NULL: no authentication */
     struct bp_ratelimit *ratelimit; /* owned by main; NULL: no rate limit */
     SSL_CTX *ssl_ctx;            /* owned by main; NULL: plain HTTP */

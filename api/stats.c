@@ -188,7 +188,7 @@ static void answer(h2o_req_t *req, bp_err_t err, const PGresult *res, const char
                         json_integer(counter(api->metrics, "bp_produce_accepted_total",
                                              "Messages the broker acknowledged (late acks included).")));
     json_object_set_new(accepted, "objects",
-                        json_integer((json_int_t)bp_metric_value(bp_stats_objects_accepted(api->metrics))));
+                        json_integer((json_int_t)bp_metric_value(api->objects_accepted)));
     json_object_set_new(body, "accepted", accepted);
     json_t *offsets = add_applied(body, req, err, res, msg);
 

@@ -13,7 +13,6 @@
 #include "http.h"
 #include "producer.h"
 #include "router.h"
-#include "stats.h"
 
 static const char maybe_stored[] =
     "; the batch may or may not have been stored; retrying is safe: the same batch applied twice yields the "
@@ -115,7 +114,7 @@ static void on_verdict(void *opaque, const bp_produce_result_t *res)
     if (w->counted)
         w->t->inflight--;
     if (res->err == BP_OK) /* stored in the topic, whether or not its client still waits */
-        bp_counter_add(bp_stats_objects_accepted(w->t->api->metrics), w->ack.objects);
+        bp_counter_add(w->t->api->objects_accepted, w->ack.objects);
     if (req == NULL) {
         json_t *fields = json_pack("{s:s}", "request_id", w->request_id);
         bp_log_fields(BP_LOG_DEBUG, fields, "a POST went away before the broker's verdict (%s)", res->reason);
