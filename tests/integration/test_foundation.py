@@ -1,9 +1,12 @@
 """Foundation: the binaries start against the real services, answer, join the consumer group, stop
 cleanly on SIGINT and SIGTERM, and refuse bad configuration with one clear line."""
+import json
 import signal
 import subprocess
 
-from conftest import API_BIN, CLI_BIN, INGEST_BIN, wait_until
+from confluent_kafka.admin import AdminClient
+
+from conftest import API_BIN, BROKERS, CLI_BIN, INGEST_BIN, wait_until
 
 
 def test_api_lists_endpoints(api):
@@ -96,3 +99,38 @@ def test_worker_refuses_to_start_when_its_health_port_is_taken(bp_env):
         w = bp_env.start_worker(BP_HEALTH_PORT=port)
         assert w.p.wait(30) == 1
         assert any("BP_HEALTH_PORT" in l.get("msg", "") for l in w.log_lines())
+
+
+def test_setup_subcommands_have_help_and_refuse_stray_arguments(bp_env):
+    for cmd in ("migrate", "topics", "config", "hash-key", "settings"):
+        r = bp_env.cli(cmd, "--help")
+        assert r.stdout.startswith("usage: batchpipe") and cmd in r.stdout.splitlines()[0], r.stdout
+    for cmd in ("migrate", "topics", "config"):
+        r = bp_env.cli(cmd, "extra", check=False)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+            f"batchpipe {cmd}: takes no arguments (see batchpipe {cmd} --help)"]
+
+
+def test_config_shows_the_effective_settings_with_secrets_masked(bp_env):
+    dsn = bp_env.dsn + " password=s3cret-pw"
+    r = bp_env.cli("config", BP_PG_DSN=dsn, BP_API_KEY="k3y-0123456789", BP_API_URL="http://api.example:9000")
+    shown = json.loads(r.stdout)
+    assert shown["BP_API_URL"] == "http://api.example:9000" and shown["BP_TOPIC"] == bp_env.topic
+    assert shown["BP_API_KEY"] == "****" and "password=****" in shown["BP_PG_DSN"]
+    assert "s3cret" not in r.stdout and "k3y-" not in r.stdout
+
+
+def test_topics_creates_missing_topics_and_is_harmless_twice(bp_env):
+    topic = bp_env.topic + "-extra"
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    assert topic not in admin.list_topics(timeout=10).topics
+    for _ in range(2):
+        r = bp_env.cli("topics", BP_TOPIC=topic, BP_DLQ_TOPIC=topic + ".dlq", BP_PARTITIONS="5")
+        assert f"topic {topic}: ready" in r.stdout and f"topic {topic}.dlq: ready" in r.stdout
+        def both_listed():  # the broker's metadata may lag its create acknowledgement a moment
+            m = admin.list_topics(timeout=10).topics
+            return topic in m and topic + ".dlq" in m and m
+
+        meta = wait_until(both_listed, 15, "both topics in the broker's metadata")
+        assert len(meta[topic].partitions) == 5 and len(meta[topic + ".dlq"].partitions) == 5
+    admin.delete_topics([topic, topic + ".dlq"])
