@@ -55,20 +55,20 @@ static void topic_free(bp_watermarks_topic_t *t)
 static int fetch_topic(bp_watermarks_t *w, const char *name, bp_watermarks_topic_t *out, char *err,
                        size_t errlen)
 {
-    char why[256] = "";
+    bp_watermarks_topic_t t = {0, NULL, ""};
+    char why[sizeof(t.error)] = ""; /* it may end up in t.error */
     int n = bp_kafka_partition_count(w->rk, name, METADATA_TIMEOUT_MS, why, sizeof(why));
     if (n == -1) {
         snprintf(err, errlen, "no metadata from the broker within %d ms: %s", METADATA_TIMEOUT_MS, why);
         return -1;
     }
-    bp_watermarks_topic_t t = {0, NULL, ""};
     int64_t *low = NULL, *high = NULL;
     if (n > 0) {
         low = calloc((size_t)n, sizeof(*low));
         high = calloc((size_t)n, sizeof(*high));
     }
     if (n <= 0) {
-        snprintf(t.error, sizeof(t.error), "%s", why); /* the topic is missing, or has no leader */
+        memcpy(t.error, why, sizeof(t.error)); /* the topic is missing, or has no leader */
     } else if (low == NULL || high == NULL || (t.parts = calloc((size_t)n, sizeof(*t.parts))) == NULL) {
         snprintf(t.error, sizeof(t.error), "out of memory");
     } else {
