@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -584,6 +585,25 @@ static void log_outcomes(const bp_apply_t *a, const bp_ingest_msg_t *msgs, size_
              n, applied, objects, skipped, dead, took_ms);
 }
 
+#ifdef BP_TEST_SPLIT_OFFSETS
+/* TEST ONLY, compiled in with -DBP_TEST_SPLIT_OFFSETS=ON and never in a real build: the broken design
+ * that commits the data and then, in a transaction of its own, the offsets. A kill in the window
+ * between the two makes the next owner apply the same messages again; the crash test must see it
+ * (docs/RELIABILITY.md). */
+#define SPLIT_WINDOW_US 100000
+
+static bp_err_t split_commit_data(bp_apply_t *a, const bp_ingest_msg_t *msgs, size_t n, long long started,
+                                  char *err, size_t errlen)
+{
+    bp_err_t e = commit(a, err, errlen);
+    if (e != BP_OK)
+        return e;
+    log_outcomes(a, msgs, n, now_ms() - started);
+    usleep(SPLIT_WINDOW_US);
+    return exec_simple(a, "BEGIN", err, errlen);
+}
+#endif
+
 bp_pg_fault_t bp_apply_last_fault(const bp_apply_t *a)
 {
     return a->fault;
@@ -652,6 +672,10 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
     /* the dead letters must be on the broker before the offset moves past their messages */
     if (ndead > 0 && (e = bp_dlq_wait(dlq, DLQ_WAIT_MS, err, errlen)) != BP_OK)
         goto fail;
+#ifdef BP_TEST_SPLIT_OFFSETS
+    if ((e = split_commit_data(a, msgs, n, started, err, errlen)) != BP_OK)
+        goto fail;
+#endif
     if ((e = set_offsets(a, parts, nparts, err, errlen)) != BP_OK || (e = commit(a, err, errlen)) != BP_OK)
         goto fail;
     for (size_t i = 0; i < nparts; i++) {
@@ -659,7 +683,9 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
         out[i].next_offset = parts[i].next;
     }
     *nout = nparts;
+#ifndef BP_TEST_SPLIT_OFFSETS
     log_outcomes(a, msgs, n, now_ms() - started);
+#endif
     goto done;
 fail:
     if (ndead > 0)
