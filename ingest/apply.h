@@ -10,6 +10,7 @@
 
 #include "bp_config.h"
 #include "bp_error.h"
+#include "bp_pg.h"
 #include "dlq.h"
 #include "message.h"
 
@@ -40,14 +41,23 @@ bp_err_t bp_apply_load_offsets(bp_apply_t *a, rd_kafka_topic_partition_list_t *p
  *  - the other valid messages are written by one statement (BP_MSG_APPLIED); if PostgreSQL refuses
  *    it for the data (SQLSTATE classes 22, 23, 54), it is undone and each message is written under
  *    its own savepoint instead, so that only the refused ones fail (BP_MSG_DEAD, m->pg_reason says why);
+ *  - with isolate set (the caller's transaction failed too often), no set-based statement: each
+ *    message is written alone under its savepoint, and one that fails alone for any reason that is
+ *    not a lost connection, an operator's problem or a concurrent transaction (bp_pg_fault_t) is
+ *    refused too (BP_MSG_DEAD, the SQLSTATE in m->pg_reason);
  *  - invalid and refused messages are sent to dlq, in source order, and acked by the broker before
  *    the rows' next_offset moves past them and the transaction commits.
+ * Once committed, each applied message is logged on one info line (BP_LOG_APPLIED).
  * Each message stays atomic: its batch row and all its objects commit together or not at all.
  * On BP_OK the outcomes are final and out[0..*nout) holds the partitions' committed next offsets
  * (out must have room for n entries). On an error nothing was committed (or the commit's fate is
  * unknown: a retry then skips what was applied), err says why and the caller retries or stops by
  * the error's class. Each message's outcome is reset at the start of every attempt. */
-bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_t n, bp_part_offset_t *out,
-                      size_t *nout, char *err, size_t errlen) BP_MUST_CHECK;
+bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_t n, int isolate,
+                      bp_part_offset_t *out, size_t *nout, char *err, size_t errlen) BP_MUST_CHECK;
+
+/* After bp_apply_txn failed: whose fault it was (BP_PG_FAULT_NONE when not PostgreSQL's: out of
+ * memory, the dead-letter topic). The worker bounds its retries by it. */
+bp_pg_fault_t bp_apply_last_fault(const bp_apply_t *a);
 
 #endif

@@ -439,39 +439,30 @@ static void commit_to_kafka(bp_worker_t *w, size_t nout)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-/* One info line per message applied by the committed transaction, with its topic, partition, offset
- * and the request id the API gave it: an operator can follow a batch from the POST to PostgreSQL. */
-static void log_applied(bp_worker_t *w)
-{
-    if (!bp_log_enabled(BP_LOG_INFO))
-        return;
-    for (size_t i = 0; i < w->n; i++) {
-        const bp_ingest_msg_t *m = &w->buf[i];
-        if (m->outcome != BP_MSG_APPLIED)
-            continue;
-        json_t *f = bp_ingest_msg_fields(m, w->cfg->topic);
-        bp_log_fields(BP_LOG_INFO, f, "applied a batch of %zu objects", m->objects);
-        json_decref(f);
-    }
-}
-
-/* Apply the buffer in one transaction; on a retriable failure pause, back off while polling, and
- * try again the same messages (minus those of revoked partitions), in order, until it commits.
+/* Apply the buffer in one transaction; on a failure pause, back off while polling, and try again the
+ * same messages (minus those of revoked partitions), in order, until it commits. A failure a message
+ * may cause (bp_pg_fault_bounded) is retried BP_TXN_MAX_ATTEMPTS times; then each message is tried
+ * alone and the one that fails alone is dead-lettered, so that no message can stall its partition
+ * (and every other partition of this worker) for good. A lost connection and failures only an
+ * operator can fix are retried without limit.
  * Returns 0 (buffer empty), or -1 on a fatal error. A stopping worker gives up at its deadline:
  * what it held is then not committed and the next owner applies it. */
 static int flush(bp_worker_t *w)
 {
     int rc = 0;
+    long long bounded = 0; /* failed attempts that count toward the bound */
     for (int attempt = 0; w->n > 0; attempt++) {
         char err[1024];
         size_t nout = 0;
         double started = now_s();
-        bp_err_t e = bp_apply_txn(w->apply, w->dlq, w->buf, w->n, w->done, &nout, err, sizeof(err));
+        int isolate = bounded >= w->cfg->txn_max_attempts;
+        bp_err_t e = bp_apply_txn(w->apply, w->dlq, w->buf, w->n, isolate, w->done, &nout, err, sizeof(err));
         if (e == BP_OK) {
             bp_stats_txn_committed(w->stats, w->buf, w->n, w->done, nout, now_s() - started);
             w->pg_check_failures = 0;
             w->pg_check_at = now_ms() + PG_CHECK_IDLE_MS;
-            log_applied(w);
+            if (isolate)
+                bp_info("committed %zu messages one by one after %lld failed attempts", w->n, bounded);
             commit_to_kafka(w, nout);
             buffer_clear(w);
             break;
@@ -501,12 +492,16 @@ static int flush(bp_worker_t *w)
             buffer_clear(w);
             break;
         }
-        /* a non-retriable failure here is not the message's (those are dead-lettered): a missing
-         * table, a permission; retry too, but loudly */
+        /* a failure only an operator can fix (a missing table, a permission) is retried without
+         * limit, but loudly; one a message may cause counts toward the bound */
+        bp_pg_fault_t fault = bp_apply_last_fault(w->apply);
+        const char *then = "";
+        if (bp_pg_fault_bounded(fault) && ++bounded == w->cfg->txn_max_attempts)
+            then = "; then each message alone, and the one that fails alone is dead-lettered";
         bp_stats_txn_retry(w->stats, e);
-        bp_log_fields(cls == BP_CLASS_RETRIABLE ? BP_LOG_WARN : BP_LOG_ERROR, f,
-                      "transaction of %zu messages failed (%s: %s); retry %d in %lld ms", w->n, bp_err_str(e),
-                      err, attempt + 1, delay);
+        bp_log_fields(fault == BP_PG_FAULT_OPERATOR ? BP_LOG_ERROR : BP_LOG_WARN, f,
+                      "transaction of %zu messages failed (%s: %s); retry %d in %lld ms%s", w->n, bp_err_str(e),
+                      err, attempt + 1, delay, then);
         json_decref(f);
         if (!w->paused)
             pause_all(w, 1);

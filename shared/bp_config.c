@@ -107,6 +107,13 @@ static const setting_t settings[] = {
      "longest wait to fill a transaction"},
     {"retry-backoff-max-ms", "BP_RETRY_BACKOFF_MAX_MS", T_INT, S(retry_backoff_max_ms), "5000", 10, 600000,
      BP_FOR_INGEST, 0, "cap of the backoff between retries of a transient failure"},
+    {"txn-max-attempts", "BP_TXN_MAX_ATTEMPTS", T_INT, S(txn_max_attempts), "5", 1, 1000, BP_FOR_INGEST, 0,
+     "attempts of a failing transaction before its messages are tried one by one and the failing one is "
+     "dead-lettered (a lost connection and failures only an operator can fix are retried without limit)"},
+    {"pg-statement-timeout-ms", "BP_PG_STATEMENT_TIMEOUT_MS", T_INT, S(pg_statement_timeout_ms), "30000", 0,
+     86400000, BP_FOR_INGEST, 0, "statement_timeout of the worker's PostgreSQL connection; 0: none"},
+    {"log-applied", "BP_LOG_APPLIED", T_INT, S(log_applied), "1", 0, 1, BP_FOR_INGEST, 0,
+     "1: an info line per message applied, after its COMMIT (topic, partition, offset, request_id); 0: none"},
     {"shutdown-timeout-ms", "BP_SHUTDOWN_TIMEOUT_MS", T_INT, S(shutdown_timeout_ms), "10000", 100, 600000,
      BP_FOR_API | BP_FOR_INGEST, 0, "bound on a graceful shutdown"},
     {"health-port", "BP_HEALTH_PORT", T_INT, S(health_port), "8001", 0, 65535, BP_FOR_INGEST, 0,

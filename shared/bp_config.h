@@ -55,6 +55,9 @@ typedef struct bp_config {
     long long txn_max_bytes;
     long long txn_max_ms;
     long long retry_backoff_max_ms;
+    long long txn_max_attempts;
+    long long pg_statement_timeout_ms;
+    long long log_applied;
     long long shutdown_timeout_ms;
     long long health_port;
     /* cli */

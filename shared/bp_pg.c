@@ -35,14 +35,47 @@ PGconn *bp_pg_connect(const char *dsn, char *err, size_t errlen)
     return conn;
 }
 
-bp_err_t bp_pg_classify_sqlstate(const char *sqlstate)
+static int is(const char *sqlstate, const char *prefix)
+{
+    return strncmp(sqlstate, prefix, strlen(prefix)) == 0;
+}
+
+bp_pg_fault_t bp_pg_fault_sqlstate(const char *sqlstate)
 {
     if (sqlstate == NULL || strlen(sqlstate) != 5)
+        return BP_PG_FAULT_CONNECTION;
+    if (is(sqlstate, "08") || is(sqlstate, "57P01") || is(sqlstate, "57P02") || is(sqlstate, "57P03") ||
+        is(sqlstate, "57P05"))
+        return BP_PG_FAULT_CONNECTION;
+    if (is(sqlstate, "28") || is(sqlstate, "3D000") || is(sqlstate, "42501") || is(sqlstate, "42P01") ||
+        is(sqlstate, "42703") || is(sqlstate, "42883") || is(sqlstate, "57P04"))
+        return BP_PG_FAULT_OPERATOR;
+    if (is(sqlstate, "40001") || is(sqlstate, "40P01") || is(sqlstate, "55P03"))
+        return BP_PG_FAULT_CONCURRENCY;
+    if (is(sqlstate, "22") || is(sqlstate, "23") || is(sqlstate, "54"))
+        return BP_PG_FAULT_DATA;
+    return BP_PG_FAULT_OTHER;
+}
+
+bp_pg_fault_t bp_pg_fault(const PGconn *conn, const PGresult *res)
+{
+    if ((conn != NULL && PQstatus(conn) != CONNECTION_OK) || res == NULL)
+        return BP_PG_FAULT_CONNECTION;
+    return bp_pg_fault_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE));
+}
+
+int bp_pg_fault_bounded(bp_pg_fault_t fault)
+{
+    return fault == BP_PG_FAULT_CONCURRENCY || fault == BP_PG_FAULT_DATA || fault == BP_PG_FAULT_OTHER;
+}
+
+bp_err_t bp_pg_classify_sqlstate(const char *sqlstate)
+{
+    bp_pg_fault_t f = bp_pg_fault_sqlstate(sqlstate);
+    /* for the API, a server going away or out of resources is "unavailable" */
+    if (f == BP_PG_FAULT_CONNECTION || is(sqlstate, "57P") || is(sqlstate, "53"))
         return BP_ERR_PG_DOWN;
-    if (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "57P", 3) == 0 || strncmp(sqlstate, "53", 2) == 0)
-        return BP_ERR_PG_DOWN;
-    if (strcmp(sqlstate, "40001") == 0 || strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "55P03") == 0 ||
-        strcmp(sqlstate, "57014") == 0 || strncmp(sqlstate, "58", 2) == 0 || strncmp(sqlstate, "XX", 2) == 0)
+    if (f == BP_PG_FAULT_CONCURRENCY || is(sqlstate, "57014") || is(sqlstate, "58") || is(sqlstate, "XX"))
         return BP_ERR_PG_TRANSIENT;
     return BP_ERR_PG_DATA;
 }

@@ -1,5 +1,5 @@
 /* bp_pg.h - PostgreSQL helpers both binaries use: blocking connect with a clear error, SQLSTATE
- * classification into bp_err_t, creating the database, and the migration runner. */
+ * classification (whose fault, and as a bp_err_t), creating the database, and the migration runner. */
 #ifndef BP_PG_H
 #define BP_PG_H
 
@@ -13,9 +13,35 @@
  * in CONNECTION_OK state, or NULL with the reason (no password) in err. Free with PQfinish. */
 PGconn *bp_pg_connect(const char *dsn, char *err, size_t errlen);
 
-/* Map a failed result (or a NULL result on a broken connection) to an error:
- * connection problems and class 08/57P/53 -> BP_ERR_PG_DOWN; 40001/40P01/55P03 -> BP_ERR_PG_TRANSIENT;
- * data and integrity errors (22, 23, 42...) -> BP_ERR_PG_DATA. res and conn are borrowed; conn may be NULL. */
+/* Whose fault a PostgreSQL failure is: what the ingest worker's retry and dead-letter decisions read.
+ * The one place that knows which SQLSTATEs mean what (docs/INGEST.md "Failures and retries"). */
+typedef enum bp_pg_fault {
+    BP_PG_FAULT_NONE = 0,    /* no PostgreSQL failure (or one outside PostgreSQL: memory, the broker) */
+    BP_PG_FAULT_CONNECTION,  /* no connection, class 08, 57P01-57P03 (shutdown), 57P05: retry without limit */
+    BP_PG_FAULT_OPERATOR,    /* no message can cause it and only an operator can fix it: 28* (auth), 3D000,
+                              * 42501 (privilege), 42P01/42703/42883 (schema missing), 57P04: retry
+                              * without limit, loudly */
+    BP_PG_FAULT_CONCURRENCY, /* another transaction was in the way: 40001, 40P01, 55P03: retry */
+    BP_PG_FAULT_DATA,        /* the message's data, for good: classes 22, 23, 54: dead letter at once */
+    BP_PG_FAULT_OTHER,       /* anything else (XX000, 21000, 53*, 57014 statement timeout, ...): maybe the
+                              * message, maybe not: retry a bounded number of times, then find out alone */
+} bp_pg_fault_t;
+
+/* The fault of a SQLSTATE (NULL or malformed: the connection failed). */
+bp_pg_fault_t bp_pg_fault_sqlstate(const char *sqlstate);
+
+/* The fault of a failed result (NULL result or a broken connection: BP_PG_FAULT_CONNECTION). conn and
+ * res are borrowed; conn may be NULL. */
+bp_pg_fault_t bp_pg_fault(const PGconn *conn, const PGresult *res);
+
+/* Whether retrying a failure of this kind counts toward the worker's attempt bound: no for a lost
+ * connection, an operator's problem or none at all (those are retried without limit). */
+int bp_pg_fault_bounded(bp_pg_fault_t fault);
+
+/* Map a failed result (or a NULL result on a broken connection) to an error, for the API's answers:
+ * connection problems and class 08/57P/53 -> BP_ERR_PG_DOWN; 40001/40P01/55P03/57014/58/XX ->
+ * BP_ERR_PG_TRANSIENT; the rest (22, 23, 42...) -> BP_ERR_PG_DATA. res and conn are borrowed; conn may
+ * be NULL. */
 bp_err_t bp_pg_classify(const PGconn *conn, const PGresult *res);
 
 /* Same, from a SQLSTATE alone (NULL means the connection failed). */

@@ -1,0 +1,71 @@
+/* test_pg_fault.c - the SQLSTATE table of shared/bp_pg.c: whose fault a failure is (what the ingest
+ * worker retries without limit, bounds, or dead-letters), and the API's mapping kept as it was. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bp_pg.h"
+
+static void connection_loss_and_shutdown_are_retried_without_limit(void **state)
+{
+    const char *states[] = {NULL, "", "08006", "08001", "57P01", "57P02", "57P03", "57P05"};
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        assert_int_equal(bp_pg_fault_sqlstate(states[i]), BP_PG_FAULT_CONNECTION);
+        assert_false(bp_pg_fault_bounded(bp_pg_fault_sqlstate(states[i])));
+    }
+}
+
+static void failures_no_message_can_cause_need_an_operator(void **state)
+{
+    const char *states[] = {"28000", "28P01", "3D000", "42501", "42P01", "42703", "42883", "57P04"};
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+        assert_int_equal(bp_pg_fault_sqlstate(states[i]), BP_PG_FAULT_OPERATOR);
+        assert_false(bp_pg_fault_bounded(BP_PG_FAULT_OPERATOR));
+    }
+}
+
+static void the_rest_is_bounded(void **state)
+{
+    assert_int_equal(bp_pg_fault_sqlstate("22003"), BP_PG_FAULT_DATA);
+    assert_int_equal(bp_pg_fault_sqlstate("23505"), BP_PG_FAULT_DATA);
+    assert_int_equal(bp_pg_fault_sqlstate("54000"), BP_PG_FAULT_DATA);
+    assert_int_equal(bp_pg_fault_sqlstate("40P01"), BP_PG_FAULT_CONCURRENCY);
+    assert_int_equal(bp_pg_fault_sqlstate("40001"), BP_PG_FAULT_CONCURRENCY);
+    assert_int_equal(bp_pg_fault_sqlstate("55P03"), BP_PG_FAULT_CONCURRENCY);
+    const char *other[] = {"XX000", "21000", "53200", "53100", "57014", "58030", "42601", "P0001"};
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+        assert_int_equal(bp_pg_fault_sqlstate(other[i]), BP_PG_FAULT_OTHER);
+    assert_true(bp_pg_fault_bounded(BP_PG_FAULT_OTHER));
+    assert_true(bp_pg_fault_bounded(BP_PG_FAULT_DATA));
+    assert_true(bp_pg_fault_bounded(BP_PG_FAULT_CONCURRENCY));
+    assert_false(bp_pg_fault_bounded(BP_PG_FAULT_NONE));
+}
+
+static void the_api_mapping_is_unchanged(void **state)
+{
+    assert_int_equal(bp_pg_classify_sqlstate(NULL), BP_ERR_PG_DOWN);
+    assert_int_equal(bp_pg_classify_sqlstate("08006"), BP_ERR_PG_DOWN);
+    assert_int_equal(bp_pg_classify_sqlstate("57P04"), BP_ERR_PG_DOWN);
+    assert_int_equal(bp_pg_classify_sqlstate("53200"), BP_ERR_PG_DOWN);
+    assert_int_equal(bp_pg_classify_sqlstate("40P01"), BP_ERR_PG_TRANSIENT);
+    assert_int_equal(bp_pg_classify_sqlstate("57014"), BP_ERR_PG_TRANSIENT);
+    assert_int_equal(bp_pg_classify_sqlstate("XX000"), BP_ERR_PG_TRANSIENT);
+    assert_int_equal(bp_pg_classify_sqlstate("58030"), BP_ERR_PG_TRANSIENT);
+    assert_int_equal(bp_pg_classify_sqlstate("22003"), BP_ERR_PG_DATA);
+    assert_int_equal(bp_pg_classify_sqlstate("42P01"), BP_ERR_PG_DATA);
+    assert_int_equal(bp_pg_classify_sqlstate("21000"), BP_ERR_PG_DATA);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(connection_loss_and_shutdown_are_retried_without_limit),
+        cmocka_unit_test(failures_no_message_can_cause_need_an_operator),
+        cmocka_unit_test(the_rest_is_bounded),
+        cmocka_unit_test(the_api_mapping_is_unchanged),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
