@@ -94,6 +94,9 @@ static const setting_t settings[] = {
      "requests per second per API key (per client address without keys); 0: no limit"},
     {"rate-burst", "BP_RATE_BURST", T_INT, S(rate_burst), "100", 1, 10000000, BP_FOR_API, 0,
      "requests a client may send at once before the rate limit applies"},
+    {"public-rate-limit", "BP_PUBLIC_RATE_LIMIT", T_INT, S(public_rate_limit), "50", 0, 10000000, BP_FOR_API, 0,
+     "requests per second per client address to the public routes (/healthz, /readyz, /metrics, /console/), "
+     "a burst of twice that; 0: no limit (they never count against BP_RATE_LIMIT)"},
     {"tls-cert", "BP_TLS_CERT", T_STR, S(tls_cert), "", 0, 0, BP_FOR_API, 0,
      "PEM certificate chain: serve HTTPS when set together with BP_TLS_KEY"},
     {"tls-key", "BP_TLS_KEY", T_STR, S(tls_key), "", 0, 0, BP_FOR_API, 0, "PEM private key of BP_TLS_CERT"},
