@@ -60,6 +60,9 @@ int main(int argc, char **argv)
     }
     if (cfg.rate_limit > 0 && (api.ratelimit = bp_ratelimit_new((double)cfg.rate_limit, (double)cfg.rate_burst)) == NULL)
         goto fail;
+    if (cfg.public_rate_limit > 0 &&
+        (api.public_ratelimit = bp_ratelimit_new((double)cfg.public_rate_limit, 2.0 * (double)cfg.public_rate_limit)) == NULL)
+        goto fail;
     if (cfg.tls_cert[0] != '\0' && (api.ssl_ctx = bp_tls_context(cfg.tls_cert, cfg.tls_key, err, sizeof(err))) == NULL) {
         fprintf(stderr, "batchpipe-api: %s\n", err);
         goto fail;
@@ -79,6 +82,7 @@ int main(int argc, char **argv)
         bp_error("cannot start: %s", err);
         goto fail;
     }
+    bp_watermarks_register_metrics(api.watermarks, api.metrics);
     if (bp_server_run(&api, err, sizeof(err)) != 0) {
         bp_error("cannot start: %s", err);
         goto fail;
@@ -103,6 +107,7 @@ cleanup:
     bp_metrics_free(api.metrics);
     bp_auth_free(api.auth);
     bp_ratelimit_free(api.ratelimit);
+    bp_ratelimit_free(api.public_ratelimit);
     if (api.ssl_ctx != NULL)
         SSL_CTX_free(api.ssl_ctx);
     bp_config_free(&cfg);

@@ -103,9 +103,9 @@ static void log_access(h2o_logger_t *self, h2o_req_t *req)
                    req->entity.len);
 }
 
-/* Routes every client may call without a key and without counting against a rate limit:
+/* Routes every client may call without a key and without counting against the keys' rate limit:
  * probes, the scraper, and the console's static files (they hold no data; the page's own calls to
- * the API carry the user's key). */
+ * the API carry the user's key). They have a rate limit of their own, per client address. */
 static int is_public(const char *pattern)
 {
     return strcmp(pattern, "/healthz") == 0 || strcmp(pattern, "/readyz") == 0 || strcmp(pattern, "/metrics") == 0 ||
@@ -134,12 +134,34 @@ static void peer_address(h2o_req_t *req, char *buf, size_t len)
         snprintf(buf, len, "unknown");
 }
 
+/* 429 with Retry-After when the client spent its tokens; returns 1 when the request was answered. */
+static int too_many(h2o_req_t *req, int wait)
+{
+    char retry[16];
+    snprintf(retry, sizeof(retry), "%d", wait);
+    bp_http_add_header(req, "retry-after", retry);
+    bp_http_problem(req, 429, "Too Many Requests", "rate limit reached; retry after the given seconds", NULL);
+    return 1;
+}
+
+/* The public routes' own rate limit (BP_PUBLIC_RATE_LIMIT), by client address. Returns 1 when the
+ * request was answered (429). */
+static int public_limited(bp_api_thread_t *t, h2o_req_t *req)
+{
+    if (t->api->public_ratelimit == NULL)
+        return 0;
+    char client[80];
+    peer_address(req, client, sizeof(client));
+    int wait = bp_ratelimit_take(t->api->public_ratelimit, client, (double)h2o_now(t->loop));
+    return wait > 0 ? too_many(req, wait) : 0;
+}
+
 /* Authentication and rate limiting before a route runs. Returns 1 when the request was answered. */
 static int guard(bp_api_thread_t *t, h2o_req_t *req, const bp_route_t *r)
 {
     bp_api_t *api = t->api;
     if (is_public(r->pattern))
-        return 0;
+        return public_limited(t, req);
     const char *who = NULL;
     if (api->auth != NULL) {
         int scope = scope_of(r->method);
@@ -165,13 +187,8 @@ static int guard(bp_api_thread_t *t, h2o_req_t *req, const bp_route_t *r)
         else
             peer_address(req, client, sizeof(client));
         int wait = bp_ratelimit_take(api->ratelimit, client, (double)h2o_now(t->loop));
-        if (wait > 0) {
-            char retry[16];
-            snprintf(retry, sizeof(retry), "%d", wait);
-            bp_http_add_header(req, "retry-after", retry);
-            bp_http_problem(req, 429, "Too Many Requests", "rate limit reached; retry after the given seconds", NULL);
-            return 1;
-        }
+        if (wait > 0)
+            return too_many(req, wait);
     }
     return 0;
 }

@@ -20,6 +20,7 @@ struct bp_producer; /* api/producer.h */
 struct bp_pgpool;   /* api/pgpool.h */
 struct bp_write_wait; /* api/write_ack.c */
 struct bp_watermarks; /* api/watermarks.h */
+struct bp_health;     /* api/health.c */
 
 /* One event-loop thread. Everything in it is touched only by its own thread. */
 struct bp_api_thread {
@@ -35,6 +36,7 @@ struct bp_api_thread {
     struct bp_producer *producer; /* owned; api/producer.c */
     struct bp_pgpool *pgpool;     /* owned; api/pgpool.c */
     struct bp_write_wait *wait;   /* owned; api/write_ack.c: POSTs waiting for the workers (?wait=) */
+    struct bp_health *health;     /* owned; api/health.c: the /readyz state of this thread */
 };
 
 /* The process. */
@@ -48,6 +50,7 @@ struct bp_api {
     bp_metric_t *objects_accepted; /* in metrics: objects of the batches the broker acknowledged */
     struct bp_auth *auth;        /* owned by main; NULL: no authentication */
     struct bp_ratelimit *ratelimit; /* owned by main; NULL: no rate limit */
+    struct bp_ratelimit *public_ratelimit; /* owned by main; the public routes' own; NULL: none */
     SSL_CTX *ssl_ctx;            /* owned by main; NULL: plain HTTP */
     struct bp_watermarks *watermarks; /* owned by main; the topics' watermarks for /api/v1/stats/ */
 };

@@ -34,6 +34,14 @@ struct bp_watermarks {
     char error[256];
     bp_watermarks_topic_t topic, dlq;
     int logged_down; /* the broker's absence was logged (once until it is back) */
+    int replication_known;
+    uint64_t described_ms; /* monotonic time of the round that described the topics */
+    bp_kafka_topic_info_t topic_info, dlq_info;
+    int logged_replication; /* a replication problem was logged (once until it is gone) */
+    struct gauge_arg {
+        bp_watermarks_t *w;
+        int dlq, below; /* which topic, which count */
+    } gauge_args[4];
 };
 
 static uint64_t now_ms(void)
@@ -119,11 +127,43 @@ static void refresh(bp_watermarks_t *w)
     }
 }
 
+/* Both topics' replication (a metadata request and a DescribeConfigs each), then the cache. */
+static void describe(bp_watermarks_t *w)
+{
+    bp_kafka_topic_info_t topic, dlq;
+    char err[256] = "";
+    int ok = bp_kafka_topic_describe(w->rk, w->cfg->topic, METADATA_TIMEOUT_MS, &topic, err, sizeof(err)) == 0 &&
+             bp_kafka_topic_describe(w->rk, w->cfg->dlq_topic, METADATA_TIMEOUT_MS, &dlq, err, sizeof(err)) == 0;
+    pthread_mutex_lock(&w->mu);
+    w->replication_known = ok;
+    if (ok) {
+        w->topic_info = topic;
+        w->dlq_info = dlq;
+        w->described_ms = now_ms();
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (!ok)
+        return;
+    int trouble = topic.under_replicated + topic.below_min_isr + dlq.under_replicated + dlq.below_min_isr;
+    if (trouble > 0 && !w->logged_replication) {
+        bp_warn("kafka: %s has %d partitions under-replicated, %d below min.insync.replicas (%d); %s has %d and %d",
+                w->cfg->topic, topic.under_replicated, topic.below_min_isr, topic.min_isr, w->cfg->dlq_topic,
+                dlq.under_replicated, dlq.below_min_isr);
+        w->logged_replication = 1;
+    } else if (trouble == 0 && w->logged_replication) {
+        bp_info("kafka: every partition of %s and %s has its replicas in sync again", w->cfg->topic,
+                w->cfg->dlq_topic);
+        w->logged_replication = 0;
+    }
+}
+
 static void *thread_main(void *arg)
 {
     bp_watermarks_t *w = arg;
     while (!atomic_load(&w->stop)) {
         refresh(w);
+        if (!atomic_load(&w->stop))
+            describe(w);
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += WATERMARKS_INTERVAL_MS / 1000;
@@ -249,4 +289,45 @@ void bp_watermarks_snapshot_free(bp_watermarks_snapshot_t *s)
 {
     topic_free(&s->topic);
     topic_free(&s->dlq);
+}
+
+void bp_watermarks_replication(bp_watermarks_t *w, bp_watermarks_replication_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&w->mu);
+    out->known = w->replication_known;
+    out->age_ms = w->described_ms != 0 ? (int64_t)(now_ms() - w->described_ms) : -1;
+    out->topic = w->topic_info;
+    out->dlq = w->dlq_info;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static double gauge_value(void *arg)
+{
+    struct gauge_arg *g = arg;
+    bp_watermarks_replication_t r;
+    bp_watermarks_replication(g->w, &r);
+    if (!r.known)
+        return -1;
+    const bp_kafka_topic_info_t *t = g->dlq ? &r.dlq : &r.topic;
+    return g->below ? t->below_min_isr : t->under_replicated;
+}
+
+void bp_watermarks_register_metrics(bp_watermarks_t *w, bp_metrics_t *metrics)
+{
+    for (int i = 0; i < 4; i++) {
+        struct gauge_arg *g = &w->gauge_args[i];
+        *g = (struct gauge_arg){w, i & 1, i >> 1};
+        char name[256], labels[300];
+        snprintf(labels, sizeof(labels), "topic=\"%s\"",
+                 bp_metrics_escape(g->dlq ? w->cfg->dlq_topic : w->cfg->topic, name, sizeof(name)));
+        if (g->below)
+            bp_metrics_gauge_fn(metrics, "bp_kafka_partitions_below_min_isr",
+                                "Partitions with fewer in-sync replicas than min.insync.replicas (writes refused; "
+                                "-1: unknown).", labels, gauge_value, g);
+        else
+            bp_metrics_gauge_fn(metrics, "bp_kafka_partitions_under_replicated",
+                                "Partitions with fewer in-sync replicas than replicas (-1: unknown).", labels,
+                                gauge_value, g);
+    }
 }

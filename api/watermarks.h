@@ -5,7 +5,8 @@
  * Every WATERMARKS_INTERVAL_MS (2 s) the thread asks the broker for both topics' partitions (metadata)
  * and each partition's watermarks, every call bounded by a timeout. A round that reaches the broker
  * replaces the cache; one that does not keeps the last values, marks the cache down and says why, so
- * the age of the values tells how stale they are. */
+ * the age of the values tells how stale they are. Each round also describes both topics' replication
+ * (replicas, in-sync replicas, min.insync.replicas) for /readyz and /metrics. */
 #ifndef BP_WATERMARKS_H
 #define BP_WATERMARKS_H
 
@@ -14,6 +15,8 @@
 
 #include "bp_config.h"
 #include "bp_error.h"
+#include "bp_kafka.h"
+#include "bp_metrics.h"
 
 typedef struct bp_watermarks bp_watermarks_t;
 
@@ -43,6 +46,13 @@ typedef struct bp_watermarks_snapshot {
     bp_watermarks_topic_t topic, dlq;
 } bp_watermarks_snapshot_t;
 
+/* The topics' replication as the last round found it (bp_watermarks_replication). */
+typedef struct bp_watermarks_replication {
+    int known;                  /* 0 until a round described both topics (and after one that could not) */
+    int64_t age_ms;             /* since that round; -1 when never */
+    bp_kafka_topic_info_t topic, dlq; /* partitions, replicas, under-replicated, below min ISR */
+} bp_watermarks_replication_t;
+
 /* Start the thread with its own librdkafka client (a consumer handle that joins no group and never
  * creates topics), configured from cfg (borrowed: must outlive the watermarks). Returns NULL with err
  * when the client or the thread cannot be created. Free with bp_watermarks_free. */
@@ -62,5 +72,14 @@ int bp_watermarks_snapshot(bp_watermarks_t *w, bp_watermarks_snapshot_t *out) BP
 
 /* Free what a snapshot owns. Accepts a zeroed snapshot. */
 void bp_watermarks_snapshot_free(bp_watermarks_snapshot_t *s);
+
+/* Copy what the last round found about the topics' replication into out (no allocation; takes the
+ * lock briefly; safe from any thread, cheap enough for every /readyz). */
+void bp_watermarks_replication(bp_watermarks_t *w, bp_watermarks_replication_t *out);
+
+/* Register the gauges bp_kafka_partitions_under_replicated and bp_kafka_partitions_below_min_isr
+ * (label topic, both topics) in metrics; they read the cache at render time (-1 while unknown).
+ * w must outlive metrics' last render. */
+void bp_watermarks_register_metrics(bp_watermarks_t *w, bp_metrics_t *metrics);
 
 #endif

@@ -77,10 +77,11 @@ static const char object_sql[] =
     "SELECT o.object_id, o.batch_id, o.data::text, " BP_SQL_ISO8601("o.created_at") ", "
     BP_SQL_ISO8601("o.updated_at") " FROM objects o WHERE o.object_id = $1";
 
-/* Where the workers stand on each partition: next_offset is the first offset NOT applied yet. Any
- * consumer group counts (the API does not know the workers' group); ingest_offsets is tiny. */
-static const char poll_sql[] = "SELECT partition, max(next_offset) FROM ingest_offsets WHERE topic = $1"
-                               " GROUP BY partition ORDER BY partition";
+/* Where the workers stand on each partition: next_offset is the first offset NOT applied yet. Only
+ * the workers' own group (BP_GROUP_ID) counts: another group (a replay into the same database, a second
+ * deployment) may be ahead with other data, and its progress says nothing about this one's. */
+static const char poll_sql[] = "SELECT partition, next_offset FROM ingest_offsets WHERE group_id = $1"
+                               " AND topic = $2 ORDER BY partition";
 
 /* ---------------------------------------------------------------------------------------------
  * Answers.
@@ -311,8 +312,8 @@ static void on_poll(void *ctx, bp_err_t err, const PGresult *res, const char *ms
 
 static void start_poll(struct bp_write_wait *wait)
 {
-    const char *params[] = {wait->t->api->cfg->topic};
-    bp_err_t err = bp_pgpool_query_prepared(wait->t->pgpool, poll_sql, 1, params, on_poll, wait, &wait->poll);
+    const char *params[] = {wait->t->api->cfg->group_id, wait->t->api->cfg->topic};
+    bp_err_t err = bp_pgpool_query_prepared(wait->t->pgpool, poll_sql, 2, params, on_poll, wait, &wait->poll);
     if (err == BP_ERR_PG_DOWN) {
         release_all(wait, WAIT_DB_DOWN);
     } else if (err != BP_OK && !wait->db_trouble_logged) {

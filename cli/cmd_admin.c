@@ -19,8 +19,13 @@ static const char migrate_usage[] =
     "Create the database of BP_PG_DSN if missing and apply the migrations of BP_MIGRATIONS_DIR not yet\n"
     "applied, in order, under an advisory lock (safe to run from several hosts at once).\n";
 static const char topics_usage[] =
-    "usage: batchpipe [settings] topics\n"
-    "Create BP_TOPIC and BP_DLQ_TOPIC with BP_PARTITIONS partitions if they are missing.\n";
+    "usage: batchpipe [settings] topics [--replication-factor N] [--min-insync-replicas N]\n"
+    "Create BP_TOPIC and BP_DLQ_TOPIC with BP_PARTITIONS partitions if they are missing, as durable as the\n"
+    "cluster allows: replication factor min(3, brokers) and min.insync.replicas one less (at least 1) unless\n"
+    "given; BP_TOPIC with message.timestamp.type=LogAppendTime (the broker's clock orders messages across\n"
+    "partitions), BP_DLQ_TOPIC with CreateTime (a letter keeps its original's timestamp). On topics that\n"
+    "exist, say what differs and fix what can be fixed in place (min.insync.replicas, timestamp type; the\n"
+    "partition count and replication factor are reported only). Harmless to run again.\n";
 static const char config_usage[] =
     "usage: batchpipe [settings] config\n"
     "Print the effective configuration (defaults < environment < flags) as JSON, secrets masked.\n";
@@ -64,39 +69,151 @@ int cli_migrate(const bp_config_t *cfg, int argc, char **argv)
     return 0;
 }
 
+#define TOPICS_TIMEOUT_MS 15000
+
+/* What one topic should look like. */
+typedef struct topic_want {
+    const char *name;
+    const char *timestamp_type;
+    int partitions, rf, min_isr;
+} topic_want_t;
+
+/* Create want's topic, or bring the existing one as close to want as can be done in place. Prints what
+ * it found and did on stdout. Returns 0, or 1 with the reason on stderr. */
+static int ensure_topic(rd_kafka_t *rk, const topic_want_t *want)
+{
+    char err[1024];
+    char min_isr[16];
+    snprintf(min_isr, sizeof(min_isr), "%d", want->min_isr);
+    const char *names[] = {"min.insync.replicas", "message.timestamp.type"};
+    const char *values[] = {min_isr, want->timestamp_type};
+    int created = bp_kafka_create_topic(rk, want->name, want->partitions, want->rf, names, values, 2,
+                                        TOPICS_TIMEOUT_MS, err, sizeof(err));
+    if (created < 0) {
+        fprintf(stderr, "batchpipe topics: %s\n", err);
+        return 1;
+    }
+    if (created == 1) {
+        printf("topic %s: created with %d partitions, replication factor %d, min.insync.replicas %d, "
+               "message.timestamp.type %s\n", want->name, want->partitions, want->rf, want->min_isr,
+               want->timestamp_type);
+        printf("topic %s: ready\n", want->name);
+        return 0;
+    }
+    bp_kafka_topic_info_t info;
+    if (bp_kafka_topic_describe(rk, want->name, TOPICS_TIMEOUT_MS, &info, err, sizeof(err)) != 0) {
+        fprintf(stderr, "batchpipe topics: %s\n", err);
+        return 1;
+    }
+    if (info.partitions != want->partitions)
+        printf("topic %s: has %d partitions, BP_PARTITIONS is %d: left as is (a new count moves batch ids to "
+               "other partitions; do it by hand if you mean it)\n", want->name, info.partitions, want->partitions);
+    int isr = want->min_isr;
+    if (info.replication != want->rf) {
+        printf("topic %s: replication factor %d, wanted %d: left as is (change it with "
+               "kafka-reassign-partitions.sh)\n", want->name, info.replication, want->rf);
+        /* a min.insync.replicas above what the replicas can give would refuse every write */
+        int most = info.replication > 1 ? info.replication - 1 : 1;
+        if (isr > most) {
+            printf("topic %s: min.insync.replicas %d would refuse writes with %d replicas: using %d\n",
+                   want->name, isr, info.replication, most);
+            isr = most;
+        }
+    }
+    snprintf(min_isr, sizeof(min_isr), "%d", isr);
+    int fix_isr = info.min_isr != isr;
+    int fix_ts = strcmp(info.timestamp_type, want->timestamp_type) != 0;
+    if (fix_isr)
+        printf("topic %s: min.insync.replicas %d, setting %d\n", want->name, info.min_isr, isr);
+    if (fix_ts)
+        printf("topic %s: message.timestamp.type %s, setting %s\n", want->name,
+               info.timestamp_type[0] != '\0' ? info.timestamp_type : "unknown", want->timestamp_type);
+    if (fix_isr || fix_ts) {
+        if (bp_kafka_topic_set_configs(rk, want->name, names, values, 2, TOPICS_TIMEOUT_MS, err, sizeof(err)) != 0) {
+            fprintf(stderr, "batchpipe topics: %s\n", err);
+            return 1;
+        }
+    }
+    printf("topic %s: ready\n", want->name);
+    return 0;
+}
+
 int cli_topics(const bp_config_t *cfg, int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) {
         printf("%s", topics_usage);
         return 0;
     }
-    if (argc > 1) {
-        fprintf(stderr, "batchpipe topics: takes no arguments (see batchpipe topics --help)\n");
+    long long rf = 0, min_isr = 0; /* 0: from the cluster's size */
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int o;
+        if ((o = cli_option(argc, argv, &i, "--replication-factor", &v)) != 0) {
+            if (o < 0 || cli_parse_ll(v, 1, 32767, &rf) != 0) {
+                fprintf(stderr, "batchpipe topics: --replication-factor takes a whole number from 1 to 32767\n");
+                return 2;
+            }
+        } else if ((o = cli_option(argc, argv, &i, "--min-insync-replicas", &v)) != 0) {
+            if (o < 0 || cli_parse_ll(v, 1, 32767, &min_isr) != 0) {
+                fprintf(stderr, "batchpipe topics: --min-insync-replicas takes a whole number from 1 to 32767\n");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "batchpipe topics: takes no arguments (see batchpipe topics --help)\n");
+            return 2;
+        }
+    }
+    if (rf > 0 && min_isr > rf) {
+        fprintf(stderr, "batchpipe topics: --min-insync-replicas %lld is more than the replication factor %lld: "
+                        "every write would be refused\n", min_isr, rf);
         return 2;
     }
     char err[1024];
     rd_kafka_conf_t *conf = bp_kafka_conf_new(cfg, "batchpipe-cli", err, sizeof(err));
-    if (conf == NULL) {
+    /* a consumer handle that joins no group: asking about a missing topic never creates it */
+    if (conf == NULL || bp_kafka_conf_set(conf, "allow.auto.create.topics", "false", err, sizeof(err)) != 0) {
+        if (conf != NULL)
+            rd_kafka_conf_destroy(conf);
         fprintf(stderr, "batchpipe topics: %s\n", err);
         return 1;
     }
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (rk == NULL) {
         rd_kafka_conf_destroy(conf);
         fprintf(stderr, "batchpipe topics: %s\n", err);
         return 1;
     }
     int rc = 0;
-    const char *topics[2] = {cfg->topic, cfg->dlq_topic};
-    for (int i = 0; i < 2 && rc == 0; i++) {
-        if (bp_kafka_create_topic(rk, topics[i], (int)cfg->partitions, 1, 15000, err, sizeof(err)) != 0) {
-            fprintf(stderr, "batchpipe topics: %s\n", err);
-            rc = 1;
-        } else {
-            printf("topic %s: ready\n", topics[i]);
-        }
+    bp_kafka_topic_info_t info;
+    if (bp_kafka_topic_describe(rk, cfg->topic, TOPICS_TIMEOUT_MS, &info, err, sizeof(err)) != 0) {
+        fprintf(stderr, "batchpipe topics: %s\n", err);
+        rc = 1;
+        goto done;
     }
-    rd_kafka_destroy(rk);
+    int brokers = info.brokers;
+    if (rf == 0)
+        rf = brokers < 3 ? (brokers > 0 ? brokers : 1) : 3;
+    if (min_isr == 0)
+        min_isr = rf > 1 ? rf - 1 : 1;
+    if (rf > brokers) {
+        fprintf(stderr, "batchpipe topics: replication factor %lld needs %lld brokers; the cluster has %d\n", rf, rf,
+                brokers);
+        rc = 1;
+        goto done;
+    }
+    if (min_isr < 2)
+        fprintf(stderr,
+                "batchpipe topics: warning: %d broker%s, replication factor %lld, min.insync.replicas %lld: an "
+                "acknowledged batch may live on one broker only (durable: 3 brokers, replication factor 3, "
+                "min.insync.replicas 2)\n", brokers, brokers == 1 ? "" : "s", rf, min_isr);
+    topic_want_t wants[2] = {
+        {cfg->topic, "LogAppendTime", (int)cfg->partitions, (int)rf, (int)min_isr},
+        {cfg->dlq_topic, "CreateTime", (int)cfg->partitions, (int)rf, (int)min_isr},
+    };
+    for (int i = 0; i < 2 && rc == 0; i++)
+        rc = ensure_topic(rk, &wants[i]);
+done:
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     return rc;
 }
 

@@ -47,6 +47,7 @@ typedef struct bp_config {
     char *api_keys_file;
     long long rate_limit;
     long long rate_burst;
+    long long public_rate_limit;
     char *tls_cert;
     char *tls_key;
     /* ingest */

@@ -29,9 +29,11 @@ rd_kafka_conf_t *bp_kafka_conf_new(const bp_config_t *cfg, const char *client_id
 int bp_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err,
                       size_t errlen) BP_MUST_CHECK;
 
-/* Create topic with partitions (replication factor rf) unless it exists; blocks up to timeout_ms.
- * rk is borrowed (any client handle). Returns 0, or -1 with err. */
-int bp_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, int rf, int timeout_ms, char *err,
+/* Create topic with partitions (replication factor rf) and the nconfigs topic configs names[i]=values[i]
+ * (names may be NULL when nconfigs is 0) unless it exists; blocks up to timeout_ms. rk is borrowed (any
+ * client handle). Returns 1 when it created the topic, 0 when the topic existed already, or -1 with err. */
+int bp_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions, int rf, const char *const *names,
+                          const char *const *values, size_t nconfigs, int timeout_ms, char *err,
                           size_t errlen) BP_MUST_CHECK;
 
 /* The number of partitions of topic, from the brokers' metadata, within timeout_ms: > 0; 0 when the
@@ -45,6 +47,32 @@ int bp_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
  * partition. */
 int bp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int n, int64_t *low, int64_t *high, int timeout_ms,
                         char *err, size_t errlen) BP_MUST_CHECK;
+
+/* What the brokers say about one topic's durability (bp_kafka_topic_describe). */
+typedef struct bp_kafka_topic_info {
+    int brokers;          /* brokers the cluster's metadata lists (the live ones) */
+    int partitions;       /* 0 when the topic does not exist (the other members are then 0 / "") */
+    int replication;      /* the fewest replicas any partition has */
+    int under_replicated; /* partitions with fewer in-sync replicas than replicas */
+    int below_min_isr;    /* partitions with fewer in-sync replicas than min.insync.replicas */
+    int min_isr;          /* the topic's min.insync.replicas (-1 when the broker did not say) */
+    char timestamp_type[32]; /* the topic's message.timestamp.type ("" when the broker did not say) */
+} bp_kafka_topic_info_t;
+
+/* Metadata (brokers, partitions, replicas, in-sync replicas) and configuration (min.insync.replicas,
+ * message.timestamp.type) of topic, within timeout_ms in all; a missing topic is not an error
+ * (partitions 0). rk is borrowed: a handle that never creates topics by asking (a consumer with
+ * allow.auto.create.topics=false). Blocks: never call it from an event loop. Returns 0, or -1 with err. */
+int bp_kafka_topic_describe(rd_kafka_t *rk, const char *topic, int timeout_ms, bp_kafka_topic_info_t *out,
+                            char *err, size_t errlen) BP_MUST_CHECK;
+
+/* Set the n topic configs names[i]=values[i] on an existing topic, keeping every other config set on
+ * it. librdkafka 2.0.2 has only the non-incremental AlterConfigs, which replaces the topic's whole set
+ * of dynamic configs: the set is described first and sent back with the changes. rk is borrowed.
+ * Returns 0, or -1 with err. */
+int bp_kafka_topic_set_configs(rd_kafka_t *rk, const char *topic, const char *const *names,
+                               const char *const *values, size_t n, int timeout_ms, char *err,
+                               size_t errlen) BP_MUST_CHECK;
 
 /* Map a librdkafka error to ours: fatal -> BP_ERR_FATAL, queue full -> BP_ERR_QUEUE_FULL,
  * timeouts -> BP_ERR_TIMEOUT, everything else transport-like -> BP_ERR_KAFKA_DOWN. */

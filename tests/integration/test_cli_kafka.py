@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, TopicPartition
 
 from conftest import BROKERS, CLI_BIN, Env, free_port, wait_until
 from test_ingest import FAST, Publisher, high_watermarks, make_batch
@@ -304,9 +304,70 @@ def test_dlq_list_show_and_replay(dlq_env):
                                                                           "offset": off}], 60,
                       "the replayed invalid message to be dead-lettered again")
     assert back[0]["reason"].startswith("invalid JSON") and back[0]["request_id"] == "req-nj"
-    # the new letter says which letter it was replayed from, and keeps the original's timestamp
+    # the new letter says which letter it was replayed from, and keeps its original's timestamp: the
+    # replayed message's, which the broker set (the topic has message.timestamp.type=LogAppendTime)
     again = read_message(env.dlq_topic, back[0]["partition"], back[0]["offset"])
-    first = read_message(env.dlq_topic, *(int(x) for x in ref["nj"].split(":")))
+    replayed = read_message(env.topic, part, off)
     assert dict(again.headers())["dlq-replayed-from"] == f"{env.dlq_topic}/{ref['nj'].replace(':', '@')}".encode()
-    assert again.timestamp()[1] == first.timestamp()[1]
+    assert replayed.timestamp()[0] == TIMESTAMP_LOG_APPEND_TIME
+    assert again.timestamp()[1] == replayed.timestamp()[1]
     assert worker.stop() == 0
+
+
+# --- batchpipe topics: as durable as the cluster allows ------------------------------------------
+
+def topic_configs(admin, topic, names=("min.insync.replicas", "message.timestamp.type", "retention.ms")):
+    from confluent_kafka.admin import ConfigResource
+    [f] = admin.describe_configs([ConfigResource("topic", topic)]).values()
+    return {k: v.value for k, v in f.result(30).items() if k in names}
+
+
+def test_topics_on_one_broker_use_rf_1_and_say_it_is_not_durable(lag_env):
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    topic = "bp-test-rf1-" + uuid.uuid4().hex[:10]
+    try:
+        r = lag_env.cli("topics", BP_TOPIC=topic, BP_DLQ_TOPIC=topic + ".dlq")
+        warnings = [l for l in r.stderr.splitlines() if "warning" in l]
+        assert len(warnings) == 1, r.stderr  # said once, not once per topic
+        assert "1 broker" in warnings[0] and "one broker" in warnings[0]
+        assert f"topic {topic}: created with 3 partitions, replication factor 1, min.insync.replicas 1" in r.stdout
+        md = wait_until(lambda: (lambda m: m if topic in m and topic + ".dlq" in m else None)(
+            admin.list_topics(timeout=10).topics), 15, "both topics in the metadata")
+        assert all(len(p.replicas) == 1 for p in md[topic].partitions.values())
+        assert topic_configs(admin, topic)["message.timestamp.type"] == "LogAppendTime"
+        assert topic_configs(admin, topic + ".dlq")["message.timestamp.type"] == "CreateTime"
+        # more replicas than brokers: refused in one line, nothing half done
+        r = lag_env.cli("topics", "--replication-factor", "3", check=False,
+                        BP_TOPIC=topic + "-x", BP_DLQ_TOPIC=topic + "-x.dlq")
+        assert r.returncode == 1 and "replication factor 3 needs 3 brokers; the cluster has 1" in r.stderr
+        r = lag_env.cli("topics", "--replication-factor", "1", "--min-insync-replicas", "2", check=False,
+                        BP_TOPIC=topic, BP_DLQ_TOPIC=topic + ".dlq")
+        assert r.returncode == 2 and "--min-insync-replicas 2 is more than the replication factor 1" in r.stderr
+        r = lag_env.cli("topics", "--replication-factor", "zero", check=False)
+        assert r.returncode == 2 and "--replication-factor" in r.stderr
+    finally:
+        admin.delete_topics([topic, topic + ".dlq"])
+
+
+def test_topics_fixes_an_existing_topic_and_keeps_its_other_settings(lag_env):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": BROKERS})
+    topic = "bp-test-fix-" + uuid.uuid4().hex[:10]
+    # made by hand before: CreateTime, 2 partitions, a retention of its own
+    for f in admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1,
+                                           config={"retention.ms": "123456789"})]).values():
+        f.result(30)
+    try:
+        r = lag_env.cli("topics", BP_TOPIC=topic, BP_DLQ_TOPIC=topic + ".dlq")
+        assert f"topic {topic}: has 2 partitions, BP_PARTITIONS is 3: left as is" in r.stdout
+        assert f"topic {topic}: message.timestamp.type CreateTime, setting LogAppendTime" in r.stdout
+        assert f"topic {topic}: ready" in r.stdout
+        assert topic_configs(admin, topic) == {"min.insync.replicas": "1", "message.timestamp.type": "LogAppendTime",
+                                               "retention.ms": "123456789"}
+        # twice: nothing left to fix, nothing changed
+        r = lag_env.cli("topics", BP_TOPIC=topic, BP_DLQ_TOPIC=topic + ".dlq")
+        assert "setting" not in r.stdout and f"topic {topic}: ready" in r.stdout, r.stdout
+        assert topic_configs(admin, topic)["retention.ms"] == "123456789"
+    finally:
+        admin.delete_topics([topic, topic + ".dlq"])

@@ -269,18 +269,20 @@ def test_broker_stopped_during_posts_gives_503_then_recovers_and_loses_no_202(si
 # 2. three brokers, one killed with -9
 
 def create_replicated_topics(cluster, env):
-    admin = cluster.admin()
-    futures = admin.create_topics([NewTopic(t, num_partitions=env.partitions, replication_factor=3,
-                                            config={"min.insync.replicas": "2"})
-                                   for t in (env.topic, env.dlq_topic)], request_timeout=60)
-    for topic, f in futures.items():
-        f.result(60)
+    """The topics as an operator makes them: `batchpipe topics`, whose defaults on three brokers are
+    replication factor 3 and min.insync.replicas 2."""
+    r = env.cli("topics")
+    for topic in (env.topic, env.dlq_topic):
+        assert f"topic {topic}: created with {env.partitions} partitions, replication factor 3, " \
+               "min.insync.replicas 2" in r.stdout, r.stdout
+    assert "warning" not in r.stderr, r.stderr
     wait_until(lambda: cluster.fully_replicated([env.topic, env.dlq_topic]), 60, "the new topics to be replicated")
 
 
 @pytest.fixture
 def three():
-    """A private three-broker cluster and a fresh Env whose topics have 3 replicas, min.insync.replicas 2."""
+    """A private three-broker cluster and a fresh Env whose topics `batchpipe topics` made (3 replicas,
+    min.insync.replicas 2)."""
     cluster = KafkaCluster(3)
     env = private_env(cluster)
     try:
@@ -334,6 +336,67 @@ def test_one_of_three_brokers_killed_loses_no_202_and_the_cluster_heals(three):
                "the batch posted after the heal to be ingested")
     for w in workers:
         assert w.stop() == 0
+    assert api.proc.stop() == 0
+
+
+def topic_configs(cluster, topic):
+    from confluent_kafka.admin import ConfigResource
+    admin = cluster.admin()  # alive until the answer came
+    [f] = admin.describe_configs([ConfigResource("topic", topic)]).values()
+    return {k: v.value for k, v in f.result(30).items() if k in ("min.insync.replicas", "message.timestamp.type")}
+
+
+def test_topics_are_durable_on_three_brokers_and_readyz_tells_a_missing_replica(three):
+    cluster, env = three
+    # made by `batchpipe topics` in the fixture: 3 replicas everywhere, min ISR 2, the broker's clock
+    md = cluster.metadata().topics
+    for topic in (env.topic, env.dlq_topic):
+        assert all(len(p.replicas) == 3 for p in md[topic].partitions.values())
+    assert topic_configs(cluster, env.topic) == {"min.insync.replicas": "2", "message.timestamp.type": "LogAppendTime"}
+    assert topic_configs(cluster, env.dlq_topic) == {"min.insync.replicas": "2", "message.timestamp.type": "CreateTime"}
+    # run again: nothing to say, nothing changed
+    r = env.cli("topics")
+    assert r.stdout.splitlines() == [f"topic {env.topic}: ready", f"topic {env.dlq_topic}: ready"], r.stdout
+    assert "warning" not in r.stderr
+
+    api = env.start_api()
+
+    def replication():
+        r = api.get("/readyz", timeout=10)
+        return r, r.json()["checks"]["replication"]
+    wait_until(lambda: (lambda r, rep: r.status_code == 200 and rep["status"] == "up")(*replication()), 30,
+               "/readyz to say ready and know the replicas")
+    r, rep = replication()
+    assert r.status_code == 200 and rep == {"status": "up", "partitions": 3, "replication_factor": 3,
+                                            "min_insync_replicas": 2, "under_replicated": 0, "below_min_isr": 0}
+
+    cluster.stop(3)  # one of three: every partition misses a replica, two are still in sync
+
+    def one_missing():
+        r, rep = replication()
+        return (r, rep) if rep["under_replicated"] == 3 else None
+    r, rep = wait_until(one_missing, 90, "/readyz to report the under-replicated partitions")
+    assert r.status_code == 200, r.text  # two in sync >= min.insync.replicas: writes still taken
+    assert rep["status"] == "up" and rep["below_min_isr"] == 0 and "under-replicated" in rep["detail"]
+    metrics = api.get("/metrics").text
+    assert f'bp_kafka_partitions_under_replicated{{topic="{env.topic}"}} 3' in metrics
+    doc, body = make_batch(3, seed="rf-" + uuid.uuid4().hex)
+    assert api.post("/api/v1/batches/", body).status_code == 202
+
+    # an operator asks for 3 in sync while only 2 can be: the brokers refuse writes, so not ready
+    from confluent_kafka.admin import ConfigResource
+    admin = cluster.admin(cluster.running())
+    [f] = admin.alter_configs([ConfigResource("topic", env.topic, set_config={
+        "min.insync.replicas": "3", "message.timestamp.type": "LogAppendTime"})]).values()
+    f.result(30)
+
+    def below():
+        r, rep = replication()
+        return (r, rep) if rep["below_min_isr"] == 3 else None
+    r, rep = wait_until(below, 60, "/readyz to report the partitions below min.insync.replicas")
+    assert r.status_code == 503 and r.json()["status"] == "not ready"
+    assert rep["status"] == "down" and "below min.insync.replicas" in rep["detail"]
+    assert int(r.headers["Retry-After"]) >= 1
     assert api.proc.stop() == 0
 
 

@@ -70,10 +70,16 @@ def api(bp_env):
 
 def test_ready_when_postgres_and_kafka_are_up(api):
     wait_until(lambda: ready(api), 20, "/readyz to say ready")
+    # the topic's replication comes from the API's background thread (a round every 2 s)
+    wait_until(lambda: readyz(api)[1]["checks"]["replication"]["status"] == "up", 20,
+               "/readyz to know the topic's replicas")
     r, body = readyz(api)
     assert body == {"status": "ready", "checks": {
         "postgresql": {"status": "up"},
-        "kafka": {"status": "up", "brokers_up": body["checks"]["kafka"]["brokers_up"]}}}
+        "kafka": {"status": "up", "brokers_up": body["checks"]["kafka"]["brokers_up"]},
+        # the shared broker is a single one: 1 replica, nothing under-replicated
+        "replication": {"status": "up", "partitions": 3, "replication_factor": 1, "min_insync_replicas": 1,
+                        "under_replicated": 0, "below_min_isr": 0}}}
     assert body["checks"]["kafka"]["brokers_up"] >= 1
     assert "Retry-After" not in r.headers
     assert api.get("/healthz").json() == {"status": "ok"}
@@ -127,7 +133,7 @@ def test_no_broker_is_503_naming_kafka(bp_env):
 
 # --- metrics --------------------------------------------------------------------------------------
 
-def test_metrics_move_with_a_post_and_a_get(api):
+def test_metrics_move_with_a_post_and_a_get(api, bp_env):
     wait_until(lambda: ready(api), 20, "/readyz to say ready")
     before = scrape(api)
     batch_id = "m-" + uuid.uuid4().hex
@@ -163,3 +169,9 @@ def test_metrics_move_with_a_post_and_a_get(api):
     assert value(after, "bp_pg_queries_total") >= value(before, "bp_pg_queries_total") + 1
     assert {"bp_pg_query_failures_total", "bp_pg_queries_rejected_total", "bp_pg_connect_failures_total",
             "bp_write_wait_total"} <= names(after)
+    # the topics' replication, from the same background thread as /readyz's (-1 until its first round)
+    def replication_known():
+        now = scrape(api)
+        return all(value(now, name, topic=topic) == 0 for topic in (bp_env.topic, bp_env.dlq_topic)
+                   for name in ("bp_kafka_partitions_under_replicated", "bp_kafka_partitions_below_min_isr"))
+    wait_until(replication_known, 20, "the replication gauges to say 0 for both topics")

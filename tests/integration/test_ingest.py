@@ -355,7 +355,7 @@ def test_poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing(bp_env, w
                                                               "data": [{"key": "after", "value": True}]}]}
     pub = Publisher(bp_env.topic)
     poison = [(b'{"batch_id": "x", "objects": [', "req-p-json"), (typos, "req-p-schema"), (refused, "req-p-pg")]
-    created = int(time.time() * 1000) - 3_600_000  # an hour ago: the letters must keep this timestamp
+    created = int(time.time() * 1000) - 3_600_000  # an hour ago: the broker replaces it (LogAppendTime)
     for i, (value, rid) in enumerate(poison):
         pub.send(value, key=key, headers=[("request-id", rid.encode()), ("content-type", b"application/json")],
                  timestamp=created + i)
@@ -370,6 +370,17 @@ def test_poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing(bp_env, w
     assert bp_env.query("SELECT count(*) FROM objects WHERE batch_id = %s", (key.decode() + "-refused",)) == [(0,)]
 
     letters = {l["headers"]["dlq-source-offset"]: l for l in read_dlq(bp_env, 3)}
+    # the originals' timestamps, as the topic holds them (message.timestamp.type=LogAppendTime: the broker's)
+    c = Consumer({"bootstrap.servers": BROKERS, "group.id": "bp-test-src-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(bp_env.topic, part, where[0][1])])
+    stamps = {}
+    deadline = time.monotonic() + 30
+    while len(stamps) < 3 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            stamps[m.offset()] = m.timestamp()[1]
+    c.close()
     reasons = {}
     for i, (value, rid) in enumerate(poison):
         l = letters[str(where[i][1])]
@@ -378,7 +389,7 @@ def test_poison_messages_go_to_the_dlq_and_the_partition_keeps_flowing(bp_env, w
         assert h["dlq-source-topic"] == bp_env.topic
         assert h["dlq-source-partition"] == str(part)
         assert h["request-id"] == rid
-        assert l["timestamp"] == created + i, "a dead letter keeps the original message's timestamp"
+        assert l["timestamp"] == stamps[where[i][1]], "a dead letter keeps the original message's timestamp"
         reasons[rid] = h["dlq-reason"]
     assert "invalid JSON" in reasons["req-p-json"]
     assert "metadta" in reasons["req-p-schema"] and "/objects/2" in reasons["req-p-schema"]

@@ -160,3 +160,79 @@ def test_least_privilege_roles(bp_env):
     assert not as_role("batchpipe_api", insert_batch)
     assert not as_role("batchpipe_api", "UPDATE objects SET data = '[]'")
     conn.close()
+
+
+def test_a_readyz_flood_does_not_starve_authenticated_reads(bp_env):
+    """/readyz is public: anyone may call it as fast as they like. Its answer comes from a state
+    refreshed at most once a second, so a flood never fills the PostgreSQL pool's queue that
+    authenticated reads need (a small pool and queue here make that easy to see)."""
+    import threading
+    import time
+    from conftest import Api, Proc, free_port
+    path = keys_file()
+    port = free_port()
+    proc = Proc([API_BIN], bp_env.environ(BP_HTTP_PORT=port, BP_HTTP_HOST="127.0.0.1", BP_API_KEYS_FILE=path,
+                                          BP_HTTP_THREADS=1, BP_PG_POOL_SIZE=1, BP_PG_QUEUE_MAX=4), "api-flood")
+    bp_env.procs.append(proc)
+    api = Api(proc, f"http://127.0.0.1:{port}")
+    reader = {"Authorization": "Bearer reader-key-0123456789"}
+    try:
+        wait_until(lambda: requests.get(api.url + "/readyz", timeout=2).status_code == 200, 30, "the API to be ready")
+        stop = threading.Event()
+        flooded = []
+
+        def flood():
+            n = 0
+            with requests.Session() as s:
+                deadline = time.monotonic() + 60  # bounded, whatever happens to the test
+                while not stop.is_set() and time.monotonic() < deadline and n < 20000:
+                    try:
+                        s.get(api.url + "/readyz", timeout=5)
+                    except requests.RequestException:
+                        pass
+                    n += 1
+            flooded.append(n)
+
+        threads = [threading.Thread(target=flood, daemon=True) for _ in range(12)]
+        for t in threads:
+            t.start()
+        statuses = []
+        try:
+            with requests.Session() as s:
+                for _ in range(40):
+                    statuses.append(s.get(api.url + "/api/v1/objects/", params={"page_size": 1}, headers=reader,
+                                          timeout=10).status_code)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        print(f"{sum(flooded)} /readyz calls alongside {len(statuses)} reads")
+        assert statuses == [200] * len(statuses), statuses
+    finally:
+        proc.stop()
+        os.unlink(path)
+
+
+def test_public_routes_have_a_rate_limit_of_their_own(bp_env):
+    """/healthz, /readyz and /metrics need no key, so they get their own limit per client address
+    (BP_PUBLIC_RATE_LIMIT): a client past it gets 429 with Retry-After, and API routes are not charged."""
+    from conftest import Api, Proc, free_port
+    path = keys_file()
+    port = free_port()
+    proc = Proc([API_BIN], bp_env.environ(BP_HTTP_PORT=port, BP_HTTP_HOST="127.0.0.1", BP_API_KEYS_FILE=path,
+                                          BP_PUBLIC_RATE_LIMIT=2), "api-public-limit")
+    bp_env.procs.append(proc)
+    api = Api(proc, f"http://127.0.0.1:{port}")
+    reader = {"Authorization": "Bearer reader-key-0123456789"}
+    try:
+        wait_until(lambda: requests.get(api.url + "/healthz", timeout=2).status_code in (200, 429), 30, "the API")
+        answers = [api.get(path) for path in ("/healthz", "/readyz", "/metrics") * 4]
+        limited = [r for r in answers if r.status_code == 429]
+        assert limited, [r.status_code for r in answers]  # 12 at once against a burst of 4
+        assert int(limited[0].headers["Retry-After"]) >= 1
+        assert limited[0].headers["Content-Type"] == "application/problem+json"
+        # the API's own routes are not charged for it
+        assert api.get("/api/v1/", headers=reader).status_code == 200
+    finally:
+        proc.stop()
+        os.unlink(path)

@@ -64,7 +64,7 @@ static void test_kafka_produce_consume_commit(void **state)
     rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
     rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err));
     assert_non_null(prod);
-    assert_int_equal(bp_kafka_create_topic(prod, topic, 3, 1, 15000, err, sizeof(err)), 0);
+    assert_true(bp_kafka_create_topic(prod, topic, 3, 1, NULL, NULL, 0, 15000, err, sizeof(err)) >= 0);
 
     rd_kafka_resp_err_t delivered = RD_KAFKA_RESP_ERR__IN_PROGRESS;
     assert_int_equal(rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY("k", 1),

@@ -144,6 +144,30 @@ def test_wait_without_a_worker_answers_202_and_the_loop_keeps_serving(no_worker)
     assert answered_meanwhile >= 3
 
 
+def test_wait_follows_the_workers_own_group_not_another_one(bp_env):
+    """Another consumer group (a replay into the same database, a second deployment) applies the topic
+    while the workers' own group (BP_GROUP_ID) is stopped: ?wait= must not take the other group's
+    progress for its own, so the POST ends as a timed-out 202, never a 201."""
+    topic = idle_topic(bp_env)
+    other = bp_env.start_worker(BP_TOPIC=topic, BP_DLQ_TOPIC=topic + ".dlq",
+                                BP_GROUP_ID="bp-test-replay-" + uuid.uuid4().hex[:8])
+    try:
+        bp_env.wait_assigned(other)
+        api = bp_env.start_api(BP_TOPIC=topic, BP_DLQ_TOPIC=topic + ".dlq", BP_HTTP_THREADS=1)
+        # the other group does apply what is posted (so its ingest_offsets rows move past the POST)
+        first = small_batch(1)
+        assert post(api.url, "/api/v1/batches/", first).status_code == 202
+        wait_until(lambda: api.get(f"/api/v1/batches/{first['batch_id']}/").status_code == 200, 30,
+                   "the other group's worker to apply a batch")
+        batch = small_batch(2)
+        r = post(api.url, "/api/v1/batches/?wait=2", batch)
+        assert r.status_code == 202, r.text
+        assert r.json()["wait"] == "timed out"
+        assert api.proc.stop() == 0
+    finally:
+        other.stop()
+
+
 @pytest.mark.parametrize("bad", ["abc", "-1", "10000", "2.5", ""])
 def test_bad_wait_values_are_400(no_worker, bad):
     r = post(no_worker.url, f"/api/v1/batches/?wait={bad}", small_batch())

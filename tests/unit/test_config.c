@@ -104,7 +104,7 @@ static void test_unknown_flag_and_missing_value(void **state)
     assert_non_null(strstr(err, "needs a value"));
     bp_config_free(&cfg);
     /* a worker setting is not a flag of the API */
-    char *argv3[] = {"prog", "--group-id=x", NULL};
+    char *argv3[] = {"prog", "--txn-max-messages=5", NULL};
     assert_int_equal(bp_config_load(&cfg, BP_FOR_API, "u", 2, argv3, NULL, err, sizeof(err)), -1);
     bp_config_free(&cfg);
 }
