@@ -9,7 +9,7 @@
 #include "bp_utf8.h"
 #include "cli.h"
 #include "http_client.h"
-#include "json_scan.h"
+#include "bp_json_scan.h"
 #include "table.h"
 
 #define ID_MAX_BYTES 65536
@@ -408,7 +408,7 @@ static int take_page(query_t *q, const cli_http_response_t *resp, json_t *page)
     const json_t *results = json_object_get(page, "results");
     const char *raw;
     size_t rawlen, pos = 0;
-    if (!json_is_array(results) || cli_json_member(resp->body, resp->len, "results", &raw, &rawlen) != 0) {
+    if (!json_is_array(results) || bp_json_member(resp->body, resp->len, "results", &raw, &rawlen) != 0) {
         fprintf(stderr, "batchpipe query: the API's answer has no results list\n");
         return -1;
     }
@@ -416,7 +416,7 @@ static int take_page(query_t *q, const cli_http_response_t *resp, json_t *page)
     size_t elen;
     for (size_t i = 0; i < json_array_size(results) && q->nrows < (size_t)q->limit; i++) {
         if (q->as_json) {
-            if (cli_json_array_next(raw, rawlen, &pos, &elem, &elen) != 1) {
+            if (bp_json_array_next(raw, rawlen, &pos, &elem, &elen) != 1) {
                 fprintf(stderr, "batchpipe query: the API's results list is malformed\n");
                 return -1;
             }
