@@ -2,6 +2,8 @@
  * objects, reporting every violation with a JSON pointer. The rules are listed in bp_payload.h. */
 #include "bp_payload.h"
 
+#include "bp_json_scan.h"
+
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -635,40 +637,32 @@ int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim
     return ctx.total == 0 ? 0 : -1;
 }
 
-json_t *bp_payload_object_to_batch(const json_t *obj)
+char *bp_payload_object_to_batch(const char *body, size_t len, size_t *outlen)
 {
-    const json_t *batch_id = json_object_get(obj, "batch_id");
-    const json_t *object_id = json_object_get(obj, "object_id");
-    const json_t *data = json_object_get(obj, "data");
-    json_t *batch = NULL, *objects = NULL, *entry = NULL;
+    static const char p1[] = "{\"batch_id\":", p2[] = ",\"objects\":[{\"object_id\":", p3[] = ",\"data\":",
+                      p4[] = "}]}";
+    const char *batch_id, *object_id, *data;
+    size_t blen, olen, dlen;
 
-    if (!json_is_string(batch_id) || !json_is_string(object_id) || !json_is_array(data))
+    if (bp_json_member(body, len, "batch_id", &batch_id, &blen) != 0 || batch_id[0] != '"' ||
+        bp_json_member(body, len, "object_id", &object_id, &olen) != 0 || object_id[0] != '"' ||
+        bp_json_member(body, len, "data", &data, &dlen) != 0 || data[0] != '[')
         return NULL;
-    batch = json_object();
-    objects = json_array();
-    entry = json_object();
-    if (batch == NULL || objects == NULL || entry == NULL)
-        goto fail;
-    if (json_object_set_new(entry, "object_id", json_deep_copy(object_id)) < 0 ||
-        json_object_set_new(entry, "data", json_deep_copy(data)) < 0 ||
-        json_object_set_new(batch, "batch_id", json_deep_copy(batch_id)) < 0)
-        goto fail;
-    if (json_array_append_new(objects, entry) < 0) {
-        entry = NULL; /* json_array_append_new consumed it even on failure */
-        goto fail;
-    }
-    entry = NULL;
-    if (json_object_set_new(batch, "objects", objects) < 0) {
-        objects = NULL;
-        goto fail;
-    }
-    return batch;
-
-fail:
-    json_decref(entry);
-    json_decref(objects);
-    json_decref(batch);
-    return NULL;
+    size_t n = sizeof(p1) - 1 + blen + sizeof(p2) - 1 + olen + sizeof(p3) - 1 + dlen + sizeof(p4) - 1;
+    char *out = malloc(n), *o = out;
+    if (out == NULL)
+        return NULL;
+#define PUT(s, l) (memcpy(o, (s), (l)), o += (l))
+    PUT(p1, sizeof(p1) - 1);
+    PUT(batch_id, blen);
+    PUT(p2, sizeof(p2) - 1);
+    PUT(object_id, olen);
+    PUT(p3, sizeof(p3) - 1);
+    PUT(data, dlen);
+    PUT(p4, sizeof(p4) - 1);
+#undef PUT
+    *outlen = n;
+    return out;
 }
 
 size_t bp_payload_object_count(const json_t *batch)

@@ -86,11 +86,13 @@ int bp_payload_validate_batch(const json_t *doc, const bp_payload_limits_t *lim,
 int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
     BP_MUST_CHECK;
 
-/* Turn a single-object document (borrowed; validate it first) into the batch
- * {"batch_id": ..., "objects": [{"object_id": ..., "data": [...]}]}. The result is a new reference
- * sharing nothing with obj (free with json_decref). Returns NULL if obj does not have the three members
- * with the right types, or on allocation failure. */
-json_t *bp_payload_object_to_batch(const json_t *obj) BP_MUST_CHECK;
+/* The batch text {"batch_id":B,"objects":[{"object_id":O,"data":D}]} of a single-object body
+ * (body[0..len), borrowed; validate its document with bp_payload_validate_object first), where B, O and D
+ * are those members' bytes exactly as the body writes them: numbers and strings keep their spelling.
+ * Returns a malloc'd text (free it; not NUL-terminated) of *outlen bytes, or NULL when the body lacks
+ * one of the three members (or batch_id or object_id is not a string, or data not an array), or out
+ * of memory. */
+char *bp_payload_object_to_batch(const char *body, size_t len, size_t *outlen) BP_MUST_CHECK;
 
 /* The violations as a JSON array [{"pointer": "...", "message": "..."}] of the stored ones (v->count
  * entries; v->total says how many there were). v is borrowed. Returns a new reference, or NULL on
