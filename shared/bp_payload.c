@@ -705,11 +705,44 @@ static int int_literal_overflows(const char *s, size_t n)
     return memcmp(d, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0;
 }
 
-/* One pass over the body outside strings: checks the nesting and finds integer literals that jansson
- * would refuse as too big. With out != NULL it also copies the body there, writing ".0" after each
- * such literal so jansson reads it as a real (out must hold len + 2 * big bytes).
- * Returns the number of big integers, or -1 if the nesting is too deep (*deep_at = its offset). */
-static long long body_scan(const char *buf, size_t len, char *out, size_t *deep_at)
+int bp_payload_number_fits(const char *s, size_t n)
+{
+    size_t i = 0, frac = 0;
+    long long exp = 0;
+    int eneg = 0;
+
+    if (i < n && s[i] == '-')
+        i++;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            frac++;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            eneg = s[i++] == '-';
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (exp < BP_NUMERIC_MAX_EXPONENT) /* saturates: anything beyond is refused alike */
+                exp = exp * 10 + (s[i] - '0');
+        }
+    }
+    if (i != n)
+        return 1; /* not a number: the parser refuses it */
+    if (exp >= BP_NUMERIC_MAX_EXPONENT)
+        return 0;
+    /* digits after the point once the exponent is applied, counted as PostgreSQL does (syntactically) */
+    long long scale = (long long)frac + (eneg ? exp : -exp);
+    return scale <= BP_NUMERIC_MAX_SCALE;
+}
+
+/* One pass over the body outside strings: checks the nesting and the numbers, and finds integer
+ * literals that jansson would refuse as too big. With out != NULL it also copies the body there,
+ * writing ".0" after each such literal so jansson reads it as a real (out must hold len + 2 * big
+ * bytes). Returns the number of big integers, or -1 if the nesting is too deep, or -2 if a number
+ * cannot be stored (*at = its offset in both cases). */
+static long long body_scan(const char *buf, size_t len, char *out, size_t *at)
 {
     long long big = 0;
     size_t depth = 0, o = 0, i = 0;
@@ -732,7 +765,7 @@ static long long body_scan(const char *buf, size_t len, char *out, size_t *deep_
         }
         if (c == '[' || c == '{') {
             if (++depth > BP_PAYLOAD_MAX_DEPTH) {
-                *deep_at = i;
+                *at = i;
                 return -1;
             }
         } else if ((c == ']' || c == '}') && depth > 0) {
@@ -745,6 +778,10 @@ static long long body_scan(const char *buf, size_t len, char *out, size_t *deep_
                 if (buf[j] < '0' || buf[j] > '9')
                     plain = 0;
                 j++;
+            }
+            if (!bp_payload_number_fits(buf + i, j - i)) {
+                *at = i;
+                return -2;
             }
             int overflows = plain && int_literal_overflows(buf + i, j - i);
             if (out != NULL) {
@@ -819,8 +856,14 @@ json_t *bp_payload_parse(const char *buf, size_t len, bp_violations_t *v)
     if (big < 0) {
         int line, column;
         line_column(buf, deep_at, &line, &column);
-        report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: nesting deeper than %d levels",
-               line, column, BP_PAYLOAD_MAX_DEPTH);
+        if (big == -1)
+            report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: nesting deeper than %d levels",
+                   line, column, BP_PAYLOAD_MAX_DEPTH);
+        else
+            report(&ctx, LOC_ROOT, NULL,
+                   "invalid JSON at line %d, column %d: a number PostgreSQL cannot store (more than %d "
+                   "digits after the decimal point, or an exponent beyond %d)",
+                   line, column, BP_NUMERIC_MAX_SCALE, BP_NUMERIC_MAX_EXPONENT - 1);
         return NULL;
     }
     if (big == 0) {

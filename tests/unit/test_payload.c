@@ -391,6 +391,42 @@ static void test_parse_refuses_numbers_beyond_double(void **state)
     free(digits);
 }
 
+/* What jansson reads as 0 or a tiny double, PostgreSQL's numeric cannot always store: refused here
+ * rather than dead-lettered by the worker after a 202. */
+static void test_parse_refuses_numbers_postgresql_cannot_store(void **state)
+{
+    bp_violations_t *v = *state;
+    const char *tiny = "{\"a\": [1, 1e-20000]}";
+
+    assert_string_equal(parse_error(tiny, strlen(tiny), v),
+                        "invalid JSON at line 1, column 11: a number PostgreSQL cannot store (more than 16383 "
+                        "digits after the decimal point, or an exponent beyond 1073741822)");
+    static const struct {
+        const char *lexeme;
+        int fits;
+    } cases[] = {{"19.99", 1}, {"-0.0", 1}, {"1e2", 1}, {"1E+2", 1}, {"12345678901234567890", 1},
+                 {"1e-16383", 1}, {"0.5e-16382", 1}, {"0e999999", 1}, {"0e1073741822", 1},
+                 {"1e-16384", 0}, {"10e-16384", 0}, {"0.5e-16383", 0}, {"0e-16384", 0},
+                 {"0e1073741823", 0}, {"1e99999999999999999999", 0}, {"1e-99999999999999999999", 0},
+                 {"x", 1}, {"1.2.3", 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (bp_payload_number_fits(cases[i].lexeme, strlen(cases[i].lexeme)) != cases[i].fits)
+            fail_msg("%s: fits should be %d", cases[i].lexeme, cases[i].fits);
+    }
+    /* 16383 digits after the point are fine, one more is not */
+    char *frac = repeat("1", 16383);
+    char *body = NULL;
+    assert_true(asprintf(&body, "[0.%s]", frac) > 0);
+    json_t *doc = bp_payload_parse(body, strlen(body), v);
+    assert_non_null(doc);
+    json_decref(doc);
+    free(body);
+    assert_true(asprintf(&body, "[0.%s1]", frac) > 0);
+    assert_null(bp_payload_parse(body, strlen(body), v));
+    free(body);
+    free(frac);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Batches: the document and batch_id
  */
@@ -1218,6 +1254,7 @@ int main(void)
         T(test_parse_keeps_huge_integers_as_reals),
         T(test_parse_error_after_huge_integer_has_the_sent_position),
         T(test_parse_refuses_numbers_beyond_double),
+        T(test_parse_refuses_numbers_postgresql_cannot_store),
         T(test_valid_batch),
         T(test_document_must_be_an_object),
         T(test_batch_required_properties),
