@@ -5,12 +5,13 @@ shows it so, and data= and value= filters find it by any spelling of that value,
 miss. Requests and the topic are driven as a producer would; bodies are written by hand so that each
 number's text is exactly the one under test (Python's json would respell floats)."""
 import json
+import os
 import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import BROKERS, wait_until
+from conftest import BROKERS, SOURCE, wait_until
 
 # name -> (the text sent, the text jsonb gives back, other spellings of the same value)
 NUMBERS = {
@@ -148,3 +149,46 @@ def test_a_near_miss_matches_neither_way(stored, name):
     assert value_text(api, oid("near", name, run)) == ("num", near)
     assert oid("near", name, run) not in found(api, run, data='{"v": %s}' % NUMBERS[name][0])
     assert oid("near", name, run) not in found(api, run, key="v", value=NUMBERS[name][0])
+
+
+def test_migration_005_gives_old_rows_their_shortest_spelling(stored, bp_env):
+    """Rows the old API wrote (17 digits of a double) get the spelling their producer sent; any other
+    number, and strings, stay as they are. The migration ran when the module's database was created;
+    it is run again here over rows written the old way."""
+    api, run = stored["api"], stored["run"]
+    old = {  # stored text -> text after the migration
+        "19.989999999999998": "19.99",
+        "0.10000000000000001": "0.1",
+        "-2.4500000000000002": "-2.45",
+        "9.9999999999999995e-08": "0.0000001",
+        "19.989999999999997": "19.989999999999997",  # 17 digits, but not what %.17g writes: a decimal
+        "12345678901234567000": "12345678901234567000",  # the old rounding cannot be undone
+        "100.0": "100.0",
+        "1.50": "1.50",
+        "0.30000000000000004": "0.30000000000000004",  # already the shortest spelling of its double
+    }
+    rows = [(f"old-{i}-{run}", text) for i, text in enumerate(old)]
+    conn = bp_env.db()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO batches (batch_id) VALUES (%s)", (f"old-{run}",))
+            for object_id, text in rows:
+                cur.execute("INSERT INTO objects (object_id, batch_id, data, src_ts, src_partition, src_offset)"
+                            " VALUES (%s, %s, %s::jsonb, 0, 0, 0)",
+                            (object_id, f"old-{run}", '[{"key": "run", "value": "old-%s"}, {"key": "v", "value": %s},'
+                             ' {"key": "s", "value": "%s"}]' % (run, text, text)))
+        with open(os.path.join(SOURCE, "schemas", "migrations", "005_numbers.sql")) as f:
+            sql = f.read()
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+    for (object_id, text), want in zip(rows, old.values()):
+        r = api.get(f"/api/v1/objects/{object_id}/")
+        data = lexemes(r.text)["data"]
+        assert data[1]["value"] == ("num", want), text
+        assert data[2]["value"] == text  # strings are never touched
+    assert found(api, f"old-{run}", data='{"v": 19.99}') == {rows[0][0]}
+    assert found(api, f"old-{run}", key="v", value="0.1") == {rows[1][0]}
