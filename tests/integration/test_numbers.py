@@ -11,7 +11,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import BROKERS, SOURCE, wait_until
+from conftest import BROKERS, SOURCE, Env, wait_until
 
 # name -> (the text sent, the text jsonb gives back, other spellings of the same value)
 NUMBERS = {
@@ -151,44 +151,61 @@ def test_a_near_miss_matches_neither_way(stored, name):
     assert oid("near", name, run) not in found(api, run, key="v", value=NUMBERS[name][0])
 
 
-def test_migration_005_gives_old_rows_their_shortest_spelling(stored, bp_env):
+def test_migration_005_gives_old_rows_their_shortest_spelling():
     """Rows the old API wrote (17 digits of a double) get the spelling their producer sent; any other
-    number, and strings, stay as they are. The migration ran when the module's database was created;
-    it is run again here over rows written the old way."""
-    api, run = stored["api"], stored["run"]
-    old = {  # stored text -> text after the migration
-        "19.989999999999998": "19.99",
-        "0.10000000000000001": "0.1",
-        "-2.4500000000000002": "-2.45",
-        "9.9999999999999995e-08": "0.0000001",
-        "19.989999999999997": "19.989999999999997",  # 17 digits, but not what %.17g writes: a decimal
-        "12345678901234567000": "12345678901234567000",  # the old rounding cannot be undone
-        "100.0": "100.0",
-        "1.50": "1.50",
-        "0.30000000000000004": "0.30000000000000004",  # already the shortest spelling of its double
-    }
-    rows = [(f"old-{i}-{run}", text) for i, text in enumerate(old)]
-    conn = bp_env.db()
+    number, and strings, stay as they are. In a database of its own (the migration rewrites every row
+    of the kind, the module's near misses too): migrated, then rows written the old way, then the
+    migration run again."""
+    env = Env()
+    env.create()
     try:
-        with conn.cursor() as cur:
-            cur.execute("INSERT INTO batches (batch_id) VALUES (%s)", (f"old-{run}",))
-            for object_id, text in rows:
-                cur.execute("INSERT INTO objects (object_id, batch_id, data, src_ts, src_partition, src_offset)"
-                            " VALUES (%s, %s, %s::jsonb, 0, 0, 0)",
-                            (object_id, f"old-{run}", '[{"key": "run", "value": "old-%s"}, {"key": "v", "value": %s},'
-                             ' {"key": "s", "value": "%s"}]' % (run, text, text)))
-        with open(os.path.join(SOURCE, "schemas", "migrations", "005_numbers.sql")) as f:
-            sql = f.read()
-        conn.autocommit = False
-        with conn.cursor() as cur:
-            cur.execute(sql)
-        conn.commit()
+        old = {  # stored text -> text after the migration
+            "19.989999999999998": "19.99",
+            "0.10000000000000001": "0.1",
+            "-2.4500000000000002": "-2.45",
+            "9.9999999999999995e-08": "0.0000001",
+            "19.989999999999997": "19.989999999999997",  # 17 digits, but not what %.17g writes: a decimal
+            "12345678901234567000": "12345678901234567000",  # the old rounding cannot be undone
+            "100.0": "100.0",
+            "1.50": "1.50",
+            "0.30000000000000004": "0.30000000000000004",  # already the shortest spelling of its double
+        }
+        conn = env.db()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO batches (batch_id) VALUES ('old')")
+                for i, text in enumerate(old):
+                    cur.execute("INSERT INTO objects (object_id, batch_id, data, src_ts, src_partition, src_offset)"
+                                " VALUES (%s, 'old', %s::jsonb, 0, 0, 0)",
+                                (f"old-{i}", '[{"key": "v", "value": %s}, {"key": "s", "value": "%s"}]' % (text, text)))
+            with open(os.path.join(SOURCE, "schemas", "migrations", "005_numbers.sql")) as f:
+                sql = f.read()
+            conn.autocommit = False
+            with conn.cursor() as cur:
+                cur.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+        got = dict(env.query("SELECT object_id, data->0->>'value' FROM objects"))
+        for i, (text, want) in enumerate(old.items()):
+            assert got[f"old-{i}"] == want, text
+        strings = [r[0] for r in env.query("SELECT data->1->>'value' FROM objects ORDER BY id")]
+        assert strings == list(old)  # strings are never touched
+        assert env.query("""SELECT object_id FROM objects WHERE data @> '[{"key": "v", "value": 19.99}]'""") == [("old-0",)]
     finally:
-        conn.close()
-    for (object_id, text), want in zip(rows, old.values()):
-        r = api.get(f"/api/v1/objects/{object_id}/")
-        data = lexemes(r.text)["data"]
-        assert data[1]["value"] == ("num", want), text
-        assert data[2]["value"] == text  # strings are never touched
-    assert found(api, f"old-{run}", data='{"v": 19.99}') == {rows[0][0]}
-    assert found(api, f"old-{run}", key="v", value="0.1") == {rows[1][0]}
+        env.drop()
+
+
+def test_the_cli_queries_and_shows_numbers_as_sent(stored, bp_env):
+    """batchpipe query KEY:=NUMBER sends the number as typed, and the tables show numbers as stored."""
+    api, run = stored["api"], stored["run"]
+    r = bp_env.cli("query", f"run={run}", "v:=19.99", BP_API_URL=api.url)
+    rows = [line for line in r.stdout.splitlines() if line.startswith(("batch-", "object-", "direct-", "near-"))]
+    assert sorted(line.split()[0] for line in rows) == sorted(oid(p, "price", run) for p in PATHS)
+    assert all("v=19.99" in line.split() for line in rows), r.stdout
+    r = bp_env.cli("query", f"run={run}", "v:=1234567890.123456789012345678901234567890", "--json",
+                   BP_API_URL=api.url)
+    assert {o["object_id"] for o in json.loads(r.stdout)} == {oid(p, "long", run) for p in PATHS}
+    r = bp_env.cli("get", oid("object", "big", run), BP_API_URL=api.url)
+    assert [line.split() for line in r.stdout.splitlines() if line.startswith("v ")] == [["v",
+                                                                                         "12345678901234567890"]]
