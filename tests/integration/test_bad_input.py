@@ -257,7 +257,7 @@ CASES = [
          check=violation("/objects/0/data", "1000")),
     case("number-1e400", post_json(raw_batch(b'{"key":"n","value":1e400}')), 400),
     case("integer-400-digits", post_json(raw_batch(b'{"key":"n","value":' + b"9" * 400 + b"}")), 400),
-    # documented in shared/bp_payload.h: beyond int64 but within a double it is kept as a real
+    # documented in shared/bp_payload.h: beyond int64 it is published and stored with every digit
     case("integer-300-digits-accepted",
          post_json(raw_batch(b'{"key":"n","value":' + b"9" * 300 + b"}", batch_id=b"bi-300digits")), 202,
          problem=False),
