@@ -187,6 +187,10 @@ static int data_pairs(const char *data, size_t datalen, sb_t *pairs, size_t *npa
         set_error(e, "data", "data: longer than %d bytes", BP_QUERY_FILTER_MAX_BYTES);
         return -1;
     }
+    if (memchr(data, '\0', datalen) != NULL) { /* jansson takes {"a":1\0}; the text goes to SQL as is */
+        set_error(e, "data", "data: must not contain a NUL character");
+        return -1;
+    }
     json_error_t jerr;
     json_t *obj = load(data, datalen, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (obj == NULL) {

@@ -740,8 +740,9 @@ int bp_payload_number_fits(const char *s, size_t n)
 /* One pass over the body outside strings: checks the nesting and the numbers, and finds integer
  * literals that jansson would refuse as too big. With out != NULL it also copies the body there,
  * writing ".0" after each such literal so jansson reads it as a real (out must hold len + 2 * big
- * bytes). Returns the number of big integers, or -1 if the nesting is too deep, or -2 if a number
- * cannot be stored (*at = its offset in both cases). */
+ * bytes). Returns the number of big integers, or -1 if the nesting is too deep, -2 if a number
+ * cannot be stored, -3 at a NUL byte outside strings (jansson takes "[1\0]" for [1], but the body is
+ * published as it is and a NUL cuts PostgreSQL's text short) (*at = the offset in each case). */
 static long long body_scan(const char *buf, size_t len, char *out, size_t *at)
 {
     long long big = 0;
@@ -762,6 +763,10 @@ static long long body_scan(const char *buf, size_t len, char *out, size_t *at)
             }
             i = j;
             continue;
+        }
+        if (c == '\0') {
+            *at = i;
+            return -3;
         }
         if (c == '[' || c == '{') {
             if (++depth > BP_PAYLOAD_MAX_DEPTH) {
@@ -859,11 +864,13 @@ json_t *bp_payload_parse(const char *buf, size_t len, bp_violations_t *v)
         if (big == -1)
             report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: nesting deeper than %d levels",
                    line, column, BP_PAYLOAD_MAX_DEPTH);
-        else
+        else if (big == -2)
             report(&ctx, LOC_ROOT, NULL,
                    "invalid JSON at line %d, column %d: a number PostgreSQL cannot store (more than %d "
                    "digits after the decimal point, or an exponent beyond %d)",
                    line, column, BP_NUMERIC_MAX_SCALE, BP_NUMERIC_MAX_EXPONENT - 1);
+        else
+            report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: a NUL byte", line, column);
         return NULL;
     }
     if (big == 0) {

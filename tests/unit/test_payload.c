@@ -312,6 +312,14 @@ static void test_parse_refuses_nul(void **state)
                         "invalid JSON at line 1, column 10: text must not contain \\u0000 (NUL)");
     assert_string_equal(parse_error(raw, sizeof raw - 1, v),
                         "invalid JSON at line 1, column 14: control character 0x0 near '\"a'");
+    /* jansson would take a raw NUL after a number (or the document) for the end: the body is published
+     * as it is, and a NUL would cut the text the database reads */
+    const char after_number[] = "{\"batch_id\":\"b\",\"objects\":[{\"object_id\":\"o\",\"data\":[{\"key\":\"k\",\"value\":1\0}]}]}";
+    assert_string_equal(parse_error(after_number, sizeof after_number - 1, v),
+                        "invalid JSON at line 1, column 73: a NUL byte");
+    const char after_document[] = "[1]\0";
+    assert_string_equal(parse_error(after_document, sizeof after_document - 1, v),
+                        "invalid JSON at line 1, column 4: a NUL byte");
 }
 
 static void test_parse_refuses_duplicate_json_keys(void **state)

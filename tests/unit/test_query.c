@@ -148,6 +148,12 @@ static void test_numbers_postgresql_cannot_store_are_refused(void **state)
     expect_refused(NULL, "k", "0e-16384", "value", "16383 digits");
     /* with spaces around it is not JSON for value=: a plain string, which may be anything */
     expect_text(NULL, NULL, " 1e-20000", "[{\"value\":\" 1e-20000\"}]", NULL);
+    /* jansson takes a raw NUL after a number for the end; the text goes to PostgreSQL as written */
+    bp_query_filter_t f;
+    bp_query_error_t e = {0};
+    assert_int_equal(bp_query_parse_filter("{\"a\":1\0}", 8, NULL, 0, NULL, 0, &f, &e), -1);
+    assert_string_equal(e.param, "data");
+    assert_non_null(strstr(e.message, "NUL"));
 }
 
 static void test_key_value_forms(void **state)
