@@ -314,7 +314,8 @@ static json_t *read_document(bp_api_thread_t *t, h2o_req_t *req, post_kind_t kin
                                cfg->max_string_len};
     int invalid = kind == POST_BATCH ? bp_payload_validate_batch(doc, &lim, v)
                                      : bp_payload_validate_object(doc, &lim, v);
-    if (invalid) {
+    /* valid, but would PostgreSQL take its numbers as written? (the worker would dead-letter it) */
+    if (invalid || bp_payload_check_numbers(req->entity.base, req->entity.len, v) != 0) {
         json_decref(doc);
         bp_producer_note_rejected(t->producer);
         bp_http_problem_violations(req, 400, "Validation failed", v);

@@ -737,12 +737,12 @@ int bp_payload_number_fits(const char *s, size_t n)
     return scale <= BP_NUMERIC_MAX_SCALE;
 }
 
-/* One pass over the body outside strings: checks the nesting and the numbers, and finds integer
+/* One pass over the body outside strings: checks the nesting and NUL bytes, and finds integer
  * literals that jansson would refuse as too big. With out != NULL it also copies the body there,
  * writing ".0" after each such literal so jansson reads it as a real (out must hold len + 2 * big
- * bytes). Returns the number of big integers, or -1 if the nesting is too deep, -2 if a number
- * cannot be stored, -3 at a NUL byte outside strings (jansson takes "[1\0]" for [1], but the body is
- * published as it is and a NUL cuts PostgreSQL's text short) (*at = the offset in each case). */
+ * bytes). Returns the number of big integers, or -1 if the nesting is too deep, -3 at a NUL byte
+ * outside strings (jansson takes "[1\0]" for [1], but the API publishes the body as it is and a NUL
+ * cuts PostgreSQL's text short) (*at = the offset in each case). */
 static long long body_scan(const char *buf, size_t len, char *out, size_t *at)
 {
     long long big = 0;
@@ -784,10 +784,6 @@ static long long body_scan(const char *buf, size_t len, char *out, size_t *at)
                     plain = 0;
                 j++;
             }
-            if (!bp_payload_number_fits(buf + i, j - i)) {
-                *at = i;
-                return -2;
-            }
             int overflows = plain && int_literal_overflows(buf + i, j - i);
             if (out != NULL) {
                 memcpy(out + o, buf + i, j - i);
@@ -821,6 +817,43 @@ static void line_column(const char *buf, size_t at, int *line, int *column)
             (*column)++;
         }
     }
+}
+
+int bp_payload_check_numbers(const char *buf, size_t len, bp_violations_t *v)
+{
+    vctx_t ctx = {.lim = NULL, .v = v, .total = 0};
+    size_t i = 0;
+
+    violations_clear(v);
+    while (i < len) {
+        char c = buf[i];
+        if (c == '"') {
+            size_t j = i + 1;
+            while (j < len && buf[j] != '"')
+                j += buf[j] == '\\' ? 2 : 1;
+            i = j < len ? j + 1 : len;
+            continue;
+        }
+        if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i + 1;
+            while (j < len && ((buf[j] >= '0' && buf[j] <= '9') || buf[j] == '.' || buf[j] == 'e' ||
+                               buf[j] == 'E' || buf[j] == '+' || buf[j] == '-'))
+                j++;
+            if (!bp_payload_number_fits(buf + i, j - i)) {
+                int line, column;
+                line_column(buf, i, &line, &column);
+                report(&ctx, LOC_ROOT, NULL,
+                       "at line %d, column %d: a number PostgreSQL cannot store (more than %d digits after "
+                       "the decimal point, or an exponent beyond %d)",
+                       line, column, BP_NUMERIC_MAX_SCALE, BP_NUMERIC_MAX_EXPONENT - 1);
+                return -1;
+            }
+            i = j;
+            continue;
+        }
+        i++;
+    }
+    return 0;
 }
 
 static void parse_failed(bp_violations_t *v, const json_error_t *err)
@@ -864,11 +897,6 @@ json_t *bp_payload_parse(const char *buf, size_t len, bp_violations_t *v)
         if (big == -1)
             report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: nesting deeper than %d levels",
                    line, column, BP_PAYLOAD_MAX_DEPTH);
-        else if (big == -2)
-            report(&ctx, LOC_ROOT, NULL,
-                   "invalid JSON at line %d, column %d: a number PostgreSQL cannot store (more than %d "
-                   "digits after the decimal point, or an exponent beyond %d)",
-                   line, column, BP_NUMERIC_MAX_SCALE, BP_NUMERIC_MAX_EXPONENT - 1);
         else
             report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: a NUL byte", line, column);
         return NULL;

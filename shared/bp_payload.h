@@ -22,8 +22,10 @@
  * the tree is for validation only - what is published and stored is the producer's own text (see
  * api/write.c), so no number is ever rounded on its way. In the tree an integer outside the int64
  * range is a real (a double) instead of being refused. Refused: a number beyond the double range
- * (1e400, a 400-digit integer: jansson cannot read it), and a number PostgreSQL's numeric cannot store
- * (bp_payload_number_fits: 1e-20000), which the database would otherwise refuse only in the worker.
+ * (1e400, a 400-digit integer: jansson cannot read it), and a NUL byte outside strings (jansson reads
+ * [1\0] as [1]; the text itself is published). A number jansson reads but PostgreSQL's numeric cannot
+ * store (1e-20000) passes the parser - the worker leaves it to the database, which refuses it (a dead
+ * letter) - and the API refuses it first with bp_payload_check_numbers.
  */
 #ifndef BP_PAYLOAD_H
 #define BP_PAYLOAD_H
@@ -109,6 +111,11 @@ json_t *bp_violations_to_json(const bp_violations_t *v) BP_MUST_CHECK;
  * 1e-20000 do not; PostgreSQL counts the digits written, not the value). Returns 1 for text that is
  * not a number (its parser refuses it), 0 when it does not fit. */
 int bp_payload_number_fits(const char *s, size_t n);
+
+/* Check every number of a parsed body (buf[0..len), borrowed) with bp_payload_number_fits. v is cleared
+ * first. Returns 0, or -1 with one violation at pointer "" naming the line and column of the first
+ * number that does not fit. */
+int bp_payload_check_numbers(const char *buf, size_t len, bp_violations_t *v) BP_MUST_CHECK;
 
 /* Number of entries in a batch's "objects" array (batch borrowed); 0 if there is no such array. */
 size_t bp_payload_object_count(const json_t *batch);

@@ -1,6 +1,7 @@
 /* fuzz_payload.c - fuzz target for what POST /api/v1/batches/ and /api/v1/objects/ do with a body:
- * bp_payload_parse, both validators (default and tiny limits), bp_violations_to_json, and the checks
- * that their contracts in shared/bp_payload.h promise. */
+ * bp_payload_parse, bp_payload_check_numbers, both validators (default and tiny limits),
+ * bp_payload_object_to_batch, bp_violations_to_json, and the checks that their contracts in
+ * shared/bp_payload.h promise. */
 #include <string.h>
 
 #include <jansson.h>
@@ -96,6 +97,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(v.count == 0 && v.total == 0);
     FUZZ_CHECK(json_is_object(doc) || json_is_array(doc));
+    /* the API's check that PostgreSQL can store every number as written: a verdict and at most one
+     * violation, at "" */
+    int fits = bp_payload_check_numbers((const char *)data, size, &v);
+    FUZZ_CHECK(fits == 0 || fits == -1);
+    FUZZ_CHECK(v.total == (fits == 0 ? 0u : 1u));
+    check_violations(&v);
+    if (fits != 0)
+        FUZZ_CHECK(v.items[0].pointer[0] == '\0');
     validate((const char *)data, size, doc, &default_limits, &v);
     validate((const char *)data, size, doc, &tiny_limits, &v);
     json_decref(doc);
