@@ -162,9 +162,10 @@ static int is_space(char c)
 static int check_number(const char *param, const char *s, size_t n, bp_query_error_t *e)
 {
     if ((s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) && !bp_payload_number_fits(s, n)) {
-        set_error(e, param, "%s: the number %.*s%s is beyond what PostgreSQL's numeric stores (at most %d digits "
-                  "after the decimal point)", param, n > 40 ? 40 : (int)n, s, n > 40 ? "..." : "",
-                  BP_NUMERIC_MAX_SCALE);
+        set_error(e, param,
+                  "%s: the number %.*s%s is beyond what PostgreSQL's numeric stores (at most %d digits "
+                  "after the decimal point)",
+                  param, n > 40 ? 40 : (int)n, s, n > 40 ? "..." : "", BP_NUMERIC_MAX_SCALE);
         return -1;
     }
     return 0;
@@ -230,7 +231,8 @@ static int data_pairs(const char *data, size_t datalen, sb_t *pairs, size_t *npa
     size_t pos = 0, nlen, vlen;
     const char *name, *value;
     int more;
-    while ((more = bp_json_object_next(data + start, datalen - start, &pos, &name, &nlen, &value, &vlen)) == 1) {
+    while ((more = bp_json_object_next(data + start, datalen - start, &pos, &name, &nlen, &value,
+                                       &vlen)) == 1) {
         if (check_number("data", value, vlen, e) != 0)
             goto done;
         if (*npairs > 0)

@@ -121,7 +121,8 @@ typedef struct raw_pairs {
 static void pairs_start(raw_pairs_t *w, const char *object, size_t len)
 {
     w->pos = 0;
-    w->ok = object != NULL && bp_json_member(object, len, "data", &w->data, &w->dlen) == 0 && w->data[0] == '[';
+    w->ok = object != NULL && bp_json_member(object, len, "data", &w->data, &w->dlen) == 0 &&
+            w->data[0] == '[';
 }
 
 static void pairs_next(raw_pairs_t *w, const char **raw, size_t *rawlen)
@@ -501,7 +502,8 @@ static int take_page(query_t *q, const cli_http_response_t *resp, json_t *page)
         } else {
             json_array_append(q->rows, json_array_get(results, i));
             /* the bytes too, for numbers as sent; a row without them shows jansson's reading */
-            json_t *text = bp_json_array_next(raw, rawlen, &pos, &elem, &elen) == 1 ? json_stringn(elem, elen) : NULL;
+            json_t *text =
+                bp_json_array_next(raw, rawlen, &pos, &elem, &elen) == 1 ? json_stringn(elem, elen) : NULL;
             json_array_append_new(q->raw_rows, text != NULL ? text : json_null());
         }
         q->nrows++;
