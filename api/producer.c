@@ -416,9 +416,9 @@ static rd_kafka_conf_t *producer_conf(bp_producer_t *p, char *err, size_t errlen
     const bp_config_t *cfg = p->t->api->cfg;
     char client_id[64], max_bytes[32], timeout[32], queue_max[32], linger[32];
     snprintf(client_id, sizeof(client_id), "batchpipe-api-%d", p->t->index);
-    /* re-serialization can make a body longer (1e2 -> 100.0): leave room above the body limit; the
-     * broker's own message.max.bytes has the last word */
-    long long mmb = cfg->max_body_bytes * 2 + 1024 * 1024;
+    /* a message is the body as posted, or a single object wrapped in a few dozen bytes (api/write.c):
+     * leave room above the body limit; the broker's own message.max.bytes has the last word */
+    long long mmb = cfg->max_body_bytes + 1024 * 1024;
     snprintf(max_bytes, sizeof(max_bytes), "%lld", mmb < 1000000000 ? mmb : 1000000000);
     snprintf(timeout, sizeof(timeout), "%lld", cfg->produce_timeout_ms);
     snprintf(queue_max, sizeof(queue_max), "%lld", cfg->produce_queue_max);

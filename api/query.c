@@ -2,6 +2,8 @@
  * Pure logic (jansson only): the handlers in read_*.c parse with it, then hand the SQL to the pool. */
 #include "query.h"
 
+#include "bp_json_scan.h"
+#include "bp_payload.h"
 #include "bp_utf8.h"
 
 #include <errno.h>
@@ -134,77 +136,14 @@ static int check_text(const char *param, const char *s, size_t n, bp_query_error
     return 0;
 }
 
-/* Numbers that are not integers reach the database in one of two spellings: the shortest decimal that
- * reads back as the same double (what most JSON writers produce: 0.1), or 17 significant digits
- * (jansson's, hence what this API publishes: 0.10000000000000001). PostgreSQL compares numerics
- * exactly, so a filter tries both when they differ (one object is written by one writer: the
- * encodings are not mixed within an alternative). */
-enum { ENC_SHORTEST = 0, ENC_17 = 1, N_ENC = 2 };
+/* Numbers go into the containment JSON as the client wrote them (the lexeme's bytes): jsonb compares
+ * numerics exactly and by value, so 1e2 finds a stored 100 and 19.99 finds 19.99 but not
+ * 19.989999999999998. jansson only validates: its tree would have turned each number into a double or
+ * an int64 and written it back respelt. Every other scalar and each key is copied as written too
+ * (jsonb decodes the escapes of a string as jansson does). */
 
-/* A decimal's value in a canonical form (sign, significant digits, exponent), so that "-2.5e+03" and
- * "-2500" compare equal and "0.1" and "0.10000000000000001" do not. */
-static void decimal_canon(const char *s, char *out, size_t outlen)
-{
-    int neg = *s == '-';
-    if (neg)
-        s++;
-    char digits[64];
-    int nd = 0, point = -1;
-    long exp = 0;
-    for (; *s != '\0' && *s != 'e' && *s != 'E'; s++) {
-        if (*s == '.')
-            point = nd;
-        else if (nd < (int)sizeof(digits))
-            digits[nd++] = *s;
-    }
-    if (*s == 'e' || *s == 'E')
-        exp = strtol(s + 1, NULL, 10);
-    if (point < 0)
-        point = nd;
-    exp -= nd - point; /* value = digits x 10^exp */
-    int start = 0, end = nd;
-    while (start < end && digits[start] == '0')
-        start++;
-    while (end > start && digits[end - 1] == '0')
-        end--, exp++;
-    if (start == end)
-        snprintf(out, outlen, "0");
-    else
-        snprintf(out, outlen, "%s%.*se%ld", neg ? "-" : "", end - start, digits + start, exp);
-}
-
-static int sb_real(sb_t *b, double v, int enc)
-{
-    char shortest[40], full[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(shortest, sizeof(shortest), "%.*g", prec, v);
-        if (strtod(shortest, NULL) == v)
-            break;
-    }
-    snprintf(full, sizeof(full), "%.17g", v);
-    sb_puts(b, enc == ENC_17 ? full : shortest);
-    char a[96], c[96];
-    decimal_canon(shortest, a, sizeof(a));
-    decimal_canon(full, c, sizeof(c));
-    return strcmp(a, c) != 0;
-}
-
-/* A scalar JSON value (string, integer, real, true, false, null) as JSON text; returns 1 when the
- * two encodings of a real differ. */
-static int sb_scalar(sb_t *b, const json_t *v, int enc)
-{
-    switch (json_typeof(v)) {
-    case JSON_STRING: sb_json_string(b, json_string_value(v), json_string_length(v)); break;
-    case JSON_INTEGER: sb_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
-    case JSON_REAL: return sb_real(b, json_real_value(v), enc);
-    case JSON_TRUE: sb_puts(b, "true"); break;
-    case JSON_FALSE: sb_puts(b, "false"); break;
-    default: sb_puts(b, "null"); break;
-    }
-    return 0;
-}
-
-/* Parse JSON text; an integer beyond int64 becomes a double, as the payload parser does. */
+/* Parse JSON text for validation; an integer beyond int64 becomes a double, as the payload parser
+ * does (the tree's numbers are never written out). */
 static json_t *load(const char *s, size_t n, size_t flags, json_error_t *jerr)
 {
     json_t *v = json_loadb(s, n, flags, jerr);
@@ -218,6 +157,20 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* A number the database cannot store (bp_payload_number_fits) matches nothing and would make the
+ * statement fail: refuse it. Returns 0, or -1 with e. */
+static int check_number(const char *param, const char *s, size_t n, bp_query_error_t *e)
+{
+    if ((s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) && !bp_payload_number_fits(s, n)) {
+        set_error(e, param,
+                  "%s: the number %.*s%s is beyond what PostgreSQL's numeric stores (at most %d digits "
+                  "after the decimal point)",
+                  param, n > 40 ? 40 : (int)n, s, n > 40 ? "..." : "", BP_NUMERIC_MAX_SCALE);
+        return -1;
+    }
+    return 0;
+}
+
 void bp_query_filter_clear(bp_query_filter_t *f)
 {
     if (f == NULL)
@@ -227,13 +180,16 @@ void bp_query_filter_clear(bp_query_filter_t *f)
     memset(f, 0, sizeof(*f));
 }
 
-/* data={...}: validate and write its pairs ("{..},{..}", no brackets) into pairs[enc]. *differ is set
- * when a real value is spelt differently in the two encodings. */
-static int data_pairs(const char *data, size_t datalen, sb_t pairs[N_ENC], size_t *npairs, int *differ,
-                      bp_query_error_t *e)
+/* data={...}: validate (jansson) and write its pairs ("{..},{..}", no brackets) into pairs, each key
+ * and value copied from the text as written. */
+static int data_pairs(const char *data, size_t datalen, sb_t *pairs, size_t *npairs, bp_query_error_t *e)
 {
     if (datalen > BP_QUERY_FILTER_MAX_BYTES) {
         set_error(e, "data", "data: longer than %d bytes", BP_QUERY_FILTER_MAX_BYTES);
+        return -1;
+    }
+    if (memchr(data, '\0', datalen) != NULL) { /* jansson takes {"a":1\0}; the text goes to SQL as is */
+        set_error(e, "data", "data: must not contain a NUL character");
         return -1;
     }
     json_error_t jerr;
@@ -267,17 +223,30 @@ static int data_pairs(const char *data, size_t datalen, sb_t pairs[N_ENC], size_
                       json_is_object(v) ? "an object" : "an array");
             goto done;
         }
-        for (int enc = 0; enc < N_ENC; enc++) {
-            sb_t *b = &pairs[enc];
-            if (*npairs > 0)
-                sb_add(b, ",", 1);
-            sb_add(b, "{\"key\":", 7);
-            sb_json_string(b, k, klen);
-            sb_add(b, ",\"value\":", 9);
-            *differ |= sb_scalar(b, v, enc);
-            sb_add(b, "}", 1);
-        }
+    }
+    /* valid: now the members' bytes, in the text's order */
+    size_t start = 0;
+    while (start < datalen && is_space(data[start]))
+        start++;
+    size_t pos = 0, nlen, vlen;
+    const char *name, *value;
+    int more;
+    while ((more = bp_json_object_next(data + start, datalen - start, &pos, &name, &nlen, &value,
+                                       &vlen)) == 1) {
+        if (check_number("data", value, vlen, e) != 0)
+            goto done;
+        if (*npairs > 0)
+            sb_add(pairs, ",", 1);
+        sb_add(pairs, "{\"key\":", 7);
+        sb_add(pairs, name, nlen);
+        sb_add(pairs, ",\"value\":", 9);
+        sb_add(pairs, value, vlen);
+        sb_add(pairs, "}", 1);
         (*npairs)++;
+    }
+    if (more != 0 || *npairs != json_object_size(obj)) { /* cannot be: jansson read it as valid */
+        set_error(e, "data", "data: not a JSON object the filter can read");
+        goto done;
     }
     rc = 0;
 done:
@@ -301,18 +270,12 @@ static char *alternative(const sb_t *base, size_t nbase, const sb_t *extra)
     return sb_take(&b);
 }
 
-/* Add an alternative unless the same text is there already. Returns 0, or -1 out of memory. */
+/* Add an alternative (alt may be NULL: out of memory). Returns 0, or -1 out of memory. */
 static int add_alternative(bp_query_filter_t *f, char *alt)
 {
     if (alt == NULL)
         return -1;
-    for (size_t i = 0; i < f->nalts; i++) {
-        if (strcmp(f->alts[i], alt) == 0) {
-            free(alt);
-            return 0;
-        }
-    }
-    f->alts[f->nalts++] = alt; /* at most 2 encodings x 2 forms of value= */
+    f->alts[f->nalts++] = alt; /* at most the string and the typed reading of value= */
     return 0;
 }
 
@@ -320,11 +283,11 @@ int bp_query_parse_filter(const char *data, size_t datalen, const char *key, siz
                           size_t valuelen, bp_query_filter_t *out, bp_query_error_t *e)
 {
     memset(out, 0, sizeof(*out));
-    sb_t base[N_ENC] = {{0}}, plain = {0}, typed[N_ENC] = {{0}};
+    sb_t base = {0}, plain = {0}, typed = {0};
     size_t nbase = 0;
-    int has_typed = 0, differ = 0, rc = -1;
+    int has_typed = 0, rc = -1;
 
-    if (data != NULL && data_pairs(data, datalen, base, &nbase, &differ, e) != 0)
+    if (data != NULL && data_pairs(data, datalen, &base, &nbase, e) != 0)
         goto done;
     if (key != NULL) {
         if (keylen == 0) {
@@ -338,7 +301,7 @@ int bp_query_parse_filter(const char *data, size_t datalen, const char *key, siz
         goto done;
 
     if (key != NULL || value != NULL) {
-        /* the pair asked with key= and/or value=: plain takes V as a string; typed as JSON */
+        /* the pair asked with key= and/or value=: plain takes V as a string; typed as JSON, as written */
         json_t *parsed = NULL;
         if (value != NULL && valuelen > 0 && !is_space(value[0]) && !is_space(value[valuelen - 1])) {
             json_error_t jerr;
@@ -346,6 +309,10 @@ int bp_query_parse_filter(const char *data, size_t datalen, const char *key, siz
             if (parsed != NULL && (json_is_object(parsed) || json_is_array(parsed))) {
                 json_decref(parsed); /* values are never nested: take it as a string */
                 parsed = NULL;
+            }
+            if (parsed != NULL && check_number("value", value, valuelen, e) != 0) {
+                json_decref(parsed);
+                goto done;
             }
         }
         sb_add(&plain, "{", 1);
@@ -356,21 +323,16 @@ int bp_query_parse_filter(const char *data, size_t datalen, const char *key, siz
         if (value != NULL) {
             if (key != NULL)
                 sb_add(&plain, ",", 1);
-            for (int enc = 0; enc < N_ENC; enc++) {
-                sb_add(&typed[enc], plain.buf, plain.len);
-                sb_add(&typed[enc], "\"value\":", 8);
-            }
+            sb_add(&typed, plain.buf, plain.len);
+            sb_add(&typed, "\"value\":", 8);
             sb_add(&plain, "\"value\":", 8);
             if (parsed != NULL && json_is_string(parsed)) {
-                /* "42" in quotes: only the string 42 */
-                sb_scalar(&plain, parsed, ENC_SHORTEST);
+                sb_add(&plain, value, valuelen); /* "42" in quotes: only the string 42 */
             } else {
                 sb_json_string(&plain, value, valuelen);
                 if (parsed != NULL) {
-                    for (int enc = 0; enc < N_ENC; enc++) {
-                        differ |= sb_scalar(&typed[enc], parsed, enc);
-                        sb_add(&typed[enc], "}", 1);
-                    }
+                    sb_add(&typed, value, valuelen); /* the number, true, false or null as written */
+                    sb_add(&typed, "}", 1);
                     has_typed = 1;
                 }
             }
@@ -378,35 +340,28 @@ int bp_query_parse_filter(const char *data, size_t datalen, const char *key, siz
         sb_add(&plain, "}", 1);
         json_decref(parsed);
     }
-    int oom = plain.oom;
-    for (int enc = 0; enc < N_ENC; enc++)
-        oom |= base[enc].oom | typed[enc].oom;
-    if (oom) {
+    if (base.oom || plain.oom || typed.oom) {
         set_error(e, "data", "out of memory");
         goto done;
     }
 
-    for (int enc = 0; enc < (differ ? N_ENC : 1); enc++) {
-        int r = 0;
-        if (plain.len > 0) {
-            r |= add_alternative(out, alternative(&base[enc], nbase, &plain));
-            if (has_typed)
-                r |= add_alternative(out, alternative(&base[enc], nbase, &typed[enc]));
-        } else if (nbase > 0) {
-            r |= add_alternative(out, alternative(&base[enc], nbase, NULL));
-        }
-        if (r != 0) {
-            set_error(e, "data", "out of memory");
-            bp_query_filter_clear(out);
-            goto done;
-        }
+    int r = 0;
+    if (plain.len > 0) {
+        r |= add_alternative(out, alternative(&base, nbase, &plain));
+        if (has_typed)
+            r |= add_alternative(out, alternative(&base, nbase, &typed));
+    } else if (nbase > 0) {
+        r |= add_alternative(out, alternative(&base, nbase, NULL));
+    }
+    if (r != 0) {
+        set_error(e, "data", "out of memory");
+        bp_query_filter_clear(out);
+        goto done;
     }
     rc = 0;
 done:
-    for (int enc = 0; enc < N_ENC; enc++) {
-        free(base[enc].buf);
-        free(typed[enc].buf);
-    }
+    free(base.buf);
+    free(typed.buf);
     free(plain.buf);
     return rc;
 }

@@ -11,10 +11,11 @@
  * The typed rule for value= (a query string has no types): V always matches the string V. If V is a
  * JSON number, true, false or null, it also matches that typed value (value=42 matches 42 and "42").
  * If V is a JSON string literal in double quotes, it matches only that string (value="42" matches
- * "42", not 42). A number that is not an integer is tried in its two usual spellings, the shortest
- * (0.1) and 17 significant digits (0.10000000000000001, what jansson writes), since PostgreSQL
- * compares numerics exactly. So a filter is an OR of at most four containment arrays
- * ("alternatives"). */
+ * "42", not 42). So a filter is an OR of at most two containment arrays ("alternatives").
+ * Numbers (and every key and value) go into the containment JSON exactly as the client wrote them:
+ * jsonb compares numerics by decimal value, exactly, so value=1e2 finds a stored 100 (and 100.0),
+ * 19.99 finds 19.99 and not 19.989999999999998. A number PostgreSQL's numeric cannot store
+ * (bp_payload_number_fits) is refused. */
 #ifndef BP_QUERY_H
 #define BP_QUERY_H
 
@@ -38,7 +39,7 @@ typedef struct bp_query_error {
 /* A containment filter: matches when data @> alts[0] OR data @> alts[1] ... (nalts of them, all
  * different); nalts == 0 means no filter. Each alt is a JSON array text (malloc'd, owned). Clear with
  * bp_query_filter_clear. */
-#define BP_QUERY_MAX_ALTS 4
+#define BP_QUERY_MAX_ALTS 2
 typedef struct bp_query_filter {
     size_t nalts;
     char *alts[BP_QUERY_MAX_ALTS];

@@ -71,7 +71,7 @@ static int answer_not_sent(h2o_req_t *req, const char *request_id, bp_err_t e, c
     char detail[512];
     if (e == BP_ERR_INVALID) {
         snprintf(detail, sizeof(detail),
-                 "%s (the batch is %zu bytes as compact JSON); split it into smaller batches", why,
+                 "%s (the batch is %zu bytes as published); split it into smaller batches", why,
                  value_len);
         return bp_http_problem(req, 413, bp_http_reason(413), detail, NULL);
     }
@@ -86,7 +86,7 @@ static int answer_failed(h2o_req_t *req, const write_pending_t *w, const bp_prod
     char detail[512];
     if (res->kafka_err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
         snprintf(detail, sizeof(detail),
-                 "the broker refused the batch as too large (%zu bytes as compact JSON); split it into "
+                 "the broker refused the batch as too large (%zu bytes as published); split it into "
                  "smaller batches",
                  w->value_len);
         return bp_http_problem(req, 413, bp_http_reason(413), detail, NULL);
@@ -314,7 +314,8 @@ static json_t *read_document(bp_api_thread_t *t, h2o_req_t *req, post_kind_t kin
                                cfg->max_string_len};
     int invalid = kind == POST_BATCH ? bp_payload_validate_batch(doc, &lim, v)
                                      : bp_payload_validate_object(doc, &lim, v);
-    if (invalid) {
+    /* valid, but would PostgreSQL take its numbers as written? (the worker would dead-letter it) */
+    if (invalid || bp_payload_check_numbers(req->entity.base, req->entity.len, v) != 0) {
         json_decref(doc);
         bp_producer_note_rejected(t->producer);
         bp_http_problem_violations(req, 400, "Validation failed", v);
@@ -335,30 +336,43 @@ static int post(bp_api_thread_t *t, h2o_req_t *req, post_kind_t kind)
         return 0;
 
     write_pending_t *w = calloc(1, sizeof(*w));
-    json_t *batch = kind == POST_BATCH ? json_incref(doc) : bp_payload_object_to_batch(doc);
-    char *value = batch != NULL ? json_dumps(batch, JSON_COMPACT) : NULL;
-    if (w == NULL || value == NULL) {
-        free(w);
-        free(value);
-        json_decref(batch);
+    if (w == NULL) {
         json_decref(doc);
         return problem_retry(req, 503, "out of memory; nothing was stored; retry later", 1);
     }
     w->t = t;
     w->req = req;
-    w->value_len = strlen(value);
     snprintf(w->request_id, sizeof(w->request_id), "%s", request_id);
     w->ack.batch_id = pool_string(req, doc, "batch_id", &w->ack.batch_id_len);
     if (kind == POST_OBJECT)
         w->ack.object_id = pool_string(req, doc, "object_id", &w->ack.object_id_len);
-    w->ack.objects = bp_payload_object_count(batch);
+    w->ack.objects = kind == POST_BATCH ? bp_payload_object_count(doc) : 1;
     w->ack.request_id = request_id;
     w->ack.wait_s = wait_s;
     w->ack.partition = -1;
     w->ack.offset = -1;
     w->ack.timestamp = -1;
-    json_decref(batch);
-    json_decref(doc);
+    json_decref(doc); /* before the copy below: the tree is the largest thing a POST holds */
+
+    /* What goes to the topic is the producer's own text, never a re-serialization of the tree: jansson
+     * would respell numbers (19.99 as 19.989999999999998, an integer beyond int64 as a rounded real).
+     * A batch is the body as sent; an object is wrapped into a batch around its members' bytes. The
+     * worker parses and validates the message again; jsonb keeps every number's decimal value. The
+     * copy outlives the request (librdkafka frees it), which may go away before the verdict. */
+    char *value = NULL;
+    if (kind == POST_BATCH) {
+        value = malloc(req->entity.len);
+        if (value != NULL) {
+            memcpy(value, req->entity.base, req->entity.len);
+            w->value_len = req->entity.len;
+        }
+    } else {
+        value = bp_payload_object_to_batch(req->entity.base, req->entity.len, &w->value_len);
+    }
+    if (value == NULL) {
+        free(w);
+        return problem_retry(req, 503, "out of memory; nothing was stored; retry later", 1);
+    }
 
     char why[256];
     bp_err_t e = bp_producer_send(t->producer, w->ack.batch_id, w->ack.batch_id_len, value, w->value_len,

@@ -12,7 +12,7 @@
 
 #include "cli.h"
 #include "http_client.h"
-#include "json_scan.h"
+#include "bp_json_scan.h"
 #include "table.h"
 
 #define CONCURRENCY_DEFAULT 8
@@ -462,7 +462,7 @@ static char *batch_id_of(const char *body, size_t len)
 {
     const char *v;
     size_t vlen;
-    if (cli_json_member(body, len, "batch_id", &v, &vlen) != 0 || v[0] != '"')
+    if (bp_json_member(body, len, "batch_id", &v, &vlen) != 0 || v[0] != '"')
         return NULL;
     json_t *str = json_loadb(v, vlen, JSON_DECODE_ANY, NULL);
     char *id = json_is_string(str) ? strdup(json_string_value(str)) : NULL;

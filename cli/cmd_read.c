@@ -9,7 +9,7 @@
 #include "bp_utf8.h"
 #include "cli.h"
 #include "http_client.h"
-#include "json_scan.h"
+#include "bp_json_scan.h"
 #include "table.h"
 
 #define ID_MAX_BYTES 65536
@@ -86,12 +86,15 @@ static int ambiguous(const char *s)
     return other;
 }
 
-/* A value as the tables show it: a string bare unless ambiguous (then as a JSON string), anything
- * else as compact JSON. Caller frees. */
-static char *show_value(const json_t *v)
+/* A value as the tables show it: a string bare unless ambiguous (then as a JSON string), a number as
+ * the API wrote it (raw, rawlen: its bytes in the answer; jansson would show 19.99 as
+ * 19.989999999999998), anything else as compact JSON. Caller frees. */
+static char *show_value(const json_t *v, const char *raw, size_t rawlen)
 {
     if (json_is_string(v) && !ambiguous(json_string_value(v)))
         return strdup(json_string_value(v));
+    if (json_is_number(v) && raw != NULL && rawlen > 0 && (raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9')))
+        return strndup(raw, rawlen);
     char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
     return text != NULL ? text : strdup("?");
 }
@@ -105,6 +108,35 @@ static char *show_key(const char *key)
     char *text = s != NULL ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
     json_decref(s);
     return text != NULL ? text : strdup("?");
+}
+
+/* The raw bytes of the value of the next pair of an object's data (walk: data and pos from
+ * pairs_start); *raw = NULL when they cannot be found (then the parsed value is shown). */
+typedef struct raw_pairs {
+    const char *data;
+    size_t dlen, pos;
+    int ok;
+} raw_pairs_t;
+
+static void pairs_start(raw_pairs_t *w, const char *object, size_t len)
+{
+    w->pos = 0;
+    w->ok = object != NULL && bp_json_member(object, len, "data", &w->data, &w->dlen) == 0 &&
+            w->data[0] == '[';
+}
+
+static void pairs_next(raw_pairs_t *w, const char **raw, size_t *rawlen)
+{
+    const char *pair;
+    size_t plen;
+    *raw = NULL;
+    *rawlen = 0;
+    if (!w->ok || bp_json_array_next(w->data, w->dlen, &w->pos, &pair, &plen) != 1) {
+        w->ok = 0;
+        return;
+    }
+    if (bp_json_member(pair, plen, "value", raw, rawlen) != 0)
+        *raw = NULL;
 }
 
 static const char *str_member(const json_t *obj, const char *name)
@@ -130,7 +162,7 @@ static int api_failed(const char *cmd, const cli_http_response_t *resp, const ch
  * get
  */
 
-static void print_object(const json_t *obj)
+static void print_object(const json_t *obj, const char *raw_obj, size_t raw_len)
 {
     printf("object_id:  %s\n", str_member(obj, "object_id"));
     printf("batch_id:   %s\n", str_member(obj, "batch_id"));
@@ -145,11 +177,16 @@ static void print_object(const json_t *obj)
     char **keys = calloc(n, sizeof(*keys));
     char **values = calloc(n, sizeof(*values));
     size_t width = 3;
+    raw_pairs_t walk;
+    pairs_start(&walk, raw_obj, raw_len);
     for (size_t i = 0; keys != NULL && values != NULL && i < n; i++) {
         const json_t *pair = json_array_get(data, i);
         const json_t *key = json_object_get(pair, "key");
-        keys[i] = json_is_string(key) ? show_key(json_string_value(key)) : show_value(key);
-        values[i] = show_value(json_object_get(pair, "value"));
+        const char *raw;
+        size_t rawlen;
+        pairs_next(&walk, &raw, &rawlen);
+        keys[i] = json_is_string(key) ? show_key(json_string_value(key)) : show_value(key, NULL, 0);
+        values[i] = show_value(json_object_get(pair, "value"), raw, rawlen);
         if (keys[i] != NULL && cli_text_width(keys[i]) > width)
             width = cli_text_width(keys[i]);
     }
@@ -243,7 +280,7 @@ int cli_get(const bp_config_t *cfg, int argc, char **argv)
             fprintf(stderr, "batchpipe get: the API's answer is not a JSON object\n");
             rc = 1;
         } else {
-            print_object(obj);
+            print_object(obj, resp.body, resp.len);
             rc = 0;
         }
         json_decref(obj);
@@ -266,6 +303,8 @@ typedef struct query {
     int as_json;
     /* what came back */
     json_t *rows;         /* the objects, parsed (table) */
+    json_t *raw_rows;     /* the same objects' bytes, as JSON strings (table: numbers as sent) */
+    json_t *typed_text;   /* key -> the text of a KEY:=JSON value, sent as written */
     FILE *raw;            /* the objects' bytes, comma-separated (--json) */
     char *raw_text;
     size_t raw_len;
@@ -329,7 +368,8 @@ static int add_pair(query_t *q, const char *arg)
     } else if (json_object_size(q->filter) >= FILTER_PAIRS_MAX) {
         fprintf(stderr, "batchpipe query: at most %d pairs\n", FILTER_PAIRS_MAX);
         rc = 2;
-    } else if (json_object_set(q->filter, key, value) != 0) {
+    } else if (json_object_set(q->filter, key, value) != 0 ||
+               (typed && json_object_set_new(q->typed_text, key, json_string(eq + 1)) != 0)) {
         fprintf(stderr, "batchpipe query: out of memory\n");
         rc = 2;
     }
@@ -373,6 +413,42 @@ static int query_args(query_t *q, int argc, char **argv)
     return 0;
 }
 
+/* The data={...} text: a KEY:=JSON value goes as the user wrote it, so that a number keeps its text
+ * (the API compares numbers exactly: 19.99 written back by jansson would be 19.989999999999998).
+ * Caller frees; NULL when out of memory. */
+static char *filter_text(const query_t *q)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    if (f == NULL)
+        return NULL;
+    const char *key;
+    json_t *value;
+    int first = 1, ok = 1;
+    fputc('{', f);
+    json_object_foreach(q->filter, key, value)
+    {
+        json_t *k = json_string(key);
+        char *ktext = k != NULL ? json_dumps(k, JSON_ENCODE_ANY) : NULL;
+        const char *typed = json_string_value(json_object_get(q->typed_text, key));
+        char *vtext = typed != NULL ? NULL : json_dumps(value, JSON_ENCODE_ANY | JSON_COMPACT);
+        ok &= ktext != NULL && (typed != NULL || vtext != NULL);
+        if (ok)
+            fprintf(f, "%s%s:%s", first ? "" : ",", ktext, typed != NULL ? typed : vtext);
+        first = 0;
+        json_decref(k);
+        free(ktext);
+        free(vtext);
+    }
+    fputc('}', f);
+    if (fclose(f) != 0 || !ok) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
 /* The query string of the first page: ?page_size=...&data=...&batch_id=... Caller frees. */
 static char *first_query(const query_t *q)
 {
@@ -383,7 +459,7 @@ static char *first_query(const query_t *q)
         return NULL;
     fprintf(f, "?page_size=%ld", q->limit < PAGE_SIZE_MAX ? q->limit : PAGE_SIZE_MAX);
     if (json_object_size(q->filter) > 0) {
-        char *data = json_dumps(q->filter, JSON_COMPACT);
+        char *data = filter_text(q);
         char *esc = data != NULL ? cli_http_escape(data, strlen(data)) : NULL;
         fprintf(f, "&data=%s", esc ? esc : "");
         free(data);
@@ -408,7 +484,7 @@ static int take_page(query_t *q, const cli_http_response_t *resp, json_t *page)
     const json_t *results = json_object_get(page, "results");
     const char *raw;
     size_t rawlen, pos = 0;
-    if (!json_is_array(results) || cli_json_member(resp->body, resp->len, "results", &raw, &rawlen) != 0) {
+    if (!json_is_array(results) || bp_json_member(resp->body, resp->len, "results", &raw, &rawlen) != 0) {
         fprintf(stderr, "batchpipe query: the API's answer has no results list\n");
         return -1;
     }
@@ -416,7 +492,7 @@ static int take_page(query_t *q, const cli_http_response_t *resp, json_t *page)
     size_t elen;
     for (size_t i = 0; i < json_array_size(results) && q->nrows < (size_t)q->limit; i++) {
         if (q->as_json) {
-            if (cli_json_array_next(raw, rawlen, &pos, &elem, &elen) != 1) {
+            if (bp_json_array_next(raw, rawlen, &pos, &elem, &elen) != 1) {
                 fprintf(stderr, "batchpipe query: the API's results list is malformed\n");
                 return -1;
             }
@@ -425,6 +501,10 @@ static int take_page(query_t *q, const cli_http_response_t *resp, json_t *page)
             fwrite(elem, 1, elen, q->raw);
         } else {
             json_array_append(q->rows, json_array_get(results, i));
+            /* the bytes too, for numbers as sent; a row without them shows jansson's reading */
+            json_t *text =
+                bp_json_array_next(raw, rawlen, &pos, &elem, &elen) == 1 ? json_stringn(elem, elen) : NULL;
+            json_array_append_new(q->raw_rows, text != NULL ? text : json_null());
         }
         q->nrows++;
     }
@@ -543,11 +623,17 @@ static void print_table(const query_t *q)
         size_t size = 0;
         FILE *f = open_memstream(&data, &size);
         const json_t *pairs = json_object_get(row, "data");
+        const json_t *raw_row = json_array_get(q->raw_rows, i);
+        raw_pairs_t walk;
+        pairs_start(&walk, json_string_value(raw_row), json_string_length(raw_row));
         for (size_t k = 0; f != NULL && k < json_array_size(pairs); k++) {
             const json_t *pair = json_array_get(pairs, k);
             const json_t *key = json_object_get(pair, "key");
-            char *ks = json_is_string(key) ? show_key(json_string_value(key)) : show_value(key);
-            char *vs = show_value(json_object_get(pair, "value"));
+            const char *raw;
+            size_t rawlen;
+            pairs_next(&walk, &raw, &rawlen);
+            char *ks = json_is_string(key) ? show_key(json_string_value(key)) : show_value(key, NULL, 0);
+            char *vs = show_value(json_object_get(pair, "value"), raw, rawlen);
             fprintf(f, "%s%s=%s", k ? " " : "", ks ? ks : "?", vs ? vs : "?");
             free(ks);
             free(vs);
@@ -571,8 +657,11 @@ int cli_query(const bp_config_t *cfg, int argc, char **argv)
         printf("%s", query_usage);
         return 0;
     }
-    query_t q = {.cfg = cfg, .limit = LIMIT_DEFAULT, .filter = json_object(), .rows = json_array()};
-    int rc = q.filter != NULL && q.rows != NULL ? query_args(&q, argc, argv) : 1;
+    query_t q = {.cfg = cfg, .limit = LIMIT_DEFAULT, .filter = json_object(), .rows = json_array(),
+                 .raw_rows = json_array(), .typed_text = json_object()};
+    int rc = q.filter != NULL && q.rows != NULL && q.raw_rows != NULL && q.typed_text != NULL
+                 ? query_args(&q, argc, argv)
+                 : 1;
     if (rc == 0 && q.as_json && (q.raw = open_memstream(&q.raw_text, &q.raw_len)) == NULL)
         rc = 1;
     if (rc == 0 && cli_http_init() != 0) {
@@ -596,6 +685,8 @@ int cli_query(const bp_config_t *cfg, int argc, char **argv)
     free(q.raw_text);
     json_decref(q.first_page);
     json_decref(q.rows);
+    json_decref(q.raw_rows);
+    json_decref(q.typed_text);
     json_decref(q.filter);
     return rc;
 }

@@ -2,6 +2,8 @@
  * objects, reporting every violation with a JSON pointer. The rules are listed in bp_payload.h. */
 #include "bp_payload.h"
 
+#include "bp_json_scan.h"
+
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -635,40 +637,32 @@ int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim
     return ctx.total == 0 ? 0 : -1;
 }
 
-json_t *bp_payload_object_to_batch(const json_t *obj)
+char *bp_payload_object_to_batch(const char *body, size_t len, size_t *outlen)
 {
-    const json_t *batch_id = json_object_get(obj, "batch_id");
-    const json_t *object_id = json_object_get(obj, "object_id");
-    const json_t *data = json_object_get(obj, "data");
-    json_t *batch = NULL, *objects = NULL, *entry = NULL;
+    static const char p1[] = "{\"batch_id\":", p2[] = ",\"objects\":[{\"object_id\":", p3[] = ",\"data\":",
+                      p4[] = "}]}";
+    const char *batch_id, *object_id, *data;
+    size_t blen, olen, dlen;
 
-    if (!json_is_string(batch_id) || !json_is_string(object_id) || !json_is_array(data))
+    if (bp_json_member(body, len, "batch_id", &batch_id, &blen) != 0 || batch_id[0] != '"' ||
+        bp_json_member(body, len, "object_id", &object_id, &olen) != 0 || object_id[0] != '"' ||
+        bp_json_member(body, len, "data", &data, &dlen) != 0 || data[0] != '[')
         return NULL;
-    batch = json_object();
-    objects = json_array();
-    entry = json_object();
-    if (batch == NULL || objects == NULL || entry == NULL)
-        goto fail;
-    if (json_object_set_new(entry, "object_id", json_deep_copy(object_id)) < 0 ||
-        json_object_set_new(entry, "data", json_deep_copy(data)) < 0 ||
-        json_object_set_new(batch, "batch_id", json_deep_copy(batch_id)) < 0)
-        goto fail;
-    if (json_array_append_new(objects, entry) < 0) {
-        entry = NULL; /* json_array_append_new consumed it even on failure */
-        goto fail;
-    }
-    entry = NULL;
-    if (json_object_set_new(batch, "objects", objects) < 0) {
-        objects = NULL;
-        goto fail;
-    }
-    return batch;
-
-fail:
-    json_decref(entry);
-    json_decref(objects);
-    json_decref(batch);
-    return NULL;
+    size_t n = sizeof(p1) - 1 + blen + sizeof(p2) - 1 + olen + sizeof(p3) - 1 + dlen + sizeof(p4) - 1;
+    char *out = malloc(n), *o = out;
+    if (out == NULL)
+        return NULL;
+#define PUT(s, l) (memcpy(o, (s), (l)), o += (l))
+    PUT(p1, sizeof(p1) - 1);
+    PUT(batch_id, blen);
+    PUT(p2, sizeof(p2) - 1);
+    PUT(object_id, olen);
+    PUT(p3, sizeof(p3) - 1);
+    PUT(data, dlen);
+    PUT(p4, sizeof(p4) - 1);
+#undef PUT
+    *outlen = n;
+    return out;
 }
 
 size_t bp_payload_object_count(const json_t *batch)
@@ -711,11 +705,45 @@ static int int_literal_overflows(const char *s, size_t n)
     return memcmp(d, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0;
 }
 
-/* One pass over the body outside strings: checks the nesting and finds integer literals that jansson
- * would refuse as too big. With out != NULL it also copies the body there, writing ".0" after each
- * such literal so jansson reads it as a real (out must hold len + 2 * big bytes).
- * Returns the number of big integers, or -1 if the nesting is too deep (*deep_at = its offset). */
-static long long body_scan(const char *buf, size_t len, char *out, size_t *deep_at)
+int bp_payload_number_fits(const char *s, size_t n)
+{
+    size_t i = 0, frac = 0;
+    long long exp = 0;
+    int eneg = 0;
+
+    if (i < n && s[i] == '-')
+        i++;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            frac++;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            eneg = s[i++] == '-';
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (exp < BP_NUMERIC_MAX_EXPONENT) /* saturates: anything beyond is refused alike */
+                exp = exp * 10 + (s[i] - '0');
+        }
+    }
+    if (i != n)
+        return 1; /* not a number: the parser refuses it */
+    if (exp >= BP_NUMERIC_MAX_EXPONENT)
+        return 0;
+    /* digits after the point once the exponent is applied, counted as PostgreSQL does (syntactically) */
+    long long scale = (long long)frac + (eneg ? exp : -exp);
+    return scale <= BP_NUMERIC_MAX_SCALE;
+}
+
+/* One pass over the body outside strings: checks the nesting and NUL bytes, and finds integer
+ * literals that jansson would refuse as too big. With out != NULL it also copies the body there,
+ * writing ".0" after each such literal so jansson reads it as a real (out must hold len + 2 * big
+ * bytes). Returns the number of big integers, or -1 if the nesting is too deep, -3 at a NUL byte
+ * outside strings (jansson takes "[1\0]" for [1], but the API publishes the body as it is and a NUL
+ * cuts PostgreSQL's text short) (*at = the offset in each case). */
+static long long body_scan(const char *buf, size_t len, char *out, size_t *at)
 {
     long long big = 0;
     size_t depth = 0, o = 0, i = 0;
@@ -736,9 +764,13 @@ static long long body_scan(const char *buf, size_t len, char *out, size_t *deep_
             i = j;
             continue;
         }
+        if (c == '\0') {
+            *at = i;
+            return -3;
+        }
         if (c == '[' || c == '{') {
             if (++depth > BP_PAYLOAD_MAX_DEPTH) {
-                *deep_at = i;
+                *at = i;
                 return -1;
             }
         } else if ((c == ']' || c == '}') && depth > 0) {
@@ -787,6 +819,43 @@ static void line_column(const char *buf, size_t at, int *line, int *column)
     }
 }
 
+int bp_payload_check_numbers(const char *buf, size_t len, bp_violations_t *v)
+{
+    vctx_t ctx = {.lim = NULL, .v = v, .total = 0};
+    size_t i = 0;
+
+    violations_clear(v);
+    while (i < len) {
+        char c = buf[i];
+        if (c == '"') {
+            size_t j = i + 1;
+            while (j < len && buf[j] != '"')
+                j += buf[j] == '\\' ? 2 : 1;
+            i = j < len ? j + 1 : len;
+            continue;
+        }
+        if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i + 1;
+            while (j < len && ((buf[j] >= '0' && buf[j] <= '9') || buf[j] == '.' || buf[j] == 'e' ||
+                               buf[j] == 'E' || buf[j] == '+' || buf[j] == '-'))
+                j++;
+            if (!bp_payload_number_fits(buf + i, j - i)) {
+                int line, column;
+                line_column(buf, i, &line, &column);
+                report(&ctx, LOC_ROOT, NULL,
+                       "at line %d, column %d: a number PostgreSQL cannot store (more than %d digits after "
+                       "the decimal point, or an exponent beyond %d)",
+                       line, column, BP_NUMERIC_MAX_SCALE, BP_NUMERIC_MAX_EXPONENT - 1);
+                return -1;
+            }
+            i = j;
+            continue;
+        }
+        i++;
+    }
+    return 0;
+}
+
 static void parse_failed(bp_violations_t *v, const json_error_t *err)
 {
     vctx_t ctx = {.lim = NULL, .v = v, .total = 0};
@@ -825,8 +894,11 @@ json_t *bp_payload_parse(const char *buf, size_t len, bp_violations_t *v)
     if (big < 0) {
         int line, column;
         line_column(buf, deep_at, &line, &column);
-        report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: nesting deeper than %d levels",
-               line, column, BP_PAYLOAD_MAX_DEPTH);
+        if (big == -1)
+            report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: nesting deeper than %d levels",
+                   line, column, BP_PAYLOAD_MAX_DEPTH);
+        else
+            report(&ctx, LOC_ROOT, NULL, "invalid JSON at line %d, column %d: a NUL byte", line, column);
         return NULL;
     }
     if (big == 0) {

@@ -18,10 +18,14 @@
  *   - Lengths are counted in UTF-8 bytes, not characters.
  *
  * Parsing (jansson): invalid UTF-8, \u0000 anywhere (PostgreSQL text cannot store it), the same
- * member twice in one JSON object and nesting deeper than BP_PAYLOAD_MAX_DEPTH are refused. An integer
- * outside the int64 range is kept as a real (a double: exact up to 2^53, then rounded to 17
- * significant digits) instead of being refused; other integers in the same body stay integers. A
- * number beyond the double range (1e400) is refused.
+ * member twice in one JSON object and nesting deeper than BP_PAYLOAD_MAX_DEPTH are refused. Numbers:
+ * the tree is for validation only - what is published and stored is the producer's own text (see
+ * api/write.c), so no number is ever rounded on its way. In the tree an integer outside the int64
+ * range is a real (a double) instead of being refused. Refused: a number beyond the double range
+ * (1e400, a 400-digit integer: jansson cannot read it), and a NUL byte outside strings (jansson reads
+ * [1\0] as [1]; the text itself is published). A number jansson reads but PostgreSQL's numeric cannot
+ * store (1e-20000) passes the parser - the worker leaves it to the database, which refuses it (a dead
+ * letter) - and the API refuses it first with bp_payload_check_numbers.
  */
 #ifndef BP_PAYLOAD_H
 #define BP_PAYLOAD_H
@@ -34,6 +38,8 @@
 
 #define BP_MAX_VIOLATIONS 100    /* violations stored; more are only counted */
 #define BP_PAYLOAD_MAX_DEPTH 64  /* nesting of [ and { a body may have; a batch needs 4 */
+#define BP_NUMERIC_MAX_SCALE 16383        /* PostgreSQL numeric: digits after the decimal point */
+#define BP_NUMERIC_MAX_EXPONENT 1073741823 /* PostgreSQL numeric: |exponent| must stay below (INT_MAX/2) */
 
 typedef struct bp_payload_limits {
     long long max_objects;    /* objects per batch */
@@ -86,16 +92,30 @@ int bp_payload_validate_batch(const json_t *doc, const bp_payload_limits_t *lim,
 int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
     BP_MUST_CHECK;
 
-/* Turn a single-object document (borrowed; validate it first) into the batch
- * {"batch_id": ..., "objects": [{"object_id": ..., "data": [...]}]}. The result is a new reference
- * sharing nothing with obj (free with json_decref). Returns NULL if obj does not have the three members
- * with the right types, or on allocation failure. */
-json_t *bp_payload_object_to_batch(const json_t *obj) BP_MUST_CHECK;
+/* The batch text {"batch_id":B,"objects":[{"object_id":O,"data":D}]} of a single-object body
+ * (body[0..len), borrowed; validate its document with bp_payload_validate_object first), where B, O and D
+ * are those members' bytes exactly as the body writes them: numbers and strings keep their spelling.
+ * Returns a malloc'd text (free it; not NUL-terminated) of *outlen bytes, or NULL when the body lacks
+ * one of the three members (or batch_id or object_id is not a string, or data not an array), or out
+ * of memory. */
+char *bp_payload_object_to_batch(const char *body, size_t len, size_t *outlen) BP_MUST_CHECK;
 
 /* The violations as a JSON array [{"pointer": "...", "message": "..."}] of the stored ones (v->count
  * entries; v->total says how many there were). v is borrowed. Returns a new reference, or NULL on
  * allocation failure. */
 json_t *bp_violations_to_json(const bp_violations_t *v) BP_MUST_CHECK;
+
+/* Whether the JSON number lexeme s[0..n) can be stored in PostgreSQL's numeric (hence jsonb) as
+ * written: its exponent below BP_NUMERIC_MAX_EXPONENT in magnitude, and at most BP_NUMERIC_MAX_SCALE
+ * digits after the decimal point once the exponent is applied (1e-16383 fits, 10e-16384 and
+ * 1e-20000 do not; PostgreSQL counts the digits written, not the value). Returns 1 for text that is
+ * not a number (its parser refuses it), 0 when it does not fit. */
+int bp_payload_number_fits(const char *s, size_t n);
+
+/* Check every number of a parsed body (buf[0..len), borrowed) with bp_payload_number_fits. v is cleared
+ * first. Returns 0, or -1 with one violation at pointer "" naming the line and column of the first
+ * number that does not fit. */
+int bp_payload_check_numbers(const char *buf, size_t len, bp_violations_t *v) BP_MUST_CHECK;
 
 /* Number of entries in a batch's "objects" array (batch borrowed); 0 if there is no such array. */
 size_t bp_payload_object_count(const json_t *batch);

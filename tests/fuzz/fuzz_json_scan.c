@@ -1,18 +1,20 @@
-/* fuzz_json_scan.c - fuzz target for the CLI's JSON scanner (cli/json_scan.h), which reads what a batch
- * file or an API server hands the CLI: cli_json_member (a member of the top-level object) and
- * cli_json_array_next (the elements of an array), on any bytes.
+/* fuzz_json_scan.c - fuzz target for the JSON scanner (shared/bp_json_scan.h), which reads what a batch
+ * file or an API server hands the CLI, and what a client posts to the API (the data of an object, the
+ * members of a data= filter): bp_json_member (a member of the top-level object), bp_json_array_next
+ * and bp_json_object_next (the elements of an array, the members of an object), on any bytes.
  *
- * Input: one byte, then the text. Bit 0 of the byte clear: look up member "batch_id" of the text; set:
- * walk the text (from its first non-blank byte) as an array. Oracle: jansson. Whatever the text, every value handed back lies inside
- * it. When jansson reads the text as valid JSON (duplicate members refused), the scanner agrees: the
- * member it finds is jansson's value of that member (and it finds it whenever the text has no escape
- * that could spell the name), and the walk yields exactly jansson's elements, in order. */
+ * Input: one byte, then the text. Bit 0 of the byte clear: look up member "batch_id" of the text and
+ * walk the text (from its first non-blank byte) as an object; set: walk it as an array. Oracle:
+ * jansson. Whatever the text, every value handed back lies inside it. When jansson reads the text as
+ * valid JSON (duplicate members refused), the scanner agrees: it finds the member exactly when jansson
+ * has it (names written with escapes included), with jansson's value, and the walks yield exactly
+ * jansson's elements or members, in order. */
 #include <string.h>
 
 #include <jansson.h>
 
 #include "fuzz.h"
-#include "json_scan.h"
+#include "bp_json_scan.h"
 
 /* jansson as the oracle of "valid JSON". A raw NUL byte is never valid JSON, but jansson accepted one
  * after a number (corpus/json_scan/array_nul_after_number), so texts with one get no oracle. */
@@ -33,7 +35,7 @@ static void check_member(const char *text, size_t len)
 {
     const char *value = NULL;
     size_t vlen = 0;
-    int rc = cli_json_member(text, len, "batch_id", &value, &vlen);
+    int rc = bp_json_member(text, len, "batch_id", &value, &vlen);
     FUZZ_CHECK(rc == 0 || rc == -1);
     if (rc == 0)
         FUZZ_CHECK(vlen > 0 && inside(text, len, value, vlen));
@@ -45,14 +47,43 @@ static void check_member(const char *text, size_t len)
         json_t *got = parse(value, vlen);
         FUZZ_CHECK(expected != NULL && got != NULL && json_equal(got, expected));
         json_decref(got);
-    } else if (expected != NULL) {
-        FUZZ_CHECK(memchr(text, '\\', len) != NULL); /* only an escaped name may hide it */
+    } else {
+        FUZZ_CHECK(expected == NULL);
     }
     json_decref(doc);
 }
 
+/* The object walk: each member's name parses as a string that jansson has, with the same value. */
+static void check_object(const char *text, size_t len)
+{
+    while (len > 0 && (*text == ' ' || *text == '\t' || *text == '\n' || *text == '\r'))
+        text++, len--;
+    size_t pos = 0, n = 0, nlen = 0, vlen = 0;
+    const char *name = NULL, *value = NULL;
+    int rc;
+    json_t *doc = parse(text, len);
+    int valid = json_is_object(doc);
+    while ((rc = bp_json_object_next(text, len, &pos, &name, &nlen, &value, &vlen)) == 1) {
+        FUZZ_CHECK(nlen >= 2 && inside(text, len, name, nlen) && name[0] == '"');
+        FUZZ_CHECK(vlen > 0 && inside(text, len, value, vlen));
+        FUZZ_CHECK(pos <= len);
+        if (valid) {
+            json_t *k = parse(name, nlen), *v = parse(value, vlen);
+            FUZZ_CHECK(json_is_string(k) && v != NULL);
+            FUZZ_CHECK(json_equal(v, json_object_getn(doc, json_string_value(k), json_string_length(k))));
+            json_decref(k);
+            json_decref(v);
+        }
+        FUZZ_CHECK(++n <= len); /* always progresses */
+    }
+    FUZZ_CHECK(rc == 0 || rc == -1);
+    if (valid)
+        FUZZ_CHECK(rc == 0 && n == json_object_size(doc));
+    json_decref(doc);
+}
+
 /* The array as the CLI hands it over: its raw bytes, from the '[' (JSON whitespace before it is
- * skipped here, as cli_json_member never includes it in a value). */
+ * skipped here, as bp_json_member never includes it in a value). */
 static void check_array(const char *text, size_t len)
 {
     while (len > 0 && (*text == ' ' || *text == '\t' || *text == '\n' || *text == '\r'))
@@ -63,7 +94,7 @@ static void check_array(const char *text, size_t len)
     int rc;
     json_t *doc = parse(text, len);
     int valid = json_is_array(doc);
-    while ((rc = cli_json_array_next(text, len, &pos, &elem, &elen)) == 1) {
+    while ((rc = bp_json_array_next(text, len, &pos, &elem, &elen)) == 1) {
         FUZZ_CHECK(elen > 0 && inside(text, len, elem, elen));
         FUZZ_CHECK(pos <= len);
         if (valid) {
@@ -87,7 +118,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = size - 1;
     if (data[0] & 1)
         check_array(text, len);
-    else
+    else {
         check_member(text, len);
+        check_object(text, len);
+    }
     return 0;
 }

@@ -110,7 +110,7 @@ def test_mixed_value_types_are_kept(pipeline):
         for mine, theirs in zip(obj["data"], got["data"]):
             v, w = mine["value"], theirs["value"]
             if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2 ** 63:
-                # integers beyond int64 are kept as numbers, as reals (docs/TOPIC.md)
+                # integers beyond int64 are kept as numbers, exactly (docs/TOPIC.md)
                 assert isinstance(w, (int, float)) and not isinstance(w, bool) and math.isclose(w, v, rel_tol=1e-15)
             else:
                 assert type(w) is type(v) and w == v, (mine, theirs)

@@ -34,7 +34,7 @@ static void assert_json_eq(const char *got, const char *want)
     json_decref(b);
 }
 
-/* The filter's alternatives, in order (up to four; NULL ends the list). */
+/* The filter's alternatives, in order (up to two; NULL ends the list). */
 static void expect_alts4(const char *data, const char *key, const char *value, const char *const *want)
 {
     bp_query_filter_t f;
@@ -96,38 +96,64 @@ static void test_data_pairs_in_order_and_typed(void **state)
                 "[{\"key\":\"a\\\"b\",\"value\":\"c\\\\d\\n\\u00e9\"}]", NULL);
 }
 
-static void test_reals_are_tried_in_both_spellings(void **state)
+/* The filter's alternatives compared byte for byte (NULL ends the list): numbers must keep their text. */
+static void expect_text(const char *data, const char *key, const char *value, const char *alt0, const char *alt1)
 {
     bp_query_filter_t f;
-    bp_query_error_t e;
-    assert_int_equal(filter("{\"p\":0.1,\"big\":18446744073709551616}", NULL, NULL, &f, &e), 0);
-    /* PostgreSQL compares numerics exactly: 0.1 as most writers spell it, and as jansson does */
-    assert_int_equal(f.nalts, 2);
-    assert_non_null(strstr(f.alts[0], "\"value\":0.1}"));
-    assert_non_null(strstr(f.alts[1], "\"value\":0.10000000000000001}"));
-    /* beyond int64: kept as a double, like the payload parser; both spellings have the same value */
-    assert_non_null(strstr(f.alts[0], "\"value\":1.8446744073709552e+19}"));
-    assert_non_null(strstr(f.alts[1], "\"value\":1.8446744073709552e+19}"));
+    bp_query_error_t e = {0};
+    if (filter(data, key, value, &f, &e) != 0) {
+        print_error("refused: %s\n", e.message);
+        fail();
+    }
+    assert_int_equal(f.nalts, alt0 == NULL ? 0 : alt1 == NULL ? 1 : 2);
+    if (alt0 != NULL)
+        assert_string_equal(f.alts[0], alt0);
+    if (alt1 != NULL)
+        assert_string_equal(f.alts[1], alt1);
     bp_query_filter_clear(&f);
-    /* spellings of the same decimal value do not add alternatives */
-    expect_alts("{\"p\":1.5,\"q\":-2.5e3,\"r\":0.25}", NULL, NULL,
-                "[{\"key\":\"p\",\"value\":1.5},{\"key\":\"q\",\"value\":-2500.0},"
-                "{\"key\":\"r\",\"value\":0.25}]", NULL);
-    /* with value=: the string, the typed value, in both spellings */
-    const char *want[] = {"[{\"key\":\"p\",\"value\":\"0.1\"}]", "[{\"key\":\"p\",\"value\":0.1}]",
-                          "[{\"key\":\"p\",\"value\":0.10000000000000001}]", NULL};
-    expect_alts4(NULL, "p", "0.1", want);
-    const char *want4[] = {"[{\"key\":\"a\",\"value\":0.1},{\"value\":\"0.2\"}]",
-                           "[{\"key\":\"a\",\"value\":0.1},{\"value\":0.2}]",
-                           "[{\"key\":\"a\",\"value\":0.1},{\"value\":\"0.2\"}]",
-                           "[{\"key\":\"a\",\"value\":0.1},{\"value\":0.2}]"};
-    assert_int_equal(filter("{\"a\":0.1}", NULL, "0.2", &f, &e), 0);
-    assert_int_equal(f.nalts, 4);
-    for (int i = 0; i < 4; i++)
-        assert_json_eq(f.alts[i], want4[i]); /* jansson reads both spellings as the same double */
-    assert_non_null(strstr(f.alts[2], "0.10000000000000001"));
-    assert_non_null(strstr(f.alts[3], "0.20000000000000001"));
-    bp_query_filter_clear(&f);
+}
+
+/* jsonb compares numerics exactly, by decimal value: a number goes in as the client wrote it, with one
+ * alternative (no second spelling of a double to try), beyond int64 and beyond 17 digits too. */
+static void test_numbers_are_passed_as_written(void **state)
+{
+    expect_text("{\"p\":19.99,\"big\":12345678901234567890,\"e\":1e2,\"z\":-0.0,\"t\":1.50,"
+                "\"long\":1234567890.123456789012345678901234567890}", NULL, NULL,
+                "[{\"key\":\"p\",\"value\":19.99},{\"key\":\"big\",\"value\":12345678901234567890},"
+                "{\"key\":\"e\",\"value\":1e2},{\"key\":\"z\",\"value\":-0.0},{\"key\":\"t\",\"value\":1.50},"
+                "{\"key\":\"long\",\"value\":1234567890.123456789012345678901234567890}]", NULL);
+    /* a near miss stays a near miss: nothing rounds it to 19.99 */
+    expect_text("{\"p\":19.989999999999998}", NULL, NULL, "[{\"key\":\"p\",\"value\":19.989999999999998}]", NULL);
+    /* spacing around is dropped; keys and strings keep their escapes (jsonb decodes them alike) */
+    expect_text(" { \"p\" :\t0.1 , \"a\\u0062\" : \"x\\/y\" } ", NULL, NULL,
+                "[{\"key\":\"p\",\"value\":0.1},{\"key\":\"a\\u0062\",\"value\":\"x\\/y\"}]", NULL);
+    /* value=: the string, and the typed value as written */
+    expect_text(NULL, "p", "19.99", "[{\"key\":\"p\",\"value\":\"19.99\"}]", "[{\"key\":\"p\",\"value\":19.99}]");
+    expect_text(NULL, NULL, "1E+2", "[{\"value\":\"1E+2\"}]", "[{\"value\":1E+2}]");
+    expect_text(NULL, NULL, "-0.0", "[{\"value\":\"-0.0\"}]", "[{\"value\":-0.0}]");
+    expect_text(NULL, NULL, "12345678901234567890", "[{\"value\":\"12345678901234567890\"}]",
+                "[{\"value\":12345678901234567890}]");
+    expect_text("{\"a\":0.1}", NULL, "0.2", "[{\"key\":\"a\",\"value\":0.1},{\"value\":\"0.2\"}]",
+                "[{\"key\":\"a\",\"value\":0.1},{\"value\":0.2}]");
+    /* a string literal in quotes: that string only, as written */
+    expect_text(NULL, NULL, "\"4\\u0032\"", "[{\"value\":\"4\\u0032\"}]", NULL);
+    /* beyond the double range jansson cannot read it as a number: a plain string, as before */
+    expect_text(NULL, NULL, "1e400", "[{\"value\":\"1e400\"}]", NULL);
+}
+
+static void test_numbers_postgresql_cannot_store_are_refused(void **state)
+{
+    expect_refused("{\"v\":1e-20000}", NULL, NULL, "data", "beyond what PostgreSQL");
+    expect_refused(NULL, NULL, "1e-20000", "value", "beyond what PostgreSQL");
+    expect_refused(NULL, "k", "0e-16384", "value", "16383 digits");
+    /* with spaces around it is not JSON for value=: a plain string, which may be anything */
+    expect_text(NULL, NULL, " 1e-20000", "[{\"value\":\" 1e-20000\"}]", NULL);
+    /* jansson takes a raw NUL after a number for the end; the text goes to PostgreSQL as written */
+    bp_query_filter_t f;
+    bp_query_error_t e = {0};
+    assert_int_equal(bp_query_parse_filter("{\"a\":1\0}", 8, NULL, 0, NULL, 0, &f, &e), -1);
+    assert_string_equal(e.param, "data");
+    assert_non_null(strstr(e.message, "NUL"));
 }
 
 static void test_key_value_forms(void **state)
@@ -438,7 +464,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_filter),
         cmocka_unit_test(test_data_pairs_in_order_and_typed),
-        cmocka_unit_test(test_reals_are_tried_in_both_spellings),
+        cmocka_unit_test(test_numbers_are_passed_as_written),
+        cmocka_unit_test(test_numbers_postgresql_cannot_store_are_refused),
         cmocka_unit_test(test_key_value_forms),
         cmocka_unit_test(test_data_combines_with_key_value),
         cmocka_unit_test(test_bad_filters),
