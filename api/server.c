@@ -94,6 +94,28 @@ static int open_listener(const char *host, int port, char *err, size_t errlen)
     return fd;
 }
 
+int bp_server_host_is_loopback(const char *host)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+    if (host == NULL || host[0] == '\0' || getaddrinfo(host, "1", &hints, &ai) != 0)
+        return 0;
+    int loopback = 1;
+    for (struct addrinfo *a = ai; a != NULL; a = a->ai_next) {
+        if (a->ai_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)a->ai_addr;
+            loopback &= (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+        } else if (a->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a->ai_addr;
+            loopback &= IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+                        (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
+        } else {
+            loopback = 0;
+        }
+    }
+    freeaddrinfo(ai);
+    return loopback;
+}
+
 static double gauge_connections(void *arg)
 {
     return (double)((bp_api_thread_t *)arg)->connections;

@@ -70,6 +70,10 @@ int bp_server_run(bp_api_t *api, char *err, size_t errlen) BP_MUST_CHECK;
  * reachable from api) until the process exits. */
 void bp_server_join(bp_api_t *api);
 
+/* 1 when every address host resolves to is a loopback one (127.0.0.0/8, ::1), 0 otherwise or when it
+ * does not resolve. */
+int bp_server_host_is_loopback(const char *host);
+
 /* Recover the thread from a request on its loop. */
 static inline bp_api_thread_t *bp_thread_of(h2o_req_t *req)
 {

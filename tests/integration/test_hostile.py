@@ -90,3 +90,103 @@ def test_random_methods_and_paths_do_not_grow_metrics(api):
         assert not ("method=" in line and "method=\"OTHER\"" not in line and "method=\"GET\"" not in line
                     and "method=\"HEAD\"" not in line), line
     assert "bp_metrics_series_dropped_total 0" in after
+
+
+# ---- 2. secure defaults: loopback without keys, BP_AUTH=off out loud, Host never trusted --------
+
+def test_default_listens_on_loopback_only_without_keys_and_says_so(bp_env):
+    proc, port = start_raw(bp_env, "api-default", BP_HTTP_HOST="")
+    wait_healthy(proc, f"http://127.0.0.1:{port}")
+    msgs = [l.get("msg", "") for l in proc.log_lines()]
+    assert any("127.0.0.1" in m and "BP_API_KEYS_FILE" in m for m in msgs), msgs
+    proc.stop()
+
+
+def test_public_address_without_keys_is_refused(bp_env):
+    proc, port = start_raw(bp_env, "api-open", BP_HTTP_HOST="0.0.0.0")
+    assert proc.p.wait(30) != 0
+    out = proc.logs()
+    assert "BP_AUTH=off" in out and "BP_API_KEYS_FILE" in out, out
+
+
+def test_auth_off_allows_a_public_address_with_a_warning(bp_env):
+    proc, port = start_raw(bp_env, "api-auth-off", BP_HTTP_HOST="0.0.0.0", BP_AUTH="off")
+    wait_healthy(proc, f"http://127.0.0.1:{port}")
+    warns = [l for l in proc.log_lines() if l.get("level") == "warn" and "BP_AUTH=off" in l.get("msg", "")]
+    assert warns, proc.logs()
+    assert requests.get(f"http://127.0.0.1:{port}/api/v1/", timeout=10).status_code == 200
+    proc.stop()
+
+
+def test_keys_allow_a_public_address(bp_env):
+    path = keys_file([("hostile-reader-0123456789", "read", "reader")])
+    try:
+        proc, port = start_raw(bp_env, "api-keys-open", BP_HTTP_HOST="0.0.0.0", BP_API_KEYS_FILE=path)
+        wait_healthy(proc, f"http://127.0.0.1:{port}")
+        proc.stop()
+    finally:
+        os.unlink(path)
+
+
+def raw_get(port, target, host):
+    """GET target with exactly this Host header (bytes); returns (status, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest("GET", target, skip_host=True)
+    conn.putheader("Host", host)
+    conn.endheaders()
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, body
+
+
+def post_batch(api, batch_id, n):
+    body = {"batch_id": batch_id,
+            "objects": [{"object_id": f"{batch_id}-{i}", "data": [{"key": "k", "value": i}]} for i in range(n)]}
+    r = api.post("/api/v1/batches/?wait=30", body)
+    assert r.status_code == 201, r.text
+
+
+@pytest.fixture(scope="module")
+def filled(bp_env):
+    """An API with a worker and a few stored batches, for links."""
+    api = bp_env.start_api()
+    worker = bp_env.start_worker()
+    bp_env.wait_assigned(worker)
+    for i in range(3):
+        post_batch(api, f"hostile-{i}", 2)
+    yield api
+    worker.stop()
+    api.proc.stop()
+
+
+HOSTILE_HOSTS = ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "attacker.test:1"]
+
+
+def test_a_hostile_host_never_appears_in_a_link(filled):
+    port = int(filled.url.rsplit(":", 1)[1])
+    for host in HOSTILE_HOSTS:
+        for target in ["/api/v1/", "/api/v1/objects/?page_size=1", "/api/v1/batches/?page_size=1",
+                       "/api/v1/objects/?page=2&page_size=1", "/api/v1/batches/hostile-1/"]:
+            status, body = raw_get(port, target, host)
+            assert status == 200, (host, target, body[:300])
+            assert host.split(":")[0].encode() not in body, (host, target, body[:500])
+            doc = strict_json(body)
+            for k in ("next", "previous", "url", "objects", "batches"):
+                if isinstance(doc.get(k), str):
+                    assert doc[k].startswith("/"), (host, target, doc[k])
+
+
+def test_the_listen_address_as_host_gives_absolute_links(filled):
+    body = filled.get("/api/v1/objects/?page_size=1").json()
+    assert body["next"].startswith(filled.url + "/api/v1/objects/?"), body["next"]
+
+
+def test_public_url_builds_the_links(bp_env):
+    api = bp_env.start_api(BP_PUBLIC_URL="https://batchpipe.example.com")
+    port = int(api.url.rsplit(":", 1)[1])
+    status, body = raw_get(port, "/api/v1/", "evil.example")
+    assert status == 200
+    doc = strict_json(body)
+    assert doc["objects"].startswith("https://batchpipe.example.com/api/v1/objects/"), doc
+    api.proc.stop()
