@@ -190,3 +190,25 @@ def test_public_url_builds_the_links(bp_env):
     doc = strict_json(body)
     assert doc["objects"].startswith("https://batchpipe.example.com/api/v1/objects/"), doc
     api.proc.stop()
+
+
+# ---- 6. a 413 that http.client (which writes the whole body first) can read ----------------------
+
+def test_too_large_body_413_is_readable_by_http_client(bp_env):
+    api = bp_env.start_api(BP_MAX_BODY_BYTES="64KiB")
+    port = int(api.url.rsplit(":", 1)[1])
+    body = b"[" + b" " * (6 << 20) + b"]"
+    for attempt in range(3):  # each on a new connection
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/api/v1/batches/", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        problem = strict_json(r.read())
+        conn.close()
+        assert r.status == 413
+        assert problem["status"] == 413 and "BP_MAX_BODY_BYTES" in problem["detail"], problem
+    # requests too (the same write-everything-first behaviour)
+    r = requests.post(api.url + "/api/v1/batches/", data=body, headers={"Content-Type": "application/json"},
+                      timeout=30)
+    assert r.status_code == 413 and r.json()["status"] == 413
+    assert api.get("/api/v1/").status_code == 200
+    api.proc.stop()
