@@ -48,7 +48,7 @@ static int parse_list(bp_api_thread_t *t, h2o_req_t *req, list_ctx_t *ctx)
         goto bad;
     if ((rc = bp_read_param(req, "page", &v, &n)) < 0)
         return -1;
-    if (rc == 1 && bp_query_parse_page(v, n, &q->page, &e) != 0)
+    if (rc == 1 && (bp_query_parse_page(v, n, &q->page, &e) != 0 || bp_query_check_offset(q->page, q->page_size, &e) != 0))
         goto bad;
     if ((rc = bp_read_param(req, "count", &v, &n)) < 0)
         return -1;

@@ -212,3 +212,33 @@ def test_too_large_body_413_is_readable_by_http_client(bp_env):
     assert r.status_code == 413 and r.json()["status"] == 413
     assert api.get("/api/v1/").status_code == 200
     api.proc.stop()
+
+
+# ---- 7. expensive reads: deep pages and extreme cursors ----------------------------------------
+
+def test_deep_page_is_400_naming_the_cursor(filled):
+    for params in ({"page": 10 ** 9}, {"page": 200001, "page_size": 1}, {"page": 1001, "page_size": 1000}):
+        r = filled.get("/api/v1/objects/", params=params)
+        assert r.status_code == 400, (params, r.status_code, r.text[:300])
+        problem = r.json()
+        assert "cursor" in problem["detail"], problem
+        assert problem["invalid-params"][0]["name"] == "page"
+    # at the bound, a page number still answers (an empty one: 404 past the last page)
+    assert filled.get("/api/v1/objects/", params={"page": 100001, "page_size": 1}).status_code == 404
+
+
+def batches_cursor(t, batch_id="x", direction="n"):
+    raw = b"\x01" + json.dumps({"k": "b", "d": direction, "t": t, "b": batch_id}).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_extreme_cursor_timestamps_are_400_not_500(filled):
+    for t in (-(2 ** 63), 2 ** 63 - 1, -9 * 10 ** 18, 9 * 10 ** 18, 10 ** 18, -(10 ** 17)):
+        for direction in ("n", "p"):
+            r = filled.get("/api/v1/batches/", params={"cursor": batches_cursor(t, direction=direction)})
+            assert r.status_code != 500, (t, direction, r.text[:300])
+            assert r.status_code == 400, (t, direction, r.status_code, r.text[:300])
+            assert r.json()["invalid-params"][0]["name"] == "cursor"
+    # an ordinary timestamp still works
+    r = filled.get("/api/v1/batches/", params={"cursor": batches_cursor(0)})
+    assert r.status_code == 200, r.text
