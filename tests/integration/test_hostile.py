@@ -242,3 +242,48 @@ def test_extreme_cursor_timestamps_are_400_not_500(filled):
     # an ordinary timestamp still works
     r = filled.get("/api/v1/batches/", params={"cursor": batches_cursor(0)})
     assert r.status_code == 200, r.text
+
+
+# ---- 8. links and bodies stay UTF-8 --------------------------------------------------------------
+
+def raw_request_bytes(port, target):
+    """GET with raw target bytes (not percent-encoded); returns (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def test_links_are_utf8_whatever_the_query_held(filled):
+    port = int(filled.url.rsplit(":", 1)[1])
+    for target in [b"/api/v1/objects/?x=\xff&page_size=1", b"/api/v1/batches/?\xfe\xff=1&page_size=1",
+                   b"/api/v1/objects/?x=\xc3&page=1&page_size=1", b"/api/v1/objects/?x=%FF\xed\xa0\x80&page_size=1",
+                   b"/api/v1/objects/?a=\"<>{}|^`&page_size=1"]:
+        status, body = raw_request_bytes(port, target)
+        assert status == 200, (target, body[:300])
+        doc = strict_json(body)
+        assert doc["next"] is not None, doc
+        # the link still works, and carries the odd parameter percent-encoded
+        assert doc["next"].startswith(filled.url + "/api/v1/"), doc["next"]
+        r = requests.get(doc["next"], timeout=30)
+        assert r.status_code == 200, (doc["next"], r.text[:300])
+        strict_json(r.content)
+    # the %FF case with requests, as a user would write it
+    r = requests.get(filled.url + "/api/v1/objects/?x=%FF&page_size=1", timeout=30)
+    assert r.status_code == 200
+    assert "x=%FF" in strict_json(r.content)["next"]
+
+
+def test_problem_bodies_are_utf8_whatever_the_query_held(filled):
+    port = int(filled.url.rsplit(":", 1)[1])
+    for target in [b"/api/v1/objects/?page=\xff", b"/api/v1/objects/?data=\xff", b"/api/v1/objects/?count=\xfe",
+                   b"/api/v1/batches/?cursor=\xff\xfe", b"/api/v1/objects/?batch_id=\xff"]:
+        status, body = raw_request_bytes(port, target)
+        assert status == 400, (target, body[:300])
+        strict_json(body)
