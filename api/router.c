@@ -208,10 +208,10 @@ static int guard(bp_api_thread_t *t, h2o_req_t *req, const bp_route_t *r)
     bp_api_t *api = t->api;
     if (is_public(r->pattern))
         return 0;
-    const char *who = NULL;
+    const char *who = NULL, *key_id = NULL;
     if (api->auth != NULL) {
         int scope = scope_of(r->method);
-        int rc = bp_auth_check(api->auth, req, scope, &who);
+        int rc = bp_auth_check(api->auth, req, scope, &who, &key_id);
         if (rc == 401) {
             bp_http_add_header(req, "www-authenticate", "Bearer");
             bp_http_problem(req, 401, "Unauthorized",
@@ -228,10 +228,15 @@ static int guard(bp_api_thread_t *t, h2o_req_t *req, const bp_route_t *r)
     }
     if (api->ratelimit != NULL) {
         char client[80];
-        if (who != NULL)
-            snprintf(client, sizeof(client), "key:%s", who);
-        else
-            peer_address(req, client, sizeof(client));
+        if (key_id != NULL) {
+            snprintf(client, sizeof(client), "%s", key_id); /* a bucket per key, whatever its name */
+        } else {
+            char peer[64];
+            peer_address(req, peer, sizeof(peer));
+            ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-for"), -1);
+            h2o_iovec_t xff = i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
+            bp_ratelimit_client_address(peer, xff.base, xff.len, api->cfg->trusted_proxies, client, sizeof(client));
+        }
         int wait = bp_ratelimit_take(api->ratelimit, client, (double)h2o_now(t->loop));
         if (wait > 0) {
             char retry[16];

@@ -287,3 +287,41 @@ def test_problem_bodies_are_utf8_whatever_the_query_held(filled):
         status, body = raw_request_bytes(port, target)
         assert status == 400, (target, body[:300])
         strict_json(body)
+
+
+# ---- 9. rate-limit buckets per real client -------------------------------------------------------
+
+def test_clients_behind_a_trusted_proxy_have_their_own_buckets(bp_env):
+    api = bp_env.start_api(BP_RATE_LIMIT=1, BP_RATE_BURST=3, BP_TRUSTED_PROXIES="127.0.0.1")
+    a = {"X-Forwarded-For": "203.0.113.7"}
+    b = {"X-Forwarded-For": "198.51.100.9, 203.0.113.8"}
+    statuses = [api.get("/api/v1/", headers=a).status_code for _ in range(6)]
+    assert 429 in statuses
+    assert api.get("/api/v1/", headers=b).status_code == 200  # another client: its own bucket
+    api.proc.stop()
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer(bp_env):
+    api = bp_env.start_api(BP_RATE_LIMIT=1, BP_RATE_BURST=3)
+    statuses = [api.get("/api/v1/", headers={"X-Forwarded-For": f"192.0.2.{i}"}).status_code
+                for i in range(8)]
+    assert 429 in statuses  # a client cannot pick a new bucket per request
+    api.proc.stop()
+
+
+def test_unnamed_keys_have_their_own_buckets(bp_env):
+    path = keys_file([("first-unnamed-key-0123456789", "read", None),
+                      ("second-unnamed-key-0123456789", "read", None)])
+    try:
+        proc, port = start_raw(bp_env, "api-unnamed", BP_HTTP_HOST="127.0.0.1", BP_API_KEYS_FILE=path,
+                               BP_RATE_LIMIT=1, BP_RATE_BURST=3)
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(proc, url)
+        first = {"Authorization": "Bearer first-unnamed-key-0123456789"}
+        second = {"Authorization": "Bearer second-unnamed-key-0123456789"}
+        statuses = [requests.get(url + "/api/v1/", headers=first, timeout=10).status_code for _ in range(6)]
+        assert 429 in statuses
+        assert requests.get(url + "/api/v1/", headers=second, timeout=10).status_code == 200
+        proc.stop()
+    finally:
+        os.unlink(path)
