@@ -267,14 +267,32 @@ int bp_http_host_allowed(const char *host, size_t len, const char *listen_host, 
     return 0;
 }
 
+int bp_http_request_host_allowed(h2o_req_t *req)
+{
+    const bp_config_t *cfg = bp_thread_of(req)->api->cfg;
+    h2o_iovec_t host = req->authority;
+    /* without a Host header (HTTP/1.0) h2o puts the host configuration's own name there */
+    if (host.len == 0 || (req->hostconf != NULL && host.base == req->hostconf->authority.hostport.base))
+        return 1;
+    if (bp_http_host_allowed(host.base, host.len, cfg->http_host, cfg->http_port, cfg->allowed_hosts))
+        return 1;
+    /* the authority of BP_PUBLIC_URL: "scheme://host[:port][/...]" */
+    const char *pub = strstr(cfg->public_url, "://");
+    if (pub == NULL)
+        return 0;
+    pub += 3;
+    size_t publen = strcspn(pub, "/?#");
+    return same_name(pub, publen, host.base, host.len);
+}
+
 const char *bp_http_base_url(h2o_req_t *req, const char *public_url)
 {
     if (public_url != NULL && public_url[0] != '\0')
         return public_url;
-    const bp_config_t *cfg = bp_thread_of(req)->api->cfg;
     h2o_iovec_t host = req->authority;
     /* the Host header is the client's: absolute links only for a name of this server, else relative */
-    if (!bp_http_host_allowed(host.base, host.len, cfg->http_host, cfg->http_port, cfg->allowed_hosts))
+    if (host.len == 0 || (req->hostconf != NULL && host.base == req->hostconf->authority.hostport.base) ||
+        !bp_http_request_host_allowed(req))
         return "";
     const char *scheme = req->scheme == &H2O_URL_SCHEME_HTTPS ? "https" : "http";
     char *out = h2o_mem_alloc_pool(&req->pool, strlen(scheme) + 3 + host.len + 1);

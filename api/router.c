@@ -209,6 +209,15 @@ static int guard(bp_api_thread_t *t, h2o_req_t *req, const bp_route_t *r)
     if (is_public(r->pattern))
         return 0;
     const char *who = NULL, *key_id = NULL;
+    if (api->auth == NULL && !bp_http_request_host_allowed(req)) {
+        /* without keys, a Host that does not name this server is a DNS-rebinding page in someone's
+         * browser (or a misconfigured proxy): it must not read, post or delete on the user's behalf */
+        bp_http_problem(req, 400, "Bad Request",
+                        "the Host header does not name this server: without API keys only loopback names, "
+                        "BP_HTTP_HOST, BP_ALLOWED_HOSTS and BP_PUBLIC_URL's host are served",
+                        NULL);
+        return 1;
+    }
     if (api->auth != NULL) {
         int scope = scope_of(r->method);
         int rc = bp_auth_check(api->auth, req, scope, &who, &key_id);

@@ -90,8 +90,8 @@ static const setting_t settings[] = {
      "base URL of absolute links (empty: from the Host header when BP_ALLOWED_HOSTS or the listen address "
      "names it, else relative links)"},
     {"allowed-hosts", "BP_ALLOWED_HOSTS", T_STR, S(allowed_hosts), "", 0, 0, BP_FOR_API, 0,
-     "Host header values (name or name:port, comma-separated) links may be built from, besides loopback "
-     "names and BP_HTTP_HOST"},
+     "Host header values (name or name:port, comma-separated) that name this server, besides loopback names, "
+     "BP_HTTP_HOST and BP_PUBLIC_URL's host: links use them, and without keys other Hosts are refused"},
     {"api-keys-file", "BP_API_KEYS_FILE", T_STR, S(api_keys_file), "", 0, 0, BP_FOR_API, 0,
      "file of API key hashes and scopes; empty: no authentication, loopback only (docs/SECURITY.md)"},
     {"auth", "BP_AUTH", T_STR, S(auth), "on", 0, 0, BP_FOR_API, 0,

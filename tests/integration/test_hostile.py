@@ -128,11 +128,13 @@ def test_keys_allow_a_public_address(bp_env):
         os.unlink(path)
 
 
-def raw_get(port, target, host):
-    """GET target with exactly this Host header (bytes); returns (status, body bytes)."""
+def raw_get(port, target, host, method="GET", headers=None):
+    """A request with exactly this Host header; returns (status, body bytes)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.putrequest("GET", target, skip_host=True)
+    conn.putrequest(method, target, skip_host=True)
     conn.putheader("Host", host)
+    for k, v in (headers or {}).items():
+        conn.putheader(k, v)
     conn.endheaders()
     r = conn.getresponse()
     body = r.read()
@@ -163,18 +165,38 @@ def filled(bp_env):
 HOSTILE_HOSTS = ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "attacker.test:1"]
 
 
-def test_a_hostile_host_never_appears_in_a_link(filled):
-    port = int(filled.url.rsplit(":", 1)[1])
+def test_a_hostile_host_never_appears_in_a_link(bp_env, filled):
+    # with keys (without them such a Host is refused: the next test); the data is filled's
+    path = keys_file([("hostile-links-reader-0123456789", "read", "reader")])
+    proc, port = start_raw(bp_env, "api-links", BP_HTTP_HOST="127.0.0.1", BP_API_KEYS_FILE=path)
+    wait_healthy(proc, f"http://127.0.0.1:{port}")
+    os.unlink(path)
+    key = {"Authorization": "Bearer hostile-links-reader-0123456789"}
     for host in HOSTILE_HOSTS:
         for target in ["/api/v1/", "/api/v1/objects/?page_size=1", "/api/v1/batches/?page_size=1",
                        "/api/v1/objects/?page=2&page_size=1", "/api/v1/batches/hostile-1/"]:
-            status, body = raw_get(port, target, host)
+            status, body = raw_get(port, target, host, headers=key)
             assert status == 200, (host, target, body[:300])
             assert host.split(":")[0].encode() not in body, (host, target, body[:500])
             doc = strict_json(body)
             for k in ("next", "previous", "url", "objects", "batches"):
                 if isinstance(doc.get(k), str):
                     assert doc[k].startswith("/"), (host, target, doc[k])
+    proc.stop()
+
+
+def test_without_keys_a_foreign_host_is_refused(filled):
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 must not use a key-less API."""
+    port = int(filled.url.rsplit(":", 1)[1])
+    for host in HOSTILE_HOSTS:
+        for method, target in [("GET", "/api/v1/objects/"), ("DELETE", "/api/v1/batches/hostile-0/?cascade=true"),
+                               ("POST", "/api/v1/batches/")]:
+            status, body = raw_get(port, target, host, method=method)
+            assert status == 400, (host, method, target, status, body[:300])
+            assert "Host" in strict_json(body)["detail"]
+        assert raw_get(port, "/healthz", host)[0] == 200  # probes answer whatever the Host
+    assert filled.get("/api/v1/batches/hostile-0/").status_code == 200  # nothing was deleted
+    assert raw_get(port, "/api/v1/", f"localhost:{port}")[0] == 200
 
 
 def test_the_listen_address_as_host_gives_absolute_links(filled):
@@ -185,10 +207,11 @@ def test_the_listen_address_as_host_gives_absolute_links(filled):
 def test_public_url_builds_the_links(bp_env):
     api = bp_env.start_api(BP_PUBLIC_URL="https://batchpipe.example.com")
     port = int(api.url.rsplit(":", 1)[1])
-    status, body = raw_get(port, "/api/v1/", "evil.example")
-    assert status == 200
-    doc = strict_json(body)
-    assert doc["objects"].startswith("https://batchpipe.example.com/api/v1/objects/"), doc
+    for host in (f"127.0.0.1:{port}", "batchpipe.example.com"):  # the Host is not used; BP_PUBLIC_URL's is served
+        status, body = raw_get(port, "/api/v1/", host)
+        assert status == 200
+        doc = strict_json(body)
+        assert doc["objects"].startswith("https://batchpipe.example.com/api/v1/objects/"), doc
     api.proc.stop()
 
 
