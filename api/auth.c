@@ -14,6 +14,7 @@ typedef struct key_entry {
     unsigned char hash[32];
     int scopes;
     char name[64];
+    char id[24]; /* "key:" + 16 hex digits of the hash */
 } key_entry_t;
 
 struct bp_auth {
@@ -87,6 +88,8 @@ bp_auth_t *bp_auth_load(const char *path, char *err, size_t errlen)
         }
         e.scopes = mask;
         snprintf(e.name, sizeof(e.name), "%s", name != NULL ? name : "key");
+        /* the start of the hash (public: it is in the file) tells keys apart where names may not */
+        snprintf(e.id, sizeof(e.id), "key:%.16s", hash);
         key_entry_t *nk = realloc(auth->keys, (auth->n + 1) * sizeof(*nk));
         if (nk == NULL) {
             bp_auth_free(auth);
@@ -135,7 +138,7 @@ static int presented_key(h2o_req_t *req, h2o_iovec_t *key)
     return 0;
 }
 
-int bp_auth_check(const bp_auth_t *auth, h2o_req_t *req, int scope, const char **name)
+int bp_auth_check(const bp_auth_t *auth, h2o_req_t *req, int scope, const char **name, const char **id)
 {
     h2o_iovec_t key;
     if (!presented_key(req, &key) || key.len == 0 || key.len > 1024)
@@ -152,5 +155,6 @@ int bp_auth_check(const bp_auth_t *auth, h2o_req_t *req, int scope, const char *
     if (found == NULL)
         return 401;
     *name = found->name;
+    *id = found->id;
     return (found->scopes & scope) ? 0 : 403;
 }

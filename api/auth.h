@@ -20,9 +20,11 @@ bp_auth_t *bp_auth_load(const char *path, char *err, size_t errlen);
 
 void bp_auth_free(bp_auth_t *auth);
 
-/* Check req for a key with scope. Returns 0 and sets *name (the key's name, borrowed from auth) when
- * allowed; 401 when no key or an unknown key was presented; 403 when the key lacks the scope. */
-int bp_auth_check(const bp_auth_t *auth, h2o_req_t *req, int scope, const char **name) BP_MUST_CHECK;
+/* Check req for a key with scope. Returns 0 and sets *name (the key's name) and *id (the key's own
+ * identity for rate limits, "key:" and the start of its hash: two keys never share it, even with one
+ * name), both borrowed from auth, when allowed; 401 when no key or an unknown key was presented; 403
+ * when the key lacks the scope. */
+int bp_auth_check(const bp_auth_t *auth, h2o_req_t *req, int scope, const char **name, const char **id) BP_MUST_CHECK;
 
 /* Parse "read,write" into a scope mask; -1 on an unknown word. */
 int bp_auth_parse_scopes(const char *s);

@@ -8,6 +8,8 @@
 
 #include <jansson.h>
 
+#include "server.h"
+
 typedef struct errors_filter {
     h2o_filter_t super;
     long long max_body_bytes;
@@ -37,6 +39,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
         h2o_setup_next_ostream(req, slot);
         return;
     }
+    bp_server_linger_on_close(req); /* h2o closes with the body unread: let the client read this answer */
     char detail[256];
     if (req->res.status == 413)
         snprintf(detail, sizeof(detail), "the request body is larger than the limit of %lld bytes (BP_MAX_BODY_BYTES)",

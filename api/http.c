@@ -3,10 +3,12 @@
 #include "http.h"
 
 #include "bp_utf8.h"
+#include "server.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 
 const char *bp_http_reason(int status)
@@ -202,23 +204,97 @@ char *bp_http_percent_encode(h2o_req_t *req, const char *src, size_t len)
     return out;
 }
 
+static int same_name(const char *a, size_t alen, const char *b, size_t blen)
+{
+    return alen == blen && alen > 0 && strncasecmp(a, b, alen) == 0;
+}
+
+int bp_http_host_allowed(const char *host, size_t len, const char *listen_host, long long listen_port,
+                         const char *allowed)
+{
+    /* split name and port: "[v6]:port", "name:port", or without the port */
+    const char *name = host, *port = NULL;
+    size_t namelen = len, portlen = 0;
+    if (len > 0 && host[0] == '[') {
+        const char *close = memchr(host, ']', len);
+        if (close == NULL)
+            return 0;
+        name = host + 1;
+        namelen = (size_t)(close - name);
+        size_t rest = len - (size_t)(close + 1 - host);
+        if (rest > 0) {
+            if (close[1] != ':')
+                return 0;
+            port = close + 2, portlen = rest - 1;
+        }
+    } else {
+        const char *colon = memchr(host, ':', len);
+        if (colon != NULL) {
+            if (memchr(colon + 1, ':', len - (size_t)(colon + 1 - host)) != NULL)
+                return 0; /* an unbracketed IPv6 address is not a Host */
+            namelen = (size_t)(colon - host);
+            port = colon + 1, portlen = len - namelen - 1;
+        }
+    }
+    if (namelen == 0 || (port != NULL && portlen == 0))
+        return 0;
+    for (size_t i = 0; i < portlen; i++)
+        if (port[i] < '0' || port[i] > '9')
+            return 0;
+    char ours[24];
+    snprintf(ours, sizeof(ours), "%lld", listen_port);
+    int our_port = port == NULL || same_name(port, portlen, ours, strlen(ours));
+    static const char *const loopback[] = {"localhost", "127.0.0.1", "::1"};
+    for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++)
+        if (our_port && same_name(name, namelen, loopback[i], strlen(loopback[i])))
+            return 1;
+    if (our_port && listen_host != NULL && strcmp(listen_host, "0.0.0.0") != 0 && strcmp(listen_host, "::") != 0 &&
+        same_name(name, namelen, listen_host, strlen(listen_host)))
+        return 1;
+    /* the allow-list: "name" (any port) or "name:port" */
+    for (const char *p = allowed != NULL ? allowed : ""; *p != '\0';) {
+        while (*p == ',' || *p == ' ')
+            p++;
+        const char *start = p;
+        while (*p != '\0' && *p != ',' && *p != ' ')
+            p++;
+        size_t elen = (size_t)(p - start);
+        if (elen == 0)
+            continue;
+        if (same_name(start, elen, host, len) || same_name(start, elen, name, namelen))
+            return 1;
+    }
+    return 0;
+}
+
+int bp_http_request_host_allowed(h2o_req_t *req)
+{
+    const bp_config_t *cfg = bp_thread_of(req)->api->cfg;
+    h2o_iovec_t host = req->authority;
+    /* without a Host header (HTTP/1.0) h2o puts the host configuration's own name there */
+    if (host.len == 0 || (req->hostconf != NULL && host.base == req->hostconf->authority.hostport.base))
+        return 1;
+    if (bp_http_host_allowed(host.base, host.len, cfg->http_host, cfg->http_port, cfg->allowed_hosts))
+        return 1;
+    /* the authority of BP_PUBLIC_URL: "scheme://host[:port][/...]" */
+    const char *pub = strstr(cfg->public_url, "://");
+    if (pub == NULL)
+        return 0;
+    pub += 3;
+    size_t publen = strcspn(pub, "/?#");
+    return same_name(pub, publen, host.base, host.len);
+}
+
 const char *bp_http_base_url(h2o_req_t *req, const char *public_url)
 {
     if (public_url != NULL && public_url[0] != '\0')
         return public_url;
-    const char *scheme = req->scheme == &H2O_URL_SCHEME_HTTPS ? "https" : "http";
     h2o_iovec_t host = req->authority;
-    /* the Host header is the client's: links are built only from a plain host[:port] */
-    for (size_t i = 0; i < host.len; i++) {
-        char c = host.base[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-              c == ':' || c == '[' || c == ']' || c == '_')) {
-            host = h2o_iovec_init(H2O_STRLIT("localhost"));
-            break;
-        }
-    }
-    if (host.len == 0)
-        host = h2o_iovec_init(H2O_STRLIT("localhost"));
+    /* the Host header is the client's: absolute links only for a name of this server, else relative */
+    if (host.len == 0 || (req->hostconf != NULL && host.base == req->hostconf->authority.hostport.base) ||
+        !bp_http_request_host_allowed(req))
+        return "";
+    const char *scheme = req->scheme == &H2O_URL_SCHEME_HTTPS ? "https" : "http";
     char *out = h2o_mem_alloc_pool(&req->pool, strlen(scheme) + 3 + host.len + 1);
     sprintf(out, "%s://%.*s", scheme, (int)host.len, host.base);
     return out;

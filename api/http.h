@@ -44,8 +44,21 @@ long bp_http_percent_decode(const char *src, size_t srclen, char *dst, int plus_
 /* Percent-encode a query value into the request pool. */
 char *bp_http_percent_encode(h2o_req_t *req, const char *src, size_t len);
 
-/* "scheme://host" for links: BP_PUBLIC_URL when set, else from the request (Host header). Pool memory. */
+/* The start of links: public_url (BP_PUBLIC_URL) when set; else "scheme://host" from the request's
+ * Host header when bp_http_host_allowed says so; else "" (links are then relative: "/api/v1/...").
+ * A stranger's Host never becomes a link. Pool memory or static. */
 const char *bp_http_base_url(h2o_req_t *req, const char *public_url);
+
+/* Whether req's Host header names this server for the process's settings: absent (HTTP/1.0), or
+ * bp_http_host_allowed with BP_HTTP_HOST, BP_HTTP_PORT and BP_ALLOWED_HOSTS, or the host[:port] of
+ * BP_PUBLIC_URL. */
+int bp_http_request_host_allowed(h2o_req_t *req);
+
+/* Whether a Host header (host[:port], [v6][:port]) names this server: a loopback name (localhost,
+ * 127.0.0.1, [::1]) or listen_host (unless it is a wildcard) without a port or with listen_port, or
+ * an entry of allowed (comma-separated "name" for any port, or "name:port"), case-insensitively. */
+int bp_http_host_allowed(const char *host, size_t len, const char *listen_host, long long listen_port,
+                         const char *allowed);
 
 /* The request id: X-Request-Id when the client sent a sane one (<= 128 printable bytes), else a new
  * random one (32 hex digits). Pool memory; the caller echoes it as X-Request-Id. */

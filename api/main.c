@@ -24,6 +24,40 @@ static const char usage[] = "usage: batchpipe-api [settings]\n"
 
 static volatile sig_atomic_t stop_flag;
 
+/* Secure by default: without API keys, only this machine may connect. An empty BP_HTTP_HOST becomes
+ * 0.0.0.0 with keys and 127.0.0.1 without; another address without keys needs BP_AUTH=off, which is
+ * logged as a warning. Returns 0, or -1 with err when the settings contradict each other. */
+static int choose_listen_address(bp_config_t *cfg, int have_keys, char *err, size_t errlen)
+{
+    int auth_off = strcmp(cfg->auth, "off") == 0;
+    if (auth_off && have_keys) {
+        snprintf(err, errlen, "BP_AUTH=off and BP_API_KEYS_FILE are both set: choose one");
+        return -1;
+    }
+    if (cfg->http_host[0] == '\0' && bp_config_set(cfg, "http-host", have_keys ? "0.0.0.0" : "127.0.0.1", err, errlen) != 0)
+        return -1;
+    if (have_keys)
+        return 0;
+    if (bp_server_host_is_loopback(cfg->http_host)) {
+        bp_info("no API keys (BP_API_KEYS_FILE): listening on %s only; to serve other machines, set "
+                "BP_API_KEYS_FILE (or BP_AUTH=off to serve them without authentication)",
+                cfg->http_host);
+        return 0;
+    }
+    if (!auth_off) {
+        snprintf(err, errlen,
+                 "BP_HTTP_HOST=%s is not a loopback address and no API keys are configured: anyone who reaches "
+                 "the port could read, post and delete. Set BP_API_KEYS_FILE (docs/SECURITY.md), or BP_AUTH=off "
+                 "to serve without authentication on purpose",
+                 cfg->http_host);
+        return -1;
+    }
+    bp_warn("BP_AUTH=off: serving %s without authentication; anyone who reaches port %lld can read, post and "
+            "delete (docs/SECURITY.md)",
+            cfg->http_host, cfg->http_port);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bp_config_t cfg;
@@ -56,6 +90,10 @@ int main(int argc, char **argv)
     api.objects_accepted = bp_stats_objects_accepted(api.metrics); /* counted on every POST: looked up once */
     if (cfg.api_keys_file[0] != '\0' && (api.auth = bp_auth_load(cfg.api_keys_file, err, sizeof(err))) == NULL) {
         fprintf(stderr, "batchpipe-api: %s\n", err);
+        goto fail;
+    }
+    if (choose_listen_address(&cfg, api.auth != NULL, err, sizeof(err)) != 0) {
+        bp_error("cannot start: %s", err);
         goto fail;
     }
     if (cfg.rate_limit > 0 && (api.ratelimit = bp_ratelimit_new((double)cfg.rate_limit, (double)cfg.rate_burst)) == NULL)

@@ -393,6 +393,17 @@ int bp_query_parse_page(const char *s, size_t len, long long *out, bp_query_erro
     return parse_whole("page", s, len, 1, BP_QUERY_PAGE_MAX, out, e);
 }
 
+int bp_query_check_offset(long long page, long long page_size, bp_query_error_t *e)
+{
+    if (page <= 1 || (page - 1) <= BP_QUERY_OFFSET_MAX / page_size)
+        return 0;
+    set_error(e, "page",
+              "page: page %lld of %lld rows skips more than %lld rows; follow the next links instead, "
+              "which use cursor= (no page=) and cost the same at any depth",
+              page, page_size, BP_QUERY_OFFSET_MAX);
+    return -1;
+}
+
 int bp_query_parse_page_size(const char *s, size_t len, long long max, long long *out, bp_query_error_t *e)
 {
     return parse_whole("page_size", s, len, 1, max, out, e);
@@ -530,7 +541,8 @@ int bp_cursor_decode(const char *s, size_t len, bp_cursor_kind_t kind, bp_cursor
     out->backward = d[0] == 'p';
     if (kind == BP_CURSOR_BATCHES) {
         json_t *t = json_object_get(obj, "t"), *b = json_object_get(obj, "b");
-        if (!json_is_integer(t) || !json_is_string(b) || json_string_length(b) == 0 ||
+        if (!json_is_integer(t) || json_integer_value(t) < BP_QUERY_CURSOR_MIN_US ||
+            json_integer_value(t) > BP_QUERY_CURSOR_MAX_US || !json_is_string(b) || json_string_length(b) == 0 ||
             memchr(json_string_value(b), '\0', json_string_length(b)) != NULL)
             goto fail;
         out->key = json_integer_value(t);

@@ -26,6 +26,11 @@
 #define BP_QUERY_FILTER_MAX_BYTES 131072 /* data=, key= and value= each, decoded */
 #define BP_QUERY_FILTER_MAX_PAIRS 64     /* pairs in data= */
 #define BP_QUERY_PAGE_MAX 1000000000LL   /* page=N beyond is refused: deep pages should use cursors */
+#define BP_QUERY_OFFSET_MAX 100000LL     /* rows a page number may skip ((page - 1) * page_size); beyond: cursor */
+/* The created_at a batches cursor may carry, in microseconds since the epoch: years 0001 to 9999.
+ * Beyond, PostgreSQL's to_timestamp fails (a 500) or the date cannot be a stored batch's. */
+#define BP_QUERY_CURSOR_MIN_US (-62135596800LL * 1000000)
+#define BP_QUERY_CURSOR_MAX_US (253402300799LL * 1000000 + 999999)
 #define BP_QUERY_CURSOR_MAX_BYTES 262144 /* cursor= text; a batches cursor carries a batch_id */
 #define BP_QUERY_CURSOR_VERSION 1        /* first byte of a decoded cursor */
 #define BP_QUERY_MAX_PARAMS 12           /* SQL parameters of one statement */
@@ -97,6 +102,10 @@ void bp_query_filter_clear(bp_query_filter_t *f);
 /* page=: a whole number 1..BP_QUERY_PAGE_MAX, digits only. Returns 0 or -1 with e. */
 int bp_query_parse_page(const char *s, size_t len, long long *out, bp_query_error_t *e) BP_MUST_CHECK;
 
+/* A page number may skip at most BP_QUERY_OFFSET_MAX rows: an OFFSET costs reading every row it skips.
+ * Returns 0, or -1 with e (param "page") telling to follow the next links (cursor=) instead. */
+int bp_query_check_offset(long long page, long long page_size, bp_query_error_t *e) BP_MUST_CHECK;
+
 /* page_size=: a whole number 1..max, digits only. Returns 0 or -1 with e. */
 int bp_query_parse_page_size(const char *s, size_t len, long long max, long long *out,
                              bp_query_error_t *e) BP_MUST_CHECK;
@@ -110,7 +119,7 @@ char *bp_cursor_encode(const bp_cursor_t *c);
 
 /* Decode cursor text of len bytes that must be of kind. out is cleared first. Returns 0, or -1 with
  * e (param "cursor") when it is not base64url, has another version or kind, or a field is missing or
- * of the wrong type. */
+ * of the wrong type, or a batches cursor's time is outside BP_QUERY_CURSOR_MIN_US..MAX_US. */
 int bp_cursor_decode(const char *s, size_t len, bp_cursor_kind_t kind, bp_cursor_t *out,
                      bp_query_error_t *e) BP_MUST_CHECK;
 

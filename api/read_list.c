@@ -48,7 +48,7 @@ static int parse_list(bp_api_thread_t *t, h2o_req_t *req, list_ctx_t *ctx)
         goto bad;
     if ((rc = bp_read_param(req, "page", &v, &n)) < 0)
         return -1;
-    if (rc == 1 && bp_query_parse_page(v, n, &q->page, &e) != 0)
+    if (rc == 1 && (bp_query_parse_page(v, n, &q->page, &e) != 0 || bp_query_check_offset(q->page, q->page_size, &e) != 0))
         goto bad;
     if ((rc = bp_read_param(req, "count", &v, &n)) < 0)
         return -1;
@@ -89,6 +89,26 @@ bad:
 
 /* ---- links ---- */
 
+/* Append a raw query-string piece, percent-encoding every byte that is not printable URL text: the
+ * client's bytes may be anything (0xFF, controls, quotes), and a link must be valid UTF-8 and a URL.
+ * '%' is kept as is, so what the client percent-encoded stays encoded once. */
+static void add_query_text(bp_rbuf_t *b, const char *p, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            (c != 0 && strchr("-._~!$'()*+,;=:@/?%", c) != NULL))
+            continue;
+        bp_rbuf_add(b, p + run, i - run);
+        run = i + 1;
+        char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+        bp_rbuf_add(b, esc, 3);
+    }
+    bp_rbuf_add(b, p + run, n - run);
+}
+
 /* The list's URL with the request's other parameters in their order, page= and cursor= replaced by
  * name=value (value URL-safe already), or dropped when name is NULL. */
 static const char *link_to(h2o_req_t *req, const list_ctx_t *ctx, const char *name, const char *value)
@@ -108,7 +128,7 @@ static const char *link_to(h2o_req_t *req, const list_ctx_t *ctx, const char *na
         int drop = klen == 0 || (klen == 4 && memcmp(p, "page", 4) == 0) || (klen == 6 && memcmp(p, "cursor", 6) == 0);
         if (!drop) {
             bp_rbuf_add(&b, &sep, 1);
-            bp_rbuf_add(&b, p, (size_t)(stop - p));
+            add_query_text(&b, p, (size_t)(stop - p));
             sep = '&';
         }
         p = amp != NULL ? amp + 1 : NULL;

@@ -2,6 +2,8 @@
  * itself so that they share the API's problem+json format. HEAD is served as GET by h2o. */
 #include "router.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sys/socket.h>
@@ -23,9 +25,21 @@ typedef struct router_handler {
     h2o_handler_t super;
 } router_handler_t;
 
+/* The request metrics' series, looked up in the registry once each (on first use) and then read
+ * without a lock. Every label comes from a fixed set: the route's pattern (never the raw path), the
+ * method mapped by bp_metrics_method_index, and the status among those listed here (any other
+ * status, which only the server chooses, is looked up in the registry each time). */
+static const int known_statuses[] = {200, 201, 202, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 409,
+                                     411, 413, 414, 415, 416, 417, 421, 422, 429, 431, 500, 501, 502, 503, 504};
+#define N_STATUSES (sizeof(known_statuses) / sizeof(known_statuses[0]))
+
 typedef struct metrics_logger {
     h2o_logger_t super;
     bp_metrics_t *metrics;
+    size_t nroutes;                      /* routes of every table; index nroutes is "unmatched" */
+    _Atomic(bp_metric_t *) *requests;    /* [(route * N_METHODS + method) * N_STATUSES + status] */
+    _Atomic(bp_metric_t *) *durations;   /* [route] */
+    bp_metric_t *body_bytes;
 } metrics_logger_t;
 
 /* Match path (no query) against pattern; on "{}" store the raw segment. Trailing '/' optional. */
@@ -59,20 +73,32 @@ static int match(const char *pattern, const char *path, size_t len, const char *
     return i == plen && j == len;
 }
 
-/* The route pattern a request's path matches, or NULL. */
-static const char *route_of(h2o_req_t *req)
+/* The index of the route a request's path matches (in the order of the tables), or nroutes. */
+static size_t route_index(h2o_req_t *req, const char **pattern)
 {
     const char *path = req->path.base;
-    size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    size_t pathlen = req->query_at != SIZE_MAX ? req->query_at : req->path.len, i = 0;
     for (const bp_route_t *const *tab = tables; *tab != NULL; tab++) {
-        for (const bp_route_t *r = *tab; r->method != NULL; r++) {
+        for (const bp_route_t *r = *tab; r->method != NULL; r++, i++) {
             const char *seg;
             size_t seglen;
-            if (match(r->pattern, path, pathlen, &seg, &seglen))
-                return r->pattern;
+            if (match(r->pattern, path, pathlen, &seg, &seglen)) {
+                *pattern = r->pattern;
+                return i;
+            }
         }
     }
-    return NULL;
+    *pattern = "unmatched";
+    return i;
+}
+
+static size_t count_routes(void)
+{
+    size_t n = 0;
+    for (const bp_route_t *const *tab = tables; *tab != NULL; tab++)
+        for (const bp_route_t *r = *tab; r->method != NULL; r++)
+            n++;
+    return n;
 }
 
 static double seconds_between(const struct timeval *a, const struct timeval *b)
@@ -80,27 +106,69 @@ static double seconds_between(const struct timeval *a, const struct timeval *b)
     return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_usec - a->tv_usec) / 1e6;
 }
 
+static size_t status_index(int status)
+{
+    for (size_t i = 0; i < N_STATUSES; i++)
+        if (known_statuses[i] == status)
+            return i;
+    return N_STATUSES;
+}
+
+/* The cached series in *slot, found or created in the registry on first use. Two threads racing
+ * store the same pointer: the registry returns one series per name and labels. */
+static bp_metric_t *cached(_Atomic(bp_metric_t *) *slot, bp_metric_t *(*lookup)(void *), void *arg)
+{
+    bp_metric_t *x = slot != NULL ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
+    if (x == NULL) {
+        x = lookup(arg);
+        if (x != NULL && slot != NULL)
+            atomic_store_explicit(slot, x, memory_order_release);
+    }
+    return x;
+}
+
+typedef struct series_key {
+    bp_metrics_t *metrics;
+    const char *route, *method;
+    int status;
+} series_key_t;
+
+static bp_metric_t *lookup_requests(void *arg)
+{
+    const series_key_t *k = arg;
+    char labels[256];
+    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", k->route, k->method, k->status);
+    return bp_metrics_counter(k->metrics, "bp_http_requests_total",
+                              "HTTP requests answered, by route, method and status.", labels);
+}
+
+static bp_metric_t *lookup_duration(void *arg)
+{
+    const series_key_t *k = arg;
+    char labels[160];
+    snprintf(labels, sizeof(labels), "route=\"%s\"", k->route);
+    return bp_metrics_histogram(k->metrics, "bp_http_request_duration_seconds",
+                                "Time from the request's start to the end of its response.", labels,
+                                bp_metrics_latency_buckets, bp_metrics_latency_nbuckets);
+}
+
 /* Called by h2o when a request is done (answered, or its connection gone). */
 static void log_access(h2o_logger_t *self, h2o_req_t *req)
 {
     metrics_logger_t *ml = (metrics_logger_t *)self;
-    const char *route = route_of(req);
-    char method[16], labels[256];
-    snprintf(method, sizeof(method), "%.*s", (int)(req->method.len < 15 ? req->method.len : 15), req->method.base);
-    for (char *c = method; *c; c++) /* method comes from the client: keep label text tame */
-        if (*c < 'A' || *c > 'Z')
-            *c = '_';
-    snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", route ? route : "unmatched",
-             method, req->res.status);
-    bp_counter_add(bp_metrics_counter(ml->metrics, "bp_http_requests_total", "HTTP requests answered, by route, method and status.", labels), 1);
-    snprintf(labels, sizeof(labels), "route=\"%s\"", route ? route : "unmatched");
+    series_key_t k = {.metrics = ml->metrics, .status = req->res.status};
+    size_t route = route_index(req, &k.route);
+    int method = bp_metrics_method_index(req->method.base, req->method.len);
+    k.method = bp_metrics_method_labels[method];
+    size_t status = status_index(req->res.status);
+    _Atomic(bp_metric_t *) *slot = NULL;
+    if (ml->requests != NULL && status < N_STATUSES)
+        slot = &ml->requests[(route * BP_METRICS_N_METHODS + (size_t)method) * N_STATUSES + status];
+    bp_counter_add(cached(slot, lookup_requests, &k), 1);
     if (!h2o_timeval_is_null(&req->timestamps.response_end_at))
-        bp_histogram_observe(bp_metrics_histogram(ml->metrics, "bp_http_request_duration_seconds",
-                                                  "Time from the request's start to the end of its response.", labels,
-                                                  bp_metrics_latency_buckets, bp_metrics_latency_nbuckets),
+        bp_histogram_observe(cached(ml->durations != NULL ? &ml->durations[route] : NULL, lookup_duration, &k),
                              seconds_between(&req->timestamps.request_begin_at, &req->timestamps.response_end_at));
-    bp_counter_add(bp_metrics_counter(ml->metrics, "bp_http_request_body_bytes_total", "Request body bytes received.", NULL),
-                   req->entity.len);
+    bp_counter_add(ml->body_bytes, req->entity.len);
 }
 
 /* Routes every client may call without a key and without counting against the keys' rate limit:
@@ -146,12 +214,22 @@ static int too_many(h2o_req_t *req, int wait)
 
 /* The public routes' own rate limit (BP_PUBLIC_RATE_LIMIT), by client address. Returns 1 when the
  * request was answered (429). */
+/* The client a request counts for: its peer address, or the address a trusted proxy forwarded. */
+static void client_address(bp_api_thread_t *t, h2o_req_t *req, char *client, size_t n)
+{
+    char peer[64];
+    peer_address(req, peer, sizeof(peer));
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-forwarded-for"), -1);
+    h2o_iovec_t xff = i >= 0 ? req->headers.entries[i].value : h2o_iovec_init(NULL, 0);
+    bp_ratelimit_client_address(peer, xff.base, xff.len, t->api->cfg->trusted_proxies, client, n);
+}
+
 static int public_limited(bp_api_thread_t *t, h2o_req_t *req)
 {
     if (t->api->public_ratelimit == NULL)
         return 0;
     char client[80];
-    peer_address(req, client, sizeof(client));
+    client_address(t, req, client, sizeof(client));
     int wait = bp_ratelimit_take(t->api->public_ratelimit, client, (double)h2o_now(t->loop));
     return wait > 0 ? too_many(req, wait) : 0;
 }
@@ -162,10 +240,19 @@ static int guard(bp_api_thread_t *t, h2o_req_t *req, const bp_route_t *r)
     bp_api_t *api = t->api;
     if (is_public(r->pattern))
         return public_limited(t, req);
-    const char *who = NULL;
+    const char *who = NULL, *key_id = NULL;
+    if (api->auth == NULL && !bp_http_request_host_allowed(req)) {
+        /* without keys, a Host that does not name this server is a DNS-rebinding page in someone's
+         * browser (or a misconfigured proxy): it must not read, post or delete on the user's behalf */
+        bp_http_problem(req, 400, "Bad Request",
+                        "the Host header does not name this server: without API keys only loopback names, "
+                        "BP_HTTP_HOST, BP_ALLOWED_HOSTS and BP_PUBLIC_URL's host are served",
+                        NULL);
+        return 1;
+    }
     if (api->auth != NULL) {
         int scope = scope_of(r->method);
-        int rc = bp_auth_check(api->auth, req, scope, &who);
+        int rc = bp_auth_check(api->auth, req, scope, &who, &key_id);
         if (rc == 401) {
             bp_http_add_header(req, "www-authenticate", "Bearer");
             bp_http_problem(req, 401, "Unauthorized",
@@ -182,10 +269,11 @@ static int guard(bp_api_thread_t *t, h2o_req_t *req, const bp_route_t *r)
     }
     if (api->ratelimit != NULL) {
         char client[80];
-        if (who != NULL)
-            snprintf(client, sizeof(client), "key:%s", who);
-        else
-            peer_address(req, client, sizeof(client));
+        if (key_id != NULL) {
+            snprintf(client, sizeof(client), "%s", key_id); /* a bucket per key, whatever its name */
+        } else {
+            client_address(t, req, client, sizeof(client));
+        }
         int wait = bp_ratelimit_take(api->ratelimit, client, (double)h2o_now(t->loop));
         if (wait > 0)
             return too_many(req, wait);
@@ -246,6 +334,13 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     return bp_http_problem(req, 404, "Not Found", "no route matches this path; see GET /api/v1/", NULL);
 }
 
+static void logger_dispose(h2o_logger_t *self)
+{
+    metrics_logger_t *ml = (metrics_logger_t *)self;
+    free((void *)ml->requests);
+    free((void *)ml->durations);
+}
+
 void bp_router_register(h2o_hostconf_t *hostconf, bp_metrics_t *metrics)
 {
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
@@ -253,5 +348,12 @@ void bp_router_register(h2o_hostconf_t *hostconf, bp_metrics_t *metrics)
     h->super.on_req = on_req;
     metrics_logger_t *ml = (metrics_logger_t *)h2o_create_logger(pathconf, sizeof(*ml));
     ml->super.log_access = log_access;
+    ml->super.dispose = logger_dispose;
     ml->metrics = metrics;
+    ml->nroutes = count_routes();
+    /* freed with the configuration (logger_dispose); without them (out of memory) every request looks
+     * its series up in the registry, which still works */
+    ml->requests = calloc((ml->nroutes + 1) * BP_METRICS_N_METHODS * N_STATUSES, sizeof(*ml->requests));
+    ml->durations = calloc(ml->nroutes + 1, sizeof(*ml->durations));
+    ml->body_bytes = bp_metrics_counter(metrics, "bp_http_request_body_bytes_total", "Request body bytes received.", NULL);
 }

@@ -43,10 +43,90 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+#define BP_LINGER_MS 5000
+
 static void on_socket_close(void *data)
 {
     bp_api_thread_t *t = data;
     t->connections--;
+}
+
+/* A connection closing with its request body unread: a dup of its socket, which h2o does not know
+ * about, keeps it open after h2o closed its own descriptor (so no reset is sent), then drains it. */
+typedef struct linger_conn {
+    bp_api_thread_t *t;
+    int fd;
+    h2o_socket_t *sock; /* once draining */
+    size_t left;        /* bytes still accepted */
+    h2o_timeout_entry_t timeout;
+} linger_t;
+
+static void linger_on_close(void *data)
+{
+    linger_t *l = data;
+    h2o_timeout_unlink(&l->timeout);
+    l->t->connections--;
+    free(l);
+}
+
+static void linger_stop(linger_t *l)
+{
+    h2o_socket_close(l->sock); /* closes the dup; linger_on_close frees l */
+}
+
+static void linger_on_timeout(h2o_timeout_entry_t *entry)
+{
+    linger_stop(H2O_STRUCT_FROM_MEMBER(linger_t, timeout, entry));
+}
+
+static void linger_on_read(h2o_socket_t *sock, const char *err)
+{
+    linger_t *l = sock->data;
+    size_t n = sock->input->size;
+    h2o_buffer_consume(&sock->input, n);
+    if (err != NULL || n >= l->left) {
+        linger_stop(l);
+        return;
+    }
+    l->left -= n;
+}
+
+/* h2o closed its descriptor of the connection: ours is the last one. */
+static void linger_start(void *data)
+{
+    linger_t *l = data;
+    /* the answer is in the kernel's send queue (h2o closes after the write completed): FIN follows it */
+    shutdown(l->fd, SHUT_WR);
+    l->sock = h2o_evloop_socket_create(l->t->loop, l->fd, 0);
+    l->sock->data = l;
+    l->sock->on_close.cb = linger_on_close;
+    l->sock->on_close.data = l;
+    h2o_timeout_link(l->t->loop, &l->t->linger_timeout, &l->timeout);
+    h2o_socket_read_start(l->sock, linger_on_read);
+}
+
+void bp_server_linger_on_close(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->http1_is_persistent || req->conn->callbacks->get_socket == NULL)
+        return;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->on_close.cb != on_socket_close) /* not a plain connection of ours, or lingering */
+        return;
+    bp_api_thread_t *t = sock->on_close.data;
+    linger_t *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return;
+    l->fd = dup(h2o_socket_get_fd(sock));
+    if (l->fd < 0) {
+        free(l);
+        return;
+    }
+    l->t = t;
+    long long most = 4 * t->api->cfg->max_body_bytes;
+    l->left = (size_t)(most > 8LL * 1024 * 1024 ? most : 8LL * 1024 * 1024);
+    l->timeout.cb = linger_on_timeout;
+    sock->on_close.cb = linger_start; /* the connection count moves to the lingering socket */
+    sock->on_close.data = l;
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -96,6 +176,28 @@ static int open_listener(const char *host, int port, char *err, size_t errlen)
     return fd;
 }
 
+int bp_server_host_is_loopback(const char *host)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+    if (host == NULL || host[0] == '\0' || getaddrinfo(host, "1", &hints, &ai) != 0)
+        return 0;
+    int loopback = 1;
+    for (struct addrinfo *a = ai; a != NULL; a = a->ai_next) {
+        if (a->ai_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)a->ai_addr;
+            loopback &= (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+        } else if (a->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a->ai_addr;
+            loopback &= IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+                        (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
+        } else {
+            loopback = 0;
+        }
+    }
+    freeaddrinfo(ai);
+    return loopback;
+}
+
 static double gauge_connections(void *arg)
 {
     return (double)((bp_api_thread_t *)arg)->connections;
@@ -119,6 +221,7 @@ static void *thread_main(void *arg)
     t->accept_ctx.ctx = &t->ctx;
     t->accept_ctx.hosts = api->globalconf.hosts;
     t->accept_ctx.ssl_ctx = api->ssl_ctx;
+    h2o_timeout_init(t->loop, &t->linger_timeout, BP_LINGER_MS);
     for (size_t i = 0; i < N_MODULES && ok; i++) {
         if (modules[i]->thread_init != NULL && modules[i]->thread_init(t, err, sizeof(err)) != 0)
             ok = 0;

@@ -37,6 +37,7 @@ struct bp_api_thread {
     struct bp_pgpool *pgpool;     /* owned; api/pgpool.c */
     struct bp_write_wait *wait;   /* owned; api/write_ack.c: POSTs waiting for the workers (?wait=) */
     struct bp_health *health;     /* owned; api/health.c: the /readyz state of this thread */
+    h2o_timeout_t linger_timeout; /* bound of a lingering close (bp_server_linger_on_close) */
 };
 
 /* The process. */
@@ -72,6 +73,19 @@ int bp_server_run(bp_api_t *api, char *err, size_t errlen) BP_MUST_CHECK;
 /* Wait for every thread to finish after *api->stop was set. The threads' loops stay allocated (and
  * reachable from api) until the process exits. */
 void bp_server_join(bp_api_t *api);
+
+/* Call while answering a request whose connection h2o closes right after the answer with the request's
+ * body unread (its own 413 and 400 answers, HTTP/1 only; anything else is left alone). When h2o
+ * closes the socket, the API half-closes it instead (the answer, then FIN) and reads and discards
+ * what the client still sends, for at most BP_LINGER_MS and a bounded number of bytes (4 times
+ * BP_MAX_BODY_BYTES, at least 8 MiB), then closes it: without that, a client that writes its whole
+ * body before reading (Python's http.client, requests) gets a reset instead of the answer. A
+ * lingering socket still counts as a connection of its thread (BP_MAX_CONNECTIONS). */
+void bp_server_linger_on_close(h2o_req_t *req);
+
+/* 1 when every address host resolves to is a loopback one (127.0.0.0/8, ::1), 0 otherwise or when it
+ * does not resolve. */
+int bp_server_host_is_loopback(const char *host);
 
 /* Recover the thread from a request on its loop. */
 static inline bp_api_thread_t *bp_thread_of(h2o_req_t *req)

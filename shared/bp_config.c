@@ -57,8 +57,8 @@ static const setting_t settings[] = {
      "longest key, in bytes"},
     {"max-string-len", "BP_MAX_STRING_LEN", T_INT, S(max_string_len), "65536", 1, 16 * MIB,
      BP_FOR_API | BP_FOR_INGEST, 0, "longest string value, in bytes"},
-    {"http-host", "BP_HTTP_HOST", T_STR, S(http_host), "0.0.0.0", 0, 0, BP_FOR_API, 0,
-     "address the HTTP listener binds"},
+    {"http-host", "BP_HTTP_HOST", T_STR, S(http_host), "", 0, 0, BP_FOR_API, 0,
+     "address the HTTP listener binds; empty: 0.0.0.0 with API keys, 127.0.0.1 without (docs/SECURITY.md)"},
     {"http-port", "BP_HTTP_PORT", T_INT, S(http_port), "8000", 1, 65535, BP_FOR_API, 0, "HTTP port"},
     {"http-threads", "BP_HTTP_THREADS", T_INT, S(http_threads), "0", 0, 256, BP_FOR_API, 0,
      "event-loop threads (0: one per core)"},
@@ -87,11 +87,20 @@ static const setting_t settings[] = {
     {"wait-max-s", "BP_WAIT_MAX_S", T_INT, S(wait_max_s), "30", 0, 300, BP_FOR_API, 0,
      "largest ?wait= a POST may ask for"},
     {"public-url", "BP_PUBLIC_URL", T_STR, S(public_url), "", 0, 0, BP_FOR_API, 0,
-     "base URL used in links (empty: from the request's Host)"},
+     "base URL of absolute links (empty: from the Host header when BP_ALLOWED_HOSTS or the listen address "
+     "names it, else relative links)"},
+    {"allowed-hosts", "BP_ALLOWED_HOSTS", T_STR, S(allowed_hosts), "", 0, 0, BP_FOR_API, 0,
+     "Host header values (name or name:port, comma-separated) that name this server, besides loopback names, "
+     "BP_HTTP_HOST and BP_PUBLIC_URL's host: links use them, and without keys other Hosts are refused"},
     {"api-keys-file", "BP_API_KEYS_FILE", T_STR, S(api_keys_file), "", 0, 0, BP_FOR_API, 0,
-     "file of API key hashes and scopes; empty: no authentication (docs/SECURITY.md)"},
+     "file of API key hashes and scopes; empty: no authentication, loopback only (docs/SECURITY.md)"},
+    {"auth", "BP_AUTH", T_STR, S(auth), "on", 0, 0, BP_FOR_API, 0,
+     "on: keys from BP_API_KEYS_FILE, and without them only a loopback address; off: no keys on any address "
+     "(logged as a warning)"},
     {"rate-limit", "BP_RATE_LIMIT", T_INT, S(rate_limit), "0", 0, 10000000, BP_FOR_API, 0,
      "requests per second per API key (per client address without keys); 0: no limit"},
+    {"trusted-proxies", "BP_TRUSTED_PROXIES", T_STR, S(trusted_proxies), "", 0, 0, BP_FOR_API, 0,
+     "addresses (comma-separated) of reverse proxies whose X-Forwarded-For names the client for rate limits"},
     {"rate-burst", "BP_RATE_BURST", T_INT, S(rate_burst), "100", 1, 10000000, BP_FOR_API, 0,
      "requests a client may send at once before the rate limit applies"},
     {"public-rate-limit", "BP_PUBLIC_RATE_LIMIT", T_INT, S(public_rate_limit), "50", 0, 10000000, BP_FOR_API, 0,
@@ -320,6 +329,10 @@ int bp_config_load(bp_config_t *cfg, int for_mask, const char *usage, int argc, 
     }
     if ((cfg->tls_cert[0] == '\0') != (cfg->tls_key[0] == '\0')) {
         snprintf(err, errlen, "BP_TLS_CERT and BP_TLS_KEY must be set together");
+        return -1;
+    }
+    if (strcmp(cfg->auth, "on") != 0 && strcmp(cfg->auth, "off") != 0) {
+        snprintf(err, errlen, "BP_AUTH (auth): \"%s\" is not one of on, off", cfg->auth);
         return -1;
     }
     if (cfg->page_size_default > cfg->page_size_max) {

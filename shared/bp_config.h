@@ -44,7 +44,10 @@ typedef struct bp_config {
     long long batch_inline_objects;
     long long wait_max_s;
     char *public_url;
+    char *allowed_hosts;
     char *api_keys_file;
+    char *auth;
+    char *trusted_proxies;
     long long rate_limit;
     long long rate_burst;
     long long public_rate_limit;

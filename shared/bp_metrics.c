@@ -28,17 +28,43 @@ struct bp_metric {
 struct bp_metrics {
     pthread_mutex_t lock;
     bp_metric_t *head, *tail; /* creation order: rendering groups by name in that order */
+    size_t nseries;
+    bp_metric_t *dropped; /* bp_metrics_series_dropped_total, outside the cap */
 };
+
+const char *const bp_metrics_method_labels[BP_METRICS_N_METHODS] = {"GET",     "HEAD",    "POST",  "PUT",
+                                                                    "DELETE",  "PATCH",   "OPTIONS",
+                                                                    "CONNECT", "TRACE",   "OTHER"};
+
+int bp_metrics_method_index(const char *method, size_t len)
+{
+    for (int i = 0; i < BP_METRICS_N_METHODS - 1; i++) {
+        if (strlen(bp_metrics_method_labels[i]) == len && memcmp(bp_metrics_method_labels[i], method, len) == 0)
+            return i;
+    }
+    return BP_METRICS_N_METHODS - 1;
+}
 
 const double bp_metrics_latency_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                              0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 const size_t bp_metrics_latency_nbuckets = sizeof(bp_metrics_latency_buckets) / sizeof(double);
 
+static bp_metric_t *find_or_add(bp_metrics_t *m, metric_kind_t kind, const char *name, const char *help,
+                                const char *labels, const double *bounds, size_t nbounds);
+
 bp_metrics_t *bp_metrics_new(void)
 {
     bp_metrics_t *m = calloc(1, sizeof(*m));
-    if (m != NULL)
-        pthread_mutex_init(&m->lock, NULL);
+    if (m == NULL)
+        return NULL;
+    pthread_mutex_init(&m->lock, NULL);
+    m->dropped = find_or_add(m, M_COUNTER, "bp_metrics_series_dropped_total",
+                             "New metric series refused because the registry holds its maximum.", NULL, NULL, 0);
+    if (m->dropped == NULL) {
+        bp_metrics_free(m);
+        return NULL;
+    }
+    m->nseries = 0; /* the refusal counter does not count against the cap */
     return m;
 }
 
@@ -78,6 +104,11 @@ static bp_metric_t *find_or_add(bp_metrics_t *m, metric_kind_t kind, const char 
             return x;
         }
     }
+    if (m->nseries >= BP_METRICS_MAX_SERIES) {
+        pthread_mutex_unlock(&m->lock);
+        bp_counter_add(m->dropped, 1);
+        return NULL;
+    }
     bp_metric_t *x = calloc(1, sizeof(*x));
     if (x == NULL)
         goto fail;
@@ -100,6 +131,7 @@ static bp_metric_t *find_or_add(bp_metrics_t *m, metric_kind_t kind, const char 
     else
         m->head = x;
     m->tail = x;
+    m->nseries++;
     pthread_mutex_unlock(&m->lock);
     return x;
 fail:

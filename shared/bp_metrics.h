@@ -12,7 +12,13 @@ typedef struct bp_metric bp_metric_t;
 /* Callback of a computed gauge: returns the value now. Called from the rendering thread. */
 typedef double (*bp_gauge_fn)(void *arg);
 
-/* A new empty registry. Free with bp_metrics_free. */
+/* Series a registry holds at most (a histogram counts as one). Beyond it a new series is not created:
+ * the find-or-create functions return NULL (updates of NULL are no-ops) and the counter
+ * bp_metrics_series_dropped_total counts the refusals. Label values must come from small fixed sets
+ * (see bp_metrics_method_label); the cap is the last line of defence, not the design. */
+#define BP_METRICS_MAX_SERIES 4096
+
+/* A new registry holding only bp_metrics_series_dropped_total. Free with bp_metrics_free. */
 bp_metrics_t *bp_metrics_new(void);
 
 /* Free the registry and every metric in it. Accepts NULL. */
@@ -47,6 +53,14 @@ char *bp_metrics_render(bp_metrics_t *m);
 
 /* Escape a label value (backslash, quote, newline) into buf; returns buf. */
 char *bp_metrics_escape(const char *value, char *buf, size_t buflen);
+
+/* The label value of an HTTP method a client sent: the method itself when it is one of the standard
+ * ones (GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE; exact, case-sensitive), else
+ * "OTHER". bp_metrics_method_labels lists them (static strings), OTHER last. */
+#define BP_METRICS_N_METHODS 10
+extern const char *const bp_metrics_method_labels[BP_METRICS_N_METHODS];
+/* The index in bp_metrics_method_labels of method (len bytes, not NUL-terminated). */
+int bp_metrics_method_index(const char *method, size_t len);
 
 /* Latency buckets in seconds, from 0.5 ms to 10 s. */
 extern const double bp_metrics_latency_buckets[];

@@ -699,7 +699,7 @@ def test_client_gone_while_its_query_runs(bp_env, http2):
             else:
                 host, port = a.url.split("//")[1].split(":")
                 s = socket.create_connection((host, int(port)), timeout=5)
-                s.sendall(b"GET /api/v1/batches/ HTTP/1.1\r\nHost: test\r\n\r\n")
+                s.sendall(b"GET /api/v1/batches/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 clients.append(s)
         wait_until(lambda: lock_waiters(bp_env) == 1, 15, "the query to wait on the lock")
         for c in clients:

@@ -1,5 +1,6 @@
 /* test_metrics.c - the Prometheus registry: what a scraper sees for counters, gauges, computed gauges
- * and histograms, grouping under one HELP/TYPE, label escaping, and concurrent updates. */
+ * and histograms, grouping under one HELP/TYPE, label escaping, concurrent updates, the fixed set of
+ * method labels and the registry's cap. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -7,6 +8,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,6 +99,47 @@ static void test_null_is_harmless(void **state)
     assert_true(bp_metric_value(NULL) == 0);
 }
 
+static void test_method_labels_are_a_fixed_set(void **state)
+{
+    assert_string_equal(bp_metrics_method_labels[bp_metrics_method_index("GET", 3)], "GET");
+    assert_string_equal(bp_metrics_method_labels[bp_metrics_method_index("DELETE", 6)], "DELETE");
+    assert_string_equal(bp_metrics_method_labels[bp_metrics_method_index("OPTIONS", 7)], "OPTIONS");
+    /* anything else a client may send is OTHER: a lower-case, longer, shorter or invented method */
+    static const char *const others[] = {"get", "GETS", "GE", "", "BREW", "QWERTYUIOPAS", "POST\n", "PROPFIND"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        assert_string_equal(bp_metrics_method_labels[bp_metrics_method_index(others[i], strlen(others[i]))],
+                            "OTHER");
+    /* the length counts, not a NUL: "GETX" cut to 3 bytes is GET */
+    assert_string_equal(bp_metrics_method_labels[bp_metrics_method_index("GETX", 3)], "GET");
+    assert_string_equal(bp_metrics_method_labels[BP_METRICS_N_METHODS - 1], "OTHER");
+}
+
+static void test_registry_is_capped_and_counts_what_it_refused(void **state)
+{
+    bp_metrics_t *m = bp_metrics_new();
+    char labels[64];
+    for (int i = 0; i < BP_METRICS_MAX_SERIES; i++) {
+        snprintf(labels, sizeof(labels), "n=\"%d\"", i);
+        assert_non_null(bp_metrics_counter(m, "bp_many_total", "Many.", labels));
+    }
+    /* full: a new series is refused (and updating it is harmless), an existing one is still found */
+    assert_null(bp_metrics_counter(m, "bp_many_total", "Many.", "n=\"new\""));
+    assert_null(bp_metrics_gauge(m, "bp_other", "Other.", NULL));
+    bp_counter_add(bp_metrics_counter(m, "bp_many_total", "Many.", "n=\"new\""), 1);
+    assert_non_null(bp_metrics_counter(m, "bp_many_total", "Many.", "n=\"7\""));
+    char *text = bp_metrics_render(m);
+    assert_non_null(strstr(text, "bp_metrics_series_dropped_total 3\n"));
+    assert_null(strstr(text, "new"));
+    free(text);
+    bp_metrics_free(m);
+
+    m = bp_metrics_new(); /* an empty registry says it dropped nothing */
+    text = bp_metrics_render(m);
+    assert_non_null(strstr(text, "# TYPE bp_metrics_series_dropped_total counter\nbp_metrics_series_dropped_total 0\n"));
+    free(text);
+    bp_metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -104,6 +147,8 @@ int main(void)
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_concurrent_updates_are_not_lost),
         cmocka_unit_test(test_null_is_harmless),
+        cmocka_unit_test(test_method_labels_are_a_fixed_set),
+        cmocka_unit_test(test_registry_is_capped_and_counts_what_it_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

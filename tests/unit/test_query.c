@@ -309,6 +309,43 @@ static void test_cursor_round_trip(void **state)
     }
 }
 
+static void test_deep_pages_are_refused_naming_the_cursor(void **state)
+{
+    bp_query_error_t e;
+    assert_int_equal(bp_query_check_offset(1, 1000, &e), 0);
+    assert_int_equal(bp_query_check_offset(BP_QUERY_OFFSET_MAX + 1, 1, &e), 0); /* skips exactly the bound */
+    assert_int_equal(bp_query_check_offset(BP_QUERY_OFFSET_MAX / 10 + 1, 10, &e), 0);
+    assert_int_equal(bp_query_check_offset(BP_QUERY_OFFSET_MAX + 2, 1, &e), -1);
+    assert_string_equal(e.param, "page");
+    assert_non_null(strstr(e.message, "cursor"));
+    assert_int_equal(bp_query_check_offset(BP_QUERY_PAGE_MAX, 1000, &e), -1); /* no overflow at the extremes */
+    assert_int_equal(bp_query_check_offset(BP_QUERY_PAGE_MAX, 1, &e), -1);
+}
+
+static void test_batches_cursor_time_is_range_checked(void **state)
+{
+    bp_query_error_t e;
+    bp_cursor_t d;
+    static const long long ok[] = {0, 1714567890123456LL, BP_QUERY_CURSOR_MIN_US, BP_QUERY_CURSOR_MAX_US, -1};
+    static const long long bad[] = {BP_QUERY_CURSOR_MIN_US - 1, BP_QUERY_CURSOR_MAX_US + 1, INT64_MAX, INT64_MIN,
+                                    1000000000000000000LL};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        bp_cursor_t b = {.kind = BP_CURSOR_BATCHES, .key = ok[i], .batch_id = "b"};
+        char *s = bp_cursor_encode(&b);
+        assert_int_equal(bp_cursor_decode(s, strlen(s), BP_CURSOR_BATCHES, &d, &e), 0);
+        assert_true(d.key == ok[i]);
+        bp_cursor_clear(&d);
+        free(s);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        bp_cursor_t b = {.kind = BP_CURSOR_BATCHES, .key = bad[i], .batch_id = "b"};
+        char *s = bp_cursor_encode(&b);
+        assert_int_equal(bp_cursor_decode(s, strlen(s), BP_CURSOR_BATCHES, &d, &e), -1);
+        assert_string_equal(e.param, "cursor");
+        free(s);
+    }
+}
+
 /* base64url of raw bytes, for building malformed cursors */
 static char *b64(const char *raw, size_t n)
 {
@@ -472,6 +509,8 @@ int main(void)
         cmocka_unit_test(test_page_and_page_size),
         cmocka_unit_test(test_count_modes),
         cmocka_unit_test(test_cursor_round_trip),
+        cmocka_unit_test(test_deep_pages_are_refused_naming_the_cursor),
+        cmocka_unit_test(test_batches_cursor_time_is_range_checked),
         cmocka_unit_test(test_malformed_cursors),
         cmocka_unit_test(test_objects_sql),
         cmocka_unit_test(test_batches_and_estimate_sql),

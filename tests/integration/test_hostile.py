@@ -1,0 +1,350 @@
+"""Hostile and careless clients (issue 13): metric labels a client cannot multiply, secure defaults
+(loopback without keys, BP_AUTH=off said out loud, links never built from a stranger's Host), a 413
+that Python's http.client can read, bounded deep pages and cursors, links and bodies that stay UTF-8
+whatever the query string held, and rate-limit buckets per real client."""
+import base64
+import http.client
+import json
+import os
+import random
+import socket
+import string
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+
+from conftest import API_BIN, CLI_BIN, Api, Proc, free_port, wait_until
+
+
+def start_raw(bp_env, name, **env):
+    """Start the API with exactly these settings (no default BP_HTTP_HOST); returns (proc, port)."""
+    port = free_port()
+    proc = Proc([API_BIN], bp_env.environ(BP_HTTP_PORT=port, BP_HTTP_THREADS=1, **env), name)
+    bp_env.procs.append(proc)
+    return proc, port
+
+
+def wait_healthy(proc, url):
+    def up():
+        if not proc.alive():
+            raise AssertionError(f"API exited ({proc.p.returncode}):\n{proc.logs()[-4000:]}")
+        return requests.get(url + "/healthz", timeout=2).status_code == 200
+    wait_until(up, 30, "the API to answer /healthz")
+
+
+def keys_file(keys):
+    """keys: list of (key, scopes, name or None). Returns the path of a keys file of their hashes."""
+    lines = []
+    for key, scopes, name in keys:
+        args = [CLI_BIN, "hash-key", scopes] + ([name] if name else [])
+        r = subprocess.run(args, input=key + "\n", capture_output=True, text=True, timeout=10, check=True)
+        lines.append(r.stdout)
+    f = tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False)
+    f.write("".join(lines))
+    f.close()
+    return f.name
+
+
+def strict_json(raw):
+    """The body parsed as JSON from strict UTF-8 (a UnicodeDecodeError fails the test)."""
+    return json.loads(raw.decode("utf-8", "strict"))
+
+
+# ---- 1. metrics: a fixed label set whatever the clients send -------------------------------------
+
+def random_requests(port, n, seed):
+    """n requests with random 12-letter methods and random paths on one keep-alive connection."""
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for i in range(n):
+        method = "".join(rng.choice(string.ascii_uppercase) for _ in range(12))
+        kind = i % 3
+        if kind == 0:
+            path = "/" + "".join(rng.choice(string.ascii_lowercase) for _ in range(16))
+        elif kind == 1:
+            path = "/api/v1/objects/" + "".join(rng.choice(string.ascii_lowercase) for _ in range(10)) + "/"
+        else:
+            path = "/api/v1/nothing/" + str(rng.randrange(10 ** 9)) + "?q=" + str(rng.randrange(10 ** 9))
+        conn.request(method, path)
+        r = conn.getresponse()
+        r.read()
+        if r.getheader("connection", "").lower() == "close":
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.close()
+
+
+def test_random_methods_and_paths_do_not_grow_metrics(api):
+    port = int(api.url.rsplit(":", 1)[1])
+    random_requests(port, 300, seed=1)  # every (route, method, status) these requests can reach
+    before = api.get("/metrics").text
+    random_requests(port, 10000, seed=2)
+    after = api.get("/metrics").text
+    # only the counters' digits may differ: 10,000 more requests add at most a few digits per line
+    assert len(after) - len(before) < 2000, (len(before), len(after))
+    assert "method=\"OTHER\"" in after
+    for line in after.splitlines():
+        assert not ("method=" in line and "method=\"OTHER\"" not in line and "method=\"GET\"" not in line
+                    and "method=\"HEAD\"" not in line), line
+    assert "bp_metrics_series_dropped_total 0" in after
+
+
+# ---- 2. secure defaults: loopback without keys, BP_AUTH=off out loud, Host never trusted --------
+
+def test_default_listens_on_loopback_only_without_keys_and_says_so(bp_env):
+    proc, port = start_raw(bp_env, "api-default", BP_HTTP_HOST="")
+    wait_healthy(proc, f"http://127.0.0.1:{port}")
+    msgs = [l.get("msg", "") for l in proc.log_lines()]
+    assert any("127.0.0.1" in m and "BP_API_KEYS_FILE" in m for m in msgs), msgs
+    proc.stop()
+
+
+def test_public_address_without_keys_is_refused(bp_env):
+    proc, port = start_raw(bp_env, "api-open", BP_HTTP_HOST="0.0.0.0")
+    assert proc.p.wait(30) != 0
+    out = proc.logs()
+    assert "BP_AUTH=off" in out and "BP_API_KEYS_FILE" in out, out
+
+
+def test_auth_off_allows_a_public_address_with_a_warning(bp_env):
+    proc, port = start_raw(bp_env, "api-auth-off", BP_HTTP_HOST="0.0.0.0", BP_AUTH="off")
+    wait_healthy(proc, f"http://127.0.0.1:{port}")
+    warns = [l for l in proc.log_lines() if l.get("level") == "warn" and "BP_AUTH=off" in l.get("msg", "")]
+    assert warns, proc.logs()
+    assert requests.get(f"http://127.0.0.1:{port}/api/v1/", timeout=10).status_code == 200
+    proc.stop()
+
+
+def test_keys_allow_a_public_address(bp_env):
+    path = keys_file([("hostile-reader-0123456789", "read", "reader")])
+    try:
+        proc, port = start_raw(bp_env, "api-keys-open", BP_HTTP_HOST="0.0.0.0", BP_API_KEYS_FILE=path)
+        wait_healthy(proc, f"http://127.0.0.1:{port}")
+        proc.stop()
+    finally:
+        os.unlink(path)
+
+
+def raw_get(port, target, host, method="GET", headers=None):
+    """A request with exactly this Host header; returns (status, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest(method, target, skip_host=True)
+    conn.putheader("Host", host)
+    for k, v in (headers or {}).items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, body
+
+
+def post_batch(api, batch_id, n):
+    body = {"batch_id": batch_id,
+            "objects": [{"object_id": f"{batch_id}-{i}", "data": [{"key": "k", "value": i}]} for i in range(n)]}
+    r = api.post("/api/v1/batches/?wait=30", body)
+    assert r.status_code == 201, r.text
+
+
+@pytest.fixture(scope="module")
+def filled(bp_env):
+    """An API with a worker and a few stored batches, for links."""
+    api = bp_env.start_api()
+    worker = bp_env.start_worker()
+    bp_env.wait_assigned(worker)
+    for i in range(3):
+        post_batch(api, f"hostile-{i}", 2)
+    yield api
+    worker.stop()
+    api.proc.stop()
+
+
+HOSTILE_HOSTS = ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "attacker.test:1"]
+
+
+def test_a_hostile_host_never_appears_in_a_link(bp_env, filled):
+    # with keys (without them such a Host is refused: the next test); the data is filled's
+    path = keys_file([("hostile-links-reader-0123456789", "read", "reader")])
+    proc, port = start_raw(bp_env, "api-links", BP_HTTP_HOST="127.0.0.1", BP_API_KEYS_FILE=path)
+    wait_healthy(proc, f"http://127.0.0.1:{port}")
+    os.unlink(path)
+    key = {"Authorization": "Bearer hostile-links-reader-0123456789"}
+    for host in HOSTILE_HOSTS:
+        for target in ["/api/v1/", "/api/v1/objects/?page_size=1", "/api/v1/batches/?page_size=1",
+                       "/api/v1/objects/?page=2&page_size=1", "/api/v1/batches/hostile-1/"]:
+            status, body = raw_get(port, target, host, headers=key)
+            assert status == 200, (host, target, body[:300])
+            assert host.split(":")[0].encode() not in body, (host, target, body[:500])
+            doc = strict_json(body)
+            for k in ("next", "previous", "url", "objects", "batches"):
+                if isinstance(doc.get(k), str):
+                    assert doc[k].startswith("/"), (host, target, doc[k])
+    proc.stop()
+
+
+def test_without_keys_a_foreign_host_is_refused(filled):
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 must not use a key-less API."""
+    port = int(filled.url.rsplit(":", 1)[1])
+    for host in HOSTILE_HOSTS:
+        for method, target in [("GET", "/api/v1/objects/"), ("DELETE", "/api/v1/batches/hostile-0/?cascade=true"),
+                               ("POST", "/api/v1/batches/")]:
+            status, body = raw_get(port, target, host, method=method)
+            assert status == 400, (host, method, target, status, body[:300])
+            assert "Host" in strict_json(body)["detail"]
+        assert raw_get(port, "/healthz", host)[0] == 200  # probes answer whatever the Host
+    assert filled.get("/api/v1/batches/hostile-0/").status_code == 200  # nothing was deleted
+    assert raw_get(port, "/api/v1/", f"localhost:{port}")[0] == 200
+
+
+def test_the_listen_address_as_host_gives_absolute_links(filled):
+    body = filled.get("/api/v1/objects/?page_size=1").json()
+    assert body["next"].startswith(filled.url + "/api/v1/objects/?"), body["next"]
+
+
+def test_public_url_builds_the_links(bp_env):
+    api = bp_env.start_api(BP_PUBLIC_URL="https://batchpipe.example.com")
+    port = int(api.url.rsplit(":", 1)[1])
+    for host in (f"127.0.0.1:{port}", "batchpipe.example.com"):  # the Host is not used; BP_PUBLIC_URL's is served
+        status, body = raw_get(port, "/api/v1/", host)
+        assert status == 200
+        doc = strict_json(body)
+        assert doc["objects"].startswith("https://batchpipe.example.com/api/v1/objects/"), doc
+    api.proc.stop()
+
+
+# ---- 6. a 413 that http.client (which writes the whole body first) can read ----------------------
+
+def test_too_large_body_413_is_readable_by_http_client(bp_env):
+    api = bp_env.start_api(BP_MAX_BODY_BYTES="64KiB")
+    port = int(api.url.rsplit(":", 1)[1])
+    body = b"[" + b" " * (6 << 20) + b"]"
+    for attempt in range(3):  # each on a new connection
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/api/v1/batches/", body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        problem = strict_json(r.read())
+        conn.close()
+        assert r.status == 413
+        assert problem["status"] == 413 and "BP_MAX_BODY_BYTES" in problem["detail"], problem
+    # requests too (the same write-everything-first behaviour)
+    r = requests.post(api.url + "/api/v1/batches/", data=body, headers={"Content-Type": "application/json"},
+                      timeout=30)
+    assert r.status_code == 413 and r.json()["status"] == 413
+    assert api.get("/api/v1/").status_code == 200
+    api.proc.stop()
+
+
+# ---- 7. expensive reads: deep pages and extreme cursors ----------------------------------------
+
+def test_deep_page_is_400_naming_the_cursor(filled):
+    for params in ({"page": 10 ** 9}, {"page": 200001, "page_size": 1}, {"page": 1001, "page_size": 1000}):
+        r = filled.get("/api/v1/objects/", params=params)
+        assert r.status_code == 400, (params, r.status_code, r.text[:300])
+        problem = r.json()
+        assert "cursor" in problem["detail"], problem
+        assert problem["invalid-params"][0]["name"] == "page"
+    # at the bound, a page number still answers (an empty one: 404 past the last page)
+    assert filled.get("/api/v1/objects/", params={"page": 100001, "page_size": 1}).status_code == 404
+
+
+def batches_cursor(t, batch_id="x", direction="n"):
+    raw = b"\x01" + json.dumps({"k": "b", "d": direction, "t": t, "b": batch_id}).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_extreme_cursor_timestamps_are_400_not_500(filled):
+    for t in (-(2 ** 63), 2 ** 63 - 1, -9 * 10 ** 18, 9 * 10 ** 18, 10 ** 18, -(10 ** 17)):
+        for direction in ("n", "p"):
+            r = filled.get("/api/v1/batches/", params={"cursor": batches_cursor(t, direction=direction)})
+            assert r.status_code != 500, (t, direction, r.text[:300])
+            assert r.status_code == 400, (t, direction, r.status_code, r.text[:300])
+            assert r.json()["invalid-params"][0]["name"] == "cursor"
+    # an ordinary timestamp still works
+    r = filled.get("/api/v1/batches/", params={"cursor": batches_cursor(0)})
+    assert r.status_code == 200, r.text
+
+
+# ---- 8. links and bodies stay UTF-8 --------------------------------------------------------------
+
+def raw_request_bytes(port, target):
+    """GET with raw target bytes (not percent-encoded); returns (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def test_links_are_utf8_whatever_the_query_held(filled):
+    port = int(filled.url.rsplit(":", 1)[1])
+    for target in [b"/api/v1/objects/?x=\xff&page_size=1", b"/api/v1/batches/?\xfe\xff=1&page_size=1",
+                   b"/api/v1/objects/?x=\xc3&page=1&page_size=1", b"/api/v1/objects/?x=%FF\xed\xa0\x80&page_size=1",
+                   b"/api/v1/objects/?a=\"<>{}|^`&page_size=1"]:
+        status, body = raw_request_bytes(port, target)
+        assert status == 200, (target, body[:300])
+        doc = strict_json(body)
+        assert doc["next"] is not None, doc
+        # the link still works, and carries the odd parameter percent-encoded
+        assert doc["next"].startswith(filled.url + "/api/v1/"), doc["next"]
+        r = requests.get(doc["next"], timeout=30)
+        assert r.status_code == 200, (doc["next"], r.text[:300])
+        strict_json(r.content)
+    # the %FF case with requests, as a user would write it
+    r = requests.get(filled.url + "/api/v1/objects/?x=%FF&page_size=1", timeout=30)
+    assert r.status_code == 200
+    assert "x=%FF" in strict_json(r.content)["next"]
+
+
+def test_problem_bodies_are_utf8_whatever_the_query_held(filled):
+    port = int(filled.url.rsplit(":", 1)[1])
+    for target in [b"/api/v1/objects/?page=\xff", b"/api/v1/objects/?data=\xff", b"/api/v1/objects/?count=\xfe",
+                   b"/api/v1/batches/?cursor=\xff\xfe", b"/api/v1/objects/?batch_id=\xff"]:
+        status, body = raw_request_bytes(port, target)
+        assert status == 400, (target, body[:300])
+        strict_json(body)
+
+
+# ---- 9. rate-limit buckets per real client -------------------------------------------------------
+
+def test_clients_behind_a_trusted_proxy_have_their_own_buckets(bp_env):
+    api = bp_env.start_api(BP_RATE_LIMIT=1, BP_RATE_BURST=3, BP_TRUSTED_PROXIES="127.0.0.1")
+    a = {"X-Forwarded-For": "203.0.113.7"}
+    b = {"X-Forwarded-For": "198.51.100.9, 203.0.113.8"}
+    statuses = [api.get("/api/v1/", headers=a).status_code for _ in range(6)]
+    assert 429 in statuses
+    assert api.get("/api/v1/", headers=b).status_code == 200  # another client: its own bucket
+    api.proc.stop()
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer(bp_env):
+    api = bp_env.start_api(BP_RATE_LIMIT=1, BP_RATE_BURST=3)
+    statuses = [api.get("/api/v1/", headers={"X-Forwarded-For": f"192.0.2.{i}"}).status_code
+                for i in range(8)]
+    assert 429 in statuses  # a client cannot pick a new bucket per request
+    api.proc.stop()
+
+
+def test_unnamed_keys_have_their_own_buckets(bp_env):
+    path = keys_file([("first-unnamed-key-0123456789", "read", None),
+                      ("second-unnamed-key-0123456789", "read", None)])
+    try:
+        proc, port = start_raw(bp_env, "api-unnamed", BP_HTTP_HOST="127.0.0.1", BP_API_KEYS_FILE=path,
+                               BP_RATE_LIMIT=1, BP_RATE_BURST=3)
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(proc, url)
+        first = {"Authorization": "Bearer first-unnamed-key-0123456789"}
+        second = {"Authorization": "Bearer second-unnamed-key-0123456789"}
+        statuses = [requests.get(url + "/api/v1/", headers=first, timeout=10).status_code for _ in range(6)]
+        assert 429 in statuses
+        assert requests.get(url + "/api/v1/", headers=second, timeout=10).status_code == 200
+        proc.stop()
+    finally:
+        os.unlink(path)
