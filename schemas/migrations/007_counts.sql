@@ -2,7 +2,7 @@
 -- One table of counters, count_terms, one row per (term, slot). A term is what a list filter counts:
 --   't' every object            'b' the objects of one batch (key = batch_id)
 --   'k' objects with a key      'v' objects with a value     'p' objects with a (key, value) pair
---   'B' every batch
+--   'B' every batch            'x' / 'y' objects with both "42" and 42 (the typed rule of value=)
 -- An object counts once per term however often it repeats a pair. Values are compared as containment
 -- compares them (42 = 42.0, "42" <> 42): numbers are kept in a canonical form (trim_scale).
 -- Statement-level AFTER triggers with transition tables on objects and batches keep the counters, so
@@ -31,17 +31,34 @@ CREATE FUNCTION bp_count_hash(kind "char", key text, value jsonb) RETURNS uuid
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
 $$ SELECT md5(kind::text || coalesce(length(key)::text || ':' || key, '-') || coalesce(value::text, '-'))::uuid $$;
 
--- The distinct 'k', 'v' and 'p' terms of one object's data.
+-- A string that the typed rule of value= also reads as JSON (a number, true, false, null): the
+-- canonical typed value, else NULL. value=42 matches "42" or 42: the count of the objects holding
+-- both is a term of its own ('x'; 'y' for key=K&value=42, both under K) so that the union is exact.
+CREATE FUNCTION bp_count_typed(v jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT CASE WHEN jsonb_typeof(v) = 'string'
+                AND (v #>> '{}') ~ '^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null)$'
+               THEN bp_count_canon((v #>> '{}')::jsonb) END $$;
+
+-- The distinct terms of one object's data: 'k' key, 'v' value, 'p' pair, and 'x' / 'y' (above).
 CREATE FUNCTION bp_count_data_terms(data jsonb) RETURNS TABLE (kind "char", key text, value jsonb)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
-$$ SELECT DISTINCT t.kind, t.key, t.value
-   FROM jsonb_array_elements(CASE WHEN jsonb_typeof(data) = 'array' THEN data ELSE '[]' END) AS e(el)
-   CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e.el -> 'key') = 'string' THEN e.el ->> 'key' END AS k,
-                              bp_count_canon(CASE WHEN jsonb_typeof(e.el) = 'object' THEN e.el -> 'value' END) AS v) AS c
-   CROSS JOIN LATERAL (VALUES ('k'::"char", c.k, NULL::jsonb), ('v'::"char", NULL::text, c.v),
-                              ('p'::"char", c.k, c.v)) AS t(kind, key, value)
-   WHERE (t.kind = 'k' AND c.k IS NOT NULL) OR (t.kind = 'v' AND c.v IS NOT NULL)
-      OR (t.kind = 'p' AND c.k IS NOT NULL AND c.v IS NOT NULL) $$;
+$$ WITH el AS (
+       SELECT CASE WHEN jsonb_typeof(e.el -> 'key') = 'string' THEN e.el ->> 'key' END AS k,
+              bp_count_canon(CASE WHEN jsonb_typeof(e.el) = 'object' THEN e.el -> 'value' END) AS v
+       FROM jsonb_array_elements(CASE WHEN jsonb_typeof(data) = 'array' THEN data ELSE '[]' END) AS e(el)),
+   s AS (SELECT el.k, el.v, bp_count_typed(el.v) AS t FROM el WHERE jsonb_typeof(el.v) = 'string')
+   SELECT t.kind, t.key, t.value
+   FROM el CROSS JOIN LATERAL (VALUES ('k'::"char", el.k, NULL::jsonb), ('v'::"char", NULL::text, el.v),
+                                      ('p'::"char", el.k, el.v)) AS t(kind, key, value)
+   WHERE (t.kind = 'k' AND el.k IS NOT NULL) OR (t.kind = 'v' AND el.v IS NOT NULL)
+      OR (t.kind = 'p' AND el.k IS NOT NULL AND el.v IS NOT NULL)
+   UNION
+   SELECT 'x'::"char", NULL::text, jsonb_build_array(s.v, s.t) FROM s
+   WHERE s.t IS NOT NULL AND EXISTS (SELECT 1 FROM el WHERE el.v = s.t)
+   UNION
+   SELECT 'y'::"char", s.k, jsonb_build_array(s.v, s.t) FROM s
+   WHERE s.t IS NOT NULL AND s.k IS NOT NULL AND EXISTS (SELECT 1 FROM el WHERE el.k = s.k AND el.v = s.t) $$;
 
 -- The count of one term (value canonical): at most 64 rows read through the primary key.
 CREATE FUNCTION bp_count_term(kind "char", key text, value jsonb) RETURNS bigint
@@ -192,6 +209,29 @@ $$;
 
 -- ---- reading ----
 
+-- The 'x' / 'y' counter when a is {"value": S} (or {"key": K, "value": S}), S a string the typed
+-- rule reads as b's value (with the same K): NULL when the two terms are not such a pair.
+CREATE FUNCTION bp_count_typed_pair(a jsonb, b jsonb) RETURNS bigint
+LANGUAGE plpgsql STABLE AS
+$$
+DECLARE
+    typed jsonb := bp_count_typed(a -> 'value');
+BEGIN
+    IF typed IS NULL OR NOT b ? 'value' OR bp_count_canon(b -> 'value') <> typed THEN
+        RETURN NULL;
+    END IF;
+    IF NOT a ? 'key' AND NOT b ? 'key' AND (SELECT count(*) FROM jsonb_object_keys(a)) = 1
+       AND (SELECT count(*) FROM jsonb_object_keys(b)) = 1 THEN
+        RETURN bp_count_term('x', NULL, jsonb_build_array(a -> 'value', typed));
+    END IF;
+    IF jsonb_typeof(a -> 'key') = 'string' AND a -> 'key' = b -> 'key'
+       AND (SELECT count(*) FROM jsonb_object_keys(a)) = 2 AND (SELECT count(*) FROM jsonb_object_keys(b)) = 2 THEN
+        RETURN bp_count_term('y', a ->> 'key', jsonb_build_array(a -> 'value', typed));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
 -- The count of objects matching every term of terms (a JSON array of {"key"}, {"value"} or
 -- {"key", "value"} objects, as in a containment filter) and, when batch_id is not NULL, in that batch.
 -- A single term, or a batch alone, is read from its counter. Otherwise the bound is the rarest
@@ -210,6 +250,7 @@ DECLARE
     est float8;
     nterms int := 0;
     unknown boolean := false;
+    seen jsonb[] := '{}';
 BEGIN
     IF batch_id IS NOT NULL THEN
         ub := bp_count_term('b', batch_id, NULL);
@@ -220,6 +261,7 @@ BEGIN
     END IF;
     FOR t IN SELECT DISTINCT e FROM jsonb_array_elements(terms) AS e LOOP
         nterms := nterms + 1;
+        seen := seen || t;
         IF jsonb_typeof(t) = 'object' AND t ? 'key' AND t ? 'value' AND jsonb_typeof(t -> 'key') = 'string' THEN
             c := bp_count_term('p', t ->> 'key', bp_count_canon(t -> 'value'));
         ELSIF jsonb_typeof(t) = 'object' AND t ? 'key' AND jsonb_typeof(t -> 'key') = 'string' THEN
@@ -239,6 +281,17 @@ BEGIN
             by_batch := false;
         END IF;
     END LOOP;
+    IF nterms = 2 AND batch_id IS NULL AND NOT unknown THEN
+        -- "42" and 42 (the typed rule's two alternatives) in one object: a counter of its own
+        n := bp_count_typed_pair(seen[1], seen[2]);
+        IF n IS NULL THEN
+            n := bp_count_typed_pair(seen[2], seen[1]);
+        END IF;
+        IF n IS NOT NULL THEN
+            exact := true;
+            RETURN;
+        END IF;
+    END IF;
     IF nterms = 0 THEN
         n := coalesce(ub, total);
         exact := true;
