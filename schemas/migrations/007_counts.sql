@@ -60,6 +60,15 @@ $$ WITH el AS (
    SELECT 'y'::"char", s.k, jsonb_build_array(s.v, s.t) FROM s
    WHERE s.t IS NOT NULL AND s.k IS NOT NULL AND EXISTS (SELECT 1 FROM el WHERE el.k = s.k AND el.v = s.t) $$;
 
+-- The hash of one filter term ({"key"}, {"value"} or {"key", "value"}): the API's page statement
+-- reads a single term's counter with it (inlined and folded when the statement is planned).
+CREATE FUNCTION bp_count_term_hash(t jsonb) RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+$$ SELECT CASE WHEN jsonb_typeof(t -> 'key') = 'string' AND t ? 'value'
+                   THEN bp_count_hash('p', t ->> 'key', bp_count_canon(t -> 'value'))
+               WHEN jsonb_typeof(t -> 'key') = 'string' THEN bp_count_hash('k', t ->> 'key', NULL)
+               WHEN t ? 'value' THEN bp_count_hash('v', NULL, bp_count_canon(t -> 'value')) END $$;
+
 -- The count of one term (value canonical): at most 64 rows read through the primary key.
 CREATE FUNCTION bp_count_term(kind "char", key text, value jsonb) RETURNS bigint
 LANGUAGE sql STABLE PARALLEL SAFE AS

@@ -405,14 +405,36 @@ static void test_objects_sql(void **state)
     bp_sql_clear(&s);
     bp_query_list_clear(&q);
 
-    /* no filter at all: no WHERE; the count from the counters with no alternative and no batch */
+    /* no filter at all: the counter of all objects, read in the statement; no filter on the page */
     bp_query_list_t all = {.page_size = 5};
     assert_int_equal(bp_query_sql_objects(&all, 100, &s), 0);
-    assert_null(strstr(s.text, "WHERE"));
-    assert_non_null(strstr(s.text, "bp_count_objects($1::jsonb, NULL::text, $2::bigint"));
-    assert_string_equal(s.params[0], "[]");
-    assert_int_equal(s.nparams, 5);
+    assert_null(strstr(s.text, "o.data @>"));
+    assert_null(strstr(s.text, "bp_count_objects"));
+    assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h = bp_count_hash('t', NULL, NULL)) c"));
+    assert_int_equal(s.nparams, 1);
     bp_sql_clear(&s);
+
+    /* batch_id alone: the batch's counter */
+    all.batch_id = strdup("b2");
+    assert_int_equal(bp_query_sql_objects(&all, 100, &s), 0);
+    assert_non_null(strstr(s.text, "x.h = bp_count_hash('b', $1::text, NULL)) c"));
+    bp_sql_clear(&s);
+    bp_query_list_clear(&all);
+
+    /* one pair, one key, or a string value: its counter */
+    const char *single[][3] = {{"{\"type\":\"shoe\"}", NULL, NULL}, {NULL, "type", NULL}, {NULL, NULL, "shoe"},
+                               {NULL, "type", "\"shoe\""}};
+    const char *term[] = {"{\"key\":\"type\",\"value\":\"shoe\"}", "{\"key\":\"type\"}", "{\"value\":\"shoe\"}",
+                          "{\"key\":\"type\",\"value\":\"shoe\"}"};
+    for (int i = 0; i < 4; i++) {
+        bp_query_list_t one = {.page_size = 10};
+        assert_int_equal(filter(single[i][0], single[i][1], single[i][2], &one.filter, &e), 0);
+        assert_int_equal(bp_query_sql_objects(&one, 100, &s), 0);
+        assert_non_null(strstr(s.text, "x.h = bp_count_term_hash($2::jsonb)) c"));
+        assert_string_equal(s.params[1], term[i]);
+        bp_sql_clear(&s);
+        bp_query_list_clear(&one);
+    }
 }
 
 static void test_batches_and_estimate_sql(void **state)
