@@ -79,7 +79,9 @@ $$ SELECT coalesce(sum(c.n), 0)::bigint FROM count_terms c WHERE c.h = bp_count_
 -- statement is built here). Rows that reach 0 in this slot are removed (rows left at 0 in other slots
 -- stay until `batchpipe counts rebuild` folds them).
 CREATE FUNCTION bp_count_objects_trigger() RETURNS trigger
-LANGUAGE plpgsql AS
+LANGUAGE plpgsql
+SET work_mem = '64MB' -- a transaction's terms sorted in memory (a 1,000-object batch: well under 1 MB)
+AS
 $$
 DECLARE
     my_slot smallint := (pg_backend_pid() % 64)::smallint;
