@@ -672,26 +672,84 @@ static void where_filter(sb_t *b, int objects, const filter_params_t *fp, int *f
     }
 }
 
-static void count_expr(sb_t *b, bp_sql_t *s, const bp_query_list_t *q, long long cap, int objects,
-                       const filter_params_t *fp)
+/* The one term of a filter of one alternative holding one pair object with only "key" and/or
+ * "value" (data={"k":v}, key=K, value=V that is only a string, key=K&value=V): its JSON text,
+ * malloc'd; NULL otherwise. */
+static char *single_term(const bp_query_filter_t *f)
 {
-    const char *from = objects ? "objects o" : "batches b";
-    int first = 1;
-    if (q->count == BP_COUNT_AUTO) {
-        int p = param_ll(s, cap + 1);
-        if (p == 0) {
+    if (f->nalts != 1)
+        return NULL;
+    json_error_t jerr;
+    json_t *alt = json_loads(f->alts[0], JSON_DECODE_ANY, &jerr), *t = json_array_get(alt, 0);
+    char *out = NULL;
+    if (json_array_size(alt) == 1 && json_is_object(t) && json_object_size(t) >= 1) {
+        json_t *k = json_object_get(t, "key");
+        size_t known = (k != NULL) + (json_object_get(t, "value") != NULL);
+        if (known == json_object_size(t) && (k == NULL || json_is_string(k)))
+            out = json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY);
+    }
+    json_decref(alt);
+    return out;
+}
+
+/* A counter read in the page statement itself: an index scan of at most 64 rows (the writers' slots). */
+#define COUNTER_SQL(hash) "(SELECT coalesce(sum(x.n), 0)::bigint AS n, true AS exact FROM count_terms x WHERE x.h = " hash ")"
+
+/* The list's count as a relation c(n, exact): the counters' functions of migration 007
+ * (bp_count_objects / bp_count_batches: exact from the counters for the filters they serve, exact
+ * within the bound otherwise, else an estimate from the counters with exact = false), or nothing with
+ * count=none. The alternatives go in as one JSON array of the containment arrays. */
+static void count_source(sb_t *b, bp_sql_t *s, const bp_query_list_t *q, long long cap, int objects,
+                         const filter_params_t *fp)
+{
+    if (q->count == BP_COUNT_NONE) {
+        sb_puts(b, "(SELECT NULL::bigint AS n, false AS exact)");
+        return;
+    }
+    /* the usual filters: one counter, read right here (no function call, planned with the page) */
+    if (q->filter.nalts == 0 && (!objects || fp->batch == 0)) {
+        sb_puts(b, objects ? COUNTER_SQL("bp_count_hash('t', NULL, NULL)") : COUNTER_SQL("bp_count_hash('B', NULL, NULL)"));
+        return;
+    }
+    if (objects && q->filter.nalts == 0) {
+        sb_printf(b, COUNTER_SQL("bp_count_hash('b', $%d::text, NULL)"), fp->batch);
+        return;
+    }
+    char *term = objects && fp->batch == 0 ? single_term(&q->filter) : NULL;
+    if (term != NULL) {
+        int pt = param(s, term);
+        free(term);
+        if (pt == 0)
             b->oom = 1;
-            return;
-        }
-        sb_printf(b, "(SELECT count(*) FROM (SELECT 1 FROM %s", from);
-        where_filter(b, objects, fp, &first);
-        sb_printf(b, " LIMIT $%d::bigint) s)", p);
-    } else if (q->count == BP_COUNT_EXACT) {
-        sb_printf(b, "(SELECT count(*) FROM %s", from);
-        where_filter(b, objects, fp, &first);
-        sb_puts(b, ")");
+        sb_printf(b, COUNTER_SQL("bp_count_term_hash($%d::jsonb)"), pt);
+        return;
+    }
+    sb_t alts = {0};
+    sb_add(&alts, "[", 1);
+    for (size_t i = 0; i < q->filter.nalts; i++) {
+        if (i > 0)
+            sb_add(&alts, ",", 1);
+        sb_puts(&alts, q->filter.alts[i]);
+    }
+    sb_add(&alts, "]", 1);
+    char *text = sb_take(&alts);
+    const char *mode = q->count == BP_COUNT_EXACT ? "exact" : q->count == BP_COUNT_ESTIMATE ? "estimate" : "auto";
+    int pa = text != NULL ? param(s, text) : 0;
+    free(text);
+    int pc = param_ll(s, cap), pm = param(s, mode);
+    int px = param_ll(s, q->count_exact_max > 0 ? q->count_exact_max : cap);
+    if (pa == 0 || pc == 0 || pm == 0 || px == 0) {
+        b->oom = 1;
+        return;
+    }
+    if (objects) {
+        char batch[24] = "NULL";
+        if (fp->batch > 0)
+            snprintf(batch, sizeof(batch), "$%d", fp->batch);
+        sb_printf(b, "bp_count_objects($%d::jsonb, %s::text, $%d::bigint, $%d::text, $%d::bigint)", pa, batch, pc,
+                  pm, px);
     } else {
-        sb_puts(b, "NULL::bigint");
+        sb_printf(b, "bp_count_batches($%d::jsonb, $%d::bigint, $%d::text, $%d::bigint)", pa, pc, pm, px);
     }
 }
 
@@ -735,9 +793,9 @@ int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t
     const char *dir = backward ? "DESC" : "ASC";
 
     sb_puts(&b, "SELECT c.n, p.id, p.object_id, p.batch_id, p.data::text, " BP_SQL_ISO8601("p.created_at") ", "
-                BP_SQL_ISO8601("p.updated_at") " FROM (SELECT ");
-    count_expr(&b, out, q, count_cap, 1, &fp);
-    sb_puts(&b, " AS n) c LEFT JOIN LATERAL (SELECT o.id, o.object_id, o.batch_id, o.data, o.created_at, "
+                BP_SQL_ISO8601("p.updated_at") ", c.exact FROM ");
+    count_source(&b, out, q, count_cap, 1, &fp);
+    sb_puts(&b, " c LEFT JOIN LATERAL (SELECT o.id, o.object_id, o.batch_id, o.data, o.created_at, "
                 "o.updated_at FROM objects o");
     int first = 1;
     where_filter(&b, 1, &fp, &first);
@@ -766,9 +824,10 @@ int bp_query_sql_batches(const bp_query_list_t *q, long long count_cap, bp_sql_t
 
     sb_puts(&b, "SELECT c.n, p.batch_id, (extract(epoch FROM p.created_at) * 1000000)::bigint, "
                 BP_SQL_ISO8601("p.created_at") ", " BP_SQL_ISO8601("p.updated_at") ", "
-                "(SELECT count(*) FROM objects x WHERE x.batch_id = p.batch_id) FROM (SELECT ");
-    count_expr(&b, out, q, count_cap, 0, &fp);
-    sb_puts(&b, " AS n) c LEFT JOIN LATERAL (SELECT b.batch_id, b.created_at, b.updated_at FROM batches b");
+                "(SELECT coalesce(sum(x.n), 0) FROM count_terms x WHERE x.h = bp_count_hash('b', p.batch_id, NULL)), "
+                "c.exact FROM ");
+    count_source(&b, out, q, count_cap, 0, &fp);
+    sb_puts(&b, " c LEFT JOIN LATERAL (SELECT b.batch_id, b.created_at, b.updated_at FROM batches b");
     int first = 1;
     where_filter(&b, 0, &fp, &first);
     if (q->has_cursor) {

@@ -33,7 +33,7 @@
 #define BP_QUERY_CURSOR_MAX_US (253402300799LL * 1000000 + 999999)
 #define BP_QUERY_CURSOR_MAX_BYTES 262144 /* cursor= text; a batches cursor carries a batch_id */
 #define BP_QUERY_CURSOR_VERSION 1        /* first byte of a decoded cursor */
-#define BP_QUERY_MAX_PARAMS 12           /* SQL parameters of one statement */
+#define BP_QUERY_MAX_PARAMS 16           /* SQL parameters of one statement */
 
 /* Why a query-string value was refused: the parameter's name (static) and a plain English message. */
 typedef struct bp_query_error {
@@ -79,6 +79,7 @@ typedef struct bp_query_list {
     bp_count_mode_t count;
     int has_cursor;   /* cursor=... given: page is ignored */
     bp_cursor_t cursor;
+    long long count_exact_max; /* count=exact counts at most this many matches (0: the count cap) */
 } bp_query_list_t;
 
 /* A statement ready for PQsendQueryParams: text and nparams text parameters (malloc'd, owned; none
@@ -129,20 +130,24 @@ void bp_cursor_clear(bp_cursor_t *c);
 /* Free what a list request owns and zero it; accepts NULL. */
 void bp_query_list_clear(bp_query_list_t *q);
 
-/* The page statement of GET /api/v1/objects/. Result: at least one row; column 0 is the count
- * (exact up to count_cap in AUTO mode, so a value above count_cap means "more"; NULL in ESTIMATE and
- * NONE modes), then per object (NULL in the one row of an empty page): 1 id, 2 object_id, 3 batch_id,
- * 4 data (jsonb text), 5 created_at, 6 updated_at (ISO 8601 UTC). Up to page_size + 1 rows, in page
- * order for forward pages and reversed for backward cursor pages (the extra row tells "more").
+/* The page statement of GET /api/v1/objects/. Result: at least one row; column 0 is the count (NULL
+ * with count=none), the last column its exactness ("t"/"f"), both from bp_count_objects (migration
+ * 007: counters kept by the transactions that change the data; count_cap bounds the matches read to
+ * count exactly what no counter answers alone, count_exact_max the same for count=exact). Then per
+ * object (NULL in the one row of an empty page): 1 id, 2 object_id, 3 batch_id, 4 data (jsonb text),
+ * 5 created_at, 6 updated_at (ISO 8601 UTC). Up to page_size + 1 rows, in page order for forward
+ * pages and reversed for backward cursor pages (the extra row tells "more").
  * Returns 0, or -1 when out of memory. */
 int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t *out) BP_MUST_CHECK;
 
 /* The page statement of GET /api/v1/batches/ (filter: batches with at least one object matching).
- * Columns: 0 count (as above), 1 batch_id, 2 created_at in microseconds (the keyset), 3 created_at,
- * 4 updated_at, 5 object_count. Same row rules. Returns 0, or -1 when out of memory. */
+ * Columns: 0 count (as above, from bp_count_batches), 1 batch_id, 2 created_at in microseconds (the
+ * keyset), 3 created_at, 4 updated_at, 5 object_count (from the batch's counter), 6 the count's
+ * exactness. Same row rules. Returns 0, or -1 when out of memory. */
 int bp_query_sql_batches(const bp_query_list_t *q, long long count_cap, bp_sql_t *out) BP_MUST_CHECK;
 
-/* EXPLAIN (FORMAT JSON) of the rows the list's filter matches: the planner's estimate of the count.
+/* EXPLAIN (FORMAT JSON) of the rows the list's filter matches: the planner's estimate of the count
+ * (the lists count with the counters now; kept for tools and the fuzz target).
  * objects selects the list (1: objects, 0: batches). Returns 0, or -1 when out of memory. */
 int bp_query_sql_estimate(const bp_query_list_t *q, int objects, bp_sql_t *out) BP_MUST_CHECK;
 

@@ -13,7 +13,7 @@
  * object columns; none when the batch does not exist. */
 static const char get_sql[] =
     "SELECT b.batch_id, " BP_SQL_ISO8601("b.created_at") ", " BP_SQL_ISO8601("b.updated_at") ", "
-    "(SELECT count(*) FROM objects c WHERE c.batch_id = b.batch_id), "
+    "(SELECT coalesce(sum(x.n), 0) FROM count_terms x WHERE x.h = bp_count_hash('b', b.batch_id, NULL)), "
     "p.object_id, p.batch_id, p.data::text, " BP_SQL_ISO8601("p.created_at") ", " BP_SQL_ISO8601("p.updated_at")
     " FROM batches b LEFT JOIN LATERAL (SELECT o.id, o.object_id, o.batch_id, o.data, o.created_at, o.updated_at"
     " FROM objects o WHERE o.batch_id = b.batch_id ORDER BY o.id LIMIT $2::bigint) p ON true"

@@ -1,15 +1,13 @@
 /* read_list.c - the paginated list engine of GET /api/v1/objects/ and /api/v1/batches/: parameters,
- * the page statement (page and bounded count in one round trip), the estimate beyond the cap, and
- * the {"count", "count_exact", "next", "previous", "results"} body with page or cursor links. */
+ * the page statement (page and count in one round trip: the count comes from the counters of
+ * migration 007), and the {"count", "count_exact", "next", "previous", "results"} body with page or
+ * cursor links. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
 #include "pgpool.h"
 #include "read.h"
-
-/* count=auto skips the exact count when the planner expects more than this many times the cap */
-#define BP_COUNT_ESTIMATE_MARGIN 2
 
 typedef struct list_ctx {
     const bp_read_list_kind_t *kind;
@@ -18,7 +16,6 @@ typedef struct list_ctx {
     bp_rbuf_t results;  /* "[...]" of the page, owned */
     long long count;    /* -1: unknown (count=none) */
     long long floor;    /* an estimate is never below what is known to exist */
-    long long est;      /* the planner's estimate of the matches, once asked; -1 before */
     int count_exact;
     const char *next, *previous; /* request-pool strings or NULL */
 } list_ctx_t;
@@ -212,23 +209,10 @@ static void respond(h2o_req_t *req, list_ctx_t *ctx)
     bp_read_send_json_text(req, 200, &b);
 }
 
-static void on_estimate(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
-{
-    list_ctx_t *ctx = p;
-    long long est = -1;
-    if (err == BP_OK && PQntuples(res) == 1)
-        est = bp_query_plan_rows(PQgetvalue(res, 0, 0));
-    /* no estimate (the database just failed, or odd output): the page is still good, with what is known */
-    ctx->count = est > ctx->floor ? est : ctx->floor;
-    ctx->count_exact = 0;
-    respond(req, ctx);
-}
-
 static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
 {
     list_ctx_t *ctx = p;
     const bp_query_list_t *q = &ctx->q;
-    const bp_config_t *cfg = ctx->t->api->cfg;
     if (err != BP_OK) {
         bp_pgpool_problem(req, err, msg);
         return;
@@ -278,90 +262,40 @@ static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, 
         ctx->next = n > 0 ? row_link(req, ctx, res, last, 0) : link_to(req, ctx, NULL, NULL);
     }
 
-    /* the count: column 0 of the first row */
+    /* the count: column 0 of the first row, its exactness in the last column */
     long long counted = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    int last_col = PQnfields(res) - 1;
+    int exact = counted >= 0 && !PQgetisnull(res, 0, last_col) && PQgetvalue(res, 0, last_col)[0] == 't';
     ctx->floor = offset + n + (has_more ? 1 : 0);
-    if (!has_more && !q->has_cursor && q->count != BP_COUNT_NONE) {
+    if (q->count == BP_COUNT_NONE || counted < 0) {
+        ctx->count = -1;
+        ctx->count_exact = 0;
+    } else if (!has_more && !q->has_cursor) {
         /* the last page by number (or the only one): the rows before it and on it are all there is */
         ctx->count = offset + n;
         ctx->count_exact = 1;
-        respond(req, ctx);
-        return;
-    }
-    int need_estimate = 0;
-    switch (q->count) {
-    case BP_COUNT_AUTO:
-        if (counted <= cfg->count_cap) {
-            ctx->count = counted;
-            ctx->count_exact = 1;
-        } else {
-            need_estimate = 1;
-            if (ctx->floor < cfg->count_cap + 1)
-                ctx->floor = cfg->count_cap + 1;
-        }
-        break;
-    case BP_COUNT_EXACT:
+    } else if (exact) {
         ctx->count = counted;
         ctx->count_exact = 1;
-        break;
-    case BP_COUNT_ESTIMATE:
-        need_estimate = 1;
-        break;
-    case BP_COUNT_NONE:
-        ctx->count = -1;
+    } else { /* an estimate from the counters: never below what the page proves */
+        ctx->count = counted > ctx->floor ? counted : ctx->floor;
         ctx->count_exact = 0;
-        break;
     }
-    if (!need_estimate) {
-        respond(req, ctx);
-        return;
-    }
-    if (ctx->est >= 0) { /* asked before the page (count=auto) */
-        ctx->count = ctx->est > ctx->floor ? ctx->est : ctx->floor;
-        ctx->count_exact = 0;
-        respond(req, ctx);
-        return;
-    }
-    bp_sql_t sql;
-    if (bp_query_sql_estimate(q, ctx->kind->objects, &sql) != 0) {
-        on_estimate(req, ctx, BP_ERR_NOMEM, NULL, "out of memory");
-        return;
-    }
-    bp_err_t qerr = bp_pgpool_req_query_ex(req, BP_PGPOOL_FOLLOW_UP, sql.text, sql.nparams,
-                                           (const char *const *)sql.params, on_estimate, ctx);
-    bp_sql_clear(&sql);
-    if (qerr != BP_OK)
-        on_estimate(req, ctx, qerr, NULL, bp_err_str(qerr));
+    respond(req, ctx);
 }
 
-/* The page statement; follow_up: the request already ran a statement (the estimate). */
-static void run_page(h2o_req_t *req, list_ctx_t *ctx, int follow_up)
+/* The page statement, with its count. */
+static void run_page(h2o_req_t *req, list_ctx_t *ctx)
 {
     bp_sql_t sql;
     if (ctx->kind->sql(&ctx->q, ctx->t->api->cfg->count_cap, &sql) != 0) {
         bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
         return;
     }
-    bp_err_t err = bp_pgpool_req_query_ex(req, follow_up ? BP_PGPOOL_FOLLOW_UP : 0, sql.text, sql.nparams,
-                                          (const char *const *)sql.params, on_page, ctx);
+    bp_err_t err = bp_pgpool_req_query(req, sql.text, sql.nparams, (const char *const *)sql.params, on_page, ctx);
     bp_sql_clear(&sql);
     if (err != BP_OK)
         bp_pgpool_problem(req, err, bp_err_str(err));
-}
-
-/* count=auto asks the planner first: when it expects clearly more matches than the cap, the exact
- * count could only say "more than the cap" after reading cap + 1 of them (tens of milliseconds for a
- * broad filter on a big table), so the page goes without it and the count is the estimate. Otherwise
- * the page counts exactly, up to the cap, in the same statement. */
-static void on_first_estimate(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
-{
-    list_ctx_t *ctx = p;
-    long long cap = ctx->t->api->cfg->count_cap;
-    if (err == BP_OK && PQntuples(res) == 1)
-        ctx->est = bp_query_plan_rows(PQgetvalue(res, 0, 0));
-    if (ctx->est > cap * BP_COUNT_ESTIMATE_MARGIN)
-        ctx->q.count = BP_COUNT_ESTIMATE; /* the page without a count; ctx->est answers for it */
-    run_page(req, ctx, 1);
 }
 
 int bp_read_list(bp_api_thread_t *t, h2o_req_t *req, const bp_read_list_kind_t *kind)
@@ -371,20 +305,9 @@ int bp_read_list(bp_api_thread_t *t, h2o_req_t *req, const bp_read_list_kind_t *
     ctx->kind = kind;
     ctx->t = t;
     ctx->count = -1;
-    ctx->est = -1;
     if (parse_list(t, req, ctx) != 0)
         return 0; /* answered */
-    if (ctx->q.count != BP_COUNT_AUTO) {
-        run_page(req, ctx, 0);
-        return 0;
-    }
-    bp_sql_t sql;
-    if (bp_query_sql_estimate(&ctx->q, kind->objects, &sql) != 0)
-        return bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
-    bp_err_t err = bp_pgpool_req_query(req, sql.text, sql.nparams, (const char *const *)sql.params,
-                                       on_first_estimate, ctx);
-    bp_sql_clear(&sql);
-    if (err != BP_OK)
-        return bp_pgpool_problem(req, err, bp_err_str(err));
+    ctx->q.count_exact_max = t->api->cfg->count_exact_max;
+    run_page(req, ctx);
     return 0;
 }

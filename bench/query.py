@@ -55,14 +55,43 @@ ISO = "to_char({} AT TIME ZONE 'UTC', E'YYYY-MM-DD\"T\"HH24\\x3aMI\\x3aSS.US\"Z\
 GET_SQL = ("SELECT o.object_id, o.batch_id, o.data::text, " + ISO.format("o.created_at") + ", "
            + ISO.format("o.updated_at") + " FROM objects o WHERE o.object_id = :id;\n")
 
-# api/query.c bp_query_sql_estimate: count=auto sends it first (api/read_list.c)
-ESTIMATE_SQL = "EXPLAIN (FORMAT JSON) SELECT 1 FROM objects o WHERE o.data @> :filter::jsonb;\n"
-# api/query.c bp_query_sql_objects for data={...}, no cursor, page 1, and no count (the estimate was
-# above twice BP_COUNT_CAP): $1 = the containment value, $2 = page_size + 1
-LIST_SQL = ("SELECT c.n, p.id, p.object_id, p.batch_id, p.data::text, " + ISO.format("p.created_at") + ", "
-            + ISO.format("p.updated_at") + " FROM (SELECT NULL::bigint AS n) c LEFT JOIN LATERAL (SELECT o.id, "
-            "o.object_id, o.batch_id, o.data, o.created_at, o.updated_at FROM objects o WHERE o.data @> "
-            ":filter::jsonb ORDER BY o.id ASC LIMIT :lim::bigint) p ON true ORDER BY p.id ASC;\n")
+
+def page_sql(where, count):
+    """api/query.c bp_query_sql_objects for page 1 without a cursor: $lim = page_size + 1. where is
+    the filter ("" for none); count is the count relation: the counters' function the API calls by
+    default, or the count=none one (the page alone)."""
+    return ("SELECT c.n, p.id, p.object_id, p.batch_id, p.data::text, " + ISO.format("p.created_at") + ", "
+            + ISO.format("p.updated_at") + ", c.exact FROM " + count + " c LEFT JOIN LATERAL (SELECT o.id, "
+            "o.object_id, o.batch_id, o.data, o.created_at, o.updated_at FROM objects o" + where
+            + " ORDER BY o.id ASC LIMIT :lim::bigint) p ON true ORDER BY p.id ASC;\n")
+
+
+NO_COUNT = "(SELECT NULL::bigint AS n, false AS exact)"
+# the default request's count (count=auto; BP_COUNT_CAP and BP_COUNT_EXACT_MAX at their defaults)
+COUNT = "bp_count_objects(:alts::jsonb, {batch}::text, 10000::bigint, 'auto'::text, 100000::bigint)"
+
+# the three lists of the list phase: (label, query string, WHERE, pgbench defines)
+LISTS = [
+    ("list", "data=" + urllib.parse.quote('{"type":"shoe"}', safe=""), " WHERE o.data @> :filter::jsonb",
+     [("filter", FILTER), ("alts", "[" + FILTER + "]")], "NULL"),
+    ("all", "", "", [("alts", "[]")], "NULL"),
+    ("batch", "batch_id=b-100", " WHERE o.batch_id = :b", [("b", "b-100"), ("alts", "[]")], ":b"),
+]
+
+# The low-cardinality dataset (--dataset low): shaped like the original assignment's samples, every
+# object with the same 3 keys of 5-6 values each (no unique key).
+LOW_OBJECTS_SQL = """
+SELECT setseed({seed});
+INSERT INTO objects (object_id, batch_id, data, src_ts, src_partition, src_offset)
+SELECT g::text, 'b-' || ((g - 1) / 1000), jsonb_build_array(
+    jsonb_build_object('key', 'type', 'value',
+                       (ARRAY['shoe','shirt','watch','hat','bag'])[1 + floor(random() * 5)::int]),
+    jsonb_build_object('key', 'color', 'value',
+                       (ARRAY['red','blue','green','black','white','gold'])[1 + floor(random() * 6)::int]),
+    jsonb_build_object('key', 'size', 'value', (ARRAY['38','40','42','44','46','48'])[1 + floor(random() * 6)::int]::int)),
+    0, 0, g
+FROM generate_series({lo}, {hi}) AS g;
+"""
 
 OBJECTS_SQL = """
 SELECT setseed({seed});
@@ -106,7 +135,7 @@ def _parallel(env, statements_per_session):
         raise errors[0]
 
 
-def load(env, n, sessions=2):
+def load(env, n, sessions=2, objects_sql=None):
     """Fill objects with n rows the fast way: keys, foreign key and indexes dropped, rows inserted by
     `sessions` concurrent INSERT ... generate_series, then everything recreated from its own
     definition (so the schema ends as `batchpipe migrate` made it) and VACUUM ANALYZE.
@@ -122,7 +151,7 @@ def load(env, n, sessions=2):
         env.query(f'DROP INDEX "{name}"')
     env.query(f"INSERT INTO batches (batch_id) SELECT 'b-' || g FROM generate_series(0, ({int(n)} - 1) / 1000) AS g")
     step = (n + sessions - 1) // sessions
-    _parallel(env, [[OBJECTS_SQL.format(seed=0.42 + k / 100, lo=k * step + 1, hi=min(n, (k + 1) * step))]
+    _parallel(env, [[(objects_sql or OBJECTS_SQL).format(seed=0.42 + k / 100, lo=k * step + 1, hi=min(n, (k + 1) * step))]
                     for k in range(sessions) if k * step < n])
     # rebuild: the GIN index in one session, the b-trees (those of the keys first, as plain unique
     # indexes: CREATE INDEX sessions do not block each other) in the other; then the constraints
@@ -138,8 +167,10 @@ def load(env, n, sessions=2):
             env.query(f'ALTER TABLE objects ADD CONSTRAINT "{name}" {d}')
     env.query("VACUUM ANALYZE batches")
     env.query("VACUUM ANALYZE objects")
+    env.query("VACUUM ANALYZE count_terms")
     sizes = env.query("SELECT pg_size_pretty(pg_total_relation_size('objects')), "
-                      "pg_size_pretty(pg_relation_size('objects_data_idx'))")[0]
+                      "pg_size_pretty(pg_relation_size('objects_data_idx')), "
+                      "pg_size_pretty(pg_total_relation_size('count_terms')), (SELECT count(*) FROM count_terms)")[0]
     return time.monotonic() - t0, sizes
 
 
@@ -195,6 +226,8 @@ def ratio_line(label, w, p):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objects", type=int, default=1_000_000)
+    ap.add_argument("--dataset", choices=("seven", "low"), default="seven",
+                    help="seven: 7 pairs per object, one a unique sku; low: 3 keys of 5-6 values each")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2, help="wrk threads and pgbench threads (-j)")
     ap.add_argument("--seconds", type=int, default=15)
@@ -232,8 +265,9 @@ def main():
                 conn.close()
             env.cli("migrate")
             note(f"loading {args.objects:,} objects with generate_series ...")
-            secs, sizes = load(env, args.objects)
-            note(f"loaded in {secs:.1f} s; objects table with indexes {sizes[0]}, GIN index {sizes[1]}")
+            secs, sizes = load(env, args.objects, objects_sql=LOW_OBJECTS_SQL if args.dataset == "low" else None)
+            note(f"loaded in {secs:.1f} s; objects table with indexes {sizes[0]}, GIN index {sizes[1]}; "
+                 f"counters (count_terms with its index) {sizes[2]} in {sizes[3]:,} rows")
         if "list" in phases:
             shoes = env.query("SELECT count(*) FROM objects WHERE data @> %s::jsonb", (FILTER,))[0][0]
         env.cli("topics")  # the API's producer wants its topic
@@ -290,18 +324,24 @@ def main():
             return p
 
         if "list" in phases:
-            flt = '{"type":"shoe"}'
-            url = base + "/api/v1/objects/?data=" + urllib.parse.quote(flt, safe="")
-            note(f"list: {shoes:,} of {args.objects:,} objects match {flt}")
-            w = phase_wrk("list API", base + "/", lua=LIST_LUA.replace("{path}", url[len(base):]),
-                          route='route="/api/v1/objects/"')
-            cap = int(api_env.get("BP_COUNT_CAP", 10000))
+            note(f"list: {shoes:,} of {args.objects:,} objects match data={{\"type\":\"shoe\"}} "
+                 f"({args.dataset} dataset)")
             page = int(api_env.get("BP_PAGE_SIZE_DEFAULT", 10))
-            if shoes <= 2 * cap:
-                note("WARNING: the filter matches too few rows for the statements below to be the API's")
-            p = phase_pgbench("list SQL", ESTIMATE_SQL + LIST_SQL,
-                              [("filter", FILTER), ("lim", str(page + 1))])
-            summary.append(ratio_line("list", w, p))
+            for label, qs, where, defines, batch in LISTS:
+                # the DEFAULT request: default count (count=auto) and default page size
+                url = base + "/api/v1/objects/?" + qs
+                body = benchlib.conftest.requests.get(url, timeout=30).json()
+                note(f"{label}: GET {url[len(base):]} -> count {body['count']:,}, count_exact {body['count_exact']}")
+                w = phase_wrk(f"{label} API", base + "/", lua=LIST_LUA.replace("{path}", url[len(base):] + ("&" if qs else "") + "x=1"),
+                              route='route="/api/v1/objects/"')
+                lim = [("lim", str(page + 1))]
+                p = phase_pgbench(f"{label} SQL, the page alone (count=none)", page_sql(where, NO_COUNT),
+                                  [d for d in defines if d[0] != "alts"] + lim)
+                full = phase_pgbench(f"{label} SQL, page and count as the API sends it",
+                                     page_sql(where, COUNT.format(batch=batch)), defines + lim)
+                summary.append(ratio_line(label, w, p))
+                summary.append(f"{'':5} (pgbench with the API's count from the counters: {full['tps'] or 0:,.0f} tps, "
+                               f"p99 {fmt_ms(full['p99'])})")
         if "get" in phases:
             w = phase_wrk("get API", base + "/", lua=get_lua, route="objects/{}")
             get_script = f"\\set id random(1, {args.objects})\n" + GET_SQL

@@ -23,6 +23,8 @@ int cli_topics(const bp_config_t *cfg, int argc, char **argv);
 int cli_config(const bp_config_t *cfg, int argc, char **argv);
 int cli_hash_key(const bp_config_t *cfg, int argc, char **argv);
 int cli_settings(const bp_config_t *cfg, int argc, char **argv);
+/* cmd_counts.c */
+int cli_counts(const bp_config_t *cfg, int argc, char **argv);
 /* cmd_post.c */
 int cli_post(const bp_config_t *cfg, int argc, char **argv);
 /* cmd_read.c */

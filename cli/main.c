@@ -11,6 +11,7 @@ static const cli_command_t commands[] = {
     {"query", "list objects whose data has every key=value pair given", cli_query},
     {"lag", "per-partition committed offset, high watermark and lag of the ingest group", cli_lag},
     {"dlq", "list, show and replay the messages of the dead-letter topic", cli_dlq},
+    {"counts", "verify the maintained counts against count(*), or rebuild them online", cli_counts},
     {"migrate", "create the database if missing and apply the SQL migrations not yet applied", cli_migrate},
     {"topics", "create the batch topic and its dead-letter topic if missing", cli_topics},
     {"config", "print the effective configuration as JSON, secrets masked", cli_config},

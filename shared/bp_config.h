@@ -41,6 +41,7 @@ typedef struct bp_config {
     long long page_size_default;
     long long page_size_max;
     long long count_cap;
+    long long count_exact_max;
     long long batch_inline_objects;
     long long wait_max_s;
     char *public_url;

@@ -426,24 +426,32 @@ static void test_objects_sql(void **state)
     q.batch_id = strdup("b1");
     bp_sql_t s;
     assert_int_equal(bp_query_sql_objects(&q, 10000, &s), 0);
-    /* filter params, batch_id, count cap + 1, limit page_size + 1 */
-    assert_int_equal(s.nparams, 5);
+    /* filter params, batch_id; the count's alternatives, cap, mode, exact max; limit page_size + 1 */
+    assert_int_equal(s.nparams, 8);
     assert_string_equal(s.params[2], "b1");
-    assert_string_equal(s.params[3], "10001");
-    assert_string_equal(s.params[4], "11");
+    assert_string_equal(s.params[3], "[[{\"key\":\"type\",\"value\":\"shoe\"},{\"value\":\"7\"}],"
+                                     "[{\"key\":\"type\",\"value\":\"shoe\"},{\"value\":7}]]");
+    assert_string_equal(s.params[4], "10000");
+    assert_string_equal(s.params[5], "auto");
+    assert_string_equal(s.params[6], "10000"); /* no exact max given: the cap */
+    assert_string_equal(s.params[7], "11");
+    assert_non_null(strstr(s.text, "FROM bp_count_objects($4::jsonb, $3::text, $5::bigint, $6::text, $7::bigint) c"));
     assert_non_null(strstr(s.text, "(o.data @> $1::jsonb OR o.data @> $2::jsonb)"));
     assert_non_null(strstr(s.text, "o.batch_id = $3"));
-    assert_non_null(strstr(s.text, "ORDER BY o.id ASC LIMIT $5::bigint"));
+    assert_non_null(strstr(s.text, "ORDER BY o.id ASC LIMIT $8::bigint"));
     assert_null(strstr(s.text, "OFFSET"));
     bp_sql_clear(&s);
 
-    /* page mode: OFFSET; exact count has no LIMIT on the count */
+    /* page mode: OFFSET; count=exact with its own bound */
     q.page = 3;
     q.count = BP_COUNT_EXACT;
+    q.count_exact_max = 500000;
     assert_int_equal(bp_query_sql_objects(&q, 10000, &s), 0);
-    assert_int_equal(s.nparams, 5);
-    assert_string_equal(s.params[4], "20");
-    assert_non_null(strstr(s.text, "OFFSET $5::bigint"));
+    assert_int_equal(s.nparams, 9);
+    assert_string_equal(s.params[5], "exact");
+    assert_string_equal(s.params[6], "500000");
+    assert_string_equal(s.params[8], "20");
+    assert_non_null(strstr(s.text, "OFFSET $9::bigint"));
     bp_sql_clear(&s);
 
     /* a backward cursor: page ignored, id < key, descending */
@@ -453,18 +461,43 @@ static void test_objects_sql(void **state)
     assert_int_equal(bp_query_sql_objects(&q, 10000, &s), 0);
     assert_non_null(strstr(s.text, "o.id < $4::bigint"));
     assert_non_null(strstr(s.text, "ORDER BY o.id DESC"));
-    assert_non_null(strstr(s.text, "NULL::bigint"));
+    assert_non_null(strstr(s.text, "(SELECT NULL::bigint AS n, false AS exact) c"));
+    assert_null(strstr(s.text, "bp_count_objects"));
     assert_null(strstr(s.text, "OFFSET"));
     assert_string_equal(s.params[3], "500");
     bp_sql_clear(&s);
     bp_query_list_clear(&q);
 
-    /* no filter at all: no WHERE in the count */
+    /* no filter at all: the counter of all objects, read in the statement; no filter on the page */
     bp_query_list_t all = {.page_size = 5};
     assert_int_equal(bp_query_sql_objects(&all, 100, &s), 0);
-    assert_null(strstr(s.text, "WHERE"));
-    assert_int_equal(s.nparams, 2);
+    assert_null(strstr(s.text, "o.data @>"));
+    assert_null(strstr(s.text, "bp_count_objects"));
+    assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h = bp_count_hash('t', NULL, NULL)) c"));
+    assert_int_equal(s.nparams, 1);
     bp_sql_clear(&s);
+
+    /* batch_id alone: the batch's counter */
+    all.batch_id = strdup("b2");
+    assert_int_equal(bp_query_sql_objects(&all, 100, &s), 0);
+    assert_non_null(strstr(s.text, "x.h = bp_count_hash('b', $1::text, NULL)) c"));
+    bp_sql_clear(&s);
+    bp_query_list_clear(&all);
+
+    /* one pair, one key, or a string value: its counter */
+    const char *single[][3] = {{"{\"type\":\"shoe\"}", NULL, NULL}, {NULL, "type", NULL}, {NULL, NULL, "shoe"},
+                               {NULL, "type", "\"shoe\""}};
+    const char *term[] = {"{\"key\":\"type\",\"value\":\"shoe\"}", "{\"key\":\"type\"}", "{\"value\":\"shoe\"}",
+                          "{\"key\":\"type\",\"value\":\"shoe\"}"};
+    for (int i = 0; i < 4; i++) {
+        bp_query_list_t one = {.page_size = 10};
+        assert_int_equal(filter(single[i][0], single[i][1], single[i][2], &one.filter, &e), 0);
+        assert_int_equal(bp_query_sql_objects(&one, 100, &s), 0);
+        assert_non_null(strstr(s.text, "x.h = bp_count_term_hash($2::jsonb)) c"));
+        assert_string_equal(s.params[1], term[i]);
+        bp_sql_clear(&s);
+        bp_query_list_clear(&one);
+    }
 }
 
 static void test_batches_and_estimate_sql(void **state)
@@ -479,10 +512,11 @@ static void test_batches_and_estimate_sql(void **state)
     assert_non_null(strstr(s.text, "EXISTS (SELECT 1 FROM objects o WHERE o.batch_id = b.batch_id AND o.data @> "
                                    "$1::jsonb)"));
     assert_non_null(strstr(s.text, "(b.created_at, b.batch_id) >"));
+    assert_non_null(strstr(s.text, "FROM bp_count_batches($2::jsonb, $3::bigint, $4::text, $5::bigint) c"));
     /* -1.5 s before the epoch: seconds floor to -2, the rest is +500000 us */
-    assert_string_equal(s.params[2], "-2");
-    assert_string_equal(s.params[3], "500000");
-    assert_string_equal(s.params[4], "b9");
+    assert_string_equal(s.params[5], "-2");
+    assert_string_equal(s.params[6], "500000");
+    assert_string_equal(s.params[7], "b9");
     bp_sql_clear(&s);
 
     assert_int_equal(bp_query_sql_estimate(&q, 0, &s), 0);

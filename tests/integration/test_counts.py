@@ -1,0 +1,300 @@
+"""Counts of the lists come from counters kept by the transactions that change the data (migration
+007, docs/QUERIES.md#counting): exact beyond the cap for no filter, batch_id, one pair, key, value and
+key+value; right after a few hundred random operations through the real API and workers (new batches,
+resubmitted and moved objects, deletes, cascades, dead letters, kill -9 of the worker, an online
+rebuild), as `batchpipe counts verify` and a real count(*) both say; and the count of one pair reads
+its counter, not the GIN index."""
+import json
+import random
+import re
+import urllib.parse
+
+import psycopg2
+import pytest
+
+from conftest import Env, wait_until
+from test_ingest import FAST, Publisher, wait_all_consumed
+
+CAP = 20  # a small BP_COUNT_CAP: every count of interest here is beyond it
+
+KEYS = {
+    "type": ["shoe", "hat", "bag", "car", "sock"],
+    "color": ["red", "blue", "green", "black", "white", "gold"],
+    "size": [42, "42", 42.5, "L", True, None],
+}
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = Env()
+    e.create()
+    yield e
+    e.drop()
+
+
+@pytest.fixture(scope="module")
+def api(env):
+    a = env.start_api(BP_COUNT_CAP=str(CAP), BP_LOG_LEVEL="debug")  # debug: the SQL of each query
+    yield a
+    if a.proc.alive():
+        a.proc.stop()
+
+
+def q(**params):
+    return "?" + urllib.parse.urlencode(params)
+
+
+def truth(env, sql, params=()):
+    return env.query(sql, params)[0][0]
+
+
+def contains(env, *alts, batch_id=None):
+    """count(*) of objects containing any of alts (lists of pairs), in batch_id if given."""
+    cond = " OR ".join(["data @> %s::jsonb"] * len(alts)) or "true"
+    params = [json.dumps(a) for a in alts]
+    sql = f"SELECT count(*) FROM objects WHERE ({cond})"
+    if batch_id is not None:
+        sql += " AND batch_id = %s"
+        params.append(batch_id)
+    return truth(env, sql, params)
+
+
+def api_count(api, path, query):
+    r = api.get(path + query)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    return body["count"], body["count_exact"]
+
+
+def filter_cases(env):
+    """(query string, true count) for every filter kind a counter serves."""
+    cases = [("", truth(env, "SELECT count(*) FROM objects"))]
+    for (b,) in env.query("SELECT DISTINCT batch_id FROM objects ORDER BY 1 LIMIT 8"):
+        cases.append((q(batch_id=b), contains(env, batch_id=b)))
+    for key, values in KEYS.items():
+        cases.append((q(key=key), contains(env, [{"key": key}])))
+        for v in values:
+            cases.append((q(data=json.dumps({key: v})), contains(env, [{"key": key, "value": v}])))
+    # the typed rule: value=42 is the string "42" or the number 42; value=true the same for true
+    cases.append((q(value="shoe"), contains(env, [{"value": "shoe"}])))
+    cases.append((q(value="42"), contains(env, [{"value": "42"}], [{"value": 42}])))
+    cases.append((q(value="true"), contains(env, [{"value": "true"}], [{"value": True}])))
+    cases.append((q(value="null"), contains(env, [{"value": "null"}], [{"value": None}])))
+    cases.append((q(key="size", value="42"), contains(env, [{"key": "size", "value": "42"}],
+                                                      [{"key": "size", "value": 42}])))
+    return cases
+
+
+def assert_counts_exact(env, api):
+    for query, want in filter_cases(env):
+        got, exact = api_count(api, "/api/v1/objects/", query)
+        assert (got, exact) == (want, True), f"GET /api/v1/objects/{query}"
+    # several pairs (AND): exact when it is cheap or asked for; an estimate says so
+    two = {"type": "shoe", "color": "red"}
+    want = contains(env, [{"key": "type", "value": "shoe"}, {"key": "color", "value": "red"}])
+    got, exact = api_count(api, "/api/v1/objects/", q(data=json.dumps(two)))
+    assert not exact or got == want
+    assert api_count(api, "/api/v1/objects/", q(data=json.dumps(two), count="exact")) == (want, True)
+    # batches: all of them from a counter; with a filter, exact on request
+    assert api_count(api, "/api/v1/batches/", "") == (truth(env, "SELECT count(*) FROM batches"), True)
+    want = truth(env, "SELECT count(DISTINCT batch_id) FROM objects WHERE data @> %s::jsonb",
+                 (json.dumps([{"key": "type", "value": "shoe"}]),))
+    assert api_count(api, "/api/v1/batches/", q(data='{"type":"shoe"}', count="exact")) == (want, True)
+
+
+def diffs(env):
+    return env.query("SELECT kind, key, value::text, counted, actual FROM bp_counts_diff()")
+
+
+def rand_data(rng):
+    data = [{"key": k, "value": rng.choice(vs)} for k, vs in KEYS.items() if rng.random() < 0.85]
+    if data and rng.random() < 0.1:
+        data.append(dict(data[0]))  # a repeated pair counts its object once
+    if rng.random() < 0.1:
+        data.append({"key": "sku", "value": f"SKU-{rng.randrange(10 ** 6)}"})
+    rng.shuffle(data)
+    return data
+
+
+def post(api, batch_id, objects):
+    r = api.post("/api/v1/batches/", {"batch_id": batch_id, "objects": objects})
+    assert r.status_code == 202, r.text
+
+
+def test_counts_beyond_the_cap_are_exact(env, api):
+    worker = env.start_worker(**FAST)
+    try:
+        rng = random.Random(7)
+        for i in range(3):
+            objects = [{"object_id": f"cap-{i}-{j}", "data": rand_data(rng) + [{"key": "type", "value": "shoe"}]}
+                       for j in range(40 + 30 * i)]
+            r = api.post("/api/v1/batches/?wait=30", {"batch_id": f"cap-{i}", "objects": objects})
+            assert r.status_code == 201, r.text
+        assert api_count(api, "/api/v1/objects/", q(batch_id="cap-2")) == (100, True)
+        assert api_count(api, "/api/v1/objects/", q(data='{"type":"shoe"}')) == (210, True)
+        assert_counts_exact(env, api)
+        # the batch's own page and the list of batches show the same object count
+        assert api.get("/api/v1/batches/cap-1/").json()["object_count"] == 70
+        listed = {b["batch_id"]: b["object_count"] for b in api.get("/api/v1/batches/").json()["results"]}
+        assert listed == {"cap-0": 40, "cap-1": 70, "cap-2": 100}
+    finally:
+        worker.stop()
+
+
+def logged_statement(api, path):
+    """Make the request; return its body and the one statement it sent (SQL and parameters)."""
+    before = len(api.proc.log_lines())
+    r = api.get(path)
+    assert r.status_code == 200, r.text
+    queries = [l for l in api.proc.log_lines()[before:] if l.get("msg") == "pg query"]
+    assert len(queries) == 1, queries  # the page and its count: one statement
+    return r.json(), queries[0]["sql"], queries[0]["params"]
+
+
+def explain_analyze(env, sql, params):
+    """EXPLAIN (ANALYZE, FORMAT JSON) of the statement in a session set up like the API's, with the
+    plans of any statement it runs inside functions (auto_explain). Returns (plan, nested plan texts)."""
+    conn = psycopg2.connect(env.dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for setting in ("SET enable_seqscan = off", "SET jit = off", "LOAD 'auto_explain'",
+                            "SET auto_explain.log_min_duration = 0", "SET auto_explain.log_nested_statements = on",
+                            "SET auto_explain.log_level = notice", "SET client_min_messages = notice"):
+                cur.execute(setting)
+            del conn.notices[:]
+            text = re.sub(r"\$(\d+)", r"%(p\1)s", sql.replace("%", "%%"))
+            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, {f"p{i + 1}": v for i, v in enumerate(params)})
+            plan = cur.fetchone()[0][0]["Plan"]
+        nested = [n for n in conn.notices if "Query Text" in n and "EXPLAIN" not in n]
+        return plan, nested
+    finally:
+        conn.close()
+
+
+def test_the_count_of_one_pair_reads_its_counter_not_the_gin_index(env, api):
+    """The default request's statement, EXPLAIN ANALYZEd: its count reads the pair's counter rows,
+    no GIN bitmap of the matches, and runs no query of its own."""
+    conn = env.db()
+    with conn.cursor() as cur:  # 30,000 more objects, one in five a shoe
+        cur.execute("INSERT INTO batches (batch_id) VALUES ('gin') ON CONFLICT DO NOTHING")
+        cur.execute("""INSERT INTO objects (object_id, batch_id, data, src_ts, src_partition, src_offset)
+                       SELECT 'gin-' || g, 'gin', jsonb_build_array(
+                           jsonb_build_object('key', 'type', 'value', (ARRAY['shoe','hat','bag','car','sock'])[g % 5 + 1]),
+                           jsonb_build_object('key', 'color', 'value', (ARRAY['red','blue','gold'])[g % 3 + 1])), 0, 0, 0
+                       FROM generate_series(1, 30000) g""")
+        cur.execute("VACUUM ANALYZE objects")
+    conn.close()
+    want = contains(env, [{"key": "type", "value": "shoe"}])
+    body, sql, params = logged_statement(api, "/api/v1/objects/" + q(data='{"type":"shoe"}'))
+    assert (body["count"], body["count_exact"]) == (want, True) and want > 6000
+    plan, nested = explain_analyze(env, sql, params)
+    # functions evaluated inside it are the term's hash, folded while planning: none reads a table
+    assert not any("Scan" in n for n in nested), nested
+    # the count: the outer side of the join with the page, reading count_terms only
+    count_side = plan if plan["Node Type"] != "Sort" else plan["Plans"][0]
+    count_side = count_side["Plans"][0]
+    text = json.dumps(count_side)
+    assert '"Index Name": "count_terms_pkey"' in text, text
+    assert "objects_data_idx" not in text and '"Relation Name": "objects"' not in text, text
+    assert sum(n.get("Actual Rows", 0) for n in walk(count_side) if n.get("Index Name") == "count_terms_pkey") <= 64
+    # a filter that no counter answers alone (two pairs) goes through the function, which does read
+    # the rarest pair's matches through the index: the capture above would have seen it
+    _, sql, params = logged_statement(api, "/api/v1/objects/" + q(data='{"type":"shoe","color":"red"}',
+                                                                     count="exact"))
+    _, nested = explain_analyze(env, sql, params)
+    assert any("objects_data_idx" in n for n in nested), nested
+
+
+def walk(plan):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from walk(child)
+
+
+def test_counts_stay_exact_through_random_operations(env, api):
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    print(f"\nseed {seed}")
+    worker = env.start_worker(**FAST)
+    env.wait_assigned(worker)
+    pub = Publisher(env.topic)
+    batches = {}  # batch_id -> object ids last posted in it
+    n_batches = n_objects = kills = 0
+    rebuilt = False
+
+    def new_object():
+        nonlocal n_objects
+        n_objects += 1
+        return f"r-{seed}-{n_objects}"
+
+    try:
+        for step in range(300):
+            op = rng.random()
+            if op < 0.35 or not batches:  # a new batch
+                n_batches += 1
+                bid = f"rb-{seed}-{n_batches}"
+                ids = [new_object() for _ in range(rng.randint(1, 12))]
+                post(api, bid, [{"object_id": o, "data": rand_data(rng)} for o in ids])
+                batches[bid] = ids
+            elif op < 0.55:  # the batch again: values change, some objects left out, some added
+                bid = rng.choice(sorted(batches))
+                ids = [o for o in batches[bid] if rng.random() < 0.7] + [new_object() for _ in range(rng.randint(0, 3))]
+                if ids:
+                    post(api, bid, [{"object_id": o, "data": rand_data(rng)} for o in ids])
+                    batches[bid] = sorted(set(batches[bid]) | set(ids))
+            elif op < 0.65:  # an object moves to another batch
+                src, dst = rng.choice(sorted(batches)), rng.choice(sorted(batches))
+                if batches[src]:
+                    o = rng.choice(batches[src])
+                    post(api, dst, [{"object_id": o, "data": rand_data(rng)}])
+                    batches[dst] = sorted(set(batches[dst]) | {o})
+            elif op < 0.77:  # DELETE of an object
+                bid = rng.choice(sorted(batches))
+                if batches[bid]:
+                    o = rng.choice(batches[bid])
+                    assert api.delete(f"/api/v1/objects/{o}/").status_code in (204, 404)
+            elif op < 0.84:  # a batch and its objects
+                bid = rng.choice(sorted(batches))
+                assert api.delete(f"/api/v1/batches/{bid}/?cascade=true").status_code in (204, 404, 409)
+            elif op < 0.92:  # invalid messages straight to the topic: dead letters
+                bad = rng.choice([b"not json", json.dumps({"batch_id": "x", "objects": [{"object_id": 1}]}).encode(),
+                                  json.dumps({"batch_id": f"rb-{seed}-bad", "objects": [
+                                      {"object_id": new_object(), "data": {"key": "not an array"}}]}).encode()])
+                pub.send(bad, key=b"bad")
+            else:  # one object alone
+                bid = rng.choice(sorted(batches))
+                r = api.post("/api/v1/objects/", {"batch_id": bid, "object_id": new_object(), "data": rand_data(rng)})
+                assert r.status_code == 202, r.text
+            if step % 75 == 74:  # kill -9 between operations
+                worker.kill9()
+                kills += 1
+                worker = env.start_worker(**FAST)
+            if step == 150:  # an online rebuild while messages are being applied
+                env.cli("counts", "rebuild")
+                rebuilt = True
+        pub.flush()
+        wait_all_consumed(env, timeout=120, workers=[worker])
+        assert kills >= 3 and rebuilt
+        assert diffs(env) == [], f"seed {seed}"
+        r = env.cli("counts", "verify", check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "equals count(*)" in r.stdout
+        assert_counts_exact(env, api)
+    finally:
+        worker.stop(timeout=60)
+
+
+def test_verify_reports_a_wrong_count_and_rebuild_puts_it_right(env):
+    env.query("UPDATE count_terms SET n = n + 3 WHERE h = bp_count_hash('p', 'type', '\"shoe\"') AND slot = "
+              "(SELECT min(slot) FROM count_terms WHERE h = bp_count_hash('p', 'type', '\"shoe\"'))")
+    r = env.cli("counts", "verify", check=False)
+    assert r.returncode == 1
+    assert 'pair type="shoe": counted' in r.stdout
+    assert "1 difference" in r.stdout
+    r = env.cli("counts", "rebuild")
+    assert "1 term corrected" in r.stdout
+    assert diffs(env) == []
+    assert env.cli("counts", "verify").returncode == 0
+    # every term is one row again
+    assert env.query("SELECT count(*) FROM count_terms WHERE slot <> 0") == [(0,)]
