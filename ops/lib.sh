@@ -255,6 +255,10 @@ bp_prepare() {
 
 bp_status() {
     local dsn=${BP_PG_DSN:-$(bp_pg_dsn_default)} rc=0
+    # with a standby of ours running, its primary is the one that matters
+    if [ -z "${BP_PG_DSN:-}" ] && [ -f "$BP_RUN_DIR/pg-standby/data/postmaster.pid" ] && [ -f "$BP_RUN_DIR/pg_dsn" ]; then
+        dsn=$(cat "$BP_RUN_DIR/pg_dsn")
+    fi
     if pg_isready -q -d "$dsn" -t 2; then
         echo "postgresql: up at $(bp_pg_where "$dsn")"
     elif [ -f "$BP_RUN_DIR/pg_dsn" ] && pg_isready -q -d "$(cat "$BP_RUN_DIR/pg_dsn")" -t 2; then
