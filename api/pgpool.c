@@ -1036,6 +1036,7 @@ static void guard_cb(void *ctx, bp_err_t err, const PGresult *res, const char *m
     if (err != BP_OK && g->target != BP_PG_PRIMARY && standby_gave_up(err, res)) {
         bp_info("%s failed a read (%s): running it on the primary (request %s)", bp_replicas_name(g->target),
                 msg != NULL ? msg : bp_err_str(err), bp_http_request_id(g->req));
+        bp_replicas_note_fallback(bp_thread_of(g->req)->api->replicas, g->target);
         bp_pgpool_req_pin(g->req, BP_PG_PRIMARY);
         /* admitted once already: it goes to the head of the primary's queue */
         bp_err_t again = submit_on(g, BP_PG_PRIMARY, g->flags | BP_PGPOOL_FOLLOW_UP);
@@ -1082,6 +1083,7 @@ bp_err_t bp_pgpool_req_query_ex(h2o_req_t *req, unsigned flags, const char *sql,
     }
     bp_err_t err = submit_on(g, target, g->flags);
     if (err != BP_OK && target != BP_PG_PRIMARY && standby_gave_up(err, NULL)) {
+        bp_replicas_note_fallback(bp_thread_of(req)->api->replicas, target);
         target = BP_PG_PRIMARY; /* the standby's pool refused at once (down, backing off, full) */
         err = submit_on(g, target, g->flags);
     }

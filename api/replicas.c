@@ -38,7 +38,7 @@ typedef struct standby {
     atomic_llong lag_ms; /* of the last sample that answered; -1 unknown */
     atomic_ullong sampled_ms; /* monotonic ms of the last sample that answered; 0 never */
     int logged_down;
-    bp_metric_t *m_up, *m_lag;
+    bp_metric_t *m_up, *m_lag, *m_fallbacks;
 } standby_t;
 
 struct bp_replicas {
@@ -205,6 +205,9 @@ static int add_standby(bp_replicas_t *r, const char *dsn, bp_metrics_t *metrics,
                                     "Replay lag of the standby at its last check: 0 when it has replayed all "
                                     "it received, else now() - pg_last_xact_replay_timestamp(); -1 unknown.",
                                     labels);
+        s->m_fallbacks = bp_metrics_counter(metrics, "bp_pg_replica_fallbacks_total",
+                                            "Reads sent to the standby that it could not run (down, queue full, "
+                                            "cancelled) and the primary answered instead.", labels);
         bp_gauge_set(s->m_up, 0);
         bp_gauge_set(s->m_lag, -1);
     }
@@ -328,6 +331,12 @@ size_t bp_replicas_pick(const bp_replicas_t *r, unsigned *rr, const bp_replica_n
             return i + 1;
     }
     return BP_PG_PRIMARY;
+}
+
+void bp_replicas_note_fallback(bp_replicas_t *r, size_t i)
+{
+    if (r != NULL && i >= 1 && i <= r->n)
+        bp_counter_add(r->standbys[i - 1].m_fallbacks, 1);
 }
 
 json_t *bp_replicas_json(const bp_replicas_t *r)

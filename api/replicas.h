@@ -63,6 +63,10 @@ const char *bp_replicas_name(size_t i);
  * bp_replica_need_t). Lock-free; safe from any thread. */
 size_t bp_replicas_pick(const bp_replicas_t *r, unsigned *rr, const bp_replica_need_t *need);
 
+/* Count a read that standby i (1..n) could not run and the primary answered instead
+ * (bp_pg_replica_fallbacks_total). Lock-free; safe from any thread. */
+void bp_replicas_note_fallback(bp_replicas_t *r, size_t i);
+
 /* The standbys' state for /readyz: {"status": "up"|"degraded"|"none", "standbys": [{"name", "status":
  * "up"|"lagging"|"down"|"unknown", "lag_ms", "max_lag_ms", "serving"}]}. New reference. */
 json_t *bp_replicas_json(const bp_replicas_t *r);

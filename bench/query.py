@@ -286,6 +286,8 @@ def main():
         get_lua = GET_LUA.format(n=args.objects)
         # warm the pool and the caches (the API opens its PostgreSQL connections on demand)
         benchlib.run_wrk(base + "/", c, t, 3, lua=get_lua)
+        if sapi is not None:  # and the standby's
+            benchlib.run_wrk(sapi.url + "/", c, t, 3, lua=get_lua)
         summary = []
 
         def phase_wrk(label, url, lua="", conns=c, route="/api/v1/objects/", target=None):

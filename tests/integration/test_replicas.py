@@ -201,7 +201,9 @@ def test_standby_stopped_reads_answered_by_primary(world):
             s = body.json()["checks"]["replicas"]["standbys"][0]
             return body.status_code == 200 and s["status"] == "down"
         wait_until(reported_down, 15, "/readyz to show the standby down while staying ready")
-        assert 'bp_pg_replica_up{standby="standby-1"} 0' in api.get("/metrics").text
+        metrics = api.get("/metrics").text
+        assert 'bp_pg_replica_up{standby="standby-1"} 0' in metrics
+        assert 'bp_pg_replica_fallbacks_total{standby="standby-1"}' in metrics
     finally:
         standby.start()
     wait_until(lambda: served_by(api.get(f"/api/v1/batches/{bid}/")) == "standby-1", 30,
