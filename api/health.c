@@ -8,7 +8,9 @@
  * joins the one check in flight (started by the first such probe) and is answered when it ends. So a
  * flood costs at most one "SELECT 1" per thread per second and never fills the pool's queue that
  * authenticated requests need. The replication state comes from the watermarks thread (it reads the
- * brokers' metadata off the loop), the broker state from the producer's statistics. The body names
+ * brokers' metadata off the loop), the broker state from the producer's statistics. With standbys
+ * (BP_PG_READ_DSN) the body shows each one's state and lag under "replicas", from the replica monitor;
+ * a standby down or lagging never makes the API unready (its reads go to the primary). The body names
  * every check; details never include addresses or server messages, the log has those. */
 #include "health.h"
 
@@ -19,6 +21,7 @@
 #include "http.h"
 #include "pgpool.h"
 #include "producer.h"
+#include "replicas.h"
 #include "watermarks.h"
 
 #define KAFKA_RETRY_AFTER_S 1 /* the producer's statistics, which tell broker state, come every second */
@@ -135,6 +138,8 @@ static void answer(bp_api_thread_t *t, h2o_req_t *req, bp_err_t pg_err)
     json_object_set_new(checks, "postgresql", check(pg_ok, pg_detail(pg_err)));
     json_object_set_new(checks, "kafka", kafka_check(t, &kafka_ok));
     json_object_set_new(checks, "replication", replication_check(t, &replication_ok));
+    if (bp_replicas_count(t->api->replicas) > 0) /* informative: reads fall back to the primary */
+        json_object_set_new(checks, "replicas", bp_replicas_json(t->api->replicas));
     if (stopping)
         json_object_set_new(checks, "server", check(0, "shutting down"));
     int ready = pg_ok && kafka_ok && replication_ok && !stopping;

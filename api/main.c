@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "errors.h"
 #include "ratelimit.h"
+#include "replicas.h"
 #include "stats.h"
 #include "tls.h"
 #include "watermarks.h"
@@ -121,6 +122,10 @@ int main(int argc, char **argv)
         goto fail;
     }
     bp_watermarks_register_metrics(api.watermarks, api.metrics);
+    if ((api.replicas = bp_replicas_new(&cfg, api.metrics, err, sizeof(err))) == NULL) {
+        bp_error("cannot start: %s", err);
+        goto fail;
+    }
     if (bp_server_run(&api, err, sizeof(err)) != 0) {
         bp_error("cannot start: %s", err);
         goto fail;
@@ -133,6 +138,7 @@ int main(int argc, char **argv)
             cfg.shutdown_timeout_ms);
     stop_flag = 1;
     bp_watermarks_stop(api.watermarks); /* it ends while the loops drain */
+    bp_replicas_stop(api.replicas);
     bp_server_join(&api);
     bp_info("stopped");
     h2o_config_dispose(&api.globalconf);
@@ -142,6 +148,7 @@ fail:
     rc = 1;
 cleanup:
     bp_watermarks_free(api.watermarks);
+    bp_replicas_free(api.replicas);
     bp_metrics_free(api.metrics);
     bp_auth_free(api.auth);
     bp_ratelimit_free(api.ratelimit);

@@ -132,7 +132,27 @@ enum {
                               * its first, so this one goes to the head of the queue and is never
                               * refused for a full queue (still for PostgreSQL down, or a queue wait
                               * past timeout_ms) */
+    BP_PGPOOL_PRIMARY = 4,   /* run on the primary even for a GET (e.g. a check that must see the
+                              * latest commit); only for the request's first statement, as a pin */
 };
+
+/* Which database runs a request's statements (BP_PG_READ_DSN, api/replicas.h). The first statement
+ * of a request chooses and pins it, the rest follow (so one answer never mixes two databases):
+ *   - GET and HEAD requests go to a usable standby (round-robin), or the primary when none is;
+ *   - every other method (DELETE, POST ?wait=) and BP_PGPOOL_PRIMARY go to the primary.
+ * A statement that a standby cannot run (its pool refuses at once, the connection is lost, or the
+ * standby cancels it for a recovery conflict) runs again on the primary and the request is pinned
+ * there: the client sees no error. The answer carries `X-Served-By: primary` or `standby-<i>`: the
+ * database of the request's last statement. Statements sent straight to a pool (bp_pgpool_query:
+ * ?wait= offset polls, /readyz) run where that pool points: the thread's t->pgpool is the primary. */
+
+/* Pin req's next statements to target (BP_PG_PRIMARY, or standby 1..n; out of range means primary).
+ * For the read-your-writes step: a token check that has found a standby (or only the primary) that
+ * has replayed the needed offsets pins the request there before its first statement. */
+void bp_pgpool_req_pin(h2o_req_t *req, size_t target);
+
+/* The target req is pinned to (BP_PG_PRIMARY before its first statement). */
+size_t bp_pgpool_req_target(h2o_req_t *req);
 
 /* bp_pgpool_req_query with flags (BP_PGPOOL_*). */
 bp_err_t bp_pgpool_req_query_ex(h2o_req_t *req, unsigned flags, const char *sql, int nparams,

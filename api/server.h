@@ -21,6 +21,7 @@ struct bp_pgpool;   /* api/pgpool.h */
 struct bp_write_wait; /* api/write_ack.c */
 struct bp_watermarks; /* api/watermarks.h */
 struct bp_health;     /* api/health.c */
+struct bp_replicas;   /* api/replicas.h */
 
 /* One event-loop thread. Everything in it is touched only by its own thread. */
 struct bp_api_thread {
@@ -34,7 +35,10 @@ struct bp_api_thread {
     size_t connections;           /* open HTTP connections on this thread */
     size_t inflight;              /* requests answered later (broker acks, queries): shutdown waits for them */
     struct bp_producer *producer; /* owned; api/producer.c */
-    struct bp_pgpool *pgpool;     /* owned; api/pgpool.c */
+    struct bp_pgpool *pgpool;     /* owned; api/pgpool.c: the primary's (BP_PG_DSN) */
+    struct bp_pgpool **standbys;  /* owned; api/pgpool.c: one pool per standby of BP_PG_READ_DSN */
+    size_t nstandbys;
+    unsigned standby_rr;          /* round-robin among usable standbys */
     struct bp_write_wait *wait;   /* owned; api/write_ack.c: POSTs waiting for the workers (?wait=) */
     struct bp_health *health;     /* owned; api/health.c: the /readyz state of this thread */
     h2o_timeout_t linger_timeout; /* bound of a lingering close (bp_server_linger_on_close) */
@@ -54,6 +58,7 @@ struct bp_api {
     struct bp_ratelimit *public_ratelimit; /* owned by main; the public routes' own; NULL: none */
     SSL_CTX *ssl_ctx;            /* owned by main; NULL: plain HTTP */
     struct bp_watermarks *watermarks; /* owned by main; the topics' watermarks for /api/v1/stats/ */
+    struct bp_replicas *replicas;     /* owned by main; the standbys of BP_PG_READ_DSN and their lag */
 };
 
 /* A module owns per-thread state and/or routes. thread_init runs on the loop thread before it serves;

@@ -31,6 +31,13 @@ Nothing here asserts a time.
 
 With --db the database is kept and reused by the next run with the same --objects (loading 10M rows
 takes about six minutes here); drop it afterwards (DROP DATABASE bench_q10m).
+
+With --read-dsn (a hot standby of the server BP_TEST_PG_DSN names, e.g. from `ops/services up --standby`)
+a second API runs with BP_PG_READ_DSN pointing at that standby (the bench's database on it), and the
+list and get phases are run against both APIs in the same run (X-Served-By checked first):
+
+    BP_TEST_PG_DSN="$(cat run/pg_dsn)" bench/query.py --read-dsn "$(cat run/pg_read_dsn)" \
+        --objects 100000 --phases list,get --seconds 5
 """
 import argparse
 import base64
@@ -223,6 +230,12 @@ def ratio_line(label, w, p):
             f"   | RATIO {('%.2f' % r) if r else '?'} (goal >= 0.8; API p99 goal <= 10 ms)")
 
 
+def standby_line(label, primary, standby):
+    r = standby["rps"] / primary["rps"] if standby["rps"] and primary["rps"] else None
+    return (f"{label:5} via standby {standby['rps'] or 0:9,.0f} req/s  p50 {fmt_ms(standby['p50']):>9}  "
+            f"p99 {fmt_ms(standby['p99']):>9}   | {('%.2f' % r) if r else '?'} of the primary's req/s")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objects", type=int, default=1_000_000)
@@ -238,6 +251,9 @@ def main():
                     help="before each timed phase, wait up to S seconds for other work on the machine to calm down")
     ap.add_argument("--api-env", action="append", default=[], metavar="BP_X=V",
                     help="extra setting for the API, e.g. BP_PG_POOL_SIZE=8 (repeatable)")
+    ap.add_argument("--read-dsn", metavar="DSN",
+                    help="a hot standby of the bench's primary: run list and get also through an API that "
+                         "reads from it (its dbname is replaced by the bench's database)")
     ap.add_argument("--db", help="reuse (or create and keep) this database: skips the load when it already "
                                   "holds --objects rows")
     args = ap.parse_args()
@@ -275,6 +291,27 @@ def main():
         api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})
         if api_env:
             note(f"API settings: {api_env}")
+        sapi = None
+        if args.read_dsn:
+            read_dsn = benchlib.conftest.dsn_with_db(args.read_dsn, env.dbname)
+            want = env.query("SELECT count(*) FROM objects")[0][0]
+
+            def standby_has():
+                conn = benchlib.conftest.psycopg2.connect(read_dsn)
+                try:
+                    cur = conn.cursor()
+                    cur.execute("SELECT count(*) FROM objects")
+                    return cur.fetchone()[0] == want
+                finally:
+                    conn.close()
+            benchlib.conftest.wait_until(standby_has, 600, "the standby to replay the load")
+            sapi = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads,
+                                    "BP_PG_READ_DSN": read_dsn, **api_env})
+            # the API checks the standby's lag once a second: until the first check, reads go to the primary
+            benchlib.conftest.wait_until(
+                lambda: sapi.get("/api/v1/objects/1/").headers.get("X-Served-By", "").startswith("standby"),
+                30, "the second API to read from the standby")
+            note("second API with BP_PG_READ_DSN: GET answered by the standby")
         base = api.url
         mon = env.db()
         pg_pids = lambda: benchlib.pg_backend_pids(mon, env.dbname)  # noqa: E731
@@ -283,15 +320,18 @@ def main():
         get_lua = GET_LUA.format(n=args.objects)
         # warm the pool and the caches (the API opens its PostgreSQL connections on demand)
         benchlib.run_wrk(base + "/", c, t, 3, lua=get_lua)
+        if sapi is not None:  # and the standby's
+            benchlib.run_wrk(sapi.url + "/", c, t, 3, lua=get_lua)
         summary = []
 
-        def phase_wrk(label, url, lua="", conns=c, route="/api/v1/objects/"):
+        def phase_wrk(label, url, lua="", conns=c, route="/api/v1/objects/", target=None):
+            target = target or api
             benchlib.wait_quiet(args.quiet_wait)
-            h0 = benchlib.server_histogram(base, route)
-            ph = CpuPhase({"api": [api.proc.p.pid], "postgres": pg_pids})
+            h0 = benchlib.server_histogram(target.url, route)
+            ph = CpuPhase({"api": [target.proc.p.pid], "postgres": pg_pids})
             w = benchlib.run_wrk(url, conns, t, s, lua=lua)
             cpu = ph.end(client_label="wrk")
-            within = benchlib.server_share_within(h0, benchlib.server_histogram(base, route))
+            within = benchlib.server_share_within(h0, benchlib.server_histogram(target.url, route))
             extra = f", {w['non2xx']} non-2xx, {w['errors']} socket errors" if w["non2xx"] or w["errors"] else ""
             note(f"{label}: wrk -t{t} -c{conns} -d{s}s: {w['rps'] or 0:,.0f} req/s, p50 {fmt_ms(w['p50'])}, "
                  f"p90 {fmt_ms(w['p90'])}, p99 {fmt_ms(w['p99'])}, p99.9 {fmt_ms(w['p999'])}, "
@@ -342,11 +382,19 @@ def main():
                 summary.append(ratio_line(label, w, p))
                 summary.append(f"{'':5} (pgbench with the API's count from the counters: {full['tps'] or 0:,.0f} tps, "
                                f"p99 {fmt_ms(full['p99'])})")
+                if sapi is not None:
+                    sw = phase_wrk(f"{label} API via standby", sapi.url + "/",
+                                   lua=LIST_LUA.replace("{path}", url[len(base):] + ("&" if qs else "") + "x=1"),
+                                   route='route="/api/v1/objects/"', target=sapi)
+                    summary.append(standby_line(label, w, sw))
         if "get" in phases:
             w = phase_wrk("get API", base + "/", lua=get_lua, route="objects/{}")
             get_script = f"\\set id random(1, {args.objects})\n" + GET_SQL
             p = phase_pgbench("get SQL", get_script, [], mode="prepared")
             summary.append(ratio_line("get", w, p))
+            if sapi is not None:
+                sw = phase_wrk("get API via standby", sapi.url + "/", lua=get_lua, route="objects/{}", target=sapi)
+                summary.append(standby_line("get", w, sw))
         if "unprepared" in phases:
             # not the API's protocol any more: the same statement parsed and planned every time (context)
             get_script = f"\\set id random(1, {args.objects})\n" + GET_SQL
@@ -387,6 +435,8 @@ def main():
                                f"({r['rps'] or 0:,.0f} req/s{bad})   [load {ph.load0}, others {ph.other_pct:.0f}%]")
             s = old_s
         mon.close()
+        if sapi is not None:
+            sapi.proc.stop()
         api.proc.stop()
         warns = [line for line in api.proc.log_lines() if line.get("level") in ("warn", "error")]
         if warns:

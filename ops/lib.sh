@@ -74,46 +74,91 @@ bp_pg_dsn_default() {
     echo "host=127.0.0.1 port=5432 dbname=${BP_PG_DBNAME:-batchpipe} user=postgres"
 }
 
+# Run a PostgreSQL binary as the cluster's owner (initdb refuses root).
+bp_pg_as_owner() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# A port for a private cluster: $1 unless something already listens there (another engineer's
+# cluster, say), else a free one; the choice is kept in $2 so that the next start uses it again.
+bp_pg_port() {
+    local want=$1 file=$2
+    if [ -f "$file" ]; then cat "$file"; return 0; fi
+    if pg_isready -q -h 127.0.0.1 -p "$want" -t 1 2>/dev/null || (exec 3<>"/dev/tcp/127.0.0.1/$want") 2>/dev/null; then
+        want=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    fi
+    echo "$want" >"$file"
+    echo "$want"
+}
+
 bp_pg_up() {
     export BP_PG_DSN=${BP_PG_DSN:-$(bp_pg_dsn_default)}
-    if pg_isready -q -d "$BP_PG_DSN" -t 3; then
+    local dir=$BP_RUN_DIR/pg
+    if [ "${BP_PG_STANDBY:-0}" = 1 ]; then
+        # a standby needs a primary of our own: the shared server is never touched
+        bp_say "PostgreSQL: BP_PG_STANDBY=1: a private primary in $dir and a hot standby in $BP_RUN_DIR/pg-standby"
+    elif pg_isready -q -d "$BP_PG_DSN" -t 3; then
         bp_say "PostgreSQL: using the server at $(bp_pg_where "$BP_PG_DSN")"
         return 0
-    fi
-    local dir=$BP_RUN_DIR/pg
-    bp_say "PostgreSQL: no server at $(bp_pg_where "$BP_PG_DSN"); starting a private cluster in $dir"
-    mkdir -p "$dir"
-    if [ ! -f "$dir/data/PG_VERSION" ]; then
-        if [ "$(id -u)" -eq 0 ]; then
-            chown -R postgres "$dir"
-            runuser -u postgres -- "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 >"$dir/initdb.log" 2>&1
-        else
-            "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 >"$dir/initdb.log" 2>&1
-        fi || { cat "$dir/initdb.log" >&2; bp_die "initdb failed"; }
-    fi
-    local ctl=("$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30
-               -o "-k $dir -p $BP_PG_PRIVATE_PORT -c listen_addresses=127.0.0.1")
-    if [ "$(id -u)" -eq 0 ]; then
-        runuser -u postgres -- "${ctl[@]}" start >/dev/null || bp_die "PostgreSQL did not start (see $dir/log)"
     else
-        "${ctl[@]}" start >/dev/null || bp_die "PostgreSQL did not start (see $dir/log)"
+        bp_say "PostgreSQL: no server at $(bp_pg_where "$BP_PG_DSN"); starting a private cluster in $dir"
     fi
-    BP_STARTED_PG=1
-    export BP_PG_DSN="host=127.0.0.1 port=$BP_PG_PRIVATE_PORT dbname=${BP_PG_DBNAME:-batchpipe} user=postgres"
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        bp_pg_as_owner "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 >"$dir/initdb.log" 2>&1 \
+            || { cat "$dir/initdb.log" >&2; bp_die "initdb failed"; }
+    fi
+    local port; port=$(bp_pg_port "$BP_PG_PRIVATE_PORT" "$dir/port")
+    if [ ! -f "$dir/data/postmaster.pid" ]; then
+        # wal_level=replica, max_wal_senders and hot_standby are PostgreSQL 15's defaults; initdb -A trust
+        # lets 127.0.0.1 connect for replication
+        bp_pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
+            -o "-k $dir -p $port -c listen_addresses=127.0.0.1 -c wal_level=replica" start >/dev/null \
+            || bp_die "PostgreSQL did not start (see $dir/log)"
+        BP_STARTED_PG=1
+    fi
+    export BP_PG_DSN="host=127.0.0.1 port=$port dbname=${BP_PG_DBNAME:-batchpipe} user=postgres"
     echo "$BP_PG_DSN" >"$BP_RUN_DIR/pg_dsn"
+    if [ "${BP_PG_STANDBY:-0}" = 1 ]; then bp_pg_standby_up "$port"; fi
+}
+
+# A hot standby of the private primary (port $1) in $BP_RUN_DIR/pg-standby: a copy taken with
+# pg_basebackup -R (standby.signal and primary_conninfo written for us) that streams through the
+# replication slot bp_standby, so the primary keeps the WAL it still needs. Exports BP_PG_READ_DSN.
+bp_pg_standby_up() {
+    local primary_port=$1 dir=$BP_RUN_DIR/pg-standby
+    mkdir -p "$dir"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        bp_say "PostgreSQL: copying the primary into $dir/data (pg_basebackup -R, slot bp_standby)"
+        bp_pg_as_owner "$PG_BIN/psql" -q -h 127.0.0.1 -p "$primary_port" -U postgres -d postgres -c \
+            "SELECT pg_drop_replication_slot('bp_standby') FROM pg_replication_slots WHERE slot_name = 'bp_standby'" \
+            >/dev/null || bp_die "cannot reach the primary on port $primary_port"
+        bp_pg_as_owner "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" \
+            -R -X stream -C -S bp_standby >"$dir/basebackup.log" 2>&1 \
+            || { cat "$dir/basebackup.log" >&2; bp_die "pg_basebackup failed"; }
+    fi
+    local port; port=$(bp_pg_port "${BP_PG_STANDBY_PORT:-5440}" "$dir/port")
+    if [ ! -f "$dir/data/postmaster.pid" ]; then
+        bp_pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
+            -o "-k $dir -p $port -c listen_addresses=127.0.0.1" start >/dev/null \
+            || bp_die "the standby did not start (see $dir/log)"
+    fi
+    export BP_PG_READ_DSN="host=127.0.0.1 port=$port dbname=${BP_PG_DBNAME:-batchpipe} user=postgres"
+    echo "$BP_PG_READ_DSN" >"$BP_RUN_DIR/pg_read_dsn"
+    bp_say "PostgreSQL: hot standby on 127.0.0.1:$port (BP_PG_READ_DSN) streaming from 127.0.0.1:$primary_port"
 }
 
 bp_pg_where() { sed -n 's/.*host=\([^ ]*\).*port=\([^ ]*\).*/\1:\2/p' <<<"$1"; }
 
 bp_pg_down() {
-    local dir=$BP_RUN_DIR/pg
-    [ -f "$dir/data/postmaster.pid" ] || return 0
-    bp_say "PostgreSQL: stopping the private cluster"
-    if [ "$(id -u)" -eq 0 ]; then
-        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$dir/data" -m fast stop >/dev/null
-    else
-        "$PG_BIN/pg_ctl" -D "$dir/data" -m fast stop >/dev/null
-    fi
+    local dir
+    for dir in "$BP_RUN_DIR/pg-standby" "$BP_RUN_DIR/pg"; do
+        [ -f "$dir/data/postmaster.pid" ] || continue
+        bp_say "PostgreSQL: stopping the private cluster in $dir"
+        bp_pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast stop >/dev/null
+    done
 }
 
 # ---- Kafka ------------------------------------------------------------------------------------
@@ -210,12 +255,23 @@ bp_prepare() {
 
 bp_status() {
     local dsn=${BP_PG_DSN:-$(bp_pg_dsn_default)} rc=0
+    # with a standby of ours running, its primary is the one that matters
+    if [ -z "${BP_PG_DSN:-}" ] && [ -f "$BP_RUN_DIR/pg-standby/data/postmaster.pid" ] && [ -f "$BP_RUN_DIR/pg_dsn" ]; then
+        dsn=$(cat "$BP_RUN_DIR/pg_dsn")
+    fi
     if pg_isready -q -d "$dsn" -t 2; then
         echo "postgresql: up at $(bp_pg_where "$dsn")"
     elif [ -f "$BP_RUN_DIR/pg_dsn" ] && pg_isready -q -d "$(cat "$BP_RUN_DIR/pg_dsn")" -t 2; then
         echo "postgresql: up at $(bp_pg_where "$(cat "$BP_RUN_DIR/pg_dsn")") (private cluster in $BP_RUN_DIR/pg)"
     else
         echo "postgresql: down"; rc=1
+    fi
+    if [ -f "$BP_RUN_DIR/pg_read_dsn" ] && [ -f "$BP_RUN_DIR/pg-standby/data/postmaster.pid" ]; then
+        local rdsn lag; rdsn=$(cat "$BP_RUN_DIR/pg_read_dsn")
+        lag=$(psql -X -At -d "$rdsn" -c "SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+              ELSE round(extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000) END" 2>/dev/null) \
+            && echo "postgresql standby: up at $(bp_pg_where "$rdsn"), replay lag ${lag:-?} ms (BP_PG_READ_DSN=\"$rdsn\")" \
+            || { echo "postgresql standby: down"; rc=1; }
     fi
     if bp_kafka_ready; then
         echo "kafka: up at $BP_KAFKA_BROKERS$(bp_kafka_pid >/dev/null && echo " (started by batchpipe, pid $(bp_kafka_pid))")"

@@ -70,6 +70,12 @@ static const setting_t settings[] = {
      "how long the producer holds a message to batch it with others (librdkafka linger.ms)"},
     {"produce-queue-max", "BP_PRODUCE_QUEUE_MAX", T_INT, S(produce_queue_max), "10000", 1, 10000000,
      BP_FOR_API, 0, "most messages waiting for an ack per thread (503 beyond)"},
+    {"pg-read-dsn", "BP_PG_READ_DSN", T_STR, S(pg_read_dsn), "", 0, 0, BP_FOR_API, SECRET_DSN,
+     "libpq connection strings of hot standbys that serve the API's reads, separated by ';' (empty: every "
+     "read goes to BP_PG_DSN; docs/OPERATIONS.md#read-replicas)"},
+    {"max-replica-lag-ms", "BP_MAX_REPLICA_LAG_MS", T_INT, S(max_replica_lag_ms), "5000", 1, 86400000,
+     BP_FOR_API, 0, "a standby whose replay lags more than this (now() - pg_last_xact_replay_timestamp()) is skipped: its "
+     "reads go to the primary"},
     {"pg-pool-size", "BP_PG_POOL_SIZE", T_INT, S(pg_pool_size), "4", 1, 256, BP_FOR_API, 0,
      "PostgreSQL connections per event-loop thread"},
     {"pg-queue-max", "BP_PG_QUEUE_MAX", T_INT, S(pg_queue_max), "1024", 1, 1000000, BP_FOR_API, 0,
@@ -349,12 +355,12 @@ int bp_config_load(bp_config_t *cfg, int for_mask, const char *usage, int argc, 
 
 char *bp_config_mask_dsn(const char *dsn)
 {
-    /* keyword/value form: password=... ; URI form: scheme://user:password@host */
+    /* keyword/value form: password=... ; URI form: scheme://user:password@host. Every occurrence:
+     * BP_PG_READ_DSN holds several connection strings. */
     char *copy = strdup(dsn);
     if (copy == NULL)
         return NULL;
-    char *p = strstr(copy, "password=");
-    if (p != NULL) {
+    for (char *p = strstr(copy, "password="); p != NULL; p = strstr(p + 1, "password=")) {
         char *v = p + strlen("password=");
         char *end = v;
         if (*end == '\'') {
@@ -364,7 +370,7 @@ char *bp_config_mask_dsn(const char *dsn)
             if (*end)
                 end++;
         } else {
-            while (*end && *end != ' ')
+            while (*end && *end != ' ' && *end != ';')
                 end++;
         }
         size_t tail = strlen(end);
@@ -373,11 +379,11 @@ char *bp_config_mask_dsn(const char *dsn)
             memmove(v + 4, end, tail + 1);
         }
     }
-    char *scheme = strstr(copy, "://");
-    if (scheme != NULL) {
+    for (char *scheme = strstr(copy, "://"); scheme != NULL; scheme = strstr(scheme + 3, "://")) {
         char *at = strchr(scheme + 3, '@');
         char *colon = strchr(scheme + 3, ':');
-        if (at != NULL && colon != NULL && colon < at && at - colon - 1 >= 4) {
+        char *stop = strchr(scheme + 3, ';');
+        if (at != NULL && colon != NULL && colon < at && (stop == NULL || at < stop) && at - colon - 1 >= 4) {
             memcpy(colon + 1, "****", 4);
             memmove(colon + 5, at, strlen(at) + 1);
         }

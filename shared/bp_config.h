@@ -35,6 +35,8 @@ typedef struct bp_config {
     long long produce_timeout_ms;
     long long produce_linger_ms;
     long long produce_queue_max;
+    char *pg_read_dsn;
+    long long max_replica_lag_ms;
     long long pg_pool_size;
     long long pg_queue_max;
     long long pg_timeout_ms;

@@ -138,6 +138,10 @@ static void test_dump_masks_password(void **state)
     char *uri = bp_config_mask_dsn("postgresql://app:hunter22@db:5432/x");
     assert_string_equal(uri, "postgresql://app:****@db:5432/x");
     free(uri);
+    /* BP_PG_READ_DSN: several connection strings, each password masked */
+    char *list = bp_config_mask_dsn("host=a password=first-secret;postgresql://u:second-secret@b/x;host=c");
+    assert_string_equal(list, "host=a password=****;postgresql://u:****@b/x;host=c");
+    free(list);
     bp_config_free(&cfg);
 }
 
