@@ -112,6 +112,35 @@ def test_without_wait_it_is_still_202_at_once(with_worker):
     assert r.status_code == 202 and r.json()["status"] == "accepted" and "wait" not in r.json()
 
 
+# --- freshness: a lone batch is applied at once -------------------------------------------------
+
+def own_topic_and_group(env):
+    """A topic and a consumer group of their own (so that a worker with other settings gets every
+    partition), for a worker and an API alike."""
+    topic = idle_topic(env)
+    return {"BP_TOPIC": topic, "BP_DLQ_TOPIC": topic + ".dlq", "BP_GROUP_ID": "bp-test-fresh-" + uuid.uuid4().hex[:8]}
+
+
+def test_a_lone_batch_is_applied_at_once_however_long_a_transaction_may_fill(bp_env):
+    """BP_TXN_MAX_MS bounds how long a transaction fills while messages keep coming; it is no wait imposed
+    on a lone message. With a minute of it, lone batches POSTed one after the other with ?wait=20 are
+    each answered 201 (stored): a worker that held its transaction open for BP_TXN_MAX_MS would let
+    every wait run out first (202, timed out)."""
+    own = own_topic_and_group(bp_env)
+    worker = bp_env.start_worker(BP_TXN_MAX_MS="60000", BP_TXN_MAX_MESSAGES="1000", **own)
+    try:
+        bp_env.wait_assigned(worker)
+        api = bp_env.start_api(BP_HTTP_THREADS=1, **own)
+        for _ in range(3):
+            batch = small_batch(1)
+            r = post(api.url, "/api/v1/batches/?wait=20", batch)
+            assert r.status_code == 201, r.text
+            assert r.json()["objects"][0]["object_id"] == batch["objects"][0]["object_id"]
+        assert api.proc.stop() == 0
+    finally:
+        assert worker.stop() == 0
+
+
 # --- nobody applies it: 202 after the bound -------------------------------------------------------
 
 def test_wait_without_a_worker_answers_202_and_the_loop_keeps_serving(no_worker):
