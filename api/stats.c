@@ -14,13 +14,13 @@
 #include "pgpool.h"
 #include "watermarks.h"
 
-/* Row 0: the applied offsets as a JSON array of [partition, next_offset] (max over the groups, as in
- * write_ack.c), then objects' inserted, updated, deleted and live rows (NULL before the table's first
+/* Row 0: the applied offsets as a JSON array of [partition, next_offset] (the workers' own group,
+ * BP_GROUP_ID, as in write_ack.c: another group's replay says nothing of this one), then objects' inserted, updated, deleted and live rows (NULL before the table's first
  * statistics). pg_stat_user_tables is cumulative and flushed by each backend about once a second. */
 static const char stats_sql[] =
     "SELECT (SELECT coalesce(json_agg(json_build_array(o.partition, o.next_offset) ORDER BY o.partition),"
-    " '[]')::text FROM (SELECT partition, max(next_offset) AS next_offset FROM ingest_offsets"
-    " WHERE topic = $1 GROUP BY partition) o),"
+    " '[]')::text FROM (SELECT partition, next_offset FROM ingest_offsets"
+    " WHERE topic = $1 AND group_id = $2) o),"
     " s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_live_tup"
     " FROM (SELECT 1) AS one LEFT JOIN pg_stat_user_tables s ON s.relid = to_regclass('objects')";
 
@@ -224,10 +224,10 @@ static void on_pg(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *res, 
 static int get_stats(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
 {
     (void)id, (void)idlen;
-    const char *params[1] = {t->api->cfg->topic};
+    const char *params[2] = {t->api->cfg->topic, t->api->cfg->group_id};
     bp_err_t err = BP_ERR_PG_DOWN;
     if (t->pgpool != NULL)
-        err = bp_pgpool_req_query(req, stats_sql, 1, params, on_pg, NULL);
+        err = bp_pgpool_req_query(req, stats_sql, 2, params, on_pg, NULL);
     if (err != BP_OK)
         answer(req, err, NULL, NULL);
     return 0;

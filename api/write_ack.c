@@ -2,9 +2,14 @@
  * and a Location to poll, or with ?wait=N, 201 Created with the stored batch (object) once the ingest
  * workers applied it - read-your-writes - and 202 if that takes longer than N seconds.
  *
- * Waiting costs one statement per thread per tick, whatever the number of waiting POSTs: every
- * POLL_MS the thread reads where the workers stand on each partition of the topic (ingest_offsets)
- * and releases the POSTs whose offset is covered; each released POST then reads its batch once. */
+ * Waiting costs one statement per thread per check, whatever the number of waiting POSTs: the thread
+ * reads where the workers stand on each partition of the topic (ingest_offsets) and releases the POSTs
+ * whose offset is covered; each released POST then reads its batch once. A check runs when the
+ * workers' transaction that moves ingest_offsets commits: its NOTIFY (on bp_pg_offsets_channel) reaches
+ * the thread's LISTEN connection (pglisten.c), and a notification about a partition with a waiting
+ * POST it covers starts a check at once. A poll stays as the fallback: every POLL_MS while the LISTEN
+ * connection is down, every POLL_LISTENING_MS while it is up (a worker of an older version does not
+ * notify; a notification between a loss and the next LISTEN is missed, so a check follows each LISTEN). */
 #include "write.h"
 
 #include <stdio.h>
@@ -12,11 +17,14 @@
 #include <string.h>
 
 #include "bp_log.h"
+#include "bp_pg.h"
 #include "http.h"
+#include "pglisten.h"
 #include "pgpool.h"
 #include "read.h"
 
-#define POLL_MS 25 /* how often a thread with waiting POSTs asks where the workers stand */
+#define POLL_MS 25            /* how often a thread with waiting POSTs asks where the workers stand... */
+#define POLL_LISTENING_MS 250 /* ...and how often while the workers' notifications can reach it */
 
 /* How a wait ended: the label values of bp_write_wait_total and, for 202, the "wait" member. */
 typedef enum wait_outcome {
@@ -38,8 +46,12 @@ struct bp_write_wait {
     bp_api_thread_t *t;
     h2o_linklist_t polling; /* waiter_t.link: POSTs whose offset the workers have not reached yet */
     h2o_timeout_t tick;     /* POLL_MS */
+    h2o_timeout_t slow_tick; /* POLL_LISTENING_MS */
     h2o_timeout_entry_t tick_entry;
     bp_pgquery_t *poll;     /* the poll statement under way, or NULL */
+    int again;              /* a notification came while the poll ran: check once more after it */
+    bp_pglisten_t *listen;  /* the workers' NOTIFYs; connected at the first wait */
+    bp_metric_t *listening; /* gauge: 1 while LISTEN is in effect */
     int db_trouble_logged;  /* the poll failed (logged once until it succeeds again) */
     bp_metric_t *outcomes[WAIT__COUNT];
     bp_metric_t *waiting;   /* gauge: POSTs of this thread waiting now */
@@ -282,6 +294,8 @@ static long long next_offset_of(const PGresult *res, int32_t partition)
     return -1;
 }
 
+static void start_poll(struct bp_write_wait *wait);
+
 static void on_poll(void *ctx, bp_err_t err, const PGresult *res, const char *msg)
 {
     struct bp_write_wait *wait = ctx;
@@ -308,10 +322,15 @@ static void on_poll(void *ctx, bp_err_t err, const PGresult *res, const char *ms
         if (next_offset_of(res, w->ack.partition) > w->ack.offset)
             fetch(w);
     }
+    if (wait->again && !h2o_linklist_is_empty(&wait->polling)) {
+        wait->again = 0;
+        start_poll(wait);
+    }
 }
 
 static void start_poll(struct bp_write_wait *wait)
 {
+    wait->again = 0;
     const char *params[] = {wait->t->api->cfg->group_id, wait->t->api->cfg->topic};
     bp_err_t err = bp_pgpool_query_prepared(wait->t->pgpool, poll_sql, 2, params, on_poll, wait, &wait->poll);
     if (err == BP_ERR_PG_DOWN) {
@@ -320,6 +339,15 @@ static void start_poll(struct bp_write_wait *wait)
         bp_info("?wait=: cannot read ingest_offsets now (%s); still trying", bp_err_str(err));
         wait->db_trouble_logged = 1;
     }
+}
+
+/* Arm the fallback poll while POSTs wait: slow while notifications can reach us, quick otherwise. */
+static void link_tick(struct bp_write_wait *wait)
+{
+    if (h2o_linklist_is_empty(&wait->polling) || h2o_timeout_is_linked(&wait->tick_entry))
+        return;
+    h2o_timeout_link(wait->t->loop, bp_pglisten_up(wait->listen) ? &wait->slow_tick : &wait->tick,
+                     &wait->tick_entry);
 }
 
 static void on_tick(h2o_timeout_entry_t *entry)
@@ -339,8 +367,47 @@ static void on_tick(h2o_timeout_entry_t *entry)
     }
     if (!h2o_linklist_is_empty(&wait->polling) && wait->poll == NULL)
         start_poll(wait);
-    if (!h2o_linklist_is_empty(&wait->polling))
-        h2o_timeout_link(wait->t->loop, &wait->tick, &wait->tick_entry);
+    link_tick(wait);
+}
+
+/* Check now (or right after the check under way). */
+static void wake(struct bp_write_wait *wait)
+{
+    if (h2o_linklist_is_empty(&wait->polling))
+        return;
+    if (wait->poll != NULL)
+        wait->again = 1;
+    else
+        start_poll(wait);
+}
+
+/* A workers' transaction committed: payload "PARTITION:NEXT_OFFSET" (one per partition it moved).
+ * Wake only for a waiting POST it covers; anything unreadable wakes all the same. */
+static void on_notify(void *ctx, const char *payload)
+{
+    struct bp_write_wait *wait = ctx;
+    char *end;
+    long partition = strtol(payload, &end, 10);
+    long long next = *end == ':' ? strtoll(end + 1, NULL, 10) : -1;
+    for (h2o_linklist_t *l = wait->polling.next; l != &wait->polling; l = l->next) {
+        waiter_t *w = H2O_STRUCT_FROM_MEMBER(waiter_t, link, l);
+        if (next < 0 || (w->ack.partition == partition && w->ack.offset < next)) {
+            wake(wait);
+            return;
+        }
+    }
+}
+
+static void on_listen_state(void *ctx, int up)
+{
+    struct bp_write_wait *wait = ctx;
+    bp_gauge_set(wait->listening, up);
+    if (up) {
+        wake(wait); /* what committed while nobody listened */
+    } else if (h2o_timeout_is_linked(&wait->tick_entry)) {
+        h2o_timeout_unlink(&wait->tick_entry); /* back to the quick poll */
+        link_tick(wait);
+    }
 }
 
 int bp_write_acked(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack)
@@ -361,12 +428,12 @@ int bp_write_acked(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack
     h2o_linklist_insert(&wait->polling, &w->link);
     wait->nwaiting++;
     bp_gauge_set(wait->waiting, (double)wait->nwaiting);
+    bp_pglisten_start(wait->listen);
     /* ask at once: the workers are often done already (a worker applies within milliseconds). That
-     * may answer w already (PostgreSQL known to be down): do not touch w afterwards */
-    if (wait->poll == NULL)
-        start_poll(wait);
-    if (!h2o_linklist_is_empty(&wait->polling) && !h2o_timeout_is_linked(&wait->tick_entry))
-        h2o_timeout_link(t->loop, &wait->tick, &wait->tick_entry);
+     * may answer w already (PostgreSQL known to be down): do not touch w afterwards. A check under
+     * way may have read ingest_offsets before this offset was applied: check once more after it */
+    wake(wait);
+    link_tick(wait);
     return 0;
 }
 
@@ -385,7 +452,18 @@ static int wait_init(bp_api_thread_t *t, char *err, size_t errlen)
     wait->t = t;
     h2o_linklist_init_anchor(&wait->polling);
     h2o_timeout_init(t->loop, &wait->tick, POLL_MS);
+    h2o_timeout_init(t->loop, &wait->slow_tick, POLL_LISTENING_MS);
     wait->tick_entry.cb = on_tick;
+    char channel[BP_PG_CHANNEL_LEN];
+    bp_pg_offsets_channel(t->api->cfg->group_id, t->api->cfg->topic, channel, sizeof(channel));
+    wait->listen = bp_pglisten_new(t->loop, t->api->cfg->pg_dsn, channel, on_notify, on_listen_state, wait, err,
+                                   errlen);
+    if (wait->listen == NULL) {
+        h2o_timeout_dispose(t->loop, &wait->tick);
+        h2o_timeout_dispose(t->loop, &wait->slow_tick);
+        free(wait);
+        return -1;
+    }
     for (int i = 0; i < WAIT__COUNT; i++) {
         char labels[48];
         snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome_labels[i]);
@@ -397,6 +475,11 @@ static int wait_init(bp_api_thread_t *t, char *err, size_t errlen)
     wait->waiting = bp_metrics_gauge(t->api->metrics, "bp_write_waiting",
                                      "POSTs of this thread waiting for the workers (?wait=).", labels);
     bp_gauge_set(wait->waiting, 0);
+    wait->listening = bp_metrics_gauge(t->api->metrics, "bp_write_wait_listening",
+                                       "1 while this thread's LISTEN connection hears the workers' commits "
+                                       "(?wait= is then woken at once; else it polls).",
+                                       labels);
+    bp_gauge_set(wait->listening, 0);
     t->wait = wait;
     return 0;
 }
@@ -418,7 +501,9 @@ static void wait_dispose(bp_api_thread_t *t)
         bp_pgpool_abandon(wait->poll);
     if (h2o_timeout_is_linked(&wait->tick_entry))
         h2o_timeout_unlink(&wait->tick_entry);
+    bp_pglisten_free(wait->listen);
     h2o_timeout_dispose(t->loop, &wait->tick);
+    h2o_timeout_dispose(t->loop, &wait->slow_tick);
     free(wait);
     t->wait = NULL;
 }

@@ -46,7 +46,8 @@ static const char SQL_OFFSETS_LOCK[] = "SELECT partition, next_offset FROM inges
 static const char SQL_OFFSETS_SET[] =
     "UPDATE ingest_offsets AS o SET next_offset = v.next_offset, updated_at = now() "
     "FROM unnest($3::int[], $4::bigint[]) AS v(partition, next_offset) "
-    "WHERE o.group_id = $1 AND o.topic = $2 AND o.partition = v.partition";
+    "WHERE o.group_id = $1 AND o.topic = $2 AND o.partition = v.partition "
+    "RETURNING pg_notify($5, o.partition || ':' || o.next_offset)"; /* ?wait= wakes at COMMIT */
 
 static const char SQL_OFFSETS_LOAD[] = "SELECT partition, next_offset FROM ingest_offsets "
                                        "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])";
@@ -86,11 +87,11 @@ static const struct {
     const char *name;
     const char *sql;
     int nparams;
-    Oid types[4];
+    Oid types[5];
 } statements[] = {
     {"bp_offsets_create", SQL_OFFSETS_CREATE, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
     {"bp_offsets_lock", SQL_OFFSETS_LOCK, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
-    {"bp_offsets_set", SQL_OFFSETS_SET, 4, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY, OID_INT8_ARRAY}},
+    {"bp_offsets_set", SQL_OFFSETS_SET, 5, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY, OID_INT8_ARRAY, OID_TEXT}},
     {"bp_offsets_load", SQL_OFFSETS_LOAD, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
     {"bp_apply", SQL_APPLY, 4, {OID_TEXT_ARRAY, OID_INT8_ARRAY, OID_INT4_ARRAY, OID_INT8_ARRAY}},
 };
@@ -351,9 +352,11 @@ static bp_err_t set_offsets(bp_apply_t *a, const txn_part_t *parts, size_t n, ch
     if (moved > 0) {
         if ((ids_arr = int_array(ids, moved)) == NULL || (next_arr = int_array(nexts, moved)) == NULL)
             goto nomem;
-        const char *params[4] = {a->cfg->group_id, a->cfg->topic, ids_arr, next_arr};
-        PGresult *res = PQexecPrepared(a->conn, "bp_offsets_set", 4, params, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        char channel[BP_PG_CHANNEL_LEN];
+        bp_pg_offsets_channel(a->cfg->group_id, a->cfg->topic, channel, sizeof(channel));
+        const char *params[5] = {a->cfg->group_id, a->cfg->topic, ids_arr, next_arr, channel};
+        PGresult *res = PQexecPrepared(a->conn, "bp_offsets_set", 5, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
             e = failed(a, res, "advancing ingest_offsets", err, errlen);
         PQclear(res);
     }

@@ -1,6 +1,7 @@
 /* worker.c - the consumer loop of the ingest worker: joins the group with cooperative-sticky
- * assignment, starts each partition where PostgreSQL says, buffers messages into transactions and
- * hands them to the writer (apply.c), retrying transient failures with backoff while it keeps polling. */
+ * assignment, starts each partition where PostgreSQL says, buffers messages into transactions (closed
+ * as soon as nothing more is waiting: group commit that adapts to the load) and hands them to the
+ * writer (apply.c), retrying transient failures with backoff while it keeps polling. */
 #include "worker.h"
 
 #include <stdint.h>
@@ -608,12 +609,18 @@ int bp_worker_run(bp_worker_t *w)
     }
     bp_info("joining group %s on topic %s", w->cfg->group_id, w->cfg->topic);
     int rc = 0;
+    /* Group commit that adapts to the load: a transaction closes as soon as the consumer has nothing
+     * more buffered (after BP_TXN_LINGER_MS, 0 by default), so a lone message is applied at once;
+     * under load what arrives while a transaction runs is waiting when it ends, and the next one
+     * fills up to BP_TXN_MAX_MESSAGES / BP_TXN_MAX_BYTES without any wait. BP_TXN_MAX_MS bounds how
+     * long a transaction fills while messages keep coming. */
+    long long linger = w->cfg->txn_linger_ms < w->cfg->txn_max_ms ? w->cfg->txn_linger_ms : w->cfg->txn_max_ms;
     while (!stopping(w) && !w->fatal) {
         if (w->n == 0 && now_ms() >= w->pg_check_at)
             check_pg_idle(w);
         int timeout = POLL_SLICE_MS;
-        if (w->n > 0) {
-            long long left = w->first_at + w->cfg->txn_max_ms - now_ms();
+        if (w->n > 0) { /* 0 without a linger: only what the consumer holds already */
+            long long left = w->first_at + linger - now_ms();
             timeout = left <= 0 ? 0 : left < POLL_SLICE_MS ? (int)left : POLL_SLICE_MS;
         }
         int got = poll_once(w, timeout);
@@ -621,10 +628,11 @@ int bp_worker_run(bp_worker_t *w)
             rc = -1;
             break;
         }
-        /* a transaction closes when full, or when its time is up and nothing more is waiting */
+        long long age = w->n > 0 ? now_ms() - w->first_at : 0;
         int full = w->n >= (size_t)w->cfg->txn_max_messages || w->bytes >= (size_t)w->cfg->txn_max_bytes;
-        int due = w->n > 0 && got == 0 && now_ms() >= w->first_at + w->cfg->txn_max_ms;
-        if ((full || due) && flush(w) != 0) {
+        int quiet = w->n > 0 && got == 0 && age >= linger; /* nothing more is waiting */
+        int due = w->n > 0 && age >= w->cfg->txn_max_ms;  /* a steady stream: bound the latency */
+        if ((full || quiet || due) && flush(w) != 0) {
             rc = -1;
             break;
         }

@@ -124,7 +124,11 @@ static const setting_t settings[] = {
     {"txn-max-bytes", "BP_TXN_MAX_BYTES", T_BYTES, S(txn_max_bytes), "8MiB", 1, 1024 * MIB, BP_FOR_INGEST, 0,
      "most message bytes applied in one transaction"},
     {"txn-max-ms", "BP_TXN_MAX_MS", T_INT, S(txn_max_ms), "50", 0, 60000, BP_FOR_INGEST, 0,
-     "longest wait to fill a transaction"},
+     "longest a transaction fills while messages keep coming (it closes sooner when full, or as soon as "
+     "nothing more is waiting)"},
+    {"txn-linger-ms", "BP_TXN_LINGER_MS", T_INT, S(txn_linger_ms), "0", 0, 60000, BP_FOR_INGEST, 0,
+     "how long a transaction waits for more messages once nothing more is waiting (at most BP_TXN_MAX_MS); "
+     "0: commit at once, and batch only what arrives while the previous transaction runs"},
     {"retry-backoff-max-ms", "BP_RETRY_BACKOFF_MAX_MS", T_INT, S(retry_backoff_max_ms), "5000", 10, 600000,
      BP_FOR_INGEST, 0, "cap of the backoff between retries of a transient failure"},
     {"txn-max-attempts", "BP_TXN_MAX_ATTEMPTS", T_INT, S(txn_max_attempts), "5", 1, 1000, BP_FOR_INGEST, 0,

@@ -61,6 +61,7 @@ typedef struct bp_config {
     long long txn_max_messages;
     long long txn_max_bytes;
     long long txn_max_ms;
+    long long txn_linger_ms;
     long long retry_backoff_max_ms;
     long long txn_max_attempts;
     long long pg_statement_timeout_ms;

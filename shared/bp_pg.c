@@ -5,6 +5,8 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,17 @@ static void copy_pq_error(char *err, size_t errlen, const char *prefix, const ch
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         n--;
     snprintf(err, errlen, "%s%.*s", prefix, (int)n, msg);
+}
+
+void bp_pg_offsets_channel(const char *group_id, const char *topic, char *out, size_t outlen)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const unsigned char *p = (const unsigned char *)group_id; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    h = (h ^ 0) * 0x100000001b3ULL; /* a separator no group id contains */
+    for (const unsigned char *p = (const unsigned char *)topic; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    snprintf(out, outlen, "bp_offsets_%016" PRIx64, h);
 }
 
 PGconn *bp_pg_connect(const char *dsn, char *err, size_t errlen)

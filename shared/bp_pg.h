@@ -47,6 +47,14 @@ bp_err_t bp_pg_classify(const PGconn *conn, const PGresult *res);
 /* Same, from a SQLSTATE alone (NULL means the connection failed). */
 bp_err_t bp_pg_classify_sqlstate(const char *sqlstate);
 
+/* The LISTEN/NOTIFY channel on which the workers of group_id announce, in the transaction that moves
+ * ingest_offsets of topic, each partition's new next_offset (payload "PARTITION:NEXT_OFFSET"; delivered
+ * at COMMIT), and on which the API's ?wait= listens. The one place that names it: "bp_offsets_" and a
+ * 64-bit FNV-1a hash of group and topic in hex (a channel name is at most 63 bytes; group ids may be
+ * longer). A hash collision only costs a listener a needless re-check. out gets at least 32 bytes. */
+#define BP_PG_CHANNEL_LEN 32
+void bp_pg_offsets_channel(const char *group_id, const char *topic, char *out, size_t outlen);
+
 /* Create the database named in dsn if it does not exist, connecting to the "postgres" database of
  * the same server. Returns 0, or -1 with err. */
 int bp_pg_ensure_database(const char *dsn, char *err, size_t errlen) BP_MUST_CHECK;

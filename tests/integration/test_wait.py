@@ -112,6 +112,87 @@ def test_without_wait_it_is_still_202_at_once(with_worker):
     assert r.status_code == 202 and r.json()["status"] == "accepted" and "wait" not in r.json()
 
 
+# --- freshness: applied at once, and the waiting POST woken by the commit --------------------------
+
+def own_topic_and_group(env):
+    """A topic and a consumer group of their own (so that a worker with other settings gets every
+    partition), for a worker and an API alike."""
+    topic = idle_topic(env)
+    return {"BP_TOPIC": topic, "BP_DLQ_TOPIC": topic + ".dlq", "BP_GROUP_ID": "bp-test-fresh-" + uuid.uuid4().hex[:8]}
+
+
+def listen_backends(env):
+    """(pid, query) of the API's LISTEN connections to this module's database."""
+    return env.query("SELECT pid, query FROM pg_stat_activity WHERE datname = current_database()"
+                     " AND application_name = 'batchpipe-api-listen' AND starts_with(query, 'LISTEN')")
+
+
+def test_a_lone_batch_is_applied_at_once_however_long_a_transaction_may_fill(bp_env):
+    """BP_TXN_MAX_MS bounds how long a transaction fills while messages keep coming; it is no wait imposed
+    on a lone message. With a minute of it, lone batches POSTed one after the other with ?wait=20 are
+    each answered 201 (stored): a worker that held its transaction open for BP_TXN_MAX_MS would let
+    every wait run out first (202, timed out)."""
+    own = own_topic_and_group(bp_env)
+    worker = bp_env.start_worker(BP_TXN_MAX_MS="60000", BP_TXN_MAX_MESSAGES="1000", **own)
+    try:
+        bp_env.wait_assigned(worker)
+        api = bp_env.start_api(BP_HTTP_THREADS=1, **own)
+        for _ in range(3):
+            batch = small_batch(1)
+            r = post(api.url, "/api/v1/batches/?wait=20", batch)
+            assert r.status_code == 201, r.text
+            assert r.json()["objects"][0]["object_id"] == batch["objects"][0]["object_id"]
+        assert api.proc.stop() == 0
+    finally:
+        assert worker.stop() == 0
+
+
+def test_the_workers_commit_notifies_and_waits_survive_the_loss_of_the_listen_connection(bp_env, with_worker):
+    """The worker announces each partition's new next_offset with NOTIFY in the transaction that moves
+    it; a thread of the API with waiting POSTs LISTENs on that channel. When PostgreSQL drops that
+    connection (pg_terminate_backend), waiting POSTs are still answered 201 (the poll covers the gap),
+    and the API LISTENs again on a new connection."""
+    others = {pid for pid, _ in listen_backends(bp_env)}  # with_worker's API listens too
+    ours = lambda: [b for b in listen_backends(bp_env) if b[0] not in others]  # noqa: E731
+    api = bp_env.start_api(BP_HTTP_THREADS=1)
+    assert post(api.url, "/api/v1/batches/?wait=20", small_batch(1)).status_code == 201  # listens from now on
+    metrics = lambda: api.get("/metrics", timeout=5).text  # noqa: E731
+    wait_until(lambda: 'bp_write_wait_listening{thread="0"} 1' in metrics(), 20, "the API to LISTEN")
+    (pid, listen_sql), = ours()
+    channel = listen_sql.split('"')[1]
+
+    # what the API hears, a client of PostgreSQL hears too: "PARTITION:NEXT_OFFSET" at each commit
+    conn = bp_env.db()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'LISTEN "{channel}"')
+        r = post(api.url, "/api/v1/batches/?wait=20", small_batch(1))
+        assert r.status_code == 201, r.text
+        part, offset = r.json()["partition"], r.json()["offset"]
+
+        def heard():
+            conn.poll()
+            return any(int(n.payload.split(":")[0]) == part and int(n.payload.split(":")[1]) > offset
+                       for n in conn.notifies)
+
+        wait_until(heard, 20, f"a notification that partition {part} is past offset {offset}")
+    finally:
+        conn.close()
+
+    bp_env.query("SELECT pg_terminate_backend(%s)", (pid,))
+    for _ in range(3):  # answered all along: by the poll while the connection is gone
+        r = post(api.url, "/api/v1/batches/?wait=20", small_batch(1))
+        assert r.status_code == 201, r.text
+    wait_until(lambda: [b for b in ours() if b[0] != pid], 30, "the API to LISTEN again")
+    wait_until(lambda: 'bp_write_wait_listening{thread="0"} 1' in metrics(), 20, "the gauge to say so")
+    r = post(api.url, "/api/v1/batches/?wait=20", small_batch(1))
+    assert r.status_code == 201, r.text
+    assert api.proc.stop() == 0
+    msgs = [(l.get("level"), l.get("msg", "")) for l in api.proc.log_lines()]
+    assert any(level == "warn" and m.startswith(f"LISTEN {channel}: ") for level, m in msgs), msgs[-20:]
+    assert ("info", f"LISTEN {channel}: listening again") in msgs
+
+
 # --- nobody applies it: 202 after the bound -------------------------------------------------------
 
 def test_wait_without_a_worker_answers_202_and_the_loop_keeps_serving(no_worker):

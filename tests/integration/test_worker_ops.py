@@ -250,7 +250,7 @@ def test_each_worker_reports_the_lag_of_its_own_partitions_only(bp_env, worker):
 
 def test_a_restarted_worker_reports_the_lag_it_starts_with(bp_env, worker):
     """The lag is the broker's end minus what PostgreSQL says is committed: a new worker that holds
-    its first transaction open (BP_TXN_MAX_MS of a minute) reports exactly what was published while no
+    its first transaction open (BP_TXN_MAX_MS and BP_TXN_LINGER_MS of a minute) reports exactly what was published while no
     worker ran, then commits it on SIGTERM."""
     wait_all_consumed(bp_env, workers=[worker.proc])
     stop(worker)
@@ -261,7 +261,7 @@ def test_a_restarted_worker_reports_the_lag_it_starts_with(bp_env, worker):
     expected = {p: hw[p] - committed.get(p, 0) for p in range(bp_env.partitions)}
     assert sum(expected.values()) == len(docs)
 
-    h = start(bp_env, BP_TXN_MAX_MS="60000", BP_TXN_MAX_MESSAGES="1000")
+    h = start(bp_env, BP_TXN_MAX_MS="60000", BP_TXN_LINGER_MS="60000", BP_TXN_MAX_MESSAGES="1000")
     wait_until(lambda: lags(h.scrape(), bp_env.topic) == expected, 30, f"the lag to be reported as {expected}")
     wait_until(h.ready, 30, "/readyz to say ready while the transaction fills")
     assert committed_offsets(bp_env) == committed, "nothing may be committed before the transaction closes"

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <string.h>
 
 #include "bp_pg.h"
 
@@ -59,6 +60,24 @@ static void the_api_mapping_is_unchanged(void **state)
     assert_int_equal(bp_pg_classify_sqlstate("21000"), BP_ERR_PG_DATA);
 }
 
+/* The ?wait= channel: a valid identifier however long the group, one per group and topic. */
+static void the_offsets_channel_names_group_and_topic(void **state)
+{
+    char a[BP_PG_CHANNEL_LEN], b[BP_PG_CHANNEL_LEN], c[BP_PG_CHANNEL_LEN];
+    char group[300];
+    memset(group, 'g', sizeof(group) - 1);
+    group[sizeof(group) - 1] = '\0';
+    bp_pg_offsets_channel(group, "batchpipe.batches", a, sizeof(a));
+    assert_true(strlen(a) < 64 && strncmp(a, "bp_offsets_", 11) == 0);
+    bp_pg_offsets_channel(group, "batchpipe.batches", b, sizeof(b));
+    assert_string_equal(a, b);
+    bp_pg_offsets_channel("ab", "c", b, sizeof(b));
+    bp_pg_offsets_channel("a", "bc", c, sizeof(c));
+    assert_string_not_equal(b, c);
+    for (const char *p = a; *p; p++)
+        assert_true((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -66,6 +85,7 @@ int main(void)
         cmocka_unit_test(failures_no_message_can_cause_need_an_operator),
         cmocka_unit_test(the_rest_is_bounded),
         cmocka_unit_test(the_api_mapping_is_unchanged),
+        cmocka_unit_test(the_offsets_channel_names_group_and_topic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
