@@ -1,5 +1,6 @@
 /* main.c - batchpipe-api: wires configuration, logging and the server together, then waits for
  * SIGINT/SIGTERM. Everything else lives in its own module. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,6 +79,10 @@ int main(int argc, char **argv)
     bp_log_level_t level = BP_LOG_INFO;
     (void)bp_log_level_parse(cfg.log_level, &level);
     bp_log_init("api", level);
+    /* glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after
+     * which request bodies and their copies come from the heap and their pages stay with the process;
+     * a fixed threshold keeps every block of 1 MiB or more in its own mapping, returned when freed */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
 
     /* only the main thread takes the stop signals: block them before any thread starts */
     sigset_t stopsigs;

@@ -68,7 +68,7 @@ static const setting_t settings[] = {
      BP_FOR_API, 0,
      "request-body bytes the API holds at once, all connections together (bodies being read, and 8 times a "
      "body while it is parsed); when spent, reading large bodies pauses and POSTs get 503 with Retry-After"},
-    {"body-timeout-ms", "BP_BODY_TIMEOUT_MS", T_INT, S(body_timeout_ms), "30000", 1000, 3600000, BP_FOR_API, 0,
+    {"body-timeout-ms", "BP_BODY_TIMEOUT_MS", T_INT, S(body_timeout_ms), "10000", 1000, 3600000, BP_FOR_API, 0,
      "time a client has to send a request's headers and body (also the idle time of a kept-alive connection "
      "and of an HTTP/2 one); then the connection is closed"},
     {"http2-cleartext", "BP_HTTP2_CLEARTEXT", T_INT, S(http2_cleartext), "0", 0, 1, BP_FOR_API, 0,
