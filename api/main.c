@@ -81,8 +81,9 @@ int main(int argc, char **argv)
     bp_log_init("api", level);
     /* glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after
      * which request bodies and their copies come from the heap and their pages stay with the process;
-     * a fixed threshold keeps every block of 1 MiB or more in its own mapping, returned when freed */
-    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+     * a fixed threshold keeps every block of 128 KiB or more (glibc's initial threshold) in its own
+     * mapping, returned when freed */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
     /* only the main thread takes the stop signals: block them before any thread starts */
     sigset_t stopsigs;

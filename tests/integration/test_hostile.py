@@ -415,8 +415,9 @@ def test_slow_clients_trickling_large_bodies_stay_within_the_budget(bp_env):
     assert answered_get
     peak_kib = rss_kib(pid, "VmHWM")
     grown_mib = (peak_kib - idle_kib) / 1024
-    # the budget, plus one read past it per connection (256 KiB: the receive buffer), plus 8 MiB
-    assert grown_mib < (budget >> 20) + 64 / 4 + 8, f"RSS grew by {grown_mib:.0f} MiB for a {budget >> 20} MiB budget"
+    # the budget, plus one read past it per connection (256 KiB: the receive buffer), plus 16 MiB for
+    # the rest (64 connections' state, heap arenas, a buffer's copy while it grows); 226 MiB before
+    assert grown_mib < (budget >> 20) + 64 / 4 + 16, f"RSS grew by {grown_mib:.0f} MiB for a {budget >> 20} MiB budget"
     # while the budget is spent a POST is refused with a reason and a time to come back
     wait_until(lambda: body_bytes_held(api) >= budget, 10, "the body budget to be spent")
     r = requests.post(api.url + "/api/v1/batches/", json={"batch_id": "b", "objects": []}, timeout=10)
