@@ -66,8 +66,9 @@ static const setting_t settings[] = {
      "most open HTTP connections per thread"},
     {"body-budget-bytes", "BP_BODY_BUDGET_BYTES", T_BYTES, S(body_budget_bytes), "256MiB", 1 * MIB, 64 * 1024 * MIB,
      BP_FOR_API, 0,
-     "request-body bytes the API holds at once, all connections together (bodies being read, and 8 times a "
-     "body while it is parsed); when spent, reading large bodies pauses and POSTs get 503 with Retry-After"},
+     "request-body bytes the API holds at once, all connections together (bodies being read, and what "
+     "checking them costs: half a valid batch's size, 8 times anything else's); when spent, reading large "
+     "bodies pauses and POSTs get 503 with Retry-After (docs/SECURITY.md)"},
     {"body-timeout-ms", "BP_BODY_TIMEOUT_MS", T_INT, S(body_timeout_ms), "10000", 1000, 3600000, BP_FOR_API, 0,
      "time a client has to send a request's headers and body (also the idle time of a kept-alive connection "
      "and of an HTTP/2 one); then the connection is closed"},
