@@ -40,6 +40,12 @@ int bp_budget_spent(const bp_budget_t *b)
     return atomic_load_explicit(&((bp_budget_t *)b)->held, memory_order_relaxed) >= b->limit;
 }
 
+int bp_budget_spent_besides(const bp_budget_t *b, size_t own)
+{
+    size_t held = bp_budget_held(b);
+    return held - (own < held ? own : held) >= b->limit;
+}
+
 size_t bp_budget_held(const bp_budget_t *b)
 {
     return atomic_load_explicit(&((bp_budget_t *)b)->held, memory_order_relaxed);

@@ -18,6 +18,10 @@ void bp_budget_release(bp_budget_t *b, size_t n);
 /* 1 when the bytes held reach the limit: reading bodies pauses and POSTs are refused (503). */
 int bp_budget_spent(const bp_budget_t *b);
 
+/* The same, not counting own bytes of the caller's (its body, already counted while it arrived): a
+ * body alone never spends the budget for itself. */
+int bp_budget_spent_besides(const bp_budget_t *b, size_t own);
+
 size_t bp_budget_held(const bp_budget_t *b);
 size_t bp_budget_limit(const bp_budget_t *b);
 

@@ -362,7 +362,7 @@ static int post(bp_api_thread_t *t, h2o_req_t *req, post_kind_t kind)
     /* Parsing costs several times the body (the jansson tree): count it against the body budget while
      * it lasts, and refuse while the budget is spent rather than add to it. */
     bp_budget_t *budget = t->api->budget;
-    if (bp_budget_spent(budget)) {
+    if (bp_budget_spent_besides(budget, req->entity.len)) {
         const char *detail = "the server holds as many request bodies as it may at once "
                              "(BP_BODY_BUDGET_BYTES); nothing was stored; retry later";
         log_failure(request_id, 503, detail);
