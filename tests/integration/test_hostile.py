@@ -360,6 +360,11 @@ def rss_kib(pid, field):
     raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
+def asan_build(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
 def body_bytes_held(api):
     """The API's bp_http_body_bytes gauge."""
     for line in requests.get(api.url + "/metrics", timeout=5).text.splitlines():
@@ -415,9 +420,14 @@ def test_slow_clients_trickling_large_bodies_stay_within_the_budget(bp_env):
     assert answered_get
     peak_kib = rss_kib(pid, "VmHWM")
     grown_mib = (peak_kib - idle_kib) / 1024
-    # the budget, plus one read past it per connection (256 KiB: the receive buffer), plus 16 MiB for
-    # the rest (64 connections' state, heap arenas, a buffer's copy while it grows); 226 MiB before
-    assert grown_mib < (budget >> 20) + 64 / 4 + 16, f"RSS grew by {grown_mib:.0f} MiB for a {budget >> 20} MiB budget"
+    # what the API counts: the budget, plus one read past it per connection (256 KiB: the receive buffer)
+    assert body_bytes_held(api) <= budget + 64 * (256 << 10)
+    # and what the system sees, the same plus 16 MiB for the rest (64 connections' state, heap arenas,
+    # a buffer's copy while it grows); 226 MiB before. (Not under AddressSanitizer, whose allocator
+    # keeps freed memory in quarantine and adds its shadow: there the count above is what holds.)
+    if not asan_build(pid):
+        assert grown_mib < (budget >> 20) + 64 / 4 + 16, \
+            f"RSS grew by {grown_mib:.0f} MiB for a {budget >> 20} MiB budget"
     # while the budget is spent a POST is refused with a reason and a time to come back
     wait_until(lambda: body_bytes_held(api) >= budget, 10, "the body budget to be spent")
     r = requests.post(api.url + "/api/v1/batches/", json={"batch_id": "b", "objects": []}, timeout=10)
