@@ -1,5 +1,6 @@
 /* main.c - batchpipe-api: wires configuration, logging and the server together, then waits for
  * SIGINT/SIGTERM. Everything else lives in its own module. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "tls.h"
 #include "watermarks.h"
 #include "router.h"
+#include "budget.h"
 #include "server.h"
 
 static const char usage[] = "usage: batchpipe-api [settings]\n"
@@ -59,6 +61,11 @@ static int choose_listen_address(bp_config_t *cfg, int have_keys, char *err, siz
     return 0;
 }
 
+static double gauge_body_bytes(void *arg)
+{
+    return (double)bp_budget_held(arg);
+}
+
 int main(int argc, char **argv)
 {
     bp_config_t cfg;
@@ -73,6 +80,11 @@ int main(int argc, char **argv)
     bp_log_level_t level = BP_LOG_INFO;
     (void)bp_log_level_parse(cfg.log_level, &level);
     bp_log_init("api", level);
+    /* glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after
+     * which request bodies and their copies come from the heap and their pages stay with the process;
+     * a fixed threshold keeps every block of 128 KiB or more (glibc's initial threshold) in its own
+     * mapping, returned when freed */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
     /* only the main thread takes the stop signals: block them before any thread starts */
     sigset_t stopsigs;
@@ -112,6 +124,17 @@ int main(int argc, char **argv)
 
     h2o_config_init(&api.globalconf);
     api.globalconf.max_request_entity_size = (size_t)cfg.max_body_bytes;
+    /* a request's headers and body must arrive within this (h2o's timer is not reset by each read) */
+    api.globalconf.http1.req_timeout = (uint64_t)cfg.body_timeout_ms;
+    api.globalconf.http2.idle_timeout = (uint64_t)cfg.body_timeout_ms;
+    /* cleartext HTTP/2 carries many buffered bodies on one connection: off unless asked for */
+    api.globalconf.http1.upgrade_to_http2 = cfg.http2_cleartext != 0;
+    api.globalconf.http2.max_concurrent_requests_per_connection = (size_t)cfg.http2_max_streams;
+    if ((api.budget = bp_budget_new((size_t)cfg.body_budget_bytes)) == NULL)
+        goto fail;
+    bp_metrics_gauge_fn(api.metrics, "bp_http_body_bytes",
+                        "Request-body bytes held: bodies being read and bodies being parsed.", NULL,
+                        gauge_body_bytes, api.budget);
     api.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("batchpipe"));
     h2o_hostconf_t *hostconf = h2o_config_register_host(&api.globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     bp_router_register(hostconf, api.metrics);
@@ -153,6 +176,7 @@ cleanup:
     bp_auth_free(api.auth);
     bp_ratelimit_free(api.ratelimit);
     bp_ratelimit_free(api.public_ratelimit);
+    bp_budget_free(api.budget);
     if (api.ssl_ctx != NULL)
         SSL_CTX_free(api.ssl_ctx);
     bp_config_free(&cfg);

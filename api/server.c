@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bp_log.h"
+#include "budget.h"
 #include "router.h"
 
 extern const bp_api_module_t bp_producer_module;
@@ -45,21 +46,126 @@ static uint64_t now_ms(void)
 
 #define BP_LINGER_MS 5000
 
-static void on_socket_close(void *data)
+/* ---------------------------------------------------------------------------------------------
+ * Body accounting. h2o 2.2.5 reads a whole request body into the connection's input buffer before any
+ * handler runs, and has no hook while it reads; but every read goes through the socket's read
+ * callback, which is ours to wrap. After each read the connection's buffer is counted against the
+ * process-wide budget (api/budget.h), and a connection holding a body part pauses its reading while
+ * the budget is spent (the client's TCP window fills; h2o's request timeout, BP_BODY_TIMEOUT_MS, ends
+ * it if it never resumes). h2o sets its own callback again for each request and at protocol changes
+ * (TLS handshake, HTTP/2): such connections are listed and wrapped again after the loop's turn, before
+ * it reads again.
+ */
+
+#define BP_PAUSE_MIN_BYTES (64 * 1024) /* below this a connection holds headers, not a body part */
+/* The kernel's receive buffer of a connection, fixed instead of autotuned (up to 6 MiB): one read
+ * takes what the kernel holds (Linux doubles the value set), so this bounds how far a read may go past
+ * the budget, per connection: 256 KiB. Such a window still carries 2.6 MB/s at 100 ms of round trip. */
+#define BP_RCVBUF_BYTES (128 * 1024)
+
+typedef struct linger_conn linger_t;
+
+/* One accepted connection; lives until its socket closes. */
+typedef struct conn {
+    bp_api_thread_t *t;
+    h2o_socket_t *sock;
+    h2o_socket_cb read_cb;   /* h2o's read callback, called by on_read_counted */
+    size_t charged;          /* bytes of sock->input counted in the budget */
+    h2o_linklist_t rearm;    /* in t->body_rearm */
+    h2o_linklist_t paused;   /* in t->body_paused */
+    linger_t *linger;        /* set once its close is to linger (bp_server_linger_on_close) */
+    int in_read;             /* inside on_read_counted: freeing waits for it */
+    int closed;
+} conn_t;
+
+static void on_read_counted(h2o_socket_t *sock, const char *err);
+
+/* Count what the connection's input buffer holds now. */
+static void conn_recount(conn_t *c)
 {
-    bp_api_thread_t *t = data;
-    t->connections--;
+    const h2o_buffer_t *in = c->sock->input;
+    size_t now = in != NULL && in->bytes != NULL ? in->size : 0;
+    if (now > c->charged)
+        bp_budget_charge(c->t->api->budget, now - c->charged);
+    else if (now < c->charged)
+        bp_budget_release(c->t->api->budget, c->charged - now);
+    c->charged = now;
+}
+
+/* Wrap whatever read callback h2o set last; returns 0 when h2o is not reading. */
+static int conn_wrap(conn_t *c)
+{
+    h2o_socket_cb cb = c->sock->_cb.read;
+    if (cb == NULL)
+        return 0;
+    if (cb != on_read_counted) {
+        c->read_cb = cb;
+        c->sock->_cb.read = on_read_counted;
+    }
+    return 1;
+}
+
+static void conn_forget(conn_t *c)
+{
+    if (h2o_linklist_is_linked(&c->rearm))
+        h2o_linklist_unlink(&c->rearm);
+    if (h2o_linklist_is_linked(&c->paused))
+        h2o_linklist_unlink(&c->paused);
+    bp_budget_release(c->t->api->budget, c->charged);
+    c->charged = 0;
+}
+
+static void on_read_counted(h2o_socket_t *sock, const char *err)
+{
+    conn_t *c = sock->on_close.data;
+    c->in_read = 1;
+    c->read_cb(sock, err);
+    c->in_read = 0;
+    if (c->closed) { /* h2o closed it in its callback */
+        free(c);
+        return;
+    }
+    conn_recount(c);
+    if (sock->_cb.read != on_read_counted) { /* h2o stopped reading or set another callback */
+        if (!h2o_linklist_is_linked(&c->rearm))
+            h2o_linklist_insert(&c->t->body_rearm, &c->rearm);
+        return;
+    }
+    if (c->charged >= BP_PAUSE_MIN_BYTES && bp_budget_spent(c->t->api->budget)) {
+        h2o_socket_read_stop(sock);
+        h2o_linklist_insert(&c->t->body_paused, &c->paused);
+    }
+}
+
+/* After each turn of the loop: recount and wrap again the connections whose callback h2o replaced,
+ * and resume paused ones once the budget allows. */
+static void body_accounting_turn(bp_api_thread_t *t)
+{
+    h2o_linklist_t *node, *next;
+    for (node = t->body_rearm.next; node != &t->body_rearm; node = next) {
+        next = node->next;
+        conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, rearm, node);
+        conn_recount(c);
+        if (conn_wrap(c))
+            h2o_linklist_unlink(&c->rearm);
+    }
+    for (node = t->body_paused.next; node != &t->body_paused && !bp_budget_spent(t->api->budget); node = next) {
+        next = node->next;
+        conn_t *c = H2O_STRUCT_FROM_MEMBER(conn_t, paused, node);
+        h2o_linklist_unlink(&c->paused);
+        h2o_socket_read_start(c->sock, on_read_counted);
+    }
 }
 
 /* A connection closing with its request body unread: a dup of its socket, which h2o does not know
  * about, keeps it open after h2o closed its own descriptor (so no reset is sent), then drains it. */
-typedef struct linger_conn {
+struct linger_conn {
     bp_api_thread_t *t;
     int fd;
     h2o_socket_t *sock; /* once draining */
     size_t left;        /* bytes still accepted */
     h2o_timeout_entry_t timeout;
-} linger_t;
+};
 
 static void linger_on_close(void *data)
 {
@@ -92,9 +198,8 @@ static void linger_on_read(h2o_socket_t *sock, const char *err)
 }
 
 /* h2o closed its descriptor of the connection: ours is the last one. */
-static void linger_start(void *data)
+static void linger_start(linger_t *l)
 {
-    linger_t *l = data;
     /* the answer is in the kernel's send queue (h2o closes after the write completed): FIN follows it */
     shutdown(l->fd, SHUT_WR);
     l->sock = h2o_evloop_socket_create(l->t->loop, l->fd, 0);
@@ -105,14 +210,32 @@ static void linger_start(void *data)
     h2o_socket_read_start(l->sock, linger_on_read);
 }
 
+/* h2o closed the connection's socket. */
+static void on_socket_close(void *data)
+{
+    conn_t *c = data;
+    conn_forget(c);
+    if (c->linger != NULL)
+        linger_start(c->linger); /* the connection count moves to the lingering socket */
+    else
+        c->t->connections--;
+    if (c->in_read)
+        c->closed = 1; /* on_read_counted frees it */
+    else
+        free(c);
+}
+
 void bp_server_linger_on_close(h2o_req_t *req)
 {
     if (req->version >= 0x200 || req->http1_is_persistent || req->conn->callbacks->get_socket == NULL)
         return;
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-    if (sock == NULL || sock->on_close.cb != on_socket_close) /* not a plain connection of ours, or lingering */
+    if (sock == NULL || sock->on_close.cb != on_socket_close) /* not a plain connection of ours */
         return;
-    bp_api_thread_t *t = sock->on_close.data;
+    conn_t *c = sock->on_close.data;
+    if (c->linger != NULL)
+        return;
+    bp_api_thread_t *t = c->t;
     linger_t *l = calloc(1, sizeof(*l));
     if (l == NULL)
         return;
@@ -125,8 +248,7 @@ void bp_server_linger_on_close(h2o_req_t *req)
     long long most = 4 * t->api->cfg->max_body_bytes;
     l->left = (size_t)(most > 8LL * 1024 * 1024 ? most : 8LL * 1024 * 1024);
     l->timeout.cb = linger_on_timeout;
-    sock->on_close.cb = linger_start; /* the connection count moves to the lingering socket */
-    sock->on_close.data = l;
+    c->linger = l;
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -138,16 +260,22 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (sock == NULL)
             return;
-        if (t->connections >= (size_t)t->api->cfg->max_connections) {
+        conn_t *c = NULL;
+        if (t->connections >= (size_t)t->api->cfg->max_connections || (c = calloc(1, sizeof(*c))) == NULL) {
             bp_warn("connection limit (%lld) reached on thread %d: closing a new connection",
                     t->api->cfg->max_connections, t->index);
             h2o_socket_close(sock);
             continue;
         }
         t->connections++;
+        c->t = t;
+        c->sock = sock;
         sock->on_close.cb = on_socket_close;
-        sock->on_close.data = t;
+        sock->on_close.data = c;
         h2o_accept(&t->accept_ctx, sock);
+        /* h2o set its read callback (HTTP/1, or the TLS handshake): count from the first read */
+        if (!conn_wrap(c))
+            h2o_linklist_insert(&t->body_rearm, &c->rearm);
     }
 }
 
@@ -162,9 +290,10 @@ static int open_listener(const char *host, int port, char *err, size_t errlen)
         return -1;
     }
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int on = 1;
+    int on = 1, rcvbuf = BP_RCVBUF_BYTES; /* accepted connections inherit it */
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
         snprintf(err, errlen, "listen on %s:%d: %s", host, port, strerror(errno));
         if (fd >= 0)
@@ -222,6 +351,8 @@ static void *thread_main(void *arg)
     t->accept_ctx.hosts = api->globalconf.hosts;
     t->accept_ctx.ssl_ctx = api->ssl_ctx;
     h2o_timeout_init(t->loop, &t->linger_timeout, BP_LINGER_MS);
+    h2o_linklist_init_anchor(&t->body_rearm);
+    h2o_linklist_init_anchor(&t->body_paused);
     for (size_t i = 0; i < N_MODULES && ok; i++) {
         if (modules[i]->thread_init != NULL && modules[i]->thread_init(t, err, sizeof(err)) != 0)
             ok = 0;
@@ -252,16 +383,20 @@ static void *thread_main(void *arg)
     if (!ok)
         goto dispose;
 
-    while (!*api->stop)
+    while (!*api->stop) {
         h2o_evloop_run(t->loop, 100);
+        body_accounting_turn(t);
+    }
 
     /* stop accepting, then let requests that wait for acks or queries finish, within a bound */
     h2o_socket_read_stop(t->listener);
     h2o_socket_close(t->listener);
     t->listener = NULL;
     uint64_t deadline = now_ms() + (uint64_t)api->cfg->shutdown_timeout_ms;
-    while (t->inflight > 0 && now_ms() < deadline)
+    while (t->inflight > 0 && now_ms() < deadline) {
         h2o_evloop_run(t->loop, 10);
+        body_accounting_turn(t);
+    }
     if (t->inflight > 0)
         bp_warn("thread %d: %zu requests still in flight at shutdown", t->index, t->inflight);
     /* a few more turns so that answers already queued reach their sockets */

@@ -42,6 +42,8 @@ struct bp_api_thread {
     struct bp_write_wait *wait;   /* owned; api/write_ack.c: POSTs waiting for the workers (?wait=) */
     struct bp_health *health;     /* owned; api/health.c: the /readyz state of this thread */
     h2o_timeout_t linger_timeout; /* bound of a lingering close (bp_server_linger_on_close) */
+    h2o_linklist_t body_rearm;    /* connections whose reads the body budget must watch again */
+    h2o_linklist_t body_paused;   /* connections whose reading waits for the body budget */
 };
 
 /* The process. */
@@ -59,6 +61,7 @@ struct bp_api {
     SSL_CTX *ssl_ctx;            /* owned by main; NULL: plain HTTP */
     struct bp_watermarks *watermarks; /* owned by main; the topics' watermarks for /api/v1/stats/ */
     struct bp_replicas *replicas;     /* owned by main; the standbys of BP_PG_READ_DSN and their lag */
+    struct bp_budget *budget;    /* owned by main; the request-body bytes held (api/budget.h) */
 };
 
 /* A module owns per-thread state and/or routes. thread_init runs on the loop thread before it serves;

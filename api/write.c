@@ -3,6 +3,7 @@
 #include "write.h"
 
 #include <ctype.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "bp_log.h"
 #include "bp_payload.h"
+#include "budget.h"
 #include "http.h"
 #include "producer.h"
 #include "router.h"
@@ -254,6 +256,16 @@ static int parse_wait(h2o_req_t *req, long long max, long long *out, char *detai
     return -1;
 }
 
+/* A pool copy of a JSON string. */
+static const char *pool_copy(h2o_req_t *req, const json_t *s, size_t *len)
+{
+    *len = json_string_length(s);
+    char *copy = h2o_mem_alloc_pool(&req->pool, *len + 1);
+    memcpy(copy, json_string_value(s), *len);
+    copy[*len] = '\0';
+    return copy;
+}
+
 /* A pool copy of a JSON string member (validated: present and a string). */
 static const char *pool_string(h2o_req_t *req, const json_t *doc, const char *name, size_t *len)
 {
@@ -324,6 +336,22 @@ static json_t *read_document(bp_api_thread_t *t, h2o_req_t *req, post_kind_t kin
     return doc;
 }
 
+/* What parsing a body into a tree costs, in multiples of its size (measured: a batch of 45,000 small
+ * objects makes a tree of about 8 times its text); the lean path of a valid batch costs at most half
+ * its size. */
+#define BP_PARSE_COST_FACTOR 8
+/* Bodies from this size on give their tree's memory back to the system once freed. */
+#define BP_TRIM_AFTER_BYTES (1024 * 1024)
+
+/* The tree of a body is freed: release its cost, and after a large one return the freed heap pages
+ * (glibc keeps them otherwise; malloc_trim walks the arenas, which is cheap next to parsing MiBs). */
+static void parse_done(bp_budget_t *budget, size_t parse_cost, size_t body_len)
+{
+    bp_budget_release(budget, parse_cost);
+    if (body_len >= BP_TRIM_AFTER_BYTES)
+        malloc_trim(0);
+}
+
 static int post(bp_api_thread_t *t, h2o_req_t *req, post_kind_t kind)
 {
     const char *request_id = bp_http_request_id(req);
@@ -331,28 +359,70 @@ static int post(bp_api_thread_t *t, h2o_req_t *req, post_kind_t kind)
     bp_http_add_header(req, "x-request-id", request_id);
     if (check_request(t, req, kind, &wait_s) != 0)
         return 0;
-    json_t *doc = read_document(t, req, kind);
-    if (doc == NULL)
-        return 0;
+    /* Parsing costs several times the body (the jansson tree): count it against the body budget while
+     * it lasts, and refuse while the budget is spent rather than add to it. */
+    bp_budget_t *budget = t->api->budget;
+    if (bp_budget_spent_besides(budget, req->entity.len)) {
+        const char *detail = "the server holds as many request bodies as it may at once "
+                             "(BP_BODY_BUDGET_BYTES); nothing was stored; retry later";
+        log_failure(request_id, 503, detail);
+        return problem_retry(req, 503, detail, 1);
+    }
+    const bp_config_t *cfg = t->api->cfg;
+    bp_payload_limits_t lim = {cfg->max_objects, cfg->max_pairs, cfg->max_id_len, cfg->max_key_len,
+                               cfg->max_string_len};
+    json_t *lean_id = NULL, *doc = NULL;
+    size_t lean_objects = 0;
+    size_t parse_cost = req->entity.len / 2;
+    bp_budget_charge(budget, parse_cost);
+    /* a valid batch is checked without its whole tree; anything else takes the full path, which
+     * decides and words the messages */
+    bp_violations_t *v = NULL;
+    if (kind == POST_BATCH &&
+        bp_payload_batch_lean(req->entity.base, req->entity.len, &lim, &lean_id, &lean_objects) == 1) {
+        v = h2o_mem_alloc_pool(&req->pool, sizeof(*v));
+        if (bp_payload_check_numbers(req->entity.base, req->entity.len, v) != 0) {
+            json_decref(lean_id);
+            parse_done(budget, parse_cost, req->entity.len);
+            bp_producer_note_rejected(t->producer);
+            return bp_http_problem_violations(req, 400, "Validation failed", v);
+        }
+    } else {
+        bp_budget_charge(budget, BP_PARSE_COST_FACTOR * req->entity.len);
+        parse_cost += BP_PARSE_COST_FACTOR * req->entity.len;
+        if ((doc = read_document(t, req, kind)) == NULL) {
+            parse_done(budget, parse_cost, req->entity.len);
+            return 0;
+        }
+    }
 
     write_pending_t *w = calloc(1, sizeof(*w));
     if (w == NULL) {
         json_decref(doc);
+        json_decref(lean_id);
+        parse_done(budget, parse_cost, req->entity.len);
         return problem_retry(req, 503, "out of memory; nothing was stored; retry later", 1);
     }
     w->t = t;
     w->req = req;
     snprintf(w->request_id, sizeof(w->request_id), "%s", request_id);
-    w->ack.batch_id = pool_string(req, doc, "batch_id", &w->ack.batch_id_len);
-    if (kind == POST_OBJECT)
-        w->ack.object_id = pool_string(req, doc, "object_id", &w->ack.object_id_len);
-    w->ack.objects = kind == POST_BATCH ? bp_payload_object_count(doc) : 1;
+    if (lean_id != NULL) {
+        w->ack.batch_id = pool_copy(req, lean_id, &w->ack.batch_id_len);
+        w->ack.objects = lean_objects;
+        json_decref(lean_id);
+    } else {
+        w->ack.batch_id = pool_string(req, doc, "batch_id", &w->ack.batch_id_len);
+        if (kind == POST_OBJECT)
+            w->ack.object_id = pool_string(req, doc, "object_id", &w->ack.object_id_len);
+        w->ack.objects = kind == POST_BATCH ? bp_payload_object_count(doc) : 1;
+    }
     w->ack.request_id = request_id;
     w->ack.wait_s = wait_s;
     w->ack.partition = -1;
     w->ack.offset = -1;
     w->ack.timestamp = -1;
     json_decref(doc); /* before the copy below: the tree is the largest thing a POST holds */
+    parse_done(budget, parse_cost, req->entity.len);
 
     /* What goes to the topic is the producer's own text, never a re-serialization of the tree: jansson
      * would respell numbers (19.99 as 19.989999999999998, an integer beyond int64 as a rounded real).

@@ -64,6 +64,18 @@ static const setting_t settings[] = {
      "event-loop threads (0: one per core)"},
     {"max-connections", "BP_MAX_CONNECTIONS", T_INT, S(max_connections), "4096", 1, 1000000, BP_FOR_API, 0,
      "most open HTTP connections per thread"},
+    {"body-budget-bytes", "BP_BODY_BUDGET_BYTES", T_BYTES, S(body_budget_bytes), "256MiB", 1 * MIB, 64 * 1024 * MIB,
+     BP_FOR_API, 0,
+     "request-body bytes the API holds at once, all connections together (bodies being read, and what "
+     "checking them costs: half a valid batch's size, 8 times anything else's); when spent, reading large "
+     "bodies pauses and POSTs get 503 with Retry-After (docs/SECURITY.md)"},
+    {"body-timeout-ms", "BP_BODY_TIMEOUT_MS", T_INT, S(body_timeout_ms), "10000", 1000, 3600000, BP_FOR_API, 0,
+     "time a client has to send a request's headers and body (also the idle time of a kept-alive connection "
+     "and of an HTTP/2 one); then the connection is closed"},
+    {"http2-cleartext", "BP_HTTP2_CLEARTEXT", T_INT, S(http2_cleartext), "0", 0, 1, BP_FOR_API, 0,
+     "1: accept cleartext HTTP/2 (h2c upgrade and prior knowledge); 0: HTTP/2 only through TLS (ALPN)"},
+    {"http2-max-streams", "BP_HTTP2_MAX_STREAMS", T_INT, S(http2_max_streams), "16", 1, 256, BP_FOR_API, 0,
+     "requests one HTTP/2 connection may have in progress at once"},
     {"produce-timeout-ms", "BP_PRODUCE_TIMEOUT_MS", T_INT, S(produce_timeout_ms), "10000", 100, 300000,
      BP_FOR_API, 0, "how long a POST waits for the broker's ack before 503"},
     {"produce-linger-ms", "BP_PRODUCE_LINGER_MS", T_INT, S(produce_linger_ms), "1", 0, 1000, BP_FOR_API, 0,

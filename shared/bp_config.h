@@ -32,6 +32,10 @@ typedef struct bp_config {
     long long http_port;
     long long http_threads;
     long long max_connections;
+    long long body_budget_bytes;
+    long long body_timeout_ms;
+    long long http2_cleartext;
+    long long http2_max_streams;
     long long produce_timeout_ms;
     long long produce_linger_ms;
     long long produce_queue_max;

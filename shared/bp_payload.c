@@ -144,10 +144,13 @@ static const char *type_phrase(const json_t *j)
 
 #define QUOTE_MAX 64 /* bytes of a user-supplied name or id quoted in a message */
 
+struct id_store;
+
 typedef struct vctx {
     const bp_payload_limits_t *lim;
     bp_violations_t *v; /* may be NULL */
     size_t total;
+    struct id_store *ids_store; /* NULL: ids stay in the document; else copied there (lean path) */
 } vctx_t;
 
 /* Where a value is: the index in "objects" (-1: not inside one, as in the single-object form) and the
@@ -360,6 +363,46 @@ static long long id_set_add(id_set_t *set, const char *id, size_t len, size_t in
     }
 }
 
+/* Copies of object ids for the lean path, whose documents are freed one object at a time: blocks of
+ * at least 64 KiB, freed together. */
+typedef struct id_block {
+    struct id_block *next;
+    size_t used, size;
+    char bytes[];
+} id_block_t;
+
+typedef struct id_store {
+    id_block_t *head;
+} id_store_t;
+
+/* A copy of id[0..len) that lives until id_store_free, or NULL without memory. */
+static const char *id_store_copy(id_store_t *st, const char *id, size_t len)
+{
+    id_block_t *b = st->head;
+    if (b == NULL || b->size - b->used < len) {
+        size_t size = len > 65536 ? len : 65536;
+        if ((b = malloc(sizeof(*b) + size)) == NULL)
+            return NULL;
+        b->next = st->head;
+        b->used = 0;
+        b->size = size;
+        st->head = b;
+    }
+    char *copy = b->bytes + b->used;
+    memcpy(copy, id, len);
+    b->used += len;
+    return copy;
+}
+
+static void id_store_free(id_store_t *st)
+{
+    while (st->head != NULL) {
+        id_block_t *next = st->head->next;
+        free(st->head);
+        st->head = next;
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Field checks.
  */
@@ -490,7 +533,13 @@ static void check_object(vctx_t *ctx, loc_t loc, const json_t *obj, id_set_t *id
         if (check_id(ctx, loc, "object_id", object_id) && ids != NULL) {
             const char *id = json_string_value(object_id);
             size_t len = json_string_length(object_id);
-            long long first = id_set_add(ids, id, len, index);
+            long long first = -1;
+            if (ctx->ids_store == NULL)
+                first = id_set_add(ids, id, len, index);
+            else if ((id = id_store_copy(ctx->ids_store, id, len)) != NULL)
+                first = id_set_add(ids, id, len, index);
+            else
+                report(ctx, LOC_ROOT, NULL, "out of memory while checking object_id uniqueness");
             if (first >= 0) {
                 char quoted[QUOTE_MAX + 8];
                 text_render(quoted, sizeof quoted, id, len, QUOTE_MAX, 1);
@@ -924,4 +973,85 @@ json_t *bp_payload_parse(const char *buf, size_t len, bp_violations_t *v)
     if (doc == NULL)
         parse_failed(v, &err);
     return doc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The lean path: a valid batch without its whole tree. The text is cut where the scanner finds the
+ * "objects" array; jansson parses a skeleton (the body with that array's elements replaced by 0) and
+ * then each element on its own, with the same flags as bp_payload_parse, and each element is checked
+ * and freed before the next. The body is valid JSON exactly when the skeleton and every element are
+ * (an element parsed alone must be one whole value), so the verdict is the full path's; anything
+ * unusual gives up instead of deciding, and the full path decides and words the messages.
+ */
+
+int bp_payload_batch_lean(const char *buf, size_t len, const bp_payload_limits_t *lim, json_t **batch_id,
+                          size_t *objects)
+{
+    vctx_t ctx = {.lim = lim, .v = NULL, .total = 0};
+    id_store_t store = {NULL};
+    id_set_t ids = {NULL, 0, 0, 0};
+    json_t *skel_doc = NULL;
+    char *skel = NULL;
+    size_t deep_at = 0, n = 0, pos = 0, at;
+    const char *arr, *elem;
+    size_t alen, elen;
+    int ok = 0, r;
+
+    *batch_id = NULL;
+    *objects = 0;
+    if (len == 0 || body_scan(buf, len, NULL, &deep_at) != 0) /* integers beyond int64, depth, NUL */
+        return 0;
+    if (bp_json_member(buf, len, "objects", &arr, &alen) != 0 || alen < 2 || arr[0] != '[')
+        return 0;
+    while ((r = bp_json_array_next(arr, alen, &pos, &elem, &elen)) == 1)
+        n++;
+    if (r != 0 || n == 0 || (long long)n > lim->max_objects || n > UINT32_MAX)
+        return 0;
+
+    /* the skeleton: the body with "objects" written [0,0,...] */
+    size_t prefix = (size_t)(arr - buf), suffix = len - prefix - alen;
+    if ((skel = malloc(prefix + 2 * n + 1 + suffix)) == NULL)
+        return 0;
+    memcpy(skel, buf, prefix);
+    at = prefix;
+    for (size_t i = 0; i < n; i++) {
+        skel[at++] = i == 0 ? '[' : ',';
+        skel[at++] = '0';
+    }
+    skel[at++] = ']';
+    memcpy(skel + at, arr + alen, suffix);
+    at += suffix;
+    json_error_t err;
+    skel_doc = json_loadb(skel, at, JSON_REJECT_DUPLICATES, &err);
+    free(skel);
+    if (skel_doc == NULL || !json_is_object(skel_doc) || json_object_size(skel_doc) != 2)
+        goto done;
+    json_t *bid = json_object_get(skel_doc, "batch_id");
+    json_t *objs = json_object_get(skel_doc, "objects");
+    if (bid == NULL || !json_is_array(objs) || json_array_size(objs) != n || !check_id(&ctx, LOC_ROOT, "batch_id", bid))
+        goto done;
+    if (n > 1 && id_set_init(&ids, n) < 0)
+        goto done;
+    ctx.ids_store = &store;
+    pos = 0;
+    for (size_t i = 0; i < n && ctx.total == 0; i++) {
+        if (bp_json_array_next(arr, alen, &pos, &elem, &elen) != 1)
+            goto done;
+        json_t *obj = json_loadb(elem, elen, JSON_REJECT_DUPLICATES, &err);
+        if (obj == NULL)
+            goto done;
+        loc_t loc = {(long long)i, -1};
+        check_object(&ctx, loc, obj, n > 1 ? &ids : NULL, i);
+        json_decref(obj);
+    }
+    if (ctx.total == 0) {
+        *batch_id = json_incref(bid);
+        *objects = n;
+        ok = 1;
+    }
+done:
+    json_decref(skel_doc);
+    free(ids.slots);
+    id_store_free(&store);
+    return ok;
 }

@@ -86,6 +86,17 @@ json_t *bp_payload_parse(const char *buf, size_t len, bp_violations_t *v) BP_MUS
 int bp_payload_validate_batch(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
     BP_MUST_CHECK;
 
+/* Validate a batch body (buf[0..len), borrowed) without building its whole tree: a skeleton and one
+ * object at a time, about a third of the body's size at most instead of about 8 times it. Returns 1
+ * when the body is a valid batch - exactly when bp_payload_parse and bp_payload_validate_batch would
+ * accept it - with *batch_id a new reference to its batch_id string (json_decref it) and *objects the
+ * number of objects. Returns 0 (and NULL, 0) when it is not valid, or when this way does not decide
+ * (integers beyond int64, nesting or NUL bytes, a text the scanner cannot cut, out of memory): then
+ * the full path gives the verdict and the messages. Numbers are not checked here either
+ * (bp_payload_check_numbers). */
+int bp_payload_batch_lean(const char *buf, size_t len, const bp_payload_limits_t *lim, json_t **batch_id,
+                          size_t *objects) BP_MUST_CHECK;
+
 /* Validate the single-object form {"batch_id", "object_id", "data"}; same contract as
  * bp_payload_validate_batch (max_objects does not apply). Pointers are relative to that document:
  * "/object_id", "/data/2/value". */

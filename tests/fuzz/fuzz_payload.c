@@ -1,5 +1,5 @@
 /* fuzz_payload.c - fuzz target for what POST /api/v1/batches/ and /api/v1/objects/ do with a body:
- * bp_payload_parse, bp_payload_check_numbers, both validators (default and tiny limits),
+ * bp_payload_parse, bp_payload_check_numbers, both validators (default and tiny limits), the lean path,
  * bp_payload_object_to_batch, bp_violations_to_json, and the checks that their contracts in
  * shared/bp_payload.h promise. */
 #include <string.h>
@@ -84,11 +84,45 @@ static void validate(const char *body, size_t len, const json_t *doc, const bp_p
         check_object_batch(body, len, doc, lim, v);
 }
 
+/* A run of 19 digits or more: an integer that may lie beyond int64, where the lean path gives up. */
+static int has_long_digit_run(const char *s, size_t n)
+{
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        run = s[i] >= '0' && s[i] <= '9' ? run + 1 : 0;
+        if (run >= 19)
+            return 1;
+    }
+    return 0;
+}
+
+/* The lean path (the API's way to check a valid batch without its tree) gives the full path's
+ * verdict, batch_id and object count; it may give up only on integers beyond int64. */
+static void check_lean(const char *body, size_t len, const json_t *doc, const bp_payload_limits_t *lim)
+{
+    json_t *bid = NULL;
+    size_t n = 0;
+    int lean = bp_payload_batch_lean(body, len, lim, &bid, &n);
+    int full = doc != NULL && bp_payload_validate_batch(doc, lim, NULL) == 0;
+    FUZZ_CHECK(lean == 0 || lean == 1);
+    if (lean) {
+        FUZZ_CHECK(full);
+        FUZZ_CHECK(json_equal(bid, json_object_get(doc, "batch_id")));
+        FUZZ_CHECK(n == bp_payload_object_count(doc));
+    } else {
+        FUZZ_CHECK(bid == NULL && n == 0);
+        FUZZ_CHECK(!full || has_long_digit_run(body, len));
+    }
+    json_decref(bid);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bp_violations_t v; /* 51 KB: not on the stack */
     memset(&v, 0xa5, sizeof(v)); /* stale bytes must not leak into the result */
     json_t *doc = bp_payload_parse((const char *)data, size, &v);
+    check_lean((const char *)data, size, doc, &default_limits);
+    check_lean((const char *)data, size, doc, &tiny_limits);
     if (doc == NULL) {
         FUZZ_CHECK(v.count == 1 && v.total == 1);
         FUZZ_CHECK(v.items[0].pointer[0] == '\0');

@@ -695,7 +695,7 @@ def test_client_gone_while_its_query_runs(bp_env, http2):
     afterwards, and shutdown does not wait for the dead requests."""
     if http2 and not curl_has_http2():
         pytest.skip("curl without HTTP/2")
-    a = bp_env.start_api(BP_HTTP_THREADS=1, BP_PG_POOL_SIZE=1, BP_LOG_LEVEL="debug")
+    a = bp_env.start_api(BP_HTTP_THREADS=1, BP_PG_POOL_SIZE=1, BP_LOG_LEVEL="debug", BP_HTTP2_CLEARTEXT=1)
     locker = psycopg2.connect(bp_env.dsn)
     try:
         locker.cursor().execute("LOCK TABLE batches IN ACCESS EXCLUSIVE MODE")

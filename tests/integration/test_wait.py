@@ -288,7 +288,8 @@ def test_sigterm_answers_a_waiting_post_202_and_exits_0(bp_env):
 def test_client_that_goes_away_while_waiting_is_forgotten(bp_env):
     """An HTTP/2 client gives up during its wait: the server drops the waiting POST at once (nothing is
     left in flight to hold up a stop)."""
-    api = bp_env.start_api(BP_TOPIC=idle_topic(bp_env), BP_HTTP_THREADS=1, BP_SHUTDOWN_TIMEOUT_MS=20000)
+    api = bp_env.start_api(BP_TOPIC=idle_topic(bp_env), BP_HTTP_THREADS=1, BP_SHUTDOWN_TIMEOUT_MS=20000,
+                           BP_HTTP2_CLEARTEXT=1)
     curl = subprocess.Popen(["curl", "-sS", "--http2-prior-knowledge", "--max-time", "3",
                              "-H", "Content-Type: application/json", "--data-binary", json.dumps(small_batch()),
                              api.url + "/api/v1/batches/?wait=30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -321,7 +321,8 @@ def test_client_that_goes_away_before_the_verdict_does_not_disturb_the_server(bp
     """An HTTP/2 client gives up (curl --max-time closes the connection): h2o drops the request at once;
     the verdict later finds it gone, and the request no longer holds up a shutdown."""
     api = bp_env.start_api(BP_KAFKA_BROKERS=f"127.0.0.1:{free_port()}", BP_PRODUCE_TIMEOUT_MS=1500,
-                           BP_SHUTDOWN_TIMEOUT_MS=20000, BP_HTTP_THREADS=1, BP_LOG_LEVEL="debug")
+                           BP_SHUTDOWN_TIMEOUT_MS=20000, BP_HTTP_THREADS=1, BP_LOG_LEVEL="debug",
+                           BP_HTTP2_CLEARTEXT=1)
     rid = "gone-" + uuid.uuid4().hex
     r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time", "0.5",
                         "-H", "Content-Type: application/json", "-H", f"X-Request-Id: {rid}",

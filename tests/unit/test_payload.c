@@ -1253,6 +1253,49 @@ static void test_fixture_single_object(void **state)
     json_decref(obj);
 }
 
+/* The lean path decides exactly as the full path on valid batches, and gives up on everything else. */
+static void test_lean_path_agrees_with_the_full_path(void **state)
+{
+    bp_violations_t *v = *state;
+    static const char *const bodies[] = {
+        "{'batch_id':'b','objects':[{'object_id':'o','data':[{'key':'k','value':1}]}]}",
+        " {\n 'objects' : [ {'data':[],'object_id':'o1'} , {'object_id':'o2','data':[]} ] , 'batch_id':'b' } ",
+        "{'batch_id':'b','objects':[{'object_id':'o','data':[]},{'object_id':'o','data':[]}]}", /* dup id */
+        "{'batch_id':'b','objects':[]}",
+        "{'batch_id':'b','objects':[{'object_id':'o','data':[]}],'extra':1}",
+        "{'batch_id':'b','objects':[{'object_id':'o','data':[]}],'objects':[{'object_id':'p','data':[]}]}",
+        "{'batch_id':'b' 'objects':[{'object_id':'o','data':[]}]}",            /* missing comma */
+        "{'batch_id':'b','objects':[{'object_id':'o','data':[]} {'object_id':'p','data':[]}]}",
+        "{'batch_id':'b','objects':[{'object_id':'o','data':[]}]} x",            /* trailing text */
+        "{'batch_id':'b','objects':[{'object_id':'o','data':[],'data':[]}]}",    /* dup member */
+        "{'batch_id':'','objects':[{'object_id':'o','data':[]}]}",
+        "{'batch_id':'b','objects':['o']}",
+        "{'batch_id':'b','objects':[{'object_id':'o','data':[{'key':'k','value':[1]}]}]}",
+        "{'batch_id':'b','objects':[{'object_id':'o','data':[{'key':'k','value':12345678901234567890123}]}]}",
+        "{'batch_id':'b','obj\\u0065cts':[{'object_id':'o','data':[]}]}",
+        "[{'object_id':'o','data':[]}]",
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        char *s = q(bodies[i]);
+        json_t *doc = bp_payload_parse(s, strlen(s), v);
+        int full = doc != NULL && bp_payload_validate_batch(doc, &LIMITS, NULL) == 0;
+        json_t *bid = NULL;
+        size_t n = 0;
+        int lean = bp_payload_batch_lean(s, strlen(s), &LIMITS, &bid, &n);
+        if (i == 13) /* an integer beyond int64: valid, but the lean path gives up */
+            assert_true(full && !lean);
+        else if (lean != full)
+            fail_msg("body %zu: lean %d, full %d: %s", i, lean, full, s);
+        if (lean) {
+            assert_true(json_equal(bid, json_object_get(doc, "batch_id")));
+            assert_int_equal(n, bp_payload_object_count(doc));
+        }
+        json_decref(bid);
+        json_decref(doc);
+        free(s);
+    }
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1271,6 +1314,7 @@ int main(void)
         T(test_parse_refuses_numbers_beyond_double),
         T(test_numbers_postgresql_cannot_store),
         T(test_valid_batch),
+        T(test_lean_path_agrees_with_the_full_path),
         T(test_document_must_be_an_object),
         T(test_batch_required_properties),
         T(test_unknown_property_pointer_is_escaped),
