@@ -97,6 +97,49 @@ static int only_duplicate_ids(const bp_violations_t *v)
     return 0;
 }
 
+/* The key rule: every message of a batch on the partition of its batch_id, so that the log orders
+ * them. Sets m->invalid when the key is not batch_id's bytes; returns BP_OK or BP_ERR_NOMEM. */
+static bp_err_t check_key(bp_ingest_msg_t *m, const json_t *batch_id)
+{
+    const rd_kafka_message_t *rkm = m->rkm;
+    const char *id = json_string_value(batch_id);
+    size_t idlen = json_string_length(batch_id);
+    if (rkm->key != NULL && rkm->key_len == idlen && memcmp(rkm->key, id, idlen) == 0)
+        return BP_OK;
+    char why[BP_REASON_MAX], shown[201];
+    utf8_copy(shown, 200, id, idlen); /* a whole character at the end: reasons go into headers */
+    if (rkm->key == NULL)
+        snprintf(why, sizeof(why), "the message key must be the batch_id: per-batch order depends on it "
+                                   "(the message has no key, the batch_id is \"%s\")", shown);
+    else
+        snprintf(why, sizeof(why), "the message key must be the batch_id: per-batch order depends on it "
+                                   "(a key of %zu bytes that is not the batch_id \"%s\")", rkm->key_len, shown);
+    m->invalid = strdup(why);
+    return m->invalid ? BP_OK : BP_ERR_NOMEM;
+}
+
+/* A delete message: validated, then its key, then its members kept for the writer. Returns BP_OK or
+ * BP_ERR_NOMEM. */
+static bp_err_t check_delete(bp_ingest_msg_t *m, const json_t *doc, const bp_payload_limits_t *lim,
+                             bp_violations_t *v)
+{
+    if (bp_payload_validate_delete(doc, lim, v) != 0) {
+        m->invalid = bp_violations_reason("invalid delete message", v);
+        return m->invalid ? BP_OK : BP_ERR_NOMEM;
+    }
+    const json_t *batch_id = json_object_get(doc, "batch_id");
+    const json_t *object_id = json_object_get(doc, "object_id");
+    bp_err_t rc = check_key(m, batch_id);
+    if (rc != BP_OK || m->invalid != NULL)
+        return rc;
+    m->kind = BP_MSG_DELETE;
+    m->del_cascade = json_is_true(json_object_get(doc, "cascade"));
+    if ((m->del_batch_id = strdup(json_string_value(batch_id))) == NULL ||
+        (object_id != NULL && (m->del_object_id = strdup(json_string_value(object_id))) == NULL))
+        return BP_ERR_NOMEM;
+    return BP_OK;
+}
+
 /* Decide m->invalid for the payload; returns BP_OK or BP_ERR_NOMEM. */
 static bp_err_t check_payload(bp_ingest_msg_t *m, const bp_payload_limits_t *lim)
 {
@@ -115,6 +158,11 @@ static bp_err_t check_payload(bp_ingest_msg_t *m, const bp_payload_limits_t *lim
             rc = BP_ERR_NOMEM;
         goto done;
     }
+    if (bp_payload_is_delete(doc)) {
+        rc = check_delete(m, doc, lim, v);
+        json_decref(doc);
+        goto done;
+    }
     if (bp_payload_validate_batch(doc, lim, v) != 0) {
         /* A repeated object_id is allowed on the topic (the last one wins): judge the rest of the
          * batch without the earlier occurrences. */
@@ -125,7 +173,7 @@ static bp_err_t check_payload(bp_ingest_msg_t *m, const bp_payload_limits_t *lim
         }
         json_decref(deduped);
     }
-    if (m->invalid == NULL)
+    if (m->invalid == NULL && (rc = check_key(m, json_object_get(doc, "batch_id"))) == BP_OK && m->invalid == NULL)
         m->objects = bp_payload_object_count(doc);
     json_decref(doc);
 done:
@@ -161,6 +209,8 @@ void bp_ingest_msg_clear(bp_ingest_msg_t *m)
         rd_kafka_message_destroy(m->rkm);
     free(m->invalid);
     free(m->pg_reason);
+    free(m->del_batch_id);
+    free(m->del_object_id);
     memset(m, 0, sizeof(*m));
 }
 

@@ -86,6 +86,19 @@ int bp_payload_validate_batch(const json_t *doc, const bp_payload_limits_t *lim,
 int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
     BP_MUST_CHECK;
 
+/* Whether doc (borrowed) is meant as a delete message: a JSON object with an "op" member. A batch
+ * never has one, so a document is judged as a batch or as a delete by this alone. */
+int bp_payload_is_delete(const json_t *doc);
+
+/* Validate a delete message of the batch topic (docs/TOPIC.md), same contract as
+ * bp_payload_validate_batch:
+ *   {"op": "delete", "batch_id": ID, "object_id": ID}       one object (of that batch at delete time)
+ *   {"op": "delete", "batch_id": ID, "cascade": true|false}  the batch, with its objects or only if empty
+ * op must be exactly "delete"; batch_id is required; ids follow the batch's id rules; cascade is a
+ * boolean and not given together with object_id (cascade absent means false); no other members. */
+int bp_payload_validate_delete(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
+    BP_MUST_CHECK;
+
 /* Turn a single-object document (borrowed; validate it first) into the batch
  * {"batch_id": ..., "objects": [{"object_id": ..., "data": [...]}]}. The result is a new reference
  * sharing nothing with obj (free with json_decref). Returns NULL if obj does not have the three members
