@@ -665,9 +665,11 @@ static void set_version(bp_ingest_msg_t *m, txn_part_t *tp)
 {
     if (m->ts_ms > tp->last_ts)
         tp->last_ts = m->ts_ms;
-    m->v_ts = tp->last_ts;
-    m->v_partition = m->partition;
-    m->v_offset = m->offset;
+    /* a replayed dead letter is applied as of its original place in the log (never over newer writes
+     * or deletes); its own timestamp still moves the partition's clamp above */
+    m->v_ts = m->has_origin ? m->origin_ts : tp->last_ts;
+    m->v_partition = m->has_origin ? m->origin_partition : m->partition;
+    m->v_offset = m->has_origin ? m->origin_offset : m->offset;
 }
 
 bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_t n, bp_part_offset_t *out,
@@ -725,7 +727,10 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
         bp_ingest_msg_t *m = &msgs[i];
         if (m->outcome != BP_MSG_DEAD)
             continue;
-        if ((e = bp_dlq_send(dlq, m->rkm, m->invalid ? m->invalid : m->pg_reason, err, errlen)) != BP_OK)
+        char origin[64];
+        snprintf(origin, sizeof(origin), "%lld:%d:%lld", (long long)m->v_ts, (int)m->v_partition,
+                 (long long)m->v_offset);
+        if ((e = bp_dlq_send(dlq, m->rkm, m->invalid ? m->invalid : m->pg_reason, origin, err, errlen)) != BP_OK)
             goto fail;
         ndead++;
     }

@@ -140,6 +140,28 @@ static bp_err_t check_delete(bp_ingest_msg_t *m, const json_t *doc, const bp_pay
     return BP_OK;
 }
 
+/* "TS:PARTITION:OFFSET", three decimal numbers (TS and OFFSET >= 0, PARTITION in int32). */
+static int parse_origin(const char *s, size_t len, int64_t *ts, int32_t *partition, int64_t *offset)
+{
+    long long v[3];
+    size_t i = 0;
+    for (int k = 0; k < 3; k++) {
+        size_t digits = 0;
+        long long x = 0;
+        for (; i < len && s[i] >= '0' && s[i] <= '9' && digits < 18; i++, digits++)
+            x = x * 10 + (s[i] - '0');
+        if (digits == 0 || (k < 2 && (i >= len || s[i++] != ':')))
+            return -1;
+        v[k] = x;
+    }
+    if (i != len || v[1] > INT32_MAX)
+        return -1;
+    *ts = v[0];
+    *partition = (int32_t)v[1];
+    *offset = v[2];
+    return 0;
+}
+
 /* Decide m->invalid for the payload; returns BP_OK or BP_ERR_NOMEM. */
 static bp_err_t check_payload(bp_ingest_msg_t *m, const bp_payload_limits_t *lim)
 {
@@ -198,6 +220,15 @@ bp_err_t bp_ingest_msg_init(bp_ingest_msg_t *m, rd_kafka_message_t *rkm, const b
         val != NULL)
         utf8_copy(m->request_id, BP_REQUEST_ID_MAX, val, len);
     bp_err_t rc = check_payload(m, lim);
+    if (rc == BP_OK && hdrs != NULL &&
+        rd_kafka_header_get_last(hdrs, BP_HDR_ORIGIN, &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (val != NULL &&
+            parse_origin(val, len, &m->origin_ts, &m->origin_partition, &m->origin_offset) == 0)
+            m->has_origin = 1;
+        else if (m->invalid == NULL &&
+                 (m->invalid = strdup("the bp-origin header must be TS_EFF:PARTITION:OFFSET in decimal")) == NULL)
+            rc = BP_ERR_NOMEM;
+    }
     if (rc != BP_OK)
         bp_ingest_msg_clear(m);
     return rc;

@@ -41,6 +41,11 @@ typedef struct bp_ingest_msg {
     int64_t v_ts;
     int32_t v_partition;
     int64_t v_offset;
+    /* a bp-origin header (a replayed dead letter): the version to apply the message with instead */
+    int has_origin;
+    int64_t origin_ts;
+    int32_t origin_partition;
+    int64_t origin_offset;
     char request_id[BP_REQUEST_ID_MAX + 1]; /* "" when the header is absent */
     char *invalid;                 /* NULL if the payload is a valid batch, else why not (owned) */
     char *pg_reason;               /* why PostgreSQL refused it in the last attempt (owned), or NULL */

@@ -106,5 +106,7 @@ REVOKE ALL ON FUNCTION bp_delete_batch(text, boolean, bigint, integer, bigint) F
 GRANT EXECUTE ON FUNCTION bp_delete_object(text, bigint, integer, bigint) TO batchpipe_api, batchpipe_ingest;
 GRANT EXECUTE ON FUNCTION bp_delete_batch(text, boolean, bigint, integer, bigint) TO batchpipe_api, batchpipe_ingest;
 GRANT SELECT, INSERT, UPDATE ON object_tombstones, batch_tombstones TO batchpipe_api, batchpipe_ingest;
+-- bp_delete_batch locks the batch row (SELECT ... FOR UPDATE), which needs UPDATE on one column
+GRANT UPDATE (updated_at) ON batches TO batchpipe_api;
 -- the workers now delete too (delete messages, and tombstones a newer write makes obsolete)
 GRANT DELETE ON batches, objects, object_tombstones, batch_tombstones TO batchpipe_ingest;

@@ -277,3 +277,28 @@ def test_replay_by_a_new_group_keeps_deletes(env, worker, api):
     finally:
         assert w.stop() == 0
 
+
+def test_dead_letter_replayed_after_a_delete_does_not_resurrect(env, api):
+    # a worker that refuses data with more than one pair: the first version is dead-lettered
+    w = env.start_worker(BP_MAX_PAIRS="1", **FAST)
+    env.wait_assigned(w)
+    bid = "dlq-" + uuid.uuid4().hex
+    oid = bid + "-o"
+    doc = {"batch_id": bid, "objects": [{"object_id": oid, "data": [{"key": "a", "value": 1}, {"key": "b", "value": 2}]}]}
+    part, off = send(env.topic, doc, bid.encode(), headers=[("request-id", b"req-dlq-replay")])
+    wait_applied(env, part, off)
+    assert api.post("/api/v1/batches/?wait=10", batch(bid, (oid, "later"))).status_code == 201
+    assert api.delete(f"/api/v1/objects/{oid}/").status_code == 204
+    assert w.stop() == 0
+    letters = [l for l in json.loads("[" + ",".join(env.cli("dlq", "list", "--json", "--limit", "0").stdout.splitlines()) + "]")
+               if l["request_id"] == "req-dlq-replay"]
+    assert len(letters) == 1, letters
+    w = env.start_worker(**FAST)
+    try:
+        r = env.cli("dlq", "replay", f"{letters[0]['partition']}:{letters[0]['offset']}")
+        dest = r.stdout.split(" -> ")[1].split()[1]
+        rpart, roff = (int(x) for x in dest.split("@"))
+        wait_applied(env, rpart, roff)
+        assert stored(env, oid) is None, "a replayed dead letter older than the delete brought the object back"
+    finally:
+        assert w.stop() == 0
