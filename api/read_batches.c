@@ -1,10 +1,11 @@
 /* read_batches.c - GET /api/v1/batches/ (paginated; data= keeps batches with a matching object),
  * GET /api/v1/batches/{id}/ (with its first objects inline) and DELETE (409 while it has objects,
- * ?cascade=true removes both in one statement). */
+ * ?cascade=true removes both; through the topic: api/delete.c). */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "delete.h"
 #include "http.h"
 #include "pgpool.h"
 #include "read.h"
@@ -19,20 +20,10 @@ static const char get_sql[] =
     " FROM objects o WHERE o.batch_id = b.batch_id ORDER BY o.id LIMIT $2::bigint) p ON true"
     " WHERE b.batch_id = $1 ORDER BY p.id";
 
-/* Delete only an empty batch; otherwise tell whether it existed and how many objects it has (the
- * outer query sees the snapshot from before the delete). */
-static const char delete_sql[] =
-    "WITH d AS (DELETE FROM batches b WHERE b.batch_id = $1"
-    " AND NOT EXISTS (SELECT 1 FROM objects o WHERE o.batch_id = $1) RETURNING 1)"
-    " SELECT (SELECT count(*) FROM d), EXISTS (SELECT 1 FROM batches WHERE batch_id = $1),"
-    " (SELECT count(*) FROM objects WHERE batch_id = $1)";
-
-/* The batch and its objects in ONE statement: atomic. The foreign key is checked at the end of the
- * statement, after both deletes; an object added meanwhile makes it fail (23503) as a whole. */
-static const char cascade_sql[] =
-    "WITH o AS (DELETE FROM objects WHERE batch_id = $1 RETURNING 1),"
-    " b AS (DELETE FROM batches WHERE batch_id = $1 RETURNING 1)"
-    " SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM o)";
+/* Whether the batch exists and how many objects it has: 404, 409, or its delete message goes to the
+ * topic (api/delete.c does the rest). */
+static const char delete_lookup_sql[] =
+    "SELECT EXISTS (SELECT 1 FROM batches WHERE batch_id = $1), (SELECT count(*) FROM objects WHERE batch_id = $1)";
 
 /* ---- the list ---- */
 
@@ -162,40 +153,43 @@ typedef struct delete_ctx {
     int cascade;
 } delete_ctx_t;
 
-static int is_fk_violation(const PGresult *res)
+static void conflict(h2o_req_t *req, const char *count)
 {
-    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    return state != NULL && strcmp(state, "23503") == 0;
-}
-
-static void on_delete(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
-{
-    delete_ctx_t *ctx = p;
-    if (err != BP_OK) {
-        if (is_fk_violation(res)) {
-            bp_http_problem(req, 409, "Conflict",
-                            "objects were added to the batch while it was being deleted; nothing was deleted, retry",
-                            NULL);
-            return;
-        }
-        bp_pgpool_problem(req, err, msg);
-        return;
-    }
-    int deleted = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
-    if (deleted) {
-        bp_http_send_empty(req, 204, NULL);
-        return;
-    }
-    if (ctx->cascade || strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
-        not_found(req);
-        return;
-    }
-    const char *count = PQgetvalue(res, 0, 2);
     char detail[160];
     snprintf(detail, sizeof(detail), "the batch has %s objects; use ?cascade=true to delete it with its objects", count);
     json_t *extra = json_object();
     json_object_set_new(extra, "object_count", json_integer(strtoll(count, NULL, 10)));
     bp_http_problem(req, 409, "Conflict", detail, extra);
+}
+
+static void on_deleted(h2o_req_t *req, void *p, const char *outcome)
+{
+    if (outcome != NULL && strcmp(outcome, "not empty") == 0) {
+        bp_http_problem(req, 409, "Conflict",
+                        "objects were added to the batch while it was being deleted; nothing was deleted, retry", NULL);
+        return;
+    }
+    /* "deleted"; "absent": deleted meanwhile (another DELETE, or a worker applying this very message);
+     * "kept" (cascade): objects newer than the delete arrived meanwhile, and they stay with their batch */
+    bp_http_send_empty(req, 204, NULL);
+}
+
+static void on_delete_lookup(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+{
+    delete_ctx_t *ctx = p;
+    if (err != BP_OK) {
+        bp_pgpool_problem(req, err, msg);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        not_found(req);
+        return;
+    }
+    if (!ctx->cascade && strcmp(PQgetvalue(res, 0, 1), "0") != 0) {
+        conflict(req, PQgetvalue(res, 0, 1));
+        return;
+    }
+    bp_delete_via_topic(bp_thread_of(req), req, ctx->id, NULL, ctx->cascade, on_deleted, ctx);
 }
 
 int bp_read_batch_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
@@ -220,6 +214,6 @@ int bp_read_batch_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, siz
     ctx->id = id;
     ctx->cascade = cascade;
     const char *params[] = {id};
-    bp_err_t err = bp_pgpool_req_query_prepared(req, cascade ? cascade_sql : delete_sql, 1, params, on_delete, ctx);
+    bp_err_t err = bp_pgpool_req_query_prepared(req, delete_lookup_sql, 1, params, on_delete_lookup, ctx);
     return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
 }

@@ -1,8 +1,10 @@
-/* read_objects.c - GET /api/v1/objects/ (filtered, paginated), GET and DELETE /api/v1/objects/{id}/.
+/* read_objects.c - GET /api/v1/objects/ (filtered, paginated), GET and DELETE /api/v1/objects/{id}/
+ * (through the topic: api/delete.c).
  * An object's data is PostgreSQL's jsonb text, sent as stored: pairs in order, JSON types kept. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "delete.h"
 #include "http.h"
 #include "pgpool.h"
 #include "read.h"
@@ -10,7 +12,8 @@
 static const char get_sql[] = "SELECT o.object_id, o.batch_id, o.data::text, " BP_SQL_ISO8601("o.created_at") ", "
                               BP_SQL_ISO8601("o.updated_at") " FROM objects o WHERE o.object_id = $1";
 
-static const char delete_sql[] = "DELETE FROM objects WHERE object_id = $1 RETURNING 1";
+/* The batch the object is in now: the key of its delete message (api/delete.c does the rest). */
+static const char delete_lookup_sql[] = "SELECT batch_id FROM objects WHERE object_id = $1";
 
 /* ---- the list ---- */
 
@@ -70,7 +73,13 @@ int bp_read_object_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_
     return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
 }
 
-static void on_delete(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *res, const char *msg)
+static void on_deleted(h2o_req_t *req, void *ctx, const char *outcome)
+{
+    /* NULL: deleted meanwhile by someone else (or a worker applying this very message): gone all the same */
+    bp_http_send_empty(req, 204, NULL);
+}
+
+static void on_delete_lookup(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *res, const char *msg)
 {
     if (err != BP_OK) {
         bp_pgpool_problem(req, err, msg);
@@ -80,7 +89,9 @@ static void on_delete(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *r
         not_found(req);
         return;
     }
-    bp_http_send_empty(req, 204, NULL);
+    const char *batch_id = h2o_mem_alloc_pool(&req->pool, (size_t)PQgetlength(res, 0, 0) + 1);
+    memcpy((char *)batch_id, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0) + 1);
+    bp_delete_via_topic(bp_thread_of(req), req, batch_id, ctx, 0, on_deleted, NULL);
 }
 
 int bp_read_object_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
@@ -88,6 +99,6 @@ int bp_read_object_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, si
     if (!bp_read_id_ok(id, idlen))
         return not_found(req);
     const char *params[] = {id};
-    bp_err_t err = bp_pgpool_req_query_prepared(req, delete_sql, 1, params, on_delete, NULL);
+    bp_err_t err = bp_pgpool_req_query_prepared(req, delete_lookup_sql, 1, params, on_delete_lookup, (void *)id);
     return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
 }

@@ -19,6 +19,9 @@
 #define PG_CONNECT_TIMEOUT_S "5" /* a server that does not answer is as good as down */
 #define PG_LOCK_TIMEOUT "30s"    /* a worker must not wait on a lock for ever while the group waits */
 
+#define OID_BOOL 16
+#define OID_INT8 20
+#define OID_INT4 23
 #define OID_TEXT 25
 #define OID_INT4_ARRAY 1007
 #define OID_INT8_ARRAY 1016
@@ -39,40 +42,58 @@ static const char SQL_OFFSETS_CREATE[] =
 
 /* Lock the rows of the partitions in this transaction (in partition order: no deadlock between
  * workers) and read where each one stands. */
-static const char SQL_OFFSETS_LOCK[] = "SELECT partition, next_offset FROM ingest_offsets "
+static const char SQL_OFFSETS_LOCK[] = "SELECT partition, next_offset, last_ts FROM ingest_offsets "
                                        "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[]) "
                                        "ORDER BY partition FOR UPDATE";
 
 static const char SQL_OFFSETS_SET[] =
-    "UPDATE ingest_offsets AS o SET next_offset = v.next_offset, updated_at = now() "
-    "FROM unnest($3::int[], $4::bigint[]) AS v(partition, next_offset) "
+    "UPDATE ingest_offsets AS o SET next_offset = v.next_offset, last_ts = v.last_ts, updated_at = now() "
+    "FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS v(partition, next_offset, last_ts) "
     "WHERE o.group_id = $1 AND o.topic = $2 AND o.partition = v.partition "
-    "RETURNING pg_notify($5, o.partition || ':' || o.next_offset)"; /* ?wait= wakes at COMMIT */
+    "RETURNING pg_notify($6, o.partition || ':' || o.next_offset)"; /* ?wait= wakes at COMMIT */
 
 static const char SQL_OFFSETS_LOAD[] = "SELECT partition, next_offset FROM ingest_offsets "
                                        "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])";
 
-/* Messages in one statement: the values are ONE parameter (a text[]), expanded in SQL. Each message's
- * batch row is created or touched; objects are upserted, and when the same object_id comes more than
- * once (in one message or several) the newest version wins: greatest (timestamp, partition, offset),
- * then the last occurrence in its message. An existing object takes the new data and batch only if
- * the version is newer than the stored one - so a replay of the topic ends in the same state.
- * Objects are written in object_id order so that concurrent writers lock rows in the same order. */
+/* Messages in one statement: the values are ONE parameter (a text[]), expanded in SQL, with each
+ * message's version (ts, partition, offset) beside it (bp_apply_txn computes it: ts_eff, the greatest
+ * timestamp on the partition so far, so that a later offset always wins within a partition). When
+ * the same object_id comes more than once (in one message or several) the newest version wins, then
+ * the last occurrence in its message. Against what is stored:
+ *  - a message whose version is below its batch's tombstone (the batch was deleted after it: it is
+ *    late, or replayed) is "dead": its batch row is not recreated, and each of its objects counts as
+ *    deleted as of the message's version (the object went into that batch, and the batch was deleted
+ *    later; an older version of it elsewhere goes, a newer one stays);
+ *  - otherwise the batch row is created or touched (and its older tombstone removed), and each object
+ *    is upserted when its version is greater than both the stored row's and its tombstone's (a newer
+ *    write removes the tombstone). An existing object takes the new data and batch only then.
+ * Deletes and upserts both keep the greatest version, so a replay of the topic ends in the same state.
+ * The tombstone checks are joins inside the one statement, never a round trip per object. Objects are
+ * written in object_id order so that concurrent writers lock rows in the same order. */
 static const char SQL_APPLY[] =
     "WITH msg AS MATERIALIZED (\n"
-    "  SELECT m.v::jsonb AS d, m.ts, m.part, m.off\n"
-    "  FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) AS m(v, ts, part, off)),\n"
+    "  SELECT m.d, m.d->>'batch_id' AS batch_id, m.ts, m.part, m.off,\n"
+    "         bt.batch_id IS NULL OR (bt.src_ts, bt.src_partition, bt.src_offset) < (m.ts, m.part, m.off) AS live\n"
+    "  FROM (SELECT u.v::jsonb AS d, u.ts, u.part, u.off\n"
+    "        FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) AS u(v, ts, part, off)) m\n"
+    "  LEFT JOIN batch_tombstones bt ON bt.batch_id = m.d->>'batch_id'),\n"
     "bat AS (\n"
-    "  INSERT INTO batches AS b (batch_id) SELECT DISTINCT d->>'batch_id' FROM msg ORDER BY 1\n"
+    "  INSERT INTO batches AS b (batch_id) SELECT DISTINCT batch_id FROM msg WHERE live ORDER BY 1\n"
     "  ON CONFLICT (batch_id) DO UPDATE SET updated_at = now()),\n"
+    "bat_back AS (\n"
+    "  DELETE FROM batch_tombstones t USING msg m WHERE m.live AND t.batch_id = m.batch_id),\n"
     "src AS (\n"
-    "  SELECT DISTINCT ON (e.o->>'object_id') e.o->>'object_id' AS object_id, m.d->>'batch_id' AS batch_id,\n"
-    "         e.o->'data' AS data, m.ts, m.part, m.off\n"
+    "  SELECT DISTINCT ON (e.o->>'object_id') e.o->>'object_id' AS object_id, m.batch_id,\n"
+    "         e.o->'data' AS data, m.ts, m.part, m.off, m.live\n"
     "  FROM msg m CROSS JOIN LATERAL jsonb_array_elements(m.d->'objects') WITH ORDINALITY AS e(o, n)\n"
     "  ORDER BY e.o->>'object_id', m.ts DESC, m.part DESC, m.off DESC, e.n DESC),\n"
+    "cur AS MATERIALIZED (\n"
+    "  SELECT s.*, ot.object_id IS NOT NULL AS tombed,\n"
+    "         ot.object_id IS NULL OR (ot.src_ts, ot.src_partition, ot.src_offset) < (s.ts, s.part, s.off) AS beats\n"
+    "  FROM src s LEFT JOIN object_tombstones ot ON ot.object_id = s.object_id),\n"
     "up AS (\n"
     "  INSERT INTO objects AS t (object_id, batch_id, data, src_ts, src_partition, src_offset)\n"
-    "  SELECT object_id, batch_id, data, ts, part, off FROM src ORDER BY object_id\n"
+    "  SELECT object_id, batch_id, data, ts, part, off FROM cur WHERE live AND beats ORDER BY object_id\n"
     "  ON CONFLICT (object_id) DO UPDATE SET\n"
     "    batch_id = EXCLUDED.batch_id, data = EXCLUDED.data, src_ts = EXCLUDED.src_ts,\n"
     "    src_partition = EXCLUDED.src_partition, src_offset = EXCLUDED.src_offset,\n"
@@ -80,20 +101,41 @@ static const char SQL_APPLY[] =
     "                      THEN now() ELSE t.updated_at END\n"
     "  WHERE (t.src_ts, t.src_partition, t.src_offset)\n"
     "      < (EXCLUDED.src_ts, EXCLUDED.src_partition, EXCLUDED.src_offset)\n"
-    "  RETURNING 1)\n"
+    "  RETURNING 1),\n"
+    "tomb_gone AS (\n"
+    "  DELETE FROM object_tombstones t USING cur c\n"
+    "  WHERE c.live AND c.tombed AND c.beats AND t.object_id = c.object_id),\n"
+    "dead_gone AS (\n"
+    "  DELETE FROM objects t USING cur c\n"
+    "  WHERE NOT c.live AND t.object_id = c.object_id\n"
+    "    AND (t.src_ts, t.src_partition, t.src_offset) < (c.ts, c.part, c.off)),\n"
+    "dead_tomb AS (\n"
+    "  INSERT INTO object_tombstones AS t (object_id, src_ts, src_partition, src_offset)\n"
+    "  SELECT object_id, ts, part, off FROM cur WHERE NOT live ORDER BY object_id\n"
+    "  ON CONFLICT (object_id) DO UPDATE SET src_ts = EXCLUDED.src_ts, src_partition = EXCLUDED.src_partition,\n"
+    "    src_offset = EXCLUDED.src_offset, deleted_at = now()\n"
+    "  WHERE (t.src_ts, t.src_partition, t.src_offset)\n"
+    "      < (EXCLUDED.src_ts, EXCLUDED.src_partition, EXCLUDED.src_offset))\n"
     "SELECT count(*) FROM up";
+
+/* Delete messages: the rule lives in SQL functions (migration 006) that the API's DELETE uses too. */
+static const char SQL_DELETE_OBJECT[] = "SELECT bp_delete_object($1, $2, $3, $4)";
+static const char SQL_DELETE_BATCH[] = "SELECT bp_delete_batch($1, $2, $3, $4, $5)";
 
 static const struct {
     const char *name;
     const char *sql;
     int nparams;
-    Oid types[5];
+    Oid types[6];
 } statements[] = {
     {"bp_offsets_create", SQL_OFFSETS_CREATE, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
     {"bp_offsets_lock", SQL_OFFSETS_LOCK, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
-    {"bp_offsets_set", SQL_OFFSETS_SET, 5, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY, OID_INT8_ARRAY, OID_TEXT}},
+    {"bp_offsets_set", SQL_OFFSETS_SET, 6,
+     {OID_TEXT, OID_TEXT, OID_INT4_ARRAY, OID_INT8_ARRAY, OID_INT8_ARRAY, OID_TEXT}},
     {"bp_offsets_load", SQL_OFFSETS_LOAD, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
     {"bp_apply", SQL_APPLY, 4, {OID_TEXT_ARRAY, OID_INT8_ARRAY, OID_INT4_ARRAY, OID_INT8_ARRAY}},
+    {"bp_delete_object", SQL_DELETE_OBJECT, 4, {OID_TEXT, OID_INT8, OID_INT4, OID_INT8}},
+    {"bp_delete_batch", SQL_DELETE_BATCH, 5, {OID_TEXT, OID_BOOL, OID_INT8, OID_INT4, OID_INT8}},
 };
 
 bp_apply_t *bp_apply_new(const bp_config_t *cfg)
@@ -276,6 +318,7 @@ typedef struct txn_part {
     int32_t partition;
     int64_t locked_next; /* next_offset read under the lock */
     int64_t next;        /* after the messages of this attempt */
+    int64_t last_ts;     /* the greatest message timestamp up to next (ingest_offsets.last_ts) */
 } txn_part_t;
 
 static int cmp_part(const void *x, const void *y)
@@ -316,11 +359,13 @@ static bp_err_t lock_offsets(bp_apply_t *a, txn_part_t *parts, size_t n, char *e
         goto cleanup;
     }
     for (size_t i = 0; i < n; i++)
-        parts[i].locked_next = parts[i].next = 0;
+        parts[i].locked_next = parts[i].next = parts[i].last_ts = 0;
     for (int r = 0; r < PQntuples(res); r++) {
         txn_part_t *tp = find_part(parts, n, (int32_t)strtol(PQgetvalue(res, r, 0), NULL, 10));
-        if (tp != NULL)
+        if (tp != NULL) {
             tp->locked_next = tp->next = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+            tp->last_ts = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+        }
     }
     goto cleanup;
 nomem:
@@ -333,29 +378,32 @@ cleanup:
     return e;
 }
 
-/* Advance the rows of the partitions that moved. */
+/* Advance the rows of the partitions that moved (next_offset and last_ts). */
 static bp_err_t set_offsets(bp_apply_t *a, const txn_part_t *parts, size_t n, char *err, size_t errlen)
 {
     int64_t *ids = malloc(n * sizeof(*ids));
     int64_t *nexts = malloc(n * sizeof(*nexts));
-    char *ids_arr = NULL, *next_arr = NULL;
+    int64_t *lasts = malloc(n * sizeof(*lasts));
+    char *ids_arr = NULL, *next_arr = NULL, *last_arr = NULL;
     bp_err_t e = BP_OK;
     size_t moved = 0;
-    if (ids == NULL || nexts == NULL)
+    if (ids == NULL || nexts == NULL || lasts == NULL)
         goto nomem;
     for (size_t i = 0; i < n; i++) {
         if (parts[i].next > parts[i].locked_next) {
             ids[moved] = parts[i].partition;
+            lasts[moved] = parts[i].last_ts;
             nexts[moved++] = parts[i].next;
         }
     }
     if (moved > 0) {
-        if ((ids_arr = int_array(ids, moved)) == NULL || (next_arr = int_array(nexts, moved)) == NULL)
+        if ((ids_arr = int_array(ids, moved)) == NULL || (next_arr = int_array(nexts, moved)) == NULL ||
+            (last_arr = int_array(lasts, moved)) == NULL)
             goto nomem;
         char channel[BP_PG_CHANNEL_LEN];
         bp_pg_offsets_channel(a->cfg->group_id, a->cfg->topic, channel, sizeof(channel));
-        const char *params[5] = {a->cfg->group_id, a->cfg->topic, ids_arr, next_arr, channel};
-        PGresult *res = PQexecPrepared(a->conn, "bp_offsets_set", 5, params, NULL, NULL, 0);
+        const char *params[6] = {a->cfg->group_id, a->cfg->topic, ids_arr, next_arr, last_arr, channel};
+        PGresult *res = PQexecPrepared(a->conn, "bp_offsets_set", 6, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK)
             e = failed(a, res, "advancing ingest_offsets", err, errlen);
         PQclear(res);
@@ -367,8 +415,10 @@ nomem:
 cleanup:
     free(ids_arr);
     free(next_arr);
+    free(last_arr);
     free(ids);
     free(nexts);
+    free(lasts);
     return e;
 }
 
@@ -424,12 +474,51 @@ static char *text_array_binary(bp_ingest_msg_t *const *set, size_t k, int *len)
 
 typedef enum { SET_APPLIED, SET_REFUSED, SET_FAILED } set_result_t;
 
-/* Write the valid messages set[0..k) with one statement. SET_APPLIED; SET_REFUSED when PostgreSQL
- * refuses the data (why in why; the transaction is then in error: roll back to a savepoint);
- * SET_FAILED for anything else (*e and err set). */
+/* One delete message with the rule's SQL function, as of the message's version. A batch delete
+ * without cascade that finds objects does nothing, and says so in the log. Same results as apply_set. */
+static set_result_t apply_delete(bp_apply_t *a, const bp_ingest_msg_t *m, char *why, size_t whylen, bp_err_t *e,
+                                 char *err, size_t errlen)
+{
+    char ts[24], part[16], off[24];
+    snprintf(ts, sizeof(ts), "%lld", (long long)m->v_ts);
+    snprintf(part, sizeof(part), "%d", (int)m->v_partition);
+    snprintf(off, sizeof(off), "%lld", (long long)m->v_offset);
+    PGresult *res;
+    if (m->del_object_id != NULL) {
+        const char *params[4] = {m->del_object_id, ts, part, off};
+        res = PQexecPrepared(a->conn, "bp_delete_object", 4, params, NULL, NULL, 0);
+    } else {
+        const char *params[5] = {m->del_batch_id, m->del_cascade ? "true" : "false", ts, part, off};
+        res = PQexecPrepared(a->conn, "bp_delete_batch", 5, params, NULL, NULL, 0);
+    }
+    set_result_t r = SET_FAILED;
+    const char *fault;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        r = SET_APPLIED;
+        if (m->del_object_id == NULL && strcmp(PQgetvalue(res, 0, 0), "not empty") == 0) {
+            json_t *f = bp_ingest_msg_fields(m, a->cfg->topic);
+            bp_log_fields(BP_LOG_INFO, f, "delete of batch %s without cascade at offset %lld did nothing: the "
+                          "batch has objects", m->del_batch_id, (long long)m->offset);
+            json_decref(f);
+        }
+    } else if ((fault = message_fault(a, res)) != NULL) {
+        pg_error(why, whylen, fault, a->conn, res);
+        r = SET_REFUSED;
+    } else {
+        *e = failed(a, res, "applying a delete", err, errlen);
+    }
+    PQclear(res);
+    return r;
+}
+
+/* Write the valid messages set[0..k) with one statement (a delete message comes alone: k = 1).
+ * SET_APPLIED; SET_REFUSED when PostgreSQL refuses the data (why in why; the transaction is then in
+ * error: roll back to a savepoint); SET_FAILED for anything else (*e and err set). */
 static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t k, char *why, size_t whylen,
                               bp_err_t *e, char *err, size_t errlen)
 {
+    if (k == 1 && set[0]->kind == BP_MSG_DELETE)
+        return apply_delete(a, set[0], why, whylen, e, err, errlen);
     int64_t *nums = malloc(3 * k * sizeof(*nums));
     char *ts = NULL, *parts = NULL, *offs = NULL, *values = NULL;
     int values_len = 0;
@@ -437,9 +526,9 @@ static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t
     if (nums == NULL)
         goto nomem;
     for (size_t i = 0; i < k; i++) {
-        nums[i] = set[i]->ts_ms;
-        nums[k + i] = set[i]->partition;
-        nums[2 * k + i] = set[i]->offset;
+        nums[i] = set[i]->v_ts;
+        nums[k + i] = set[i]->v_partition;
+        nums[2 * k + i] = set[i]->v_offset;
     }
     if ((ts = int_array(nums, k)) == NULL || (parts = int_array(nums + k, k)) == NULL ||
         (offs = int_array(nums + 2 * k, k)) == NULL ||
@@ -529,6 +618,22 @@ static bp_err_t apply_valid(bp_apply_t *a, bp_ingest_msg_t **set, size_t k, char
     return e;
 }
 
+/* Write set[0..k) in order: each run of batches with one statement (apply_valid), each delete message
+ * on its own between them, so that a partition's deletes and writes keep their order in the log. */
+static bp_err_t apply_in_runs(bp_apply_t *a, bp_ingest_msg_t **set, size_t k, char *err, size_t errlen)
+{
+    bp_err_t e = BP_OK;
+    for (size_t i = 0; i < k && e == BP_OK;) {
+        size_t run = 1;
+        if (set[i]->kind == BP_MSG_BATCH)
+            while (i + run < k && set[i + run]->kind == BP_MSG_BATCH)
+                run++;
+        e = apply_valid(a, set + i, run, err, errlen);
+        i += run;
+    }
+    return e;
+}
+
 /* COMMIT, and make sure it was one: in a failed transaction PostgreSQL answers COMMIT with ROLLBACK. */
 static bp_err_t commit(bp_apply_t *a, char *err, size_t errlen)
 {
@@ -612,6 +717,23 @@ bp_pg_fault_t bp_apply_last_fault(const bp_apply_t *a)
     return a->fault;
 }
 
+/* The version m is applied with, from where its partition stands (tp, advanced past m): ts_eff =
+ * the greatest of m's timestamp and every timestamp before it on the partition. Within a partition a
+ * later offset therefore always has a greater version, whatever the publishers' clocks said; across
+ * partitions the timestamps decide (LogAppendTime on our topics: the broker's clock). Every message
+ * that is not skipped moves the clamp, dead letters too: it depends on the log alone, so a replay
+ * computes the same versions. */
+static void set_version(bp_ingest_msg_t *m, txn_part_t *tp)
+{
+    if (m->ts_ms > tp->last_ts)
+        tp->last_ts = m->ts_ms;
+    /* a replayed dead letter is applied as of its original place in the log (never over newer writes
+     * or deletes); its own timestamp still moves the partition's clamp above */
+    m->v_ts = m->has_origin ? m->origin_ts : tp->last_ts;
+    m->v_partition = m->has_origin ? m->origin_partition : m->partition;
+    m->v_offset = m->has_origin ? m->origin_offset : m->offset;
+}
+
 bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_t n, int isolate,
                       bp_part_offset_t *out, size_t *nout, char *err, size_t errlen)
 {
@@ -656,19 +778,23 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
             continue;
         }
         tp->next = m->offset + 1;
+        set_version(m, tp);
         if (m->invalid != NULL)
             m->outcome = BP_MSG_DEAD;
         else
             set[k++] = m;
     }
-    if (k > 0 && (e = apply_valid(a, set, k, err, errlen)) != BP_OK)
+    if (k > 0 && (e = apply_in_runs(a, set, k, err, errlen)) != BP_OK)
         goto fail;
     /* dead letters in source order, whatever made them dead */
     for (size_t i = 0; i < n; i++) {
         bp_ingest_msg_t *m = &msgs[i];
         if (m->outcome != BP_MSG_DEAD)
             continue;
-        if ((e = bp_dlq_send(dlq, m->rkm, m->invalid ? m->invalid : m->pg_reason, err, errlen)) != BP_OK)
+        char origin[64];
+        snprintf(origin, sizeof(origin), "%lld:%d:%lld", (long long)m->v_ts, (int)m->v_partition,
+                 (long long)m->v_offset);
+        if ((e = bp_dlq_send(dlq, m->rkm, m->invalid ? m->invalid : m->pg_reason, origin, err, errlen)) != BP_OK)
             goto fail;
         ndead++;
     }

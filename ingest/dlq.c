@@ -95,10 +95,11 @@ static int add_header(rd_kafka_headers_t *h, const char *name, const void *value
     return rd_kafka_header_add(h, name, -1, value, (ssize_t)len) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
 
-bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *reason, char *err, size_t errlen)
+bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *reason, const char *origin,
+                     char *err, size_t errlen)
 {
     rd_kafka_headers_t *src = NULL;
-    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(7);
     char part[16], off[24];
     snprintf(part, sizeof(part), "%d", (int)rkm->partition);
     snprintf(off, sizeof(off), "%lld", (long long)rkm->offset);
@@ -121,7 +122,8 @@ bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *rea
     if (add_header(h, BP_HDR_DLQ_REASON, reason, strlen(reason)) != 0 ||
         add_header(h, BP_HDR_DLQ_TOPIC, topic, strlen(topic)) != 0 ||
         add_header(h, BP_HDR_DLQ_PARTITION, part, strlen(part)) != 0 ||
-        add_header(h, BP_HDR_DLQ_OFFSET, off, strlen(off)) != 0)
+        add_header(h, BP_HDR_DLQ_OFFSET, off, strlen(off)) != 0 ||
+        add_header(h, BP_HDR_ORIGIN, origin, strlen(origin)) != 0)
         goto nomem;
     rd_kafka_resp_err_t e = rd_kafka_producev(
         d->rk, RD_KAFKA_V_TOPIC(d->cfg->dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),

@@ -17,11 +17,12 @@ typedef struct bp_dlq bp_dlq_t;
 bp_dlq_t *bp_dlq_new(const bp_config_t *cfg, char *err, size_t errlen);
 
 /* Enqueue a dead letter for rkm (borrowed): the same key and value, the original request-id header if
- * any, and the headers dlq-reason (reason, borrowed), dlq-source-topic, -partition and -offset.
+ * any, and the headers dlq-reason (reason, borrowed), dlq-source-topic, -partition and -offset, and
+ * bp-origin (origin, borrowed: "TS_EFF:PARTITION:OFFSET", the version the worker computed for rkm).
  * Only enqueues: bp_dlq_wait is the proof of delivery. Returns BP_OK, BP_ERR_QUEUE_FULL or another
  * error from librdkafka (err filled). */
-bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *reason, char *err,
-                     size_t errlen) BP_MUST_CHECK;
+bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *reason, const char *origin,
+                     char *err, size_t errlen) BP_MUST_CHECK;
 
 /* Wait up to timeout_ms until every dead letter sent since the last bp_dlq_wait or bp_dlq_forget has
  * a delivery report. BP_OK when all were acked; otherwise the class of the first failure

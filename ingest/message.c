@@ -97,6 +97,71 @@ static int only_duplicate_ids(const bp_violations_t *v)
     return 0;
 }
 
+/* The key rule: every message of a batch on the partition of its batch_id, so that the log orders
+ * them. Sets m->invalid when the key is not batch_id's bytes; returns BP_OK or BP_ERR_NOMEM. */
+static bp_err_t check_key(bp_ingest_msg_t *m, const json_t *batch_id)
+{
+    const rd_kafka_message_t *rkm = m->rkm;
+    const char *id = json_string_value(batch_id);
+    size_t idlen = json_string_length(batch_id);
+    if (rkm->key != NULL && rkm->key_len == idlen && memcmp(rkm->key, id, idlen) == 0)
+        return BP_OK;
+    char why[BP_REASON_MAX], shown[201];
+    utf8_copy(shown, 200, id, idlen); /* a whole character at the end: reasons go into headers */
+    if (rkm->key == NULL)
+        snprintf(why, sizeof(why), "the message key must be the batch_id: per-batch order depends on it "
+                                   "(the message has no key, the batch_id is \"%s\")", shown);
+    else
+        snprintf(why, sizeof(why), "the message key must be the batch_id: per-batch order depends on it "
+                                   "(a key of %zu bytes that is not the batch_id \"%s\")", rkm->key_len, shown);
+    m->invalid = strdup(why);
+    return m->invalid ? BP_OK : BP_ERR_NOMEM;
+}
+
+/* A delete message: validated, then its key, then its members kept for the writer. Returns BP_OK or
+ * BP_ERR_NOMEM. */
+static bp_err_t check_delete(bp_ingest_msg_t *m, const json_t *doc, const bp_payload_limits_t *lim,
+                             bp_violations_t *v)
+{
+    if (bp_payload_validate_delete(doc, lim, v) != 0) {
+        m->invalid = bp_violations_reason("invalid delete message", v);
+        return m->invalid ? BP_OK : BP_ERR_NOMEM;
+    }
+    const json_t *batch_id = json_object_get(doc, "batch_id");
+    const json_t *object_id = json_object_get(doc, "object_id");
+    bp_err_t rc = check_key(m, batch_id);
+    if (rc != BP_OK || m->invalid != NULL)
+        return rc;
+    m->kind = BP_MSG_DELETE;
+    m->del_cascade = json_is_true(json_object_get(doc, "cascade"));
+    if ((m->del_batch_id = strdup(json_string_value(batch_id))) == NULL ||
+        (object_id != NULL && (m->del_object_id = strdup(json_string_value(object_id))) == NULL))
+        return BP_ERR_NOMEM;
+    return BP_OK;
+}
+
+/* "TS:PARTITION:OFFSET", three decimal numbers (TS and OFFSET >= 0, PARTITION in int32). */
+static int parse_origin(const char *s, size_t len, int64_t *ts, int32_t *partition, int64_t *offset)
+{
+    long long v[3];
+    size_t i = 0;
+    for (int k = 0; k < 3; k++) {
+        size_t digits = 0;
+        long long x = 0;
+        for (; i < len && s[i] >= '0' && s[i] <= '9' && digits < 18; i++, digits++)
+            x = x * 10 + (s[i] - '0');
+        if (digits == 0 || (k < 2 && (i >= len || s[i++] != ':')))
+            return -1;
+        v[k] = x;
+    }
+    if (i != len || v[1] > INT32_MAX)
+        return -1;
+    *ts = v[0];
+    *partition = (int32_t)v[1];
+    *offset = v[2];
+    return 0;
+}
+
 /* Decide m->invalid for the payload; returns BP_OK or BP_ERR_NOMEM. */
 static bp_err_t check_payload(bp_ingest_msg_t *m, const bp_payload_limits_t *lim)
 {
@@ -115,6 +180,11 @@ static bp_err_t check_payload(bp_ingest_msg_t *m, const bp_payload_limits_t *lim
             rc = BP_ERR_NOMEM;
         goto done;
     }
+    if (bp_payload_is_delete(doc)) {
+        rc = check_delete(m, doc, lim, v);
+        json_decref(doc);
+        goto done;
+    }
     if (bp_payload_validate_batch(doc, lim, v) != 0) {
         /* A repeated object_id is allowed on the topic (the last one wins): judge the rest of the
          * batch without the earlier occurrences. */
@@ -125,7 +195,7 @@ static bp_err_t check_payload(bp_ingest_msg_t *m, const bp_payload_limits_t *lim
         }
         json_decref(deduped);
     }
-    if (m->invalid == NULL)
+    if (m->invalid == NULL && (rc = check_key(m, json_object_get(doc, "batch_id"))) == BP_OK && m->invalid == NULL)
         m->objects = bp_payload_object_count(doc);
     json_decref(doc);
 done:
@@ -150,6 +220,15 @@ bp_err_t bp_ingest_msg_init(bp_ingest_msg_t *m, rd_kafka_message_t *rkm, const b
         val != NULL)
         utf8_copy(m->request_id, BP_REQUEST_ID_MAX, val, len);
     bp_err_t rc = check_payload(m, lim);
+    if (rc == BP_OK && hdrs != NULL &&
+        rd_kafka_header_get_last(hdrs, BP_HDR_ORIGIN, &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (val != NULL &&
+            parse_origin(val, len, &m->origin_ts, &m->origin_partition, &m->origin_offset) == 0)
+            m->has_origin = 1;
+        else if (m->invalid == NULL &&
+                 (m->invalid = strdup("the bp-origin header must be TS_EFF:PARTITION:OFFSET in decimal")) == NULL)
+            rc = BP_ERR_NOMEM;
+    }
     if (rc != BP_OK)
         bp_ingest_msg_clear(m);
     return rc;
@@ -161,6 +240,8 @@ void bp_ingest_msg_clear(bp_ingest_msg_t *m)
         rd_kafka_message_destroy(m->rkm);
     free(m->invalid);
     free(m->pg_reason);
+    free(m->del_batch_id);
+    free(m->del_object_id);
     memset(m, 0, sizeof(*m));
 }
 

@@ -22,22 +22,43 @@ typedef enum bp_msg_outcome {
     BP_MSG_DEAD,        /* sent to the dead-letter topic */
 } bp_msg_outcome_t;
 
+typedef enum bp_msg_kind {
+    BP_MSG_BATCH = 0, /* a batch to upsert */
+    BP_MSG_DELETE,    /* {"op": "delete", ...}: an object, or a batch */
+} bp_msg_kind_t;
+
 typedef struct bp_ingest_msg {
     rd_kafka_message_t *rkm;       /* owned: destroyed by bp_ingest_msg_clear */
+    bp_msg_kind_t kind;            /* meaningful for valid messages only */
+    char *del_batch_id;            /* BP_MSG_DELETE: the batch (owned) */
+    char *del_object_id;           /* BP_MSG_DELETE of one object: its id (owned); NULL for a batch */
+    int del_cascade;               /* BP_MSG_DELETE of a batch: with its objects */
     int32_t partition;
     int64_t offset;
     int64_t ts_ms;                 /* the message timestamp; 0 when the message has none */
+    /* the version the message is applied with, compared as (ts, partition, offset): set by
+     * bp_apply_txn at each attempt (ts_eff: the greatest timestamp on the partition up to here) */
+    int64_t v_ts;
+    int32_t v_partition;
+    int64_t v_offset;
+    /* a bp-origin header (a replayed dead letter): the version to apply the message with instead */
+    int has_origin;
+    int64_t origin_ts;
+    int32_t origin_partition;
+    int64_t origin_offset;
     char request_id[BP_REQUEST_ID_MAX + 1]; /* "" when the header is absent */
     char *invalid;                 /* NULL if the payload is a valid batch, else why not (owned) */
     char *pg_reason;               /* why PostgreSQL refused it in the last attempt (owned), or NULL */
-    size_t objects;                /* objects in the batch, for logs (valid messages only) */
+    size_t objects;                /* objects in the batch, for logs (valid batch messages only) */
     bp_msg_outcome_t outcome;
 } bp_ingest_msg_t;
 
 /* Take ownership of rkm (a message without error) and check its payload: parse, validate the batch
- * against lim (borrowed), and accept a batch whose only fault is an object_id repeated inside it
- * (other producers may send one: the last occurrence wins when it is written). On return m->invalid
- * says why a message must be dead-lettered (not JSON, not a batch, empty). Returns BP_OK, or
+ * (or the delete message, when it has an "op" member: m->kind and m->del_*) against lim (borrowed), and accept a batch whose only fault is an object_id repeated inside it
+ * (other producers may send one: the last occurrence wins when it is written). A valid batch whose
+ * Kafka key is not byte-equal to its batch_id (or that has no key) is refused too: per-batch order
+ * depends on every message of a batch being on one partition. On return m->invalid says why a
+ * message must be dead-lettered (not JSON, not a batch, empty, wrong key). Returns BP_OK, or
  * BP_ERR_NOMEM (m is then cleared and rkm destroyed). */
 bp_err_t bp_ingest_msg_init(bp_ingest_msg_t *m, rd_kafka_message_t *rkm, const bp_payload_limits_t *lim)
     BP_MUST_CHECK;

@@ -20,6 +20,9 @@
 #define BP_HDR_DLQ_PARTITION "dlq-source-partition"
 #define BP_HDR_DLQ_OFFSET "dlq-source-offset"
 #define BP_HDR_DLQ_REPLAYED_FROM "dlq-replayed-from" /* set by batchpipe dlq replay; kept in new letters */
+/* "TS_EFF:PARTITION:OFFSET": the version a worker computed for a message it dead-lettered; batchpipe dlq
+ * replay copies it, and a message that has it is applied as of that version (docs/TOPIC.md) */
+#define BP_HDR_ORIGIN "bp-origin"
 
 /* A new configuration with bootstrap.servers, client.id and logging set. Returns NULL with err.
  * Ownership passes to rd_kafka_new on success; otherwise free with rd_kafka_conf_destroy. */

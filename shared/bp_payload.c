@@ -686,6 +686,75 @@ int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim
     return ctx.total == 0 ? 0 : -1;
 }
 
+int bp_payload_is_delete(const json_t *doc)
+{
+    return json_is_object(doc) && json_object_get(doc, "op") != NULL;
+}
+
+int bp_payload_validate_delete(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
+{
+    vctx_t ctx = {.lim = lim, .v = v, .total = 0};
+
+    violations_clear(v);
+    if (!json_is_object(doc)) {
+        report(&ctx, LOC_ROOT, NULL, "the document must be a JSON object, not %s", type_phrase(doc));
+        return -1;
+    }
+    const json_t *op = json_object_get(doc, "op");
+    const json_t *batch_id = json_object_get(doc, "batch_id");
+    const json_t *object_id = json_object_get(doc, "object_id");
+    const json_t *cascade = json_object_get(doc, "cascade");
+    size_t known = 0;
+
+    if (op == NULL)
+        report(&ctx, LOC_ROOT, NULL, "required property \"op\" is missing");
+    if (batch_id == NULL)
+        report(&ctx, LOC_ROOT, NULL, "required property \"batch_id\" is missing");
+    if (op != NULL) {
+        known++;
+        if (!json_is_string(op) || strcmp(json_string_value(op), "delete") != 0 ||
+            json_string_length(op) != strlen("delete")) {
+            char shown[QUOTE_MAX + 8] = "";
+            if (json_is_string(op))
+                text_render(shown, sizeof shown, json_string_value(op), json_string_length(op), QUOTE_MAX, 1);
+            report(&ctx, LOC_ROOT, "op", "op must be \"delete\" (the only operation besides a batch), not %s%s%s",
+                   json_is_string(op) ? "\"" : "", json_is_string(op) ? shown : type_phrase(op),
+                   json_is_string(op) ? "\"" : "");
+        }
+    }
+    if (batch_id != NULL) {
+        known++;
+        check_id(&ctx, LOC_ROOT, "batch_id", batch_id);
+    }
+    if (object_id != NULL) {
+        known++;
+        check_id(&ctx, LOC_ROOT, "object_id", object_id);
+    }
+    if (cascade != NULL) {
+        known++;
+        if (!json_is_boolean(cascade))
+            report(&ctx, LOC_ROOT, "cascade", "cascade must be true or false, not %s", type_phrase(cascade));
+        else if (object_id != NULL)
+            report(&ctx, LOC_ROOT, "cascade",
+                   "cascade applies to a batch: give object_id (delete one object) or cascade (delete the batch), "
+                   "not both");
+    }
+    if (json_object_size(doc) > known) {
+        const char *name;
+        size_t name_len;
+        json_t *member;
+        json_object_keylen_foreach((json_t *)doc, name, name_len, member)
+        {
+            (void)member;
+            if (strcmp(name, "op") != 0 && strcmp(name, "batch_id") != 0 && strcmp(name, "object_id") != 0 &&
+                strcmp(name, "cascade") != 0)
+                report_unknown(&ctx, LOC_ROOT, name, name_len,
+                               "\"op\", \"batch_id\", \"object_id\" and \"cascade\"");
+        }
+    }
+    return ctx.total == 0 ? 0 : -1;
+}
+
 char *bp_payload_object_to_batch(const char *body, size_t len, size_t *outlen)
 {
     static const char p1[] = "{\"batch_id\":", p2[] = ",\"objects\":[{\"object_id\":", p3[] = ",\"data\":",

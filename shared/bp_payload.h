@@ -111,6 +111,19 @@ int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim
  * of memory. */
 char *bp_payload_object_to_batch(const char *body, size_t len, size_t *outlen) BP_MUST_CHECK;
 
+/* Whether doc (borrowed) is meant as a delete message: a JSON object with an "op" member. A batch
+ * never has one, so a document is judged as a batch or as a delete by this alone. */
+int bp_payload_is_delete(const json_t *doc);
+
+/* Validate a delete message of the batch topic (docs/TOPIC.md), same contract as
+ * bp_payload_validate_batch:
+ *   {"op": "delete", "batch_id": ID, "object_id": ID}       one object (of that batch at delete time)
+ *   {"op": "delete", "batch_id": ID, "cascade": true|false}  the batch, with its objects or only if empty
+ * op must be exactly "delete"; batch_id is required; ids follow the batch's id rules; cascade is a
+ * boolean and not given together with object_id (cascade absent means false); no other members. */
+int bp_payload_validate_delete(const json_t *doc, const bp_payload_limits_t *lim, bp_violations_t *v)
+    BP_MUST_CHECK;
+
 /* The violations as a JSON array [{"pointer": "...", "message": "..."}] of the stored ones (v->count
  * entries; v->total says how many there were). v is borrowed. Returns a new reference, or NULL on
  * allocation failure. */

@@ -461,6 +461,45 @@ static void test_valid_batch(void **state)
     json_decref(doc);
 }
 
+/* ---- delete messages of the topic ---- */
+
+static int delete_rc(const char *text, bp_violations_t *v)
+{
+    json_t *doc = parse_ok(text, v);
+    assert_true(bp_payload_is_delete(doc));
+    int rc = bp_payload_validate_delete(doc, &LIMITS, v);
+    json_decref(doc);
+    return rc;
+}
+
+static void test_delete_messages(void **state)
+{
+    bp_violations_t *v = *state;
+    assert_int_equal(delete_rc("{'op':'delete','batch_id':'b','object_id':'o'}", v), 0);
+    assert_int_equal(delete_rc("{'op':'delete','batch_id':'b','cascade':true}", v), 0);
+    assert_int_equal(delete_rc("{'op':'delete','batch_id':'b','cascade':false}", v), 0);
+    assert_int_equal(delete_rc("{'op':'delete','batch_id':'b'}", v), 0);
+    json_t *batch = parse_ok("{'batch_id':'b','objects':[]}", v);
+    assert_false(bp_payload_is_delete(batch));
+    json_decref(batch);
+
+    assert_int_equal(delete_rc("{'op':'remove','batch_id':'b'}", v), -1);
+    assert_violation(v, "/op", "op must be \"delete\" (the only operation besides a batch), not \"remove\"");
+    assert_int_equal(delete_rc("{'op':1,'batch_id':'b'}", v), -1);
+    assert_violation(v, "/op", "op must be \"delete\" (the only operation besides a batch), not a number");
+    assert_int_equal(delete_rc("{'op':'delete','object_id':'o'}", v), -1);
+    assert_violation(v, "", "required property \"batch_id\" is missing");
+    assert_int_equal(delete_rc("{'op':'delete','batch_id':'b','object_id':'o','cascade':true}", v), -1);
+    assert_count(v, 1);
+    assert_int_equal(delete_rc("{'op':'delete','batch_id':'b','cascade':'yes'}", v), -1);
+    assert_violation(v, "/cascade", "cascade must be true or false, not a string");
+    assert_int_equal(delete_rc("{'op':'delete','batch_id':'','object_id':'o\\u0001'}", v), -1);
+    assert_count(v, 2);
+    assert_int_equal(delete_rc("{'op':'delete','batch_id':'b','objects':[]}", v), -1);
+    assert_violation(v, "/objects",
+                     "unknown property \"objects\"; allowed properties are \"op\", \"batch_id\", \"object_id\" and \"cascade\"");
+}
+
 static void test_document_must_be_an_object(void **state)
 {
     bp_violations_t *v = *state;
@@ -1315,6 +1354,7 @@ int main(void)
         T(test_numbers_postgresql_cannot_store),
         T(test_valid_batch),
         T(test_lean_path_agrees_with_the_full_path),
+        T(test_delete_messages),
         T(test_document_must_be_an_object),
         T(test_batch_required_properties),
         T(test_unknown_property_pointer_is_escaped),
