@@ -59,8 +59,9 @@ $$ SELECT coalesce(sum(c.n), 0)::bigint FROM count_terms c WHERE c.h = bp_count_
 -- they are counted exactly through the GIN index instead (bp_count_sparse_extra): for the elements of
 -- a sparse key no 'p' / 'y' term is kept and no 'v' / 'x' term either (a value counter counts the
 -- objects holding the value under a dense key, or with no key); its 'k' term stays. A key becomes
--- sparse when one INSERT statement brings at least 100 objects with it and at least 90% of them hold
--- a value of it no other object of the statement holds (distinct values >= 0.9 x objects); then
+-- sparse when one INSERT statement brings at least 200 objects with it holding at least 0.75 distinct
+-- values of it per object (750 values among 1,000 objects: a value then holds 1/1,000 to 1/1,600 of
+-- them, whatever the statement's size from 200 objects up); then
 -- bp_count_make_sparse moves its counts over, under a lock that waits for the writers in flight.
 -- Once sparse, a key stays sparse.
 CREATE TABLE count_keys (
@@ -164,7 +165,7 @@ $f$ SELECT format($q$
            (SELECT array_agg(k.key) FROM t k
             JOIN (SELECT p.key, count(*) AS nv FROM t p WHERE $3 AND p.kind = 'p' GROUP BY p.key) AS pv
               ON pv.key = k.key
-            WHERE $3 AND k.kind = 'k' AND k.n >= 100 AND pv.nv >= 0.9 * k.n) $q$,
+            WHERE $3 AND k.kind = 'k' AND k.n >= 200 AND pv.nv >= 0.75 * k.n) $q$,
     bp_count_terms_sql(src, totals)) $f$;
 
 -- Make key sparse (above): under a lock that waits for the transactions writing objects and holds
@@ -172,7 +173,10 @@ $f$ SELECT format($q$
 -- counted and back in with the key sparse. Only under READ COMMITTED (each statement here must see
 -- every writer that committed before the lock). Returns whether it did.
 CREATE FUNCTION bp_count_make_sparse(k text) RETURNS boolean
-LANGUAGE plpgsql AS
+LANGUAGE plpgsql
+SET work_mem = '64MB'
+SET jit = off
+AS
 $$
 DECLARE
     my_slot smallint := (pg_backend_pid() % 64)::smallint;
@@ -204,6 +208,8 @@ $$;
 CREATE FUNCTION bp_count_objects_trigger() RETURNS trigger
 LANGUAGE plpgsql
 SET work_mem = '64MB' -- a statement's terms hashed in memory (a 1,000-object batch: a few MB)
+SET jit = off         -- the planner's estimate for a few thousand rows reaches jit_above_cost, and
+                      -- compiling costs far more than the statement (measured: BENCHMARKS.md#counters)
 AS
 $$
 DECLARE

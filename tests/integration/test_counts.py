@@ -221,8 +221,8 @@ def walk(plan):
 
 def test_a_key_of_unique_values_adds_no_counter_per_object_and_counts_stay_exact(env, api):
     """A key whose values are (nearly) all distinct, like a sku, would add a counter row per object
-    and per value: once one statement shows it (migration 007's rule: 100 objects or more, distinct
-    values for 90% of them), it is counted through the GIN index instead; its counts stay exact,
+    and per value: once one statement shows it (migration 007's rule: 200 objects or more, 0.75
+    distinct values per object or more), it is counted through the GIN index instead; its counts stay exact,
     also for a value it shares with another key and for the typed rule (value=7: "7" or 7)."""
     def rows():
         return env.query("SELECT count(*) FROM count_terms")[0][0]
