@@ -247,10 +247,11 @@ def test_a_key_of_unique_values_adds_no_counter_per_object_and_counts_stay_exact
     finally:
         worker.stop()
     # the 461 objects left no counter row per sku: the only rows of a "U-..." value are the value
-    # and the pair of color="U-7" (a dense key), and the 61 objects posted added a few rows at most
+    # and the pair of color="U-7" (a dense key), and the 61 objects posted added the rows of their
+    # terms in the worker's slot, not 2 per object
     assert [r[0] for r in env.query("SELECT DISTINCT kind::text || coalesce(key, '') || value::text FROM count_terms "
                                     "WHERE value::text LIKE %s ORDER BY 1", ('"U-%',))] == ['pcolor"U-7"', 'v"U-7"']
-    assert rows() - before < 10, rows() - before
+    assert rows() - before <= 12, rows() - before  # t, b, B, 3 keys, 2 values, 2 pairs: not 2 per object
     assert api_count(api, "/api/v1/objects/", q(key="sku")) == (contains(env, [{"key": "sku"}]), True)
     assert api_count(api, "/api/v1/objects/", q(data='{"sku":"U-7"}')) == (1, True)
     assert api_count(api, "/api/v1/objects/", q(value="U-7")) == (61, True)  # sku of one, color of 60
