@@ -18,6 +18,7 @@ Nothing here asserts a time.
     cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build-bench -j2
     BP_BUILD_DIR=build-bench bench/ingest.py --objects 1000000 --batch-size 1000 --clients 4 --workers 2
     BP_BUILD_DIR=build-bench bench/ingest.py --without-counters    # what the counters of migration 007 cost
+    BP_BUILD_DIR=build-bench bench/ingest.py --dataset seven       # or low: bench/query.py's datasets
 """
 import argparse
 import http.client
@@ -41,7 +42,31 @@ WORDS = ["shoe", "shirt", "watch", "keyfob", "red", "blue", "gold", "black", "sm
 BODIES = []  # the request bodies (bytes); set before the client processes fork, shared copy-on-write
 
 
-def make_batches(n_objects, batch_size, pairs, seed):
+def object_data(rnd, dataset, pairs, i):
+    """One object's data: 'pairs' random keys of KEYS with mixed values; 'seven' as bench/query.py's
+    seven-pair dataset (a unique sku, a 2-decimal price); 'low' as its low-cardinality one."""
+    if dataset == "low":
+        return [{"key": "type", "value": rnd.choice(["shoe", "shirt", "watch", "hat", "bag"])},
+                {"key": "color", "value": rnd.choice(["red", "blue", "green", "black", "white", "gold"])},
+                {"key": "size", "value": rnd.choice([38, 40, 42, 44, 46, 48])}]
+    if dataset == "seven":
+        return [{"key": "type", "value": rnd.choice(["shoe", "shirt", "watch", "hat", "bag", "sock"])},
+                {"key": "color", "value": rnd.choice(["red", "blue", "green", "black", "white", "gold", "grey", "pink"])},
+                {"key": "size", "value": 35 + rnd.randrange(12)},
+                {"key": "brand", "value": f"brand-{rnd.randrange(50)}"},
+                {"key": "price", "value": round(rnd.random() * 200, 2)},
+                {"key": "in_stock", "value": rnd.random() < 0.7},
+                {"key": "sku", "value": f"SKU-{i:09d}"}]
+    data = []
+    for k in rnd.sample(KEYS, pairs):
+        r = rnd.random()
+        v = rnd.choice(WORDS) if r < 0.6 else rnd.randint(0, 10000) if r < 0.8 else \
+            round(rnd.random() * 100, 2) if r < 0.9 else rnd.random() < 0.5 if r < 0.97 else None
+        data.append({"key": k, "value": v})
+    return data
+
+
+def make_batches(n_objects, batch_size, pairs, seed, dataset="pairs"):
     """Request bodies and the matching COPY text of batches and objects, from the same data."""
     rnd = random.Random(seed)
     bodies, copy_batches, copy_objects = [], [], []
@@ -49,12 +74,7 @@ def make_batches(n_objects, batch_size, pairs, seed):
         bid = f"bench-{seed}-{b // batch_size:06d}"
         objs = []
         for i in range(b, min(b + batch_size, n_objects)):
-            data = []
-            for k in rnd.sample(KEYS, pairs):
-                r = rnd.random()
-                v = rnd.choice(WORDS) if r < 0.6 else rnd.randint(0, 10000) if r < 0.8 else \
-                    round(rnd.random() * 100, 2) if r < 0.9 else rnd.random() < 0.5 if r < 0.97 else None
-                data.append({"key": k, "value": v})
+            data = object_data(rnd, dataset, pairs, i)
             d = json.dumps(data, separators=(",", ":"))
             oid = f"obj-{seed}-{i:09d}"
             objs.append(f'{{"object_id":"{oid}","data":{d}}}')
@@ -165,7 +185,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objects", type=int, default=1_000_000)
     ap.add_argument("--batch-size", type=int, default=1000)
-    ap.add_argument("--pairs", type=int, default=4, help="key/value pairs per object")
+    ap.add_argument("--pairs", type=int, default=4, help="key/value pairs per object (--dataset pairs)")
+    ap.add_argument("--dataset", choices=("pairs", "seven", "low"), default="pairs",
+                    help="pairs: --pairs random keys of 10 with mixed values; seven: 7 pairs, one a unique sku; "
+                         "low: 3 keys of 5-6 values each (bench/query.py's datasets)")
     ap.add_argument("--clients", type=int, default=4, help="client processes posting")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partitions", type=int, default=12)
@@ -183,10 +206,11 @@ def main():
     benchlib.check_binaries()
 
     print(f"machine: {benchlib.machine()}; build {os.environ['BP_BUILD_DIR']}")
-    note(f"generating {args.objects:,} objects in batches of {args.batch_size:,} ({args.pairs} pairs each) ...")
+    note(f"generating {args.objects:,} objects in batches of {args.batch_size:,} (dataset {args.dataset}) ...")
     t = time.monotonic()
     global BODIES
-    BODIES, copy_batches, copy_objects = make_batches(args.objects, args.batch_size, args.pairs, seed=1)
+    BODIES, copy_batches, copy_objects = make_batches(args.objects, args.batch_size, args.pairs, seed=1,
+                                                      dataset=args.dataset)
     total_bytes = sum(len(b) for b in BODIES)
     note(f"{len(BODIES):,} bodies, {total_bytes / 1e6:.1f} MB of JSON, generated in {time.monotonic() - t:.1f} s")
 

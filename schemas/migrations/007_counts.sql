@@ -40,26 +40,6 @@ $$ SELECT CASE WHEN jsonb_typeof(v) = 'string'
                 AND (v #>> '{}') ~ '^(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false|null)$'
                THEN bp_count_canon((v #>> '{}')::jsonb) END $$;
 
--- The distinct terms of one object's data: 'k' key, 'v' value, 'p' pair, and 'x' / 'y' (above).
-CREATE FUNCTION bp_count_data_terms(data jsonb) RETURNS TABLE (kind "char", key text, value jsonb)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
-$$ WITH el AS (
-       SELECT CASE WHEN jsonb_typeof(e.el -> 'key') = 'string' THEN e.el ->> 'key' END AS k,
-              bp_count_canon(CASE WHEN jsonb_typeof(e.el) = 'object' THEN e.el -> 'value' END) AS v
-       FROM jsonb_array_elements(CASE WHEN jsonb_typeof(data) = 'array' THEN data ELSE '[]' END) AS e(el)),
-   s AS (SELECT el.k, el.v, bp_count_typed(el.v) AS t FROM el WHERE jsonb_typeof(el.v) = 'string')
-   SELECT t.kind, t.key, t.value
-   FROM el CROSS JOIN LATERAL (VALUES ('k'::"char", el.k, NULL::jsonb), ('v'::"char", NULL::text, el.v),
-                                      ('p'::"char", el.k, el.v)) AS t(kind, key, value)
-   WHERE (t.kind = 'k' AND el.k IS NOT NULL) OR (t.kind = 'v' AND el.v IS NOT NULL)
-      OR (t.kind = 'p' AND el.k IS NOT NULL AND el.v IS NOT NULL)
-   UNION
-   SELECT 'x'::"char", NULL::text, jsonb_build_array(s.v, s.t) FROM s
-   WHERE s.t IS NOT NULL AND EXISTS (SELECT 1 FROM el WHERE el.v = s.t)
-   UNION
-   SELECT 'y'::"char", s.k, jsonb_build_array(s.v, s.t) FROM s
-   WHERE s.t IS NOT NULL AND s.k IS NOT NULL AND EXISTS (SELECT 1 FROM el WHERE el.k = s.k AND el.v = s.t) $$;
-
 -- The hash of one filter term ({"key"}, {"value"} or {"key", "value"}): the API's page statement
 -- reads a single term's counter with it (inlined and folded when the statement is planned).
 CREATE FUNCTION bp_count_term_hash(t jsonb) RETURNS uuid
@@ -74,49 +54,190 @@ CREATE FUNCTION bp_count_term(kind "char", key text, value jsonb) RETURNS bigint
 LANGUAGE sql STABLE PARALLEL SAFE AS
 $$ SELECT coalesce(sum(c.n), 0)::bigint FROM count_terms c WHERE c.h = bp_count_hash($1, $2, $3) $$;
 
+-- Sparse keys (count_keys): a key seen with nearly as many distinct values as objects (a `sku`, a
+-- price with cents) would add a counter row for almost every object it is in. Its pairs are rare, so
+-- they are counted exactly through the GIN index instead (bp_count_sparse_extra): for the elements of
+-- a sparse key no 'p' / 'y' term is kept and no 'v' / 'x' term either (a value counter counts the
+-- objects holding the value under a dense key, or with no key); its 'k' term stays. A key becomes
+-- sparse when one INSERT statement brings at least 200 objects with it holding at least 0.75 distinct
+-- values of it per object (750 values among 1,000 objects: a value then holds 1/1,000 to 1/1,600 of
+-- them, whatever the statement's size from 200 objects up); then
+-- bp_count_make_sparse moves its counts over, under a lock that waits for the writers in flight.
+-- Once sparse, a key stays sparse.
+CREATE TABLE count_keys (
+    key   text        PRIMARY KEY,
+    since timestamptz NOT NULL DEFAULT now()
+);
+
+-- The terms of the rows of src (a query of rows (s, id, batch_id, data): s = +1 counted in, -1
+-- counted out; (s, id) unique), summed per term: rows (kind, key, value, n), n <> 0. With totals, the
+-- 't' and 'b' terms too. $2 is the sparse keys (text[]). Set-based over the whole statement, with as
+-- little work per element as PostgreSQL allows (measured in docs/BENCHMARKS.md#counters):
+-- * the objects are grouped by their elements of dense keys (and the sparse keys they hold), one
+--   jsonpath call and one hash per object: objects alike (the usual data: a few keys of a few values)
+--   are expanded once per group, weighted by the group's size;
+-- * the elements of every group are flattened once, by jsonb_to_recordset (an object with an
+--   element that is not an object, a key that is not a string or a null value, which it would not
+--   tell apart, takes the slower general path instead, one object at a time);
+-- * an object that repeats no key and no value (nearly all) has each of its terms once per element,
+--   so its elements are summed per (key, value) in one hash aggregate and the 'k', 'v' and 'p' terms
+--   read from these sums; the objects that repeat a key or a value (checked per object) go through a
+--   per-object deduplication;
+-- * values are compared as jsonb compares them (1.5 = 1.50, also in hashing) and put in canonical
+--   form (bp_count_canon) only once per term, at the end;
+-- * the typed rule's strings are found by their first character before the regex.
+CREATE FUNCTION bp_count_terms_sql(src text, totals boolean) RETURNS text
+LANGUAGE sql IMMUTABLE AS
+$f$ SELECT format($q$
+    WITH d AS MATERIALIZED (
+        SELECT r.s, r.id, r.batch_id, r.data,
+               NOT jsonb_path_exists(r.data, '$[*] ? (@.type() != "object" || @.key.type() != "string" || @.value == null)') AS plain
+        FROM (%s) AS r),
+    grp AS MATERIALIZED (
+        SELECT -row_number() OVER () AS id, q.s * q.m AS s, q.dense, q.sk FROM (
+            SELECT d.s, jsonb_path_query_array(d.data, '$[*] ? (!(@.key == $s[*]))', sp.v) AS dense,
+                   jsonb_path_query_array(d.data, '$[*].key ? (@ == $s[*])', sp.v) AS sk, count(*) AS m
+            FROM d CROSS JOIN (SELECT jsonb_build_object('s', to_jsonb($2::text[])) AS v) AS sp
+            WHERE d.plain GROUP BY 1, 2, 3) AS q),
+    el AS MATERIALIZED (
+        SELECT g.s, g.id, f.dup, e.key AS k, e.value AS v
+        FROM grp g
+        CROSS JOIN LATERAL (SELECT count(DISTINCT r.key) < count(r.key) OR count(DISTINCT r.value) < count(r.value) AS dup
+                            FROM jsonb_to_recordset(g.dense) AS r(key text, value jsonb)) AS f
+        CROSS JOIN LATERAL jsonb_to_recordset(g.dense) AS e(key text, value jsonb)
+        UNION ALL
+        SELECT d.s, d.id, true, x.k, CASE WHEN x.k IS NULL OR x.k <> ALL ($2::text[]) THEN x.v END
+        FROM d CROSS JOIN LATERAL jsonb_array_elements(d.data) AS e
+        CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(e -> 'key') = 'string' THEN e ->> 'key' END AS k,
+                                   CASE WHEN jsonb_typeof(e) = 'object' THEN e -> 'value' END AS v) AS x
+        WHERE NOT d.plain),
+    g AS MATERIALIZED (
+        SELECT el.k, el.v, sum(el.s) AS n FROM el WHERE NOT el.dup GROUP BY el.k, el.v),
+    eld AS MATERIALIZED (SELECT * FROM el WHERE el.dup),
+    ty AS MATERIALIZED (
+        SELECT el.s, el.id, el.k, el.v, bp_count_typed(el.v) AS t FROM el
+        WHERE jsonb_typeof(el.v) = 'string'
+          AND substr(el.v #>> '{}', 1, 1) IN ('-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 't', 'f', 'n')),
+    per_obj AS (
+        SELECT DISTINCT a.s, a.id, a.kind, a.key, a.value FROM (
+            SELECT eld.s, eld.id, 'k'::"char" AS kind, eld.k AS key, NULL::jsonb AS value FROM eld WHERE eld.k IS NOT NULL
+            UNION ALL
+            SELECT eld.s, eld.id, 'v', NULL, eld.v FROM eld WHERE eld.v IS NOT NULL
+            UNION ALL
+            SELECT eld.s, eld.id, 'p', eld.k, eld.v FROM eld WHERE eld.k IS NOT NULL AND eld.v IS NOT NULL
+            UNION ALL
+            SELECT ty.s, ty.id, 'x', NULL, jsonb_build_array(ty.v, ty.t) FROM ty
+            JOIN el e2 ON e2.id = ty.id AND e2.s = ty.s AND e2.v = ty.t
+            UNION ALL
+            SELECT ty.s, ty.id, 'y', ty.k, jsonb_build_array(ty.v, ty.t) FROM ty
+            JOIN el e2 ON e2.id = ty.id AND e2.s = ty.s AND e2.k = ty.k AND e2.v = ty.t
+            WHERE ty.k IS NOT NULL) AS a)
+    SELECT z.kind, z.key, bp_count_canon(z.value) AS value, sum(z.n)::bigint AS n FROM (
+        SELECT 't'::"char" AS kind, NULL::text AS key, NULL::jsonb AS value, sum(d.s) AS n FROM d WHERE %s
+        UNION ALL
+        SELECT 'b', d.batch_id, NULL, sum(d.s) FROM d WHERE %s GROUP BY d.batch_id
+        UNION ALL
+        SELECT 'k', g.k, NULL, sum(g.n) FROM g WHERE g.k IS NOT NULL GROUP BY g.k
+        UNION ALL
+        SELECT 'k', x.k, NULL, sum(a.n) FROM (SELECT grp.sk, sum(grp.s) AS n FROM grp GROUP BY grp.sk) AS a
+        CROSS JOIN LATERAL (SELECT DISTINCT y #>> '{}' AS k FROM jsonb_array_elements(a.sk) AS y) AS x GROUP BY x.k
+        UNION ALL
+        SELECT 'v', NULL, g.v, sum(g.n) FROM g WHERE g.v IS NOT NULL GROUP BY g.v
+        UNION ALL
+        SELECT 'p', g.k, g.v, g.n FROM g WHERE g.k IS NOT NULL AND g.v IS NOT NULL
+        UNION ALL
+        SELECT p.kind, p.key, p.value, p.s FROM per_obj p) AS z
+    GROUP BY z.kind, z.key, z.value HAVING sum(z.n) <> 0 $q$, src, totals::text, totals::text) $f$;
+
+-- The statement that adds the terms of src to the writer's slot ($1), rows written in hash order:
+-- it returns the rows left at 0 in the slot (to delete) and, when $3, the keys that this change
+-- shows to be sparse (above). $2: the sparse keys.
+CREATE FUNCTION bp_count_upsert_sql(src text, totals boolean) RETURNS text
+LANGUAGE sql IMMUTABLE AS
+$f$ SELECT format($q$
+    WITH t AS MATERIALIZED (%s),
+    up AS (
+        INSERT INTO count_terms AS c (h, slot, kind, key, value, n)
+        SELECT bp_count_hash(t.kind, t.key, t.value), $1, t.kind, t.key, t.value, t.n FROM t ORDER BY 1
+        ON CONFLICT (h, slot) DO UPDATE SET n = c.n + EXCLUDED.n
+        RETURNING c.h, c.n)
+    SELECT (SELECT array_agg(up.h) FROM up WHERE up.n = 0),
+           (SELECT array_agg(k.key) FROM t k
+            JOIN (SELECT p.key, count(*) AS nv FROM t p WHERE $3 AND p.kind = 'p' GROUP BY p.key) AS pv
+              ON pv.key = k.key
+            WHERE $3 AND k.kind = 'k' AND k.n >= 200 AND pv.nv >= 0.75 * k.n) $q$,
+    bp_count_terms_sql(src, totals)) $f$;
+
+-- Make key sparse (above): under a lock that waits for the transactions writing objects and holds
+-- new ones back until this one commits, take the key's objects out of the counters as they were
+-- counted and back in with the key sparse. Only under READ COMMITTED (each statement here must see
+-- every writer that committed before the lock). Returns whether it did.
+CREATE FUNCTION bp_count_make_sparse(k text) RETURNS boolean
+LANGUAGE plpgsql
+SET work_mem = '64MB'
+SET jit = off
+AS
+$$
+DECLARE
+    my_slot smallint := (pg_backend_pid() % 64)::smallint;
+    old text[];
+    pat jsonb := jsonb_build_array(jsonb_build_object('key', k));
+    src text := 'SELECT %s AS s, o.id, o.batch_id, o.data FROM objects o WHERE o.data @> %L::jsonb';
+    r record;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN false;
+    END IF;
+    LOCK TABLE objects IN SHARE ROW EXCLUSIVE MODE;
+    IF EXISTS (SELECT 1 FROM count_keys c WHERE c.key = k) THEN
+        RETURN false;
+    END IF;
+    old := ARRAY(SELECT c.key FROM count_keys c);
+    EXECUTE bp_count_upsert_sql(format(src, -1, pat), false) INTO r USING my_slot, old, false;
+    INSERT INTO count_keys (key) VALUES (k);
+    EXECUTE bp_count_upsert_sql(format(src, 1, pat), false) INTO r USING my_slot, old || k, false;
+    DELETE FROM count_terms c WHERE c.slot = my_slot AND c.n = 0 AND c.kind IN ('p', 'v', 'x', 'y');
+    RETURN true;
+END
+$$;
+
 -- Add the statement's changes to the writer's slot: +1 for the rows counted in, -1 for the rows
 -- counted out, read from the transition tables (only the trigger function itself sees them, so the
 -- statement is built here). Rows that reach 0 in this slot are removed (rows left at 0 in other slots
 -- stay until `batchpipe counts rebuild` folds them).
 CREATE FUNCTION bp_count_objects_trigger() RETURNS trigger
 LANGUAGE plpgsql
-SET work_mem = '64MB' -- a transaction's terms sorted in memory (a 1,000-object batch: well under 1 MB)
+SET work_mem = '64MB' -- a statement's terms hashed in memory (a 1,000-object batch: a few MB)
+SET jit = off         -- the planner's estimate for a few thousand rows reaches jit_above_cost, and
+                      -- compiling costs far more than the statement (measured: BENCHMARKS.md#counters)
 AS
 $$
 DECLARE
     my_slot smallint := (pg_backend_pid() % 64)::smallint;
-    d_sql text;
+    src text;
+    sparse text[] := ARRAY(SELECT c.key FROM count_keys c);
     zeros uuid[];
+    hot text[];
+    k text;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        d_sql := 'SELECT 1 AS s, batch_id, data FROM bp_new';
+        src := 'SELECT 1 AS s, id, batch_id, data FROM bp_new';
     ELSIF TG_OP = 'DELETE' THEN
-        d_sql := 'SELECT -1 AS s, batch_id, data FROM bp_old';
+        src := 'SELECT -1 AS s, id, batch_id, data FROM bp_old';
     ELSE
         -- only rows whose data or batch changed (a replayed message rewrites neither)
-        d_sql := 'SELECT x.s, x.batch_id, x.data FROM bp_old o JOIN bp_new n USING (id) '
-                 'CROSS JOIN LATERAL (VALUES (-1, o.batch_id, o.data), (1, n.batch_id, n.data)) AS x(s, batch_id, data) '
-                 'WHERE o.data IS DISTINCT FROM n.data OR o.batch_id IS DISTINCT FROM n.batch_id';
+        src := 'SELECT x.s, o.id, x.batch_id, x.data FROM bp_old o JOIN bp_new n USING (id) '
+               'CROSS JOIN LATERAL (VALUES (-1, o.batch_id, o.data), (1, n.batch_id, n.data)) AS x(s, batch_id, data) '
+               'WHERE o.data IS DISTINCT FROM n.data OR o.batch_id IS DISTINCT FROM n.batch_id';
     END IF;
-    EXECUTE format($q$
-        WITH d AS MATERIALIZED (%s),
-        terms AS (
-            SELECT 't'::"char" AS kind, NULL::text AS key, NULL::jsonb AS value, sum(d.s) AS n FROM d
-            UNION ALL
-            SELECT 'b'::"char", d.batch_id, NULL::jsonb, sum(d.s) FROM d GROUP BY d.batch_id
-            UNION ALL
-            SELECT x.kind, x.key, x.value, sum(d.s) FROM d CROSS JOIN LATERAL bp_count_data_terms(d.data) AS x
-            GROUP BY x.kind, x.key, x.value),
-        up AS (
-            INSERT INTO count_terms AS c (h, slot, kind, key, value, n)
-            SELECT bp_count_hash(t.kind, t.key, t.value), $1, t.kind, t.key, t.value, t.n
-            FROM terms t WHERE t.n <> 0 ORDER BY 1
-            ON CONFLICT (h, slot) DO UPDATE SET n = c.n + EXCLUDED.n
-            RETURNING c.h, c.n)
-        SELECT array_agg(up.h) FROM up WHERE up.n = 0 $q$, d_sql)
-    INTO zeros USING my_slot;
+    EXECUTE bp_count_upsert_sql(src, true) INTO zeros, hot USING my_slot, sparse, TG_OP = 'INSERT';
     IF zeros IS NOT NULL THEN
         DELETE FROM count_terms WHERE h = ANY (zeros) AND slot = my_slot AND n = 0;
+    END IF;
+    IF hot IS NOT NULL THEN
+        FOREACH k IN ARRAY hot LOOP
+            PERFORM bp_count_make_sparse(k);
+        END LOOP;
     END IF;
     RETURN NULL;
 END
@@ -163,6 +284,7 @@ $$
 BEGIN
     IF TG_TABLE_NAME = 'objects' THEN
         DELETE FROM count_terms WHERE kind <> 'B';
+        DELETE FROM count_keys; -- nothing left to count through the index either
     ELSE
         DELETE FROM count_terms WHERE kind = 'B';
     END IF;
@@ -179,23 +301,25 @@ CREATE TRIGGER batches_count_truncate AFTER TRUNCATE ON batches
 -- `batchpipe counts verify` prints them; `batchpipe counts rebuild` adds (actual - counted).
 CREATE FUNCTION bp_counts_diff()
 RETURNS TABLE (h uuid, kind "char", key text, value jsonb, counted bigint, actual bigint)
-LANGUAGE sql STABLE AS
+LANGUAGE plpgsql STABLE AS
 $$
-WITH truth AS (
-    SELECT bp_count_hash(a.kind, a.key, a.value) AS h, a.kind, a.key, a.value, a.n
-    FROM (SELECT 't'::"char" AS kind, NULL::text AS key, NULL::jsonb AS value, count(*) AS n FROM objects
-          UNION ALL SELECT 'b', o.batch_id, NULL, count(*) FROM objects o GROUP BY o.batch_id
-          UNION ALL SELECT x.kind, x.key, x.value, count(*) FROM objects o
-                    CROSS JOIN LATERAL bp_count_data_terms(o.data) AS x GROUP BY x.kind, x.key, x.value
-          UNION ALL SELECT 'B', NULL, NULL, count(*) FROM batches) AS a),
-counted AS (
-    SELECT c.h, (array_agg(c.kind))[1] AS kind, min(c.key) AS key, (array_agg(c.value))[1] AS value,
-           sum(c.n)::bigint AS n
-    FROM count_terms c GROUP BY c.h)
-SELECT coalesce(t.h, c.h), coalesce(t.kind, c.kind), coalesce(t.key, c.key), coalesce(t.value, c.value),
-       coalesce(c.n, 0), coalesce(t.n, 0)
-FROM truth t FULL JOIN counted c ON c.h = t.h
-WHERE coalesce(c.n, 0) <> coalesce(t.n, 0)
+BEGIN
+    RETURN QUERY EXECUTE format($q$
+    WITH truth AS (
+        SELECT bp_count_hash(a.kind, a.key, a.value) AS h, a.kind, a.key, a.value, a.n
+        FROM (%s
+              UNION ALL SELECT 'B', NULL, NULL, count(*) FROM batches) AS a),
+    counted AS (
+        SELECT c.h, (array_agg(c.kind))[1] AS kind, min(c.key) AS key, (array_agg(c.value))[1] AS value,
+               sum(c.n)::bigint AS n
+        FROM count_terms c GROUP BY c.h)
+    SELECT coalesce(t.h, c.h), coalesce(t.kind, c.kind), coalesce(t.key, c.key), coalesce(t.value, c.value),
+           coalesce(c.n, 0), coalesce(t.n, 0)::bigint
+    FROM truth t FULL JOIN counted c ON c.h = t.h
+    WHERE coalesce(c.n, 0) <> coalesce(t.n, 0) $q$,
+        bp_count_terms_sql('SELECT 1 AS s, id, batch_id, data FROM objects', true))
+    USING 0, ARRAY(SELECT k.key FROM count_keys k);
+END
 $$;
 
 -- Fold every term's slots into slot 0 and drop the terms that count nothing. Online: it locks the
@@ -220,6 +344,84 @@ $$;
 
 -- ---- reading ----
 
+-- Whether data holds v (canonical) as the value of an element whose key is not sparse (or that has
+-- no key): what a 'v' counter counts.
+CREATE FUNCTION bp_count_dense_has(data jsonb, v jsonb, sparse text[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS
+$$ SELECT EXISTS (SELECT 1 FROM jsonb_array_elements(data) AS e
+                  WHERE jsonb_typeof(e) = 'object' AND e -> 'value' = v
+                    AND (jsonb_typeof(e -> 'key') <> 'string' OR NOT (e ->> 'key') = ANY (sparse)
+                         OR NOT e ? 'key')) $$;
+
+-- What the counters leave out of the count of one filter term t ({"key", "value"} or {"value"}),
+-- counted through the GIN index: for a pair of a sparse key, its objects; for a value, the objects
+-- holding it under a sparse key only (a value counter counts those holding it under a dense key).
+-- Both are rare by the rule that makes a key sparse, so this reads few index entries. 0 when no key
+-- is sparse.
+CREATE FUNCTION bp_count_sparse_extra(t jsonb) RETURNS bigint
+LANGUAGE plpgsql STABLE AS
+$$
+DECLARE
+    sparse text[] := ARRAY(SELECT c.key FROM count_keys c);
+    v jsonb := bp_count_canon(t -> 'value');
+    n bigint;
+BEGIN
+    IF cardinality(sparse) = 0 OR NOT t ? 'value' THEN
+        RETURN 0;
+    END IF;
+    IF t ? 'key' THEN
+        IF jsonb_typeof(t -> 'key') = 'string' AND (t ->> 'key') = ANY (sparse) THEN
+            SELECT count(*) INTO n FROM objects o
+            WHERE o.data @> jsonb_build_array(jsonb_build_object('key', t -> 'key', 'value', v));
+            RETURN n;
+        END IF;
+        RETURN 0;
+    END IF;
+    SELECT count(*) INTO n FROM objects o
+    WHERE o.data @> ANY (ARRAY(SELECT jsonb_build_array(jsonb_build_object('key', k, 'value', v)) FROM unnest(sparse) AS k))
+      AND NOT bp_count_dense_has(o.data, v, sparse);
+    RETURN n;
+END
+$$;
+
+-- The exact count of one filter term ({"key"}, {"value"} or {"key", "value"}): its counter plus
+-- what sparse keys leave to the index.
+CREATE FUNCTION bp_count_filter_term(t jsonb) RETURNS bigint
+LANGUAGE sql STABLE AS
+$$ SELECT (SELECT coalesce(sum(c.n), 0) FROM count_terms c WHERE c.h = bp_count_term_hash(t))::bigint
+          + bp_count_sparse_extra(t) $$;
+
+-- The objects holding both the string s and its typed value typed (canonical), under the same key
+-- when key is not NULL: the 'x' / 'y' counter plus, when sparse keys are involved, the objects the
+-- counter leaves out (one of the two held under a sparse key only), read through the index.
+CREATE FUNCTION bp_count_typed_both(key text, s jsonb, typed jsonb) RETURNS bigint
+LANGUAGE plpgsql STABLE AS
+$$
+DECLARE
+    sparse text[] := ARRAY(SELECT c.key FROM count_keys c);
+    n bigint;
+BEGIN
+    IF key IS NOT NULL THEN
+        IF key = ANY (sparse) THEN
+            SELECT count(*) INTO n FROM objects o
+            WHERE o.data @> jsonb_build_array(jsonb_build_object('key', key, 'value', s),
+                                              jsonb_build_object('key', key, 'value', typed));
+            RETURN n;
+        END IF;
+        RETURN bp_count_term('y', key, jsonb_build_array(s, typed));
+    END IF;
+    n := bp_count_term('x', NULL, jsonb_build_array(s, typed));
+    IF cardinality(sparse) > 0 THEN
+        n := n + (SELECT count(*) FROM objects o
+                  WHERE o.data @> ANY (ARRAY(SELECT jsonb_build_array(jsonb_build_object('key', k, 'value', x))
+                                             FROM unnest(sparse) AS k, (VALUES (s), (typed)) AS w(x)))
+                    AND o.data @> jsonb_build_array(jsonb_build_object('value', s), jsonb_build_object('value', typed))
+                    AND NOT (bp_count_dense_has(o.data, s, sparse) AND bp_count_dense_has(o.data, typed, sparse)));
+    END IF;
+    RETURN n;
+END
+$$;
+
 -- The 'x' / 'y' counter when a is {"value": S} (or {"key": K, "value": S}), S a string the typed
 -- rule reads as b's value (with the same K): NULL when the two terms are not such a pair.
 CREATE FUNCTION bp_count_typed_pair(a jsonb, b jsonb) RETURNS bigint
@@ -233,11 +435,11 @@ BEGIN
     END IF;
     IF NOT a ? 'key' AND NOT b ? 'key' AND (SELECT count(*) FROM jsonb_object_keys(a)) = 1
        AND (SELECT count(*) FROM jsonb_object_keys(b)) = 1 THEN
-        RETURN bp_count_term('x', NULL, jsonb_build_array(a -> 'value', typed));
+        RETURN bp_count_typed_both(NULL, a -> 'value', typed);
     END IF;
     IF jsonb_typeof(a -> 'key') = 'string' AND a -> 'key' = b -> 'key'
        AND (SELECT count(*) FROM jsonb_object_keys(a)) = 2 AND (SELECT count(*) FROM jsonb_object_keys(b)) = 2 THEN
-        RETURN bp_count_term('y', a ->> 'key', jsonb_build_array(a -> 'value', typed));
+        RETURN bp_count_typed_both(a ->> 'key', a -> 'value', typed);
     END IF;
     RETURN NULL;
 END
@@ -274,11 +476,11 @@ BEGIN
         nterms := nterms + 1;
         seen := seen || t;
         IF jsonb_typeof(t) = 'object' AND t ? 'key' AND t ? 'value' AND jsonb_typeof(t -> 'key') = 'string' THEN
-            c := bp_count_term('p', t ->> 'key', bp_count_canon(t -> 'value'));
+            c := bp_count_filter_term(jsonb_build_object('key', t -> 'key', 'value', t -> 'value'));
         ELSIF jsonb_typeof(t) = 'object' AND t ? 'key' AND jsonb_typeof(t -> 'key') = 'string' THEN
             c := bp_count_term('k', t ->> 'key', NULL);
         ELSIF jsonb_typeof(t) = 'object' AND t ? 'value' THEN
-            c := bp_count_term('v', NULL, bp_count_canon(t -> 'value'));
+            c := bp_count_filter_term(jsonb_build_object('value', t -> 'value'));
         ELSE
             c := total; -- not a term the counters know: bound by everything
             unknown := true;
@@ -411,3 +613,5 @@ END
 $$;
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON count_terms TO batchpipe_api, batchpipe_ingest;
+GRANT SELECT ON count_keys TO batchpipe_api;
+GRANT SELECT, INSERT ON count_keys TO batchpipe_ingest; -- a worker's insert may make a key sparse

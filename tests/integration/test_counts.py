@@ -82,6 +82,13 @@ def filter_cases(env):
     cases.append((q(value="null"), contains(env, [{"value": "null"}], [{"value": None}])))
     cases.append((q(key="size", value="42"), contains(env, [{"key": "size", "value": "42"}],
                                                       [{"key": "size", "value": 42}])))
+    # a sparse key (a key of unique values, counted through the index): its key, pairs and values
+    cases.append((q(key="sku"), contains(env, [{"key": "sku"}])))
+    for (v,) in env.query("SELECT e ->> 'value' FROM objects, jsonb_array_elements(data) e "
+                          "WHERE e ->> 'key' = 'sku' ORDER BY 1 LIMIT 3"):
+        cases.append((q(data=json.dumps({"sku": v})), contains(env, [{"key": "sku", "value": v}])))
+        cases.append((q(value=v), contains(env, [{"value": v}])))
+    cases.append((q(value="7"), contains(env, [{"value": "7"}], [{"value": 7}])))
     return cases
 
 
@@ -210,6 +217,49 @@ def walk(plan):
     yield plan
     for child in plan.get("Plans", []):
         yield from walk(child)
+
+
+def test_a_key_of_unique_values_adds_no_counter_per_object_and_counts_stay_exact(env, api):
+    """A key whose values are (nearly) all distinct, like a sku, would add a counter row per object
+    and per value: once one statement shows it (migration 007's rule: 200 objects or more, 0.75
+    distinct values per object or more), it is counted through the GIN index instead; its counts stay exact,
+    also for a value it shares with another key and for the typed rule (value=7: "7" or 7)."""
+    def rows():
+        return env.query("SELECT count(*) FROM count_terms")[0][0]
+    conn = env.db()
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO batches (batch_id) VALUES ('uniq') ON CONFLICT DO NOTHING")
+        cur.execute("""INSERT INTO objects (object_id, batch_id, data, src_ts, src_partition, src_offset)
+                       SELECT 'uniq-' || g, 'uniq', jsonb_build_array(
+                           jsonb_build_object('key', 'sku', 'value', 'U-' || g),
+                           jsonb_build_object('key', 'type', 'value', (ARRAY['shoe','hat'])[g % 2 + 1])), 0, 0, 0
+                       FROM generate_series(1, 400) g""")
+    conn.close()
+    before = rows()
+    worker = env.start_worker(**FAST)
+    try:
+        objects = [{"object_id": f"uniq-more-{i}", "data": [{"key": "sku", "value": f"U-more-{i}"},
+                                                             {"key": "color", "value": "U-7"}]}
+                   for i in range(60)]
+        objects.append({"object_id": "uniq-seven", "data": [{"key": "sku", "value": 7}, {"key": "size", "value": "7"}]})
+        r = api.post("/api/v1/batches/?wait=30", {"batch_id": "uniq-more", "objects": objects})
+        assert r.status_code == 201, r.text
+    finally:
+        worker.stop()
+    # the 461 objects left no counter row per sku: the only rows of a "U-..." value are the value
+    # and the pair of color="U-7" (a dense key), and the 61 objects posted added the rows of their
+    # terms in the worker's slot, not 2 per object
+    assert [r[0] for r in env.query("SELECT DISTINCT kind::text || coalesce(key, '') || value::text FROM count_terms "
+                                    "WHERE value::text LIKE %s ORDER BY 1", ('"U-%',))] == ['pcolor"U-7"', 'v"U-7"']
+    assert rows() - before <= 12, rows() - before  # t, b, B, 3 keys, 2 values, 2 pairs: not 2 per object
+    assert api_count(api, "/api/v1/objects/", q(key="sku")) == (contains(env, [{"key": "sku"}]), True)
+    assert api_count(api, "/api/v1/objects/", q(data='{"sku":"U-7"}')) == (1, True)
+    assert api_count(api, "/api/v1/objects/", q(value="U-7")) == (61, True)  # sku of one, color of 60
+    assert api_count(api, "/api/v1/objects/", q(value="7")) == (contains(env, [{"value": "7"}], [{"value": 7}]), True)
+    assert api_count(api, "/api/v1/objects/", q(data='{"sku":"U-7","type":"hat"}', count="exact")) == \
+        (contains(env, [{"key": "sku", "value": "U-7"}, {"key": "type", "value": "hat"}]), True)
+    assert diffs(env) == []
+    assert_counts_exact(env, api)
 
 
 def test_counts_stay_exact_through_random_operations(env, api):

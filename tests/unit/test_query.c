@@ -494,6 +494,8 @@ static void test_objects_sql(void **state)
         assert_int_equal(filter(single[i][0], single[i][1], single[i][2], &one.filter, &e), 0);
         assert_int_equal(bp_query_sql_objects(&one, 100, &s), 0);
         assert_non_null(strstr(s.text, "x.h = bp_count_term_hash($2::jsonb)) c"));
+        /* a sparse key's pairs and values: the matches the counters leave out, only if one exists */
+        assert_non_null(strstr(s.text, "THEN bp_count_sparse_extra($2::jsonb) ELSE 0 END"));
         assert_string_equal(s.params[1], term[i]);
         bp_sql_clear(&s);
         bp_query_list_clear(&one);
