@@ -22,7 +22,11 @@ HOUR_MS = 3_600_000
 
 def send(topic, value, key, partition=None, timestamp=None, headers=None):
     """Publish one message (key as given, bytes or None) and wait for the ack: (partition, offset)."""
-    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True})
+    # murmur2 as the API and docs/TOPIC.md's publishers: a batch's messages share one partition whoever
+    # sends them (librdkafka's default, crc32, would put this module's direct messages on another
+    # partition than the API's for the same batch_id, e.g. on partition 2 whose clock a test pins an
+    # hour ahead, and the cross-partition order would then rightly follow that clock)
+    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "partitioner": "murmur2_random"})
     got = []
     kw = {}
     if partition is not None:
