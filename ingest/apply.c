@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "bp_clock.h"
 #include "bp_log.h"
 #include "bp_pg.h"
 
@@ -649,13 +650,6 @@ static bp_err_t commit(bp_apply_t *a, char *err, size_t errlen)
     return e;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Log what a committed transaction did to the messages that are worth a line. Called right after the
  * COMMIT that made them so. Each applied message gets an info line with its topic, partition, offset
  * and request id (BP_LOG_APPLIED): an operator follows a batch from the POST to PostgreSQL, and the
@@ -706,7 +700,7 @@ static bp_err_t split_commit_data(bp_apply_t *a, const bp_ingest_msg_t *msgs, si
     bp_err_t e = commit(a, err, errlen);
     if (e != BP_OK)
         return e;
-    log_outcomes(a, msgs, n, now_ms() - started);
+    log_outcomes(a, msgs, n, bp_clock_ms() - started);
     usleep(SPLIT_WINDOW_US);
     return exec_simple(a, "BEGIN", err, errlen);
 }
@@ -737,7 +731,7 @@ static void set_version(bp_ingest_msg_t *m, txn_part_t *tp)
 bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_t n, int isolate,
                       bp_part_offset_t *out, size_t *nout, char *err, size_t errlen)
 {
-    long long started = now_ms();
+    long long started = bp_clock_ms();
     a->fault = BP_PG_FAULT_NONE;
     a->isolating = isolate;
     size_t nparts = 0, ndead = 0;
@@ -813,7 +807,7 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
     }
     *nout = nparts;
 #ifndef BP_TEST_SPLIT_OFFSETS
-    log_outcomes(a, msgs, n, now_ms() - started);
+    log_outcomes(a, msgs, n, bp_clock_ms() - started);
 #endif
     goto done;
 fail:

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bp_clock.h"
 #include "bp_kafka.h"
 #include "bp_log.h"
 
@@ -22,13 +23,6 @@ struct bp_dlq {
     char first_errstr[256];
     int fatal;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
@@ -153,9 +147,9 @@ static void next_round(bp_dlq_t *d)
 
 bp_err_t bp_dlq_wait(bp_dlq_t *d, int timeout_ms, char *err, size_t errlen)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = bp_clock_ms() + timeout_ms;
     while (d->acked + d->failed < d->sent && !d->fatal) {
-        long long left = deadline - now_ms();
+        long long left = deadline - bp_clock_ms();
         if (left <= 0)
             break;
         rd_kafka_poll(d->rk, left < 100 ? (int)left : 100);
