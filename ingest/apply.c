@@ -161,31 +161,12 @@ static void drop_conn(bp_apply_t *a)
     a->conn = NULL;
 }
 
-/* err = prefix + PostgreSQL's message on one line (primary message and SQLSTATE when there is a
- * result, else the connection's message). */
-static void pg_error(char *err, size_t errlen, const char *what, const PGconn *conn, const PGresult *res)
-{
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    const char *msg = primary ? primary : conn ? PQerrorMessage(conn) : "no connection";
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        n--;
-    if (state != NULL)
-        snprintf(err, errlen, "%s: %.*s (SQLSTATE %s)", what, (int)n, msg, state);
-    else
-        snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
-    for (char *p = err; *p; p++) /* one line in logs and headers */
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-}
-
 /* Classify a failed result; a lost connection is dropped so that the next attempt reconnects. */
 static bp_err_t failed(bp_apply_t *a, const PGresult *res, const char *what, char *err, size_t errlen)
 {
     bp_err_t e = bp_pg_classify(a->conn, res);
     a->fault = bp_pg_fault(a->conn, res);
-    pg_error(err, errlen, what, a->conn, res);
+    bp_pg_result_error(err, errlen, what, a->conn, res);
     if (e == BP_ERR_PG_DOWN)
         drop_conn(a);
     return e;
@@ -222,7 +203,7 @@ static bp_err_t ensure_conn(bp_apply_t *a, char *err, size_t errlen)
                           NULL};
     a->conn = PQconnectdbParams(keys, vals, 1);
     if (a->conn == NULL || PQstatus(a->conn) != CONNECTION_OK) {
-        pg_error(err, errlen, "PostgreSQL connect", a->conn, NULL);
+        bp_pg_result_error(err, errlen, "PostgreSQL connect", a->conn, NULL);
         drop_conn(a);
         a->fault = BP_PG_FAULT_CONNECTION;
         return BP_ERR_PG_DOWN;
@@ -503,7 +484,7 @@ static set_result_t apply_delete(bp_apply_t *a, const bp_ingest_msg_t *m, char *
             json_decref(f);
         }
     } else if ((fault = message_fault(a, res)) != NULL) {
-        pg_error(why, whylen, fault, a->conn, res);
+        bp_pg_result_error(why, whylen, fault, a->conn, res);
         r = SET_REFUSED;
     } else {
         *e = failed(a, res, "applying a delete", err, errlen);
@@ -543,7 +524,7 @@ static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
         r = SET_APPLIED;
     } else if ((fault = message_fault(a, res)) != NULL) {
-        pg_error(why, whylen, fault, a->conn, res);
+        bp_pg_result_error(why, whylen, fault, a->conn, res);
         r = SET_REFUSED;
     } else {
         *e = failed(a, res, "applying batches", err, errlen);
