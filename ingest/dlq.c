@@ -42,14 +42,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaqu
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     bp_dlq_t *d = opaque;
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char why[512];
-        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
-        bp_error("dead-letter producer: fatal error %s: %s", rd_kafka_err2name(orig), why);
+    if (bp_kafka_log_error(rk, err, reason, "dead-letter producer"))
         d->fatal = 1;
-        return;
-    }
-    bp_warn("dead-letter producer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
 bp_dlq_t *bp_dlq_new(const bp_config_t *cfg, char *err, size_t errlen)

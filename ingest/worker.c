@@ -301,14 +301,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     bp_worker_t *w = opaque;
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char why[512];
-        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
-        bp_error("consumer: fatal error %s: %s", rd_kafka_err2name(orig), why);
+    if (bp_kafka_log_error(rk, err, reason, "consumer"))
         w->fatal = 1;
-        return;
-    }
-    bp_warn("consumer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
 static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,

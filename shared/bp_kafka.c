@@ -307,6 +307,18 @@ cleanup:
     return rc;
 }
 
+int bp_kafka_log_error(rd_kafka_t *rk, int err, const char *reason, const char *who)
+{
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
+        bp_error("%s: fatal error %s: %s", who, rd_kafka_err2name(orig), why);
+        return 1;
+    }
+    bp_warn("%s: %s: %s", who, rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    return 0;
+}
+
 bp_err_t bp_kafka_classify(rd_kafka_resp_err_t err)
 {
     switch (err) {
