@@ -185,6 +185,36 @@ int bp_http_query_param(h2o_req_t *req, const char *name, char **out, size_t *ou
     return found;
 }
 
+int bp_http_path_match(const char *pattern, const char *path, size_t len, const char **seg, size_t *seglen)
+{
+    size_t plen = strlen(pattern);
+    if (len > 1 && path[len - 1] == '/')
+        len--;
+    if (plen > 1 && pattern[plen - 1] == '/')
+        plen--;
+    size_t i = 0, j = 0;
+    *seg = NULL;
+    *seglen = 0;
+    while (i < plen && j < len) {
+        if (pattern[i] == '{' && i + 1 < plen && pattern[i + 1] == '}') {
+            size_t start = j;
+            while (j < len && path[j] != '/')
+                j++;
+            if (j == start)
+                return 0;
+            *seg = path + start;
+            *seglen = j - start;
+            i += 2;
+            continue;
+        }
+        if (pattern[i] != path[j])
+            return 0;
+        i++;
+        j++;
+    }
+    return i == plen && j == len;
+}
+
 char *bp_http_percent_encode(h2o_req_t *req, const char *src, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";

@@ -41,6 +41,11 @@ int bp_http_query_param(h2o_req_t *req, const char *name, char **out, size_t *ou
 /* Percent-decode src into dst (dst must have srclen+1 bytes); returns the length, or -1. */
 long bp_http_percent_decode(const char *src, size_t srclen, char *dst, int plus_is_space);
 
+/* Whether path[0..len) (without the query) matches pattern: byte for byte, a trailing '/' optional on
+ * either, "{}" matching one non-empty segment, which is then stored raw (still percent-encoded) in
+ * *seg and *seglen (NULL and 0 for patterns without one). Pure; the router's dispatch. */
+int bp_http_path_match(const char *pattern, const char *path, size_t len, const char **seg, size_t *seglen);
+
 /* Percent-encode a query value into the request pool. */
 char *bp_http_percent_encode(h2o_req_t *req, const char *src, size_t len);
 

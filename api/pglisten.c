@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "bp_log.h"
+#include "bp_pg.h"
 
 #define CONNECT_TIMEOUT_MS 2000
 #define RECONNECT_MS 250 /* after a loss or a failed attempt; the owner polls meanwhile */
@@ -39,14 +40,6 @@ struct bp_pglisten {
 static void on_readable(h2o_socket_t *sock, const char *err);
 static void on_writable(h2o_socket_t *sock, const char *err);
 static void start_connect(bp_pglisten_t *l);
-
-static void one_line(char *dst, size_t dstlen, const char *msg)
-{
-    if (msg == NULL || *msg == '\0')
-        msg = "unknown error";
-    size_t n = strcspn(msg, "\n");
-    snprintf(dst, dstlen, "%.*s", (int)n, msg);
-}
 
 static void unlink_timer(bp_pglisten_t *l)
 {
@@ -76,7 +69,7 @@ static void lost(bp_pglisten_t *l, const char *why)
     int was_up = l->state == L_UP;
     if (!l->trouble_logged) {
         char msg[256];
-        one_line(msg, sizeof(msg), why);
+        bp_pg_error_line(msg, sizeof(msg), NULL, why, BP_PG_LINE_FIRST);
         bp_warn("LISTEN %s: %s (retrying every %d ms; waits are polled meanwhile)", l->channel, msg, RECONNECT_MS);
         l->trouble_logged = 1;
     }
@@ -227,7 +220,7 @@ static void read_input(bp_pglisten_t *l)
         ExecStatusType st = PQresultStatus(r);
         if (st != PGRES_COMMAND_OK) {
             char msg[256];
-            one_line(msg, sizeof(msg), PQresultErrorMessage(r));
+            bp_pg_error_line(msg, sizeof(msg), NULL, PQresultErrorMessage(r), BP_PG_LINE_FIRST);
             PQclear(r);
             lost(l, msg);
             return;

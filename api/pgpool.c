@@ -85,15 +85,6 @@ static void pump(bp_pgpool_t *pool, int may_notify);
 static void on_readable(h2o_socket_t *sock, const char *err);
 static void on_writable(h2o_socket_t *sock, const char *err);
 
-/* libpq messages end with a newline and may span lines: keep the first line. */
-static void one_line(char *dst, size_t dstlen, const char *msg)
-{
-    if (msg == NULL || *msg == '\0')
-        msg = "unknown error";
-    size_t n = strcspn(msg, "\n");
-    snprintf(dst, dstlen, "%.*s", (int)n, msg);
-}
-
 static size_t count_state(const bp_pgpool_t *pool, conn_state_t st)
 {
     size_t n = 0;
@@ -200,7 +191,7 @@ static void note_connect_failure(bp_pgpool_t *pool, const char *msg)
     if (pool->backoff_ms > BACKOFF_MAX_MS)
         pool->backoff_ms = BACKOFF_MAX_MS;
     pool->retry_at = now + pool->backoff_ms;
-    one_line(pool->last_error, sizeof(pool->last_error), msg);
+    bp_pg_error_line(pool->last_error, sizeof(pool->last_error), NULL, msg, BP_PG_LINE_FIRST);
     if (!pool->down)
         bp_warn("PostgreSQL unreachable: %s (retrying on demand, backoff up to %d ms)", pool->last_error,
                 BACKOFF_MAX_MS);
@@ -212,7 +203,7 @@ static void teardown(pgconn_t *c, bp_err_t err, const char *why)
 {
     bp_pgpool_t *pool = c->pool;
     char msg[256];
-    one_line(msg, sizeof(msg), why);
+    bp_pg_error_line(msg, sizeof(msg), NULL, why, BP_PG_LINE_FIRST);
     bp_pgquery_t *q = c->query;
     c->query = NULL;
     if (c->state == CONN_CONNECTING)
@@ -461,7 +452,7 @@ static int prepared_step_done(pgconn_t *c)
 static bp_err_t classify(const PGconn *pg, const PGresult *res, char *msg, size_t msglen)
 {
     if (res == NULL) {
-        one_line(msg, msglen, PQerrorMessage(pg));
+        bp_pg_error_line(msg, msglen, NULL, PQerrorMessage(pg), BP_PG_LINE_FIRST);
         return BP_ERR_PG_DOWN;
     }
     ExecStatusType st = PQresultStatus(res);
@@ -470,7 +461,8 @@ static bp_err_t classify(const PGconn *pg, const PGresult *res, char *msg, size_
         return BP_OK;
     }
     const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    one_line(msg, msglen, primary != NULL ? primary : PQresultErrorMessage(res));
+    bp_pg_error_line(msg, msglen, NULL, primary != NULL ? primary : PQresultErrorMessage(res),
+                     BP_PG_LINE_FIRST);
     const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (sqlstate != NULL && strcmp(sqlstate, "57014") == 0)
         return BP_ERR_TIMEOUT; /* canceling statement due to statement timeout */
@@ -668,7 +660,8 @@ static int build_conninfo(bp_pgpool_t *pool, const char *dsn, char *err, size_t 
     PQconninfoOption *opts = PQconninfoParse(dsn, &pqerr);
     if (opts == NULL) {
         char line[256];
-        one_line(line, sizeof(line), pqerr != NULL ? pqerr : "out of memory");
+        bp_pg_error_line(line, sizeof(line), NULL, pqerr != NULL ? pqerr : "out of memory",
+                         BP_PG_LINE_FIRST);
         snprintf(err, errlen, "BP_PG_DSN: %s", line);
         PQfreemem(pqerr);
         return -1;

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "bp_clock.h"
 #include "bp_kafka.h"
 #include "bp_log.h"
 
@@ -82,20 +83,6 @@ struct bp_producer {
     atomic_ullong broker_up_ms;  /* monotonic ms when a broker was last seen up; 0 never */
     producer_metrics_t m;
 };
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static void count(atomic_ullong *c, long long delta)
 {
@@ -191,7 +178,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
                                    .timestamp = rd_kafka_message_timestamp(m, &tstype)};
         count(&p->accepted, 1);
         bp_counter_add(p->m.accepted, 1);
-        bp_histogram_observe(p->m.latency, (double)(mono_us() - d->enqueued_us) / 1e6);
+        bp_histogram_observe(p->m.latency, (double)(bp_clock_us() - d->enqueued_us) / 1e6);
         if (d->decided)
             bp_info("thread %d: the broker acknowledged a message after its request was answered "
                     "(partition %d, offset %lld)",
@@ -249,7 +236,7 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     json_decref(doc);
     int before = atomic_exchange(&p->brokers_up, up);
     if (up > 0)
-        atomic_store(&p->broker_up_ms, mono_ms());
+        atomic_store(&p->broker_up_ms, (uint64_t)bp_clock_ms());
     if (up == 0 && before > 0)
         bp_warn("thread %d: no Kafka broker connection is up", p->t->index);
     else if (up > 0 && before == 0)
@@ -284,7 +271,7 @@ static void watch_shutdown(bp_producer_t *p)
 {
     if (!*p->t->api->stop)
         return;
-    uint64_t now = mono_ms();
+    uint64_t now = (uint64_t)bp_clock_ms();
     if (p->stop_seen_ms == 0)
         p->stop_seen_ms = now;
     if (now < p->stop_seen_ms + (uint64_t)p->t->api->cfg->shutdown_timeout_ms / 2)
@@ -346,7 +333,7 @@ bp_err_t bp_producer_send(bp_producer_t *p, const char *key, size_t keylen, char
     d->cb = cb;
     d->opaque = opaque;
     d->deadline.cb = on_deadline;
-    d->enqueued_us = mono_us();
+    d->enqueued_us = bp_clock_us();
 
     /* F_FREE: librdkafka frees value once it is done, but only if producev succeeds */
     rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -392,7 +379,7 @@ int bp_producer_brokers_up(const bp_producer_t *p)
     if (up > 0)
         return up;
     uint64_t last = atomic_load(&p->broker_up_ms);
-    return last != 0 && mono_ms() < last + BROKER_UP_GRACE_MS ? 1 : up;
+    return last != 0 && (uint64_t)bp_clock_ms() < last + BROKER_UP_GRACE_MS ? 1 : up;
 }
 
 bp_producer_stats_t bp_producer_stats(const bp_producer_t *p)
@@ -542,7 +529,7 @@ static int flush_budget_ms(const bp_producer_t *p)
     long long bound = p->t->api->cfg->shutdown_timeout_ms;
     if (p->stop_seen_ms == 0)
         return (int)bound;
-    long long left = (long long)(p->stop_seen_ms + (uint64_t)bound) - (long long)mono_ms();
+    long long left = (long long)(p->stop_seen_ms + (uint64_t)bound) - bp_clock_ms();
     return left > 0 ? (int)left : 0;
 }
 

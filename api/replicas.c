@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "bp_clock.h"
 #include "bp_log.h"
 
 #define MAX_STANDBYS 16
@@ -52,13 +53,6 @@ struct bp_replicas {
     pthread_mutex_t mu;
     pthread_cond_t wake;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void first_line(char *dst, size_t len, const char *msg)
 {
@@ -117,7 +111,7 @@ static void sample(bp_replicas_t *r, size_t i)
     long long lag = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     atomic_store(&s->lag_ms, lag);
-    atomic_store(&s->sampled_ms, now_ms());
+    atomic_store(&s->sampled_ms, (uint64_t)bp_clock_ms());
     atomic_store(&s->up, 1);
     atomic_store(&s->checked, 1);
     bp_gauge_set(s->m_up, 1);
@@ -312,7 +306,7 @@ static standby_state_t state_of(const bp_replicas_t *r, size_t i, long long *lag
     *lag = atomic_load(&s->lag_ms);
     if (!atomic_load(&s->up))
         return atomic_load(&s->checked) ? ST_DOWN : ST_UNKNOWN;
-    if (now_ms() - at > SAMPLE_STALE_MS)
+    if ((uint64_t)bp_clock_ms() - at > SAMPLE_STALE_MS)
         return ST_DOWN; /* the monitor is stuck on it (or on another standby): trust nothing old */
     if (*lag < 0 || *lag > r->max_lag_ms)
         return ST_LAGGING;

@@ -42,37 +42,6 @@ typedef struct metrics_logger {
     bp_metric_t *body_bytes;
 } metrics_logger_t;
 
-/* Match path (no query) against pattern; on "{}" store the raw segment. Trailing '/' optional. */
-static int match(const char *pattern, const char *path, size_t len, const char **seg, size_t *seglen)
-{
-    size_t plen = strlen(pattern);
-    if (len > 1 && path[len - 1] == '/')
-        len--;
-    if (plen > 1 && pattern[plen - 1] == '/')
-        plen--;
-    size_t i = 0, j = 0;
-    *seg = NULL;
-    *seglen = 0;
-    while (i < plen && j < len) {
-        if (pattern[i] == '{' && i + 1 < plen && pattern[i + 1] == '}') {
-            size_t start = j;
-            while (j < len && path[j] != '/')
-                j++;
-            if (j == start)
-                return 0;
-            *seg = path + start;
-            *seglen = j - start;
-            i += 2;
-            continue;
-        }
-        if (pattern[i] != path[j])
-            return 0;
-        i++;
-        j++;
-    }
-    return i == plen && j == len;
-}
-
 /* The index of the route a request's path matches (in the order of the tables), or nroutes. */
 static size_t route_index(h2o_req_t *req, const char **pattern)
 {
@@ -82,7 +51,7 @@ static size_t route_index(h2o_req_t *req, const char **pattern)
         for (const bp_route_t *r = *tab; r->method != NULL; r++, i++) {
             const char *seg;
             size_t seglen;
-            if (match(r->pattern, path, pathlen, &seg, &seglen)) {
+            if (bp_http_path_match(r->pattern, path, pathlen, &seg, &seglen)) {
                 *pattern = r->pattern;
                 return i;
             }
@@ -296,7 +265,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         for (const bp_route_t *r = *tab; r->method != NULL; r++) {
             const char *seg;
             size_t seglen;
-            if (!match(r->pattern, path, pathlen, &seg, &seglen))
+            if (!bp_http_path_match(r->pattern, path, pathlen, &seg, &seglen))
                 continue;
             path_known = 1;
             int same = h2o_memis(method.base, method.len, r->method, strlen(r->method)) ||

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bp_clock.h"
 #include "bp_log.h"
 #include "budget.h"
 #include "router.h"
@@ -36,13 +37,6 @@ typedef struct thread_start {
     char *err;
     size_t errlen;
 } thread_start_t;
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 #define BP_LINGER_MS 5000
 
@@ -392,8 +386,8 @@ static void *thread_main(void *arg)
     h2o_socket_read_stop(t->listener);
     h2o_socket_close(t->listener);
     t->listener = NULL;
-    uint64_t deadline = now_ms() + (uint64_t)api->cfg->shutdown_timeout_ms;
-    while (t->inflight > 0 && now_ms() < deadline) {
+    uint64_t deadline = (uint64_t)bp_clock_ms() + (uint64_t)api->cfg->shutdown_timeout_ms;
+    while (t->inflight > 0 && (uint64_t)bp_clock_ms() < deadline) {
         h2o_evloop_run(t->loop, 10);
         body_accounting_turn(t);
     }

@@ -13,6 +13,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "bp_clock.h"
 #include "bp_kafka.h"
 #include "bp_log.h"
 
@@ -43,13 +44,6 @@ struct bp_watermarks {
         int dlq, below; /* which topic, which count */
     } gauge_args[4];
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void topic_free(bp_watermarks_topic_t *t)
 {
@@ -108,7 +102,7 @@ static void refresh(bp_watermarks_t *w)
         w->dlq = dlq;
         memset(&topic, 0, sizeof(topic));
         memset(&dlq, 0, sizeof(dlq));
-        w->fetched_ms = now_ms();
+        w->fetched_ms = (uint64_t)bp_clock_ms();
         w->state = BP_WM_UP;
         w->error[0] = '\0';
     } else {
@@ -139,7 +133,7 @@ static void describe(bp_watermarks_t *w)
     if (ok) {
         w->topic_info = topic;
         w->dlq_info = dlq;
-        w->described_ms = now_ms();
+        w->described_ms = (uint64_t)bp_clock_ms();
     }
     pthread_mutex_unlock(&w->mu);
     if (!ok)
@@ -274,7 +268,7 @@ int bp_watermarks_snapshot(bp_watermarks_t *w, bp_watermarks_snapshot_t *out)
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&w->mu);
     out->state = w->state;
-    out->age_ms = w->fetched_ms != 0 ? (int64_t)(now_ms() - w->fetched_ms) : -1;
+    out->age_ms = w->fetched_ms != 0 ? (int64_t)((uint64_t)bp_clock_ms() - w->fetched_ms) : -1;
     snprintf(out->error, sizeof(out->error), "%s", w->error);
     int rc = topic_copy(&w->topic, &out->topic) == 0 && topic_copy(&w->dlq, &out->dlq) == 0 ? 0 : -1;
     pthread_mutex_unlock(&w->mu);
@@ -296,7 +290,7 @@ void bp_watermarks_replication(bp_watermarks_t *w, bp_watermarks_replication_t *
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&w->mu);
     out->known = w->replication_known;
-    out->age_ms = w->described_ms != 0 ? (int64_t)(now_ms() - w->described_ms) : -1;
+    out->age_ms = w->described_ms != 0 ? (int64_t)((uint64_t)bp_clock_ms() - w->described_ms) : -1;
     out->topic = w->topic_info;
     out->dlq = w->dlq_info;
     pthread_mutex_unlock(&w->mu);

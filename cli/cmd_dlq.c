@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "bp_clock.h"
 #include "bp_kafka.h"
 #include "cli.h"
 #include "dlq_read.h"
@@ -666,7 +667,7 @@ static int replay_one(replay_ctx_t *c, const dlq_letter_t *l, const rd_kafka_mes
         rd_kafka_header_add(h, BP_HDR_ORIGIN, -1, origin, (ssize_t)origin_len);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(rkm, &tstype);
-    long long deadline = cli_now_ms() + c->timeout_ms;
+    long long deadline = bp_clock_ms() + c->timeout_ms;
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             c->rk, RD_KAFKA_V_TOPIC(c->cfg->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -675,7 +676,7 @@ static int replay_one(replay_ctx_t *c, const dlq_letter_t *l, const rd_kafka_mes
             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)index), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0; /* the headers now belong to the message */
-        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && cli_now_ms() < deadline) {
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && bp_clock_ms() < deadline) {
             rd_kafka_poll(c->rk, 100); /* back-pressure: let deliveries make room */
             continue;
         }
@@ -734,8 +735,8 @@ static rd_kafka_t *replay_producer(replay_ctx_t *c, char *err, size_t errlen)
 static size_t replay_report(replay_ctx_t *c, int dry_run, size_t skipped)
 {
     if (c->rk != NULL) {
-        long long deadline = cli_now_ms() + c->timeout_ms + 5000; /* message.timeout.ms plus a margin */
-        while (rd_kafka_outq_len(c->rk) > 0 && cli_now_ms() < deadline)
+        long long deadline = bp_clock_ms() + c->timeout_ms + 5000; /* message.timeout.ms plus a margin */
+        while (rd_kafka_outq_len(c->rk) > 0 && bp_clock_ms() < deadline)
             rd_kafka_poll(c->rk, 100);
     }
     size_t ok = 0, failed = 0;

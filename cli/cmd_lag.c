@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "bp_clock.h"
 #include "cli.h"
 #include "kafka_util.h"
 #include "table.h"
@@ -205,9 +206,9 @@ static int ask_group(rd_kafka_t *rk, const bp_config_t *cfg, int timeout_ms, lag
     const char *groups[1] = {cfg->group_id};
     rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o1, q);
     rd_kafka_DescribeConsumerGroups(rk, groups, 1, o2, q);
-    long long deadline = cli_now_ms() + timeout_ms + 1000; /* the requests time out by themselves first */
+    long long deadline = bp_clock_ms() + timeout_ms + 1000; /* the requests time out by themselves first */
     while (!got_offsets || !got_description) {
-        long long left = deadline - cli_now_ms();
+        long long left = deadline - bp_clock_ms();
         rd_kafka_event_t *ev = left > 0 ? rd_kafka_queue_poll(q, (int)left) : NULL;
         if (ev == NULL) {
             snprintf(err, errlen, "no answer about group %s from the Kafka brokers at %s within %d s",
@@ -453,8 +454,8 @@ static int print_json(const bp_config_t *cfg, const lag_report_t *rep)
 
 static void sleep_interruptible(long long seconds)
 {
-    long long until = cli_now_ms() + seconds * 1000;
-    while (!interrupted && cli_now_ms() < until) {
+    long long until = bp_clock_ms() + seconds * 1000;
+    while (!interrupted && bp_clock_ms() < until) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "http_client.h"
+#include "bp_clock.h"
 #include "bp_json_scan.h"
 #include "table.h"
 
@@ -92,13 +93,6 @@ typedef struct post {
     int bar_drawn; /* a bar is on the screen now */
     int print_ok;  /* one line per accepted file on stdout */
 } post_t;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int add_path(post_t *p, const char *path)
 {
@@ -248,13 +242,13 @@ static void clear_bar(post_t *p)
 
 static double rate(const post_t *p)
 {
-    double elapsed = now_s() - p->started;
+    double elapsed = bp_clock_s() - p->started;
     return elapsed > 0.001 ? (double)p->objects / elapsed : 0.0;
 }
 
 static void draw_bar(post_t *p, int force)
 {
-    double t = now_s();
+    double t = bp_clock_s();
     if (!p->bar || (!force && t - p->last_draw < DRAW_INTERVAL_S))
         return;
     p->last_draw = t;
@@ -438,7 +432,7 @@ static void slot_done(post_t *p, slot_t *s, CURLcode code)
     }
     if (cli_http_retriable(&s->resp) && s->attempt <= p->retries) {
         s->state = SLOT_BACKOFF;
-        s->due = now_s() + cli_http_backoff_s(&s->resp, s->attempt);
+        s->due = bp_clock_s() + cli_http_backoff_s(&s->resp, s->attempt);
         return;
     }
     char *why = cli_http_problem_text(&s->resp, p->url);
@@ -489,7 +483,7 @@ static int held_back(const post_t *p, const slot_t *s)
 static size_t fill_slots(post_t *p, double *next_due)
 {
     size_t waiting = 0;
-    double t = now_s();
+    double t = bp_clock_s();
     *next_due = 0;
     for (long i = 0; i < p->concurrency; i++) {
         slot_t *s = &p->slots[i];
@@ -523,7 +517,7 @@ static int run(post_t *p)
         return -1;
     }
     curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, p->concurrency);
-    p->started = now_s();
+    p->started = bp_clock_s();
     draw_bar(p, 1);
     while (p->done < p->npaths) {
         double next_due;
@@ -548,7 +542,7 @@ static int run(post_t *p)
             break;
         int timeout_ms = finished > 0 ? 0 : 100; /* a finished file may free a held one */
         if (waiting > 0) {
-            double d = (next_due - now_s()) * 1000.0;
+            double d = (next_due - bp_clock_s()) * 1000.0;
             if (d < timeout_ms)
                 timeout_ms = d < 0 ? 0 : (int)d;
         }
@@ -615,7 +609,7 @@ int cli_post(const bp_config_t *cfg, int argc, char **argv)
     p.print_ok = !p.bar || !isatty(STDOUT_FILENO);
     rc = run(&p) == 0 ? 0 : 1;
     if (rc == 0) {
-        double elapsed = now_s() - p.started;
+        double elapsed = bp_clock_s() - p.started;
         printf("%zu file%s: %zu accepted (%lld objects, %.0f objects/s, %.1f s), %zu rejected, %zu failed\n",
                p.npaths, p.npaths == 1 ? "" : "s", p.accepted, p.objects,
                elapsed > 0.001 ? (double)p.objects / elapsed : 0.0, elapsed,

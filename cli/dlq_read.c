@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bp_clock.h"
 #include "bp_kafka.h"
 #include "bp_log.h"
 #include "kafka_util.h"
@@ -285,9 +286,9 @@ int dlq_reader_scan(dlq_reader_t *r, long long per_partition, int unique_only, d
     }
     if (open_parts > 0 && assign(r, parts, err, errlen) != 0)
         goto cleanup;
-    long long last_progress = cli_now_ms();
+    long long last_progress = bp_clock_ms();
     while (open_parts > 0) {
-        if (cli_now_ms() - last_progress > r->timeout_ms) {
+        if (bp_clock_ms() - last_progress > r->timeout_ms) {
             snprintf(err, errlen, "reading %s: no message for %d s (brokers at %s unreachable?)",
                      r->cfg->dlq_topic, r->timeout_ms / 1000, r->cfg->kafka_brokers);
             goto cleanup;
@@ -301,7 +302,7 @@ int dlq_reader_scan(dlq_reader_t *r, long long per_partition, int unique_only, d
             if (e == RD_KAFKA_RESP_ERR__PARTITION_EOF && p >= 0 && p < r->n && !done[p]) {
                 done[p] = 1; /* reached the end: the start-time high watermark is behind us */
                 open_parts--;
-                last_progress = cli_now_ms();
+                last_progress = bp_clock_ms();
             } else if (is_fatal_consume_error(e)) {
                 snprintf(err, errlen, "reading %s: %s", r->cfg->dlq_topic, rd_kafka_message_errstr(rkm));
                 rd_kafka_message_destroy(rkm);
@@ -312,7 +313,7 @@ int dlq_reader_scan(dlq_reader_t *r, long long per_partition, int unique_only, d
             rd_kafka_message_destroy(rkm);
             continue;
         }
-        last_progress = cli_now_ms();
+        last_progress = bp_clock_ms();
         if (p < 0 || p >= r->n || done[p] || rkm->offset >= r->high[p]) {
             rd_kafka_message_destroy(rkm);
             continue;
@@ -403,9 +404,9 @@ rd_kafka_message_t *dlq_reader_fetch(dlq_reader_t *r, int32_t partition, int64_t
     if (rc != 0)
         return NULL;
     rd_kafka_message_t *found = NULL;
-    long long deadline = cli_now_ms() + r->timeout_ms;
+    long long deadline = bp_clock_ms() + r->timeout_ms;
     while (found == NULL) {
-        long long left = deadline - cli_now_ms();
+        long long left = deadline - bp_clock_ms();
         if (left <= 0) {
             snprintf(err, errlen, "reading %s: no answer for %d:%" PRId64 " within %d s", topic,
                      (int)partition, offset, r->timeout_ms / 1000);

@@ -9,15 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bp_clock.h"
 #include "bp_kafka.h"
 #include "bp_log.h"
-
-long long cli_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* librdkafka logs every refused connection; a command line tool says what failed once, itself. */
 static void quiet_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)

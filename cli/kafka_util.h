@@ -38,7 +38,4 @@ int cli_kafka_partitions(rd_kafka_t *rk, const char *brokers, const char *topic,
 /* Parse "PARTITION:OFFSET" (decimal, both >= 0). Returns 0, or -1. */
 int cli_parse_letter_ref(const char *s, int32_t *partition, int64_t *offset) BP_MUST_CHECK;
 
-/* Monotonic milliseconds, for deadlines. */
-long long cli_now_ms(void);
-
 #endif

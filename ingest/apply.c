@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "bp_clock.h"
 #include "bp_log.h"
 #include "bp_pg.h"
 
@@ -160,31 +161,12 @@ static void drop_conn(bp_apply_t *a)
     a->conn = NULL;
 }
 
-/* err = prefix + PostgreSQL's message on one line (primary message and SQLSTATE when there is a
- * result, else the connection's message). */
-static void pg_error(char *err, size_t errlen, const char *what, const PGconn *conn, const PGresult *res)
-{
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    const char *msg = primary ? primary : conn ? PQerrorMessage(conn) : "no connection";
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        n--;
-    if (state != NULL)
-        snprintf(err, errlen, "%s: %.*s (SQLSTATE %s)", what, (int)n, msg, state);
-    else
-        snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
-    for (char *p = err; *p; p++) /* one line in logs and headers */
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-}
-
 /* Classify a failed result; a lost connection is dropped so that the next attempt reconnects. */
 static bp_err_t failed(bp_apply_t *a, const PGresult *res, const char *what, char *err, size_t errlen)
 {
     bp_err_t e = bp_pg_classify(a->conn, res);
     a->fault = bp_pg_fault(a->conn, res);
-    pg_error(err, errlen, what, a->conn, res);
+    bp_pg_result_error(err, errlen, what, a->conn, res);
     if (e == BP_ERR_PG_DOWN)
         drop_conn(a);
     return e;
@@ -221,7 +203,7 @@ static bp_err_t ensure_conn(bp_apply_t *a, char *err, size_t errlen)
                           NULL};
     a->conn = PQconnectdbParams(keys, vals, 1);
     if (a->conn == NULL || PQstatus(a->conn) != CONNECTION_OK) {
-        pg_error(err, errlen, "PostgreSQL connect", a->conn, NULL);
+        bp_pg_result_error(err, errlen, "PostgreSQL connect", a->conn, NULL);
         drop_conn(a);
         a->fault = BP_PG_FAULT_CONNECTION;
         return BP_ERR_PG_DOWN;
@@ -502,7 +484,7 @@ static set_result_t apply_delete(bp_apply_t *a, const bp_ingest_msg_t *m, char *
             json_decref(f);
         }
     } else if ((fault = message_fault(a, res)) != NULL) {
-        pg_error(why, whylen, fault, a->conn, res);
+        bp_pg_result_error(why, whylen, fault, a->conn, res);
         r = SET_REFUSED;
     } else {
         *e = failed(a, res, "applying a delete", err, errlen);
@@ -542,7 +524,7 @@ static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
         r = SET_APPLIED;
     } else if ((fault = message_fault(a, res)) != NULL) {
-        pg_error(why, whylen, fault, a->conn, res);
+        bp_pg_result_error(why, whylen, fault, a->conn, res);
         r = SET_REFUSED;
     } else {
         *e = failed(a, res, "applying batches", err, errlen);
@@ -649,13 +631,6 @@ static bp_err_t commit(bp_apply_t *a, char *err, size_t errlen)
     return e;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Log what a committed transaction did to the messages that are worth a line. Called right after the
  * COMMIT that made them so. Each applied message gets an info line with its topic, partition, offset
  * and request id (BP_LOG_APPLIED): an operator follows a batch from the POST to PostgreSQL, and the
@@ -706,7 +681,7 @@ static bp_err_t split_commit_data(bp_apply_t *a, const bp_ingest_msg_t *msgs, si
     bp_err_t e = commit(a, err, errlen);
     if (e != BP_OK)
         return e;
-    log_outcomes(a, msgs, n, now_ms() - started);
+    log_outcomes(a, msgs, n, bp_clock_ms() - started);
     usleep(SPLIT_WINDOW_US);
     return exec_simple(a, "BEGIN", err, errlen);
 }
@@ -737,7 +712,7 @@ static void set_version(bp_ingest_msg_t *m, txn_part_t *tp)
 bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_t n, int isolate,
                       bp_part_offset_t *out, size_t *nout, char *err, size_t errlen)
 {
-    long long started = now_ms();
+    long long started = bp_clock_ms();
     a->fault = BP_PG_FAULT_NONE;
     a->isolating = isolate;
     size_t nparts = 0, ndead = 0;
@@ -813,7 +788,7 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
     }
     *nout = nparts;
 #ifndef BP_TEST_SPLIT_OFFSETS
-    log_outcomes(a, msgs, n, now_ms() - started);
+    log_outcomes(a, msgs, n, bp_clock_ms() - started);
 #endif
     goto done;
 fail:

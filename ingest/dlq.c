@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bp_clock.h"
 #include "bp_kafka.h"
 #include "bp_log.h"
 
@@ -22,13 +23,6 @@ struct bp_dlq {
     char first_errstr[256];
     int fatal;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
@@ -48,14 +42,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaqu
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     bp_dlq_t *d = opaque;
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char why[512];
-        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
-        bp_error("dead-letter producer: fatal error %s: %s", rd_kafka_err2name(orig), why);
+    if (bp_kafka_log_error(rk, err, reason, "dead-letter producer"))
         d->fatal = 1;
-        return;
-    }
-    bp_warn("dead-letter producer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
 bp_dlq_t *bp_dlq_new(const bp_config_t *cfg, char *err, size_t errlen)
@@ -153,9 +141,9 @@ static void next_round(bp_dlq_t *d)
 
 bp_err_t bp_dlq_wait(bp_dlq_t *d, int timeout_ms, char *err, size_t errlen)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = bp_clock_ms() + timeout_ms;
     while (d->acked + d->failed < d->sent && !d->fatal) {
-        long long left = deadline - now_ms();
+        long long left = deadline - bp_clock_ms();
         if (left <= 0)
             break;
         rd_kafka_poll(d->rk, left < 100 ? (int)left : 100);

@@ -19,6 +19,7 @@
 #include <h2o.h>
 #include <jansson.h>
 
+#include "bp_clock.h"
 #include "bp_log.h"
 
 #define MAX_CONNECTIONS 64     /* probes and scrapers; beyond this a client misbehaves: close at once */
@@ -46,13 +47,6 @@ typedef struct handler {
     h2o_handler_t super;
     bp_health_t *h;
 } handler_t;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Answers.
@@ -243,10 +237,10 @@ static void *serve(void *arg)
     h2o_socket_read_stop(h->listener);
     h2o_socket_close(h->listener);
     h->listener = NULL;
-    long long deadline = now_ms() + DRAIN_MS;
+    long long deadline = bp_clock_ms() + DRAIN_MS;
     do /* at least one turn: closed sockets are freed by the loop */
         h2o_evloop_run(h->loop, 10);
-    while (h->connections > 0 && now_ms() < deadline);
+    while (h->connections > 0 && bp_clock_ms() < deadline);
     h->drained = h->connections == 0;
     return NULL;
 }

@@ -13,6 +13,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "apply.h"
+#include "bp_clock.h"
 #include "bp_kafka.h"
 #include "bp_log.h"
 #include "dlq.h"
@@ -53,27 +54,13 @@ struct bp_worker {
     int pg_check_failures;  /* PostgreSQL checks failed in a row (at assignment or idle) */
 };
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static long long backoff_ms(bp_worker_t *w, int attempt);
 
 /* True once a stop was asked for; remembers when it was first seen (the shutdown clock starts). */
 static int stopping(bp_worker_t *w)
 {
     if (*w->stop && w->stop_at == 0) {
-        w->stop_at = now_ms();
+        w->stop_at = bp_clock_ms();
         bp_stats_stopping(w->stats);
         bp_info("stopping: finishing the transaction in hand");
     }
@@ -119,7 +106,7 @@ static int buffer_add(bp_worker_t *w, rd_kafka_message_t *rkm)
     if (bp_ingest_msg_init(&w->buf[w->n], rkm, &w->limits) != BP_OK)
         return -1;
     if (w->n == 0)
-        w->first_at = now_ms();
+        w->first_at = bp_clock_ms();
     w->n++;
     w->bytes += len;
     return 0;
@@ -208,9 +195,9 @@ static void pg_checked(bp_worker_t *w, bp_err_t e)
     bp_stats_pg(w->stats, e);
     if (e == BP_OK) {
         w->pg_check_failures = 0;
-        w->pg_check_at = now_ms() + PG_CHECK_IDLE_MS;
+        w->pg_check_at = bp_clock_ms() + PG_CHECK_IDLE_MS;
     } else {
-        w->pg_check_at = now_ms() + backoff_ms(w, w->pg_check_failures);
+        w->pg_check_at = bp_clock_ms() + backoff_ms(w, w->pg_check_failures);
         if (w->pg_check_failures < 30)
             w->pg_check_failures++;
     }
@@ -227,7 +214,7 @@ static void check_pg_idle(bp_worker_t *w)
         if (w->owned[p])
             rd_kafka_topic_partition_list_add(parts, w->cfg->topic, (int32_t)p);
     if (parts->cnt == 0) { /* nothing to be ready for: no need to bother the database */
-        w->pg_check_at = now_ms() + PG_CHECK_IDLE_MS;
+        w->pg_check_at = bp_clock_ms() + PG_CHECK_IDLE_MS;
         rd_kafka_topic_partition_list_destroy(parts);
         return;
     }
@@ -314,14 +301,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     bp_worker_t *w = opaque;
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char why[512];
-        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
-        bp_error("consumer: fatal error %s: %s", rd_kafka_err2name(orig), why);
+    if (bp_kafka_log_error(rk, err, reason, "consumer"))
         w->fatal = 1;
-        return;
-    }
-    bp_warn("consumer: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
 static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -392,11 +373,11 @@ static int poll_once(bp_worker_t *w, int timeout_ms)
 /* Keep the group membership alive (rebalances served, revoked partitions dropped) for ms. */
 static int wait_polling(bp_worker_t *w, long long ms)
 {
-    long long until = now_ms() + ms;
+    long long until = bp_clock_ms() + ms;
     for (;;) {
         if (stopping(w) && until > flush_deadline(w))
             until = flush_deadline(w);
-        long long left = until - now_ms();
+        long long left = until - bp_clock_ms();
         if (left <= 0 || w->fatal)
             return 0;
         /* partitions are paused: nothing new should come, but what does is kept in order */
@@ -455,13 +436,13 @@ static int flush(bp_worker_t *w)
     for (int attempt = 0; w->n > 0; attempt++) {
         char err[1024];
         size_t nout = 0;
-        double started = now_s();
+        double started = bp_clock_s();
         int isolate = bounded >= w->cfg->txn_max_attempts;
         bp_err_t e = bp_apply_txn(w->apply, w->dlq, w->buf, w->n, isolate, w->done, &nout, err, sizeof(err));
         if (e == BP_OK) {
-            bp_stats_txn_committed(w->stats, w->buf, w->n, w->done, nout, now_s() - started);
+            bp_stats_txn_committed(w->stats, w->buf, w->n, w->done, nout, bp_clock_s() - started);
             w->pg_check_failures = 0;
-            w->pg_check_at = now_ms() + PG_CHECK_IDLE_MS;
+            w->pg_check_at = bp_clock_ms() + PG_CHECK_IDLE_MS;
             if (isolate)
                 bp_info("committed %zu messages one by one after %lld failed attempts", w->n, bounded);
             commit_to_kafka(w, nout);
@@ -485,7 +466,7 @@ static int flush(bp_worker_t *w)
             break;
         }
         long long delay = backoff_ms(w, attempt);
-        if (stopping(w) && now_ms() + delay > flush_deadline(w)) {
+        if (stopping(w) && bp_clock_ms() + delay > flush_deadline(w)) {
             bp_log_fields(BP_LOG_WARN, f,
                           "stopping: %zu messages not applied (%s: %s); the next worker applies them", w->n,
                           bp_err_str(e), err);
@@ -521,7 +502,7 @@ static int flush(bp_worker_t *w)
 static void close_consumer(bp_worker_t *w)
 {
     bp_info("leaving group %s", w->cfg->group_id);
-    long long deadline = (w->stop_at ? w->stop_at : now_ms()) + w->cfg->shutdown_timeout_ms * 9 / 10;
+    long long deadline = (w->stop_at ? w->stop_at : bp_clock_ms()) + w->cfg->shutdown_timeout_ms * 9 / 10;
     rd_kafka_queue_t *q = rd_kafka_queue_new(w->rk);
     rd_kafka_error_t *error = rd_kafka_consumer_close_queue(w->rk, q);
     if (error != NULL) {
@@ -529,7 +510,7 @@ static void close_consumer(bp_worker_t *w)
         rd_kafka_error_destroy(error);
     } else {
         while (!rd_kafka_consumer_closed(w->rk)) {
-            long long left = deadline - now_ms();
+            long long left = deadline - bp_clock_ms();
             if (left <= 0) {
                 bp_warn("leaving group: not done within the shutdown timeout; the broker will expire us");
                 break;
@@ -561,7 +542,7 @@ bp_worker_t *bp_worker_new(const bp_config_t *cfg, bp_stats_t *stats, volatile s
     w->stats = stats;
     w->limits = (bp_payload_limits_t){cfg->max_objects, cfg->max_pairs, cfg->max_id_len, cfg->max_key_len,
                                       cfg->max_string_len};
-    w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)now_ms() ^ 0x9e3779b97f4a7c15ULL;
+    w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)bp_clock_ms() ^ 0x9e3779b97f4a7c15ULL;
     if ((w->apply = bp_apply_new(cfg)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -616,11 +597,11 @@ int bp_worker_run(bp_worker_t *w)
      * long a transaction fills while messages keep coming. */
     long long linger = w->cfg->txn_linger_ms < w->cfg->txn_max_ms ? w->cfg->txn_linger_ms : w->cfg->txn_max_ms;
     while (!stopping(w) && !w->fatal) {
-        if (w->n == 0 && now_ms() >= w->pg_check_at)
+        if (w->n == 0 && bp_clock_ms() >= w->pg_check_at)
             check_pg_idle(w);
         int timeout = POLL_SLICE_MS;
         if (w->n > 0) { /* 0 without a linger: only what the consumer holds already */
-            long long left = w->first_at + linger - now_ms();
+            long long left = w->first_at + linger - bp_clock_ms();
             timeout = left <= 0 ? 0 : left < POLL_SLICE_MS ? (int)left : POLL_SLICE_MS;
         }
         int got = poll_once(w, timeout);
@@ -628,7 +609,7 @@ int bp_worker_run(bp_worker_t *w)
             rc = -1;
             break;
         }
-        long long age = w->n > 0 ? now_ms() - w->first_at : 0;
+        long long age = w->n > 0 ? bp_clock_ms() - w->first_at : 0;
         int full = w->n >= (size_t)w->cfg->txn_max_messages || w->bytes >= (size_t)w->cfg->txn_max_bytes;
         int quiet = w->n > 0 && got == 0 && age >= linger; /* nothing more is waiting */
         int due = w->n > 0 && age >= w->cfg->txn_max_ms;  /* a steady stream: bound the latency */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bp_clock.h"
 #include "bp_log.h"
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -160,14 +161,12 @@ cleanup:
     return ev;
 }
 
-static long long mono_ms(void);
-
 int bp_kafka_topic_describe(rd_kafka_t *rk, const char *topic, int timeout_ms, bp_kafka_topic_info_t *out,
                             char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     out->min_isr = -1;
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = bp_clock_ms() + timeout_ms;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     if (rkt == NULL) {
         snprintf(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
@@ -176,7 +175,7 @@ int bp_kafka_topic_describe(rd_kafka_t *rk, const char *topic, int timeout_ms, b
     const struct rd_kafka_metadata *md = NULL;
     int rc = -1;
     for (;;) {
-        long long left = deadline - mono_ms();
+        long long left = deadline - bp_clock_ms();
         rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, left > 0 ? (int)left : 1);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             snprintf(err, errlen, "no metadata from the brokers: %s", rd_kafka_err2str(e));
@@ -191,7 +190,7 @@ int bp_kafka_topic_describe(rd_kafka_t *rk, const char *topic, int timeout_ms, b
         }
         if (te == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
-        if (mono_ms() + 200 >= deadline) { /* e.g. LEADER_NOT_AVAILABLE just after creation */
+        if (bp_clock_ms() + 200 >= deadline) { /* e.g. LEADER_NOT_AVAILABLE just after creation */
             snprintf(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(te));
             goto cleanup;
         }
@@ -209,7 +208,7 @@ int bp_kafka_topic_describe(rd_kafka_t *rk, const char *topic, int timeout_ms, b
         if (t->partitions[i].isr_cnt < t->partitions[i].replica_cnt)
             out->under_replicated++;
     }
-    long long left = deadline - mono_ms();
+    long long left = deadline - bp_clock_ms();
     const rd_kafka_ConfigEntry_t **entries = NULL;
     size_t n = 0;
     rd_kafka_event_t *ev = describe_configs(rk, topic, left > 100 ? (int)left : 100, &entries, &n, err, errlen);
@@ -243,7 +242,7 @@ int bp_kafka_topic_set_configs(rd_kafka_t *rk, const char *topic, const char *co
 {
     char why[512];
     int rc = -1;
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = bp_clock_ms() + timeout_ms;
     const rd_kafka_ConfigEntry_t **entries = NULL;
     size_t nentries = 0;
     rd_kafka_event_t *described = describe_configs(rk, topic, timeout_ms, &entries, &nentries, err, errlen);
@@ -279,7 +278,7 @@ int bp_kafka_topic_set_configs(rd_kafka_t *rk, const char *topic, const char *co
             goto cleanup;
         }
     }
-    long long left = deadline - mono_ms();
+    long long left = deadline - bp_clock_ms();
     int t = left > 1000 ? (int)left : 1000;
     if ((opts = admin_options(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS, t, why, sizeof(why))) == NULL) {
         snprintf(err, errlen, "topic %s: %s", topic, why);
@@ -308,6 +307,18 @@ cleanup:
     return rc;
 }
 
+int bp_kafka_log_error(rd_kafka_t *rk, int err, const char *reason, const char *who)
+{
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
+        bp_error("%s: fatal error %s: %s", who, rd_kafka_err2name(orig), why);
+        return 1;
+    }
+    bp_warn("%s: %s: %s", who, rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    return 0;
+}
+
 bp_err_t bp_kafka_classify(rd_kafka_resp_err_t err)
 {
     switch (err) {
@@ -330,13 +341,6 @@ bp_err_t bp_kafka_classify(rd_kafka_resp_err_t err)
     }
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int bp_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err, size_t errlen)
 {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -344,11 +348,11 @@ int bp_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
         snprintf(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
         return -2;
     }
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = bp_clock_ms() + timeout_ms;
     int n;
     for (;;) {
         const struct rd_kafka_metadata *md = NULL;
-        long long left = deadline - mono_ms();
+        long long left = deadline - bp_clock_ms();
         rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, left > 0 ? (int)left : 1);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             snprintf(err, errlen, "%s", rd_kafka_err2str(e));
@@ -367,7 +371,7 @@ int bp_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
             n = 0;
             break;
         }
-        if (mono_ms() + 200 >= deadline) { /* e.g. LEADER_NOT_AVAILABLE that did not pass */
+        if (bp_clock_ms() + 200 >= deadline) { /* e.g. LEADER_NOT_AVAILABLE that did not pass */
             snprintf(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(te));
             n = -2;
             break;
@@ -382,9 +386,9 @@ int bp_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
 int bp_kafka_watermarks(rd_kafka_t *rk, const char *topic, int n, int64_t *low, int64_t *high, int timeout_ms,
                         char *err, size_t errlen)
 {
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = bp_clock_ms() + timeout_ms;
     for (int p = 0; p < n; p++) {
-        long long left = deadline - mono_ms();
+        long long left = deadline - bp_clock_ms();
         rd_kafka_resp_err_t e =
             rd_kafka_query_watermark_offsets(rk, topic, p, &low[p], &high[p], left > 0 ? (int)left : 1);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -81,4 +81,10 @@ int bp_kafka_topic_set_configs(rd_kafka_t *rk, const char *topic, const char *co
  * timeouts -> BP_ERR_TIMEOUT, everything else transport-like -> BP_ERR_KAFKA_DOWN. */
 bp_err_t bp_kafka_classify(rd_kafka_resp_err_t err);
 
+/* The body of a client's error_cb: log librdkafka's error once, as a warning "who: NAME: reason"
+ * (librdkafka recovers from those by itself), or for RD_KAFKA_RESP_ERR__FATAL as an error
+ * "who: fatal error ORIGINAL: why" with the original error from rd_kafka_fatal_error. Returns 1 when
+ * the error is fatal (the caller must stop using rk), else 0. */
+int bp_kafka_log_error(rd_kafka_t *rk, int err, const char *reason, const char *who) BP_MUST_CHECK;
+
 #endif

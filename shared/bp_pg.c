@@ -13,13 +13,41 @@
 
 #include "bp_log.h"
 
-static void copy_pq_error(char *err, size_t errlen, const char *prefix, const char *msg)
+/* Length of msg without its trailing newlines and spaces (libpq ends its messages with a newline). */
+static size_t trimmed_len(const char *msg)
 {
-    /* libpq messages end in a newline: keep the line clean */
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         n--;
-    snprintf(err, errlen, "%s%.*s", prefix, (int)n, msg);
+    return n;
+}
+
+void bp_pg_error_line(char *dst, size_t dstlen, const char *prefix, const char *msg, bp_pg_line_t how)
+{
+    size_t n;
+    if (how == BP_PG_LINE_FIRST) {
+        if (msg == NULL || *msg == '\0')
+            msg = "unknown error";
+        n = strcspn(msg, "\n");
+    } else {
+        n = trimmed_len(msg);
+    }
+    snprintf(dst, dstlen, "%s%.*s", prefix != NULL ? prefix : "", (int)n, msg);
+}
+
+void bp_pg_result_error(char *err, size_t errlen, const char *what, const PGconn *conn, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *msg = primary ? primary : conn ? PQerrorMessage(conn) : "no connection";
+    size_t n = trimmed_len(msg);
+    if (state != NULL)
+        snprintf(err, errlen, "%s: %.*s (SQLSTATE %s)", what, (int)n, msg, state);
+    else
+        snprintf(err, errlen, "%s: %.*s", what, (int)n, msg);
+    for (char *p = err; *p; p++) /* one line in logs and headers */
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
 }
 
 void bp_pg_offsets_channel(const char *group_id, const char *topic, char *out, size_t outlen)
@@ -41,7 +69,7 @@ PGconn *bp_pg_connect(const char *dsn, char *err, size_t errlen)
         return NULL;
     }
     if (PQstatus(conn) != CONNECTION_OK) {
-        copy_pq_error(err, errlen, "PostgreSQL: ", PQerrorMessage(conn));
+        bp_pg_error_line(err, errlen, "PostgreSQL: ", PQerrorMessage(conn), BP_PG_LINE_TRIMMED);
         PQfinish(conn);
         return NULL;
     }
@@ -107,7 +135,8 @@ int bp_pg_ensure_database(const char *dsn, char *err, size_t errlen)
     char *pqerr = NULL;
     PQconninfoOption *opts = PQconninfoParse(dsn, &pqerr);
     if (opts == NULL) {
-        copy_pq_error(err, errlen, "BP_PG_DSN: ", pqerr ? pqerr : "cannot be parsed");
+        bp_pg_error_line(err, errlen, "BP_PG_DSN: ", pqerr ? pqerr : "cannot be parsed",
+                         BP_PG_LINE_TRIMMED);
         PQfreemem(pqerr);
         return -1;
     }
@@ -139,13 +168,13 @@ int bp_pg_ensure_database(const char *dsn, char *err, size_t errlen)
     }
     conn = PQconnectdbParams(keys, vals, 0);
     if (PQstatus(conn) != CONNECTION_OK) {
-        copy_pq_error(err, errlen, "PostgreSQL: ", PQerrorMessage(conn));
+        bp_pg_error_line(err, errlen, "PostgreSQL: ", PQerrorMessage(conn), BP_PG_LINE_TRIMMED);
         goto cleanup;
     }
     const char *params[1] = {dbname};
     res = PQexecParams(conn, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        copy_pq_error(err, errlen, "PostgreSQL: ", PQerrorMessage(conn));
+        bp_pg_error_line(err, errlen, "PostgreSQL: ", PQerrorMessage(conn), BP_PG_LINE_TRIMMED);
         goto cleanup;
     }
     if (PQntuples(res) == 0) {
@@ -159,7 +188,7 @@ int bp_pg_ensure_database(const char *dsn, char *err, size_t errlen)
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
             const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
             if (state == NULL || strcmp(state, "42P04") != 0) { /* raced with another creator: fine */
-                copy_pq_error(err, errlen, "PostgreSQL: ", PQerrorMessage(conn));
+                bp_pg_error_line(err, errlen, "PostgreSQL: ", PQerrorMessage(conn), BP_PG_LINE_TRIMMED);
                 goto cleanup;
             }
         } else {
@@ -256,7 +285,7 @@ static int exec_ok(PGconn *conn, const char *sql, char *err, size_t errlen, cons
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         char prefix[300];
         snprintf(prefix, sizeof(prefix), "%s: ", what);
-        copy_pq_error(err, errlen, prefix, PQerrorMessage(conn));
+        bp_pg_error_line(err, errlen, prefix, PQerrorMessage(conn), BP_PG_LINE_TRIMMED);
         return -1;
     }
     return 0;
@@ -276,7 +305,7 @@ static int apply_one(PGconn *conn, const char *dir, const char *name, char *err,
     PGresult *res = PQexecParams(conn, "SELECT 1 FROM bp_schema_migrations WHERE version = $1::int", 1, NULL,
                                  params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        copy_pq_error(err, errlen, "bp_schema_migrations: ", PQerrorMessage(conn));
+        bp_pg_error_line(err, errlen, "bp_schema_migrations: ", PQerrorMessage(conn), BP_PG_LINE_TRIMMED);
         goto cleanup;
     }
     if (PQntuples(res) > 0) {
@@ -294,7 +323,7 @@ static int apply_one(PGconn *conn, const char *dir, const char *name, char *err,
     res = PQexecParams(conn, "INSERT INTO bp_schema_migrations (version, name) VALUES ($1::int, $2)", 2, NULL,
                        params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        copy_pq_error(err, errlen, "bp_schema_migrations: ", PQerrorMessage(conn));
+        bp_pg_error_line(err, errlen, "bp_schema_migrations: ", PQerrorMessage(conn), BP_PG_LINE_TRIMMED);
         PQclear(PQexec(conn, "ROLLBACK"));
         goto cleanup;
     }

@@ -55,6 +55,22 @@ bp_err_t bp_pg_classify_sqlstate(const char *sqlstate);
 #define BP_PG_CHANNEL_LEN 32
 void bp_pg_offsets_channel(const char *group_id, const char *topic, char *out, size_t outlen);
 
+/* How bp_pg_error_line puts a libpq message on one line (libpq ends its messages with a newline and
+ * may add hints or a second connection attempt on further lines). */
+typedef enum bp_pg_line {
+    BP_PG_LINE_TRIMMED, /* the whole message, without its trailing newlines and spaces */
+    BP_PG_LINE_FIRST,   /* its first line only; a NULL or empty message reads "unknown error" */
+} bp_pg_line_t;
+
+/* The one formatter of PostgreSQL's error text: dst = prefix (NULL: none) + msg shaped as how says.
+ * Truncates to dstlen; msg is borrowed. */
+void bp_pg_error_line(char *dst, size_t dstlen, const char *prefix, const char *msg, bp_pg_line_t how);
+
+/* err = "what: " + the failure of res: its primary message and " (SQLSTATE xxxxx)" when there is a
+ * result, else conn's message, else "no connection", trimmed, with every newline turned into a space
+ * (one line in logs and dead letters' headers). conn and res are borrowed; both may be NULL. */
+void bp_pg_result_error(char *err, size_t errlen, const char *what, const PGconn *conn, const PGresult *res);
+
 /* Create the database named in dsn if it does not exist, connecting to the "postgres" database of
  * the same server. Returns 0, or -1 with err. */
 int bp_pg_ensure_database(const char *dsn, char *err, size_t errlen) BP_MUST_CHECK;

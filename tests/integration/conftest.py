@@ -60,7 +60,9 @@ class Proc:
 
     def __init__(self, argv, env, name):
         self.name = name
-        self.log_path = tempfile.mktemp(prefix=f"bp-{name}-", suffix=".log")
+        # a file in a directory of our own: mktemp's free name could be taken before open() (and the
+        # log is kept afterwards, as before, for reading after a failure)
+        self.log_path = os.path.join(tempfile.mkdtemp(prefix=f"bp-{name}-"), f"{name}.log")
         self.log = open(self.log_path, "wb")
         # setpriv execs the binary with a parent-death signal: if pytest dies (a ctest timeout), the
         # process dies with it instead of lingering
