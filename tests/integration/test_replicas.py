@@ -101,8 +101,9 @@ def test_reads_served_by_standby(world):
     bid = f"b-{uuid.uuid4().hex[:8]}"
     post_applied(api, bid)
     # replication is asynchronous: the batch shows up on the standby soon after the 201
-    wait_until(lambda: api.get(f"/api/v1/batches/{bid}/").status_code == 200, 30,
-               "the batch on the standby")
+    # (the first reads may come from the primary until the standby's first lag check is in: wait for it)
+    wait_until(lambda: (lambda r: r.status_code == 200 and served_by(r) == "standby-1")(
+        api.get(f"/api/v1/batches/{bid}/")), 30, "the batch on the standby")
     for path in (f"/api/v1/batches/{bid}/", f"/api/v1/objects/{bid}-o1/", f"/api/v1/objects/?batch_id={bid}",
                  "/api/v1/batches/", "/api/v1/stats/"):
         r = api.get(path)
