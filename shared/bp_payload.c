@@ -247,6 +247,25 @@ static void report_unknown(vctx_t *ctx, loc_t loc, const char *name, size_t name
     utf8_trim(item->message);
 }
 
+/* Report every member of the object o whose name is none of known[0..n): allowed is how the error
+ * message lists the members that are. */
+static void report_unknown_members(vctx_t *ctx, loc_t loc, const json_t *o, const char *const *known, size_t n,
+                                   const char *allowed)
+{
+    const char *name;
+    size_t name_len;
+    json_t *member;
+    json_object_keylen_foreach((json_t *)o, name, name_len, member)
+    {
+        (void)member;
+        size_t i = 0;
+        while (i < n && strcmp(name, known[i]) != 0)
+            i++;
+        if (i == n)
+            report_unknown(ctx, loc, name, name_len, allowed);
+    }
+}
+
 static void violations_clear(bp_violations_t *v)
 {
     if (v != NULL) {
@@ -481,15 +500,9 @@ static void check_pair(vctx_t *ctx, loc_t loc, const json_t *pair)
     }
 
     if (json_object_size(pair) > known) {
-        const char *name;
-        size_t name_len;
-        json_t *member;
-        json_object_keylen_foreach((json_t *)pair, name, name_len, member)
-        {
-            (void)member;
-            if (strcmp(name, "key") != 0 && strcmp(name, "value") != 0)
-                report_unknown(ctx, loc, name, name_len, "\"key\" and \"value\"");
-        }
+        static const char *const names[] = {"key", "value"};
+        report_unknown_members(ctx, loc, pair, names, sizeof(names) / sizeof(names[0]),
+                               "\"key\" and \"value\"");
     }
 }
 
@@ -554,15 +567,9 @@ static void check_object(vctx_t *ctx, loc_t loc, const json_t *obj, id_set_t *id
     }
 
     if (json_object_size(obj) > known) {
-        const char *name;
-        size_t name_len;
-        json_t *member;
-        json_object_keylen_foreach((json_t *)obj, name, name_len, member)
-        {
-            (void)member;
-            if (strcmp(name, "object_id") != 0 && strcmp(name, "data") != 0)
-                report_unknown(ctx, loc, name, name_len, "\"object_id\" and \"data\"");
-        }
+        static const char *const names[] = {"object_id", "data"};
+        report_unknown_members(ctx, loc, obj, names, sizeof(names) / sizeof(names[0]),
+                               "\"object_id\" and \"data\"");
     }
 }
 
@@ -627,15 +634,9 @@ int bp_payload_validate_batch(const json_t *doc, const bp_payload_limits_t *lim,
         check_objects(&ctx, objects);
     }
     if (json_object_size(doc) > known) {
-        const char *name;
-        size_t name_len;
-        json_t *member;
-        json_object_keylen_foreach((json_t *)doc, name, name_len, member)
-        {
-            (void)member;
-            if (strcmp(name, "batch_id") != 0 && strcmp(name, "objects") != 0)
-                report_unknown(&ctx, LOC_ROOT, name, name_len, "\"batch_id\" and \"objects\"");
-        }
+        static const char *const names[] = {"batch_id", "objects"};
+        report_unknown_members(&ctx, LOC_ROOT, doc, names, sizeof(names) / sizeof(names[0]),
+                               "\"batch_id\" and \"objects\"");
     }
     return ctx.total == 0 ? 0 : -1;
 }
@@ -673,15 +674,9 @@ int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim
         check_data(&ctx, LOC_ROOT, data);
     }
     if (json_object_size(doc) > known) {
-        const char *name;
-        size_t name_len;
-        json_t *member;
-        json_object_keylen_foreach((json_t *)doc, name, name_len, member)
-        {
-            (void)member;
-            if (strcmp(name, "batch_id") != 0 && strcmp(name, "object_id") != 0 && strcmp(name, "data") != 0)
-                report_unknown(&ctx, LOC_ROOT, name, name_len, "\"batch_id\", \"object_id\" and \"data\"");
-        }
+        static const char *const names[] = {"batch_id", "object_id", "data"};
+        report_unknown_members(&ctx, LOC_ROOT, doc, names, sizeof(names) / sizeof(names[0]),
+                               "\"batch_id\", \"object_id\" and \"data\"");
     }
     return ctx.total == 0 ? 0 : -1;
 }
@@ -740,17 +735,9 @@ int bp_payload_validate_delete(const json_t *doc, const bp_payload_limits_t *lim
                    "not both");
     }
     if (json_object_size(doc) > known) {
-        const char *name;
-        size_t name_len;
-        json_t *member;
-        json_object_keylen_foreach((json_t *)doc, name, name_len, member)
-        {
-            (void)member;
-            if (strcmp(name, "op") != 0 && strcmp(name, "batch_id") != 0 && strcmp(name, "object_id") != 0 &&
-                strcmp(name, "cascade") != 0)
-                report_unknown(&ctx, LOC_ROOT, name, name_len,
+        static const char *const names[] = {"op", "batch_id", "object_id", "cascade"};
+        report_unknown_members(&ctx, LOC_ROOT, doc, names, sizeof(names) / sizeof(names[0]),
                                "\"op\", \"batch_id\", \"object_id\" and \"cascade\"");
-        }
     }
     return ctx.total == 0 ? 0 : -1;
 }

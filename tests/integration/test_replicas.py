@@ -10,11 +10,12 @@ import psycopg2
 import pytest
 
 from conftest import Env, free_port, wait_until
-from pgcluster import PG_BIN, _as_postgres, private_env
+from pgcluster import PG_BIN, PgCluster, _as_postgres, private_env
 
 
-class Standby:
-    """A hot standby of primary (a PgCluster), streaming from it through a replication slot."""
+class Standby(PgCluster):
+    """A hot standby of primary (a PgCluster), streaming from it through a replication slot; started,
+    stopped and destroyed as any private cluster."""
 
     def __init__(self, primary, slot="bp_test_standby"):
         self.primary = primary
@@ -30,18 +31,6 @@ class Standby:
         self.dsn = f"host=127.0.0.1 port={self.port} dbname=batchpipe user=postgres"
         self.start()
 
-    def _ctl(self, *args):
-        return _as_postgres([f"{PG_BIN}/pg_ctl", "-D", f"{self.dir}/data", "-l", f"{self.dir}/log", *args])
-
-    def start(self):
-        r = self._ctl("-w", "-t", "60", "-o", f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1",
-                      "start")
-        assert r.returncode == 0, r.stderr + open(f"{self.dir}/log").read()[-2000:]
-
-    def stop(self):
-        r = self._ctl("-w", "-t", "60", "-m", "fast", "stop")
-        assert r.returncode == 0, r.stderr
-
     def sql(self, statement, params=()):
         conn = psycopg2.connect(self.dsn)
         conn.autocommit = True
@@ -51,10 +40,6 @@ class Standby:
                 return cur.fetchall() if cur.description else None
         finally:
             conn.close()
-
-    def destroy(self):
-        if os.path.exists(f"{self.dir}/data/postmaster.pid"):
-            self._ctl("-m", "immediate", "stop")
 
 
 @pytest.fixture(scope="module")
