@@ -171,12 +171,13 @@ class Env:
         finally:
             conn.close()
 
-    def start_api(self, wrap=(), **extra):
-        """Start an API process (wrap: a command that runs it, e.g. ["faketime", "-f", "-10s"])."""
+    def start_api(self, **extra):
+        """Start an API process; extra: its settings and environment (a preloaded library too: a
+        wrapper command that forks would outlive the test's stop)."""
         port = free_port()
         extra.setdefault("BP_HTTP_HOST", "127.0.0.1")
         extra.setdefault("BP_HTTP_THREADS", "2")
-        proc = Proc([*wrap, API_BIN], self.environ(BP_HTTP_PORT=port, **extra), "api")
+        proc = Proc([API_BIN], self.environ(BP_HTTP_PORT=port, **extra), "api")
         self.procs.append(proc)
         api = Api(proc, f"http://127.0.0.1:{port}")
 
