@@ -139,20 +139,34 @@ static rd_kafka_event_t *describe_configs(rd_kafka_t *rk, const char *topic, int
         snprintf(err, errlen, "topic %s: %s", topic, why);
         goto cleanup;
     }
-    rd_kafka_DescribeConfigs(rk, &res, 1, opts, q);
-    if ((ev = admin_result(q, topic, timeout_ms, err, errlen)) == NULL)
-        goto cleanup;
-    size_t nres = 0;
-    const rd_kafka_ConfigResource_t **rs =
-        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &nres);
-    if (nres != 1 || rd_kafka_ConfigResource_error(rs[0]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(err, errlen, "topic %s: its configuration: %s", topic,
-                 nres != 1 ? "no answer" : rd_kafka_ConfigResource_error_string(rs[0]));
+    long long deadline = bp_clock_ms() + timeout_ms;
+    for (;;) {
+        long long left = deadline - bp_clock_ms();
+        rd_kafka_DescribeConfigs(rk, &res, 1, opts, q);
+        if ((ev = admin_result(q, topic, left > 100 ? (int)left : 100, err, errlen)) == NULL)
+            goto cleanup;
+        size_t nres = 0;
+        const rd_kafka_ConfigResource_t **rs =
+            rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &nres);
+        if (nres == 1 && rd_kafka_ConfigResource_error(rs[0]) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            *entries = rd_kafka_ConfigResource_configs(rs[0], n);
+            break;
+        }
+        /* A topic created a moment ago is in the metadata before every broker's config view has it
+         * (seen on a fresh KRaft broker): unknown is worth asking again until the deadline. */
+        int unknown = nres == 1 && rd_kafka_ConfigResource_error(rs[0]) == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        if (!unknown || bp_clock_ms() + 200 >= deadline) {
+            snprintf(err, errlen, "topic %s: its configuration: %s", topic,
+                     nres != 1 ? "no answer" : rd_kafka_ConfigResource_error_string(rs[0]));
+            rd_kafka_event_destroy(ev);
+            ev = NULL;
+            goto cleanup;
+        }
         rd_kafka_event_destroy(ev);
         ev = NULL;
-        goto cleanup;
+        struct timespec pause = {0, 200 * 1000 * 1000};
+        nanosleep(&pause, NULL);
     }
-    *entries = rd_kafka_ConfigResource_configs(rs[0], n);
 cleanup:
     if (opts != NULL)
         rd_kafka_AdminOptions_destroy(opts);
