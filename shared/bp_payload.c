@@ -3,6 +3,7 @@
 #include "bp_payload.h"
 
 #include "bp_json_scan.h"
+#include "bp_utf8.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -16,40 +17,6 @@
  * UTF-8 and text helpers. Every pointer and message must be valid UTF-8, or json_string() in
  * bp_violations_to_json refuses it; jansson's error texts may quote a broken byte sequence.
  */
-
-/* Length of the valid UTF-8 sequence starting at s (at most n bytes available), or 0 if invalid. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t need;
-    uint32_t cp;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        need = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        need = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((need == 3 && cp < 0x800) || (need == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return need;
-}
 
 /* Copy src (n bytes) into dst (size bytes, NUL-terminated) for reading by a person: valid UTF-8 is
  * kept, '"' and '\' are escaped when quoted, control bytes and broken sequences become \xNN. When the
@@ -68,7 +35,7 @@ static size_t text_render(char *dst, size_t size, const char *src, size_t n, siz
     while (i < n) {
         char piece[8];
         size_t plen, adv;
-        size_t seq = utf8_seq_len(s + i, n - i);
+        size_t seq = bp_utf8_sequence(src + i, n - i);
 
         if (seq == 0 || s[i] < 0x20 || s[i] == 0x7f) {
             snprintf(piece, sizeof piece, "\\x%02x", s[i]);
@@ -101,16 +68,7 @@ static size_t text_render(char *dst, size_t size, const char *src, size_t n, siz
 /* Cut a NUL-terminated buffer that snprintf may have truncated back to a character boundary. */
 static void utf8_trim(char *s)
 {
-    size_t n = strlen(s), i = 0;
-
-    while (i < n) {
-        size_t seq = utf8_seq_len((const unsigned char *)s + i, n - i);
-        if (seq == 0) {
-            s[i] = '\0';
-            return;
-        }
-        i += seq;
-    }
+    s[bp_utf8_valid_prefix(s, strlen(s))] = '\0';
 }
 
 /* "an object", "a string", ... for messages. */
@@ -182,7 +140,7 @@ static void pointer_render(char *dst, size_t size, loc_t loc, const char *member
     const unsigned char *s = (const unsigned char *)member;
     dst[o++] = '/';
     for (size_t i = 0; i < member_len;) {
-        size_t seq = utf8_seq_len(s + i, member_len - i);
+        size_t seq = bp_utf8_sequence(member + i, member_len - i);
         const char *piece = (const char *)s + i;
         size_t plen = seq;
 

@@ -3,9 +3,9 @@
 
 #include <string.h>
 
-/* Bytes of the well-formed sequence at s (at most len), or 0 if there is none. */
-static size_t sequence(const unsigned char *s, size_t len)
+size_t bp_utf8_sequence(const char *text, size_t len)
 {
+    const unsigned char *s = (const unsigned char *)text;
     unsigned char c = s[0];
     if (c < 0x80)
         return 1;
@@ -37,10 +37,9 @@ static size_t sequence(const unsigned char *s, size_t len)
 
 size_t bp_utf8_valid_prefix(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < len) {
-        size_t n = sequence(p + i, len - i);
+        size_t n = bp_utf8_sequence(s + i, len - i);
         if (n == 0)
             break;
         i += n;
@@ -50,12 +49,11 @@ size_t bp_utf8_valid_prefix(const char *s, size_t len)
 
 void bp_utf8_sanitize(char *s)
 {
-    unsigned char *p = (unsigned char *)s;
     size_t len = strlen(s), i = 0;
     while (i < len) {
-        size_t n = sequence(p + i, len - i);
+        size_t n = bp_utf8_sequence(s + i, len - i);
         if (n == 0) {
-            p[i] = '?';
+            s[i] = '?';
             n = 1;
         }
         i += n;
