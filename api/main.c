@@ -114,7 +114,8 @@ int main(int argc, char **argv)
     if (cfg.public_rate_limit > 0 &&
         (api.public_ratelimit = bp_ratelimit_new((double)cfg.public_rate_limit, 2.0 * (double)cfg.public_rate_limit)) == NULL)
         goto fail;
-    if (cfg.tls_cert[0] != '\0' && (api.ssl_ctx = bp_tls_context(cfg.tls_cert, cfg.tls_key, err, sizeof(err))) == NULL) {
+    if (cfg.tls_cert[0] != '\0' &&
+        (api.ssl_ctx = bp_tls_context(cfg.tls_cert, cfg.tls_key, cfg.http2_tls != 0, err, sizeof(err))) == NULL) {
         fprintf(stderr, "batchpipe-api: %s\n", err);
         goto fail;
     }
@@ -127,8 +128,9 @@ int main(int argc, char **argv)
     /* a request's headers and body must arrive within this (h2o's timer is not reset by each read) */
     api.globalconf.http1.req_timeout = (uint64_t)cfg.body_timeout_ms;
     api.globalconf.http2.idle_timeout = (uint64_t)cfg.body_timeout_ms;
-    /* cleartext HTTP/2 carries many buffered bodies on one connection: off unless asked for */
-    api.globalconf.http1.upgrade_to_http2 = cfg.http2_cleartext != 0;
+    /* HTTP/2 carries many buffered bodies on one connection: off unless asked for. Behind TLS, the
+     * HTTP/1 side's upgrade (prior knowledge inside TLS) follows BP_HTTP2_TLS, as ALPN does. */
+    api.globalconf.http1.upgrade_to_http2 = api.ssl_ctx != NULL ? cfg.http2_tls != 0 : cfg.http2_cleartext != 0;
     api.globalconf.http2.max_concurrent_requests_per_connection = (size_t)cfg.http2_max_streams;
     if ((api.budget = bp_budget_new((size_t)cfg.body_budget_bytes)) == NULL)
         goto fail;

@@ -14,7 +14,7 @@ static void last_ssl_error(char *err, size_t errlen, const char *what, const cha
     snprintf(err, errlen, "%s %s: %s", what, path, buf);
 }
 
-SSL_CTX *bp_tls_context(const char *cert, const char *key, char *err, size_t errlen)
+SSL_CTX *bp_tls_context(const char *cert, const char *key, int http2, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
@@ -35,7 +35,9 @@ SSL_CTX *bp_tls_context(const char *cert, const char *key, char *err, size_t err
         snprintf(err, errlen, "BP_TLS_KEY %s does not match BP_TLS_CERT %s", key, cert);
         goto fail;
     }
-    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    /* Without ALPN h2 a TLS client speaks HTTP/1.1, whose one body at a time the body budget counts. */
+    static const h2o_iovec_t http1_only[] = {{H2O_STRLIT("http/1.1")}, {NULL}};
+    h2o_ssl_register_alpn_protocols(ctx, http2 ? h2o_http2_alpn_protocols : http1_only);
     return ctx;
 fail:
     SSL_CTX_free(ctx);

@@ -6,8 +6,8 @@
 
 #include <openssl/ssl.h>
 
-/* A server context with cert (PEM chain) and key, TLS 1.2 or newer, ALPN h2 and http/1.1.
- * NULL with err naming the file on failure. Free with SSL_CTX_free. */
-SSL_CTX *bp_tls_context(const char *cert, const char *key, char *err, size_t errlen);
+/* A server context with cert (PEM chain) and key, TLS 1.2 or newer; ALPN offers h2 and http/1.1 when
+ * http2 is not 0, else http/1.1 only. NULL with err naming the file on failure. Free with SSL_CTX_free. */
+SSL_CTX *bp_tls_context(const char *cert, const char *key, int http2, char *err, size_t errlen);
 
 #endif

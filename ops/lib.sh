@@ -27,7 +27,7 @@ bp_wait_for() {
 
 BP_DEBIAN_PACKAGES="gcc make cmake pkg-config libh2o-evloop-dev libssl-dev librdkafka-dev libjansson-dev
 libcmocka-dev libpq-dev libcurl4-openssl-dev postgresql-client openjdk-17-jre-headless maven python3
-python3-pytest python3-psycopg2 python3-confluent-kafka python3-requests curl kafkacat valgrind openssl clang
+python3-pytest python3-psycopg2 python3-confluent-kafka python3-requests python3-h2 curl kafkacat valgrind openssl clang
 libclang-rt-14-dev nodejs chromium faketime"
 
 # Install the Debian packages that are missing (as root), or say exactly what to run.

@@ -72,8 +72,11 @@ static const setting_t settings[] = {
     {"body-timeout-ms", "BP_BODY_TIMEOUT_MS", T_INT, S(body_timeout_ms), "10000", 1000, 3600000, BP_FOR_API, 0,
      "time a client has to send a request's headers and body (also the idle time of a kept-alive connection "
      "and of an HTTP/2 one); then the connection is closed"},
+    {"http2-tls", "BP_HTTP2_TLS", T_INT, S(http2_tls), "0", 0, 1, BP_FOR_API, 0,
+     "1: offer HTTP/2 to TLS clients (ALPN h2); 0: HTTPS speaks HTTP/1.1 only. An HTTP/2 connection may "
+     "send up to 100 request bodies at once whose bytes the body budget does not see (docs/SECURITY.md)"},
     {"http2-cleartext", "BP_HTTP2_CLEARTEXT", T_INT, S(http2_cleartext), "0", 0, 1, BP_FOR_API, 0,
-     "1: accept cleartext HTTP/2 (h2c upgrade and prior knowledge); 0: HTTP/2 only through TLS (ALPN)"},
+     "1: accept cleartext HTTP/2 (h2c upgrade and prior knowledge); 0: no HTTP/2 without TLS"},
     {"http2-max-streams", "BP_HTTP2_MAX_STREAMS", T_INT, S(http2_max_streams), "16", 1, 256, BP_FOR_API, 0,
      "requests one HTTP/2 connection may have in progress at once"},
     {"produce-timeout-ms", "BP_PRODUCE_TIMEOUT_MS", T_INT, S(produce_timeout_ms), "10000", 100, 300000,

@@ -34,6 +34,7 @@ typedef struct bp_config {
     long long max_connections;
     long long body_budget_bytes;
     long long body_timeout_ms;
+    long long http2_tls;
     long long http2_cleartext;
     long long http2_max_streams;
     long long produce_timeout_ms;

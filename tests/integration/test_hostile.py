@@ -470,3 +470,62 @@ def test_cleartext_http2_is_off_by_default(bp_env):
         data = s.recv(4096)
     assert data.startswith(b"HTTP/1.1 101"), data[:80]
     api.proc.stop()
+
+
+def h2c_exchange(port, requests_to_send):
+    """Send every (method, path, body) on one cleartext HTTP/2 connection at once (prior knowledge);
+    return the stream ids, the order in which their responses ended, and each one's status."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        conn.initiate_connection()
+        ids = []
+        for method, path, body in requests_to_send:
+            sid = conn.get_next_available_stream_id()
+            headers = [(":method", method), (":path", path), (":scheme", "http"),
+                       (":authority", f"127.0.0.1:{port}")]
+            if body is not None:
+                headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
+            conn.send_headers(sid, headers, end_stream=body is None)
+            if body is not None:
+                conn.send_data(sid, body, end_stream=True)
+            ids.append(sid)
+        s.sendall(conn.data_to_send())
+        ended, status = [], {}
+        while len(ended) < len(ids):
+            data = s.recv(65536)
+            assert data, f"the server closed the connection after {ended}"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status[event.stream_id] = int(dict(event.headers)[":status"])
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended.append(event.stream_id)
+                elif isinstance(event, h2.events.StreamReset):
+                    raise AssertionError(f"stream {event.stream_id} reset: {event.error_code}")
+            s.sendall(conn.data_to_send())
+    return ids, ended, status
+
+
+@pytest.mark.parametrize("cap", [2, 16])
+def test_http2_requests_beyond_the_stream_cap_wait_their_turn(bp_env, cap):
+    # Two POSTs that stay in progress (?wait= for a consumer group that applies nothing), then a GET,
+    # all at once on one connection: with BP_HTTP2_MAX_STREAMS=2 the GET waits until a POST is done
+    # (queued, not refused); with 16 it is answered first. Unwired, the cap is h2o's 16: both [16].
+    api = bp_env.start_api(BP_HTTP2_CLEARTEXT="1", BP_HTTP2_MAX_STREAMS=str(cap), BP_GROUP_ID="h2-applies-nothing")
+    port = int(api.url.rsplit(":", 1)[1])
+    post = lambda n: json.dumps({"batch_id": f"h2-{cap}-{n}",  # noqa: E731
+                                 "objects": [{"object_id": "o", "data": [{"key": "k", "value": n}]}]}).encode()
+    ids, ended, status = h2c_exchange(port, [("POST", "/api/v1/batches/?wait=3", post(1)),
+                                             ("POST", "/api/v1/batches/?wait=3", post(2)),
+                                             ("GET", "/api/v1/", None)])
+    assert [status[i] for i in ids] == [202, 202, 200], status
+    first_post_done = min(ended.index(ids[0]), ended.index(ids[1]))
+    if cap == 2:
+        assert ended.index(ids[2]) > first_post_done, ended
+    else:
+        assert ended[0] == ids[2], ended
+    api.proc.stop()

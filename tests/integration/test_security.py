@@ -118,7 +118,27 @@ def test_tls(bp_env, tmp_path):
     assert r.status_code == 200 and r.json()["objects"].startswith("https://")
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"http://localhost:{port}/healthz", timeout=5)
+    # HTTP/2 (many bodies per connection that the body budget does not see) only when asked for
+    assert alpn(port, cert) == "http/1.1"
     assert proc.stop() == 0
+    proc = Proc([API_BIN], bp_env.environ(BP_HTTP_PORT=port, BP_HTTP_HOST="127.0.0.1", BP_TLS_CERT=cert,
+                                          BP_TLS_KEY=key, BP_HTTP2_TLS="1"), "api-tls-h2")
+    bp_env.procs.append(proc)
+    wait_until(lambda: requests.get(url + "/healthz", verify=str(cert), timeout=2).status_code == 200, 30,
+               "the HTTPS listener")
+    assert alpn(port, cert) == "h2"
+    assert proc.stop() == 0
+
+
+def alpn(port, cert):
+    """The protocol the API picks for a TLS client that offers h2 and http/1.1."""
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            return s.selected_alpn_protocol()
 
 
 def test_tls_needs_cert_and_key(bp_env):
