@@ -2,6 +2,7 @@
  * SIGINT/SIGTERM. Everything else lives in its own module. */
 #include <malloc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,7 +26,8 @@ static const char usage[] = "usage: batchpipe-api [settings]\n"
                             "and serves queries from PostgreSQL. Every setting is also read from its\n"
                             "environment variable.\n";
 
-static volatile sig_atomic_t stop_flag;
+/* set by main (sigwait, no handler) and read by the loop threads: an atomic, not a signal flag */
+static atomic_int stop_flag;
 
 /* Secure by default: without API keys, only this machine may connect. An empty BP_HTTP_HOST becomes
  * 0.0.0.0 with keys and 127.0.0.1 without; another address without keys needs BP_AUTH=off, which is
@@ -101,24 +103,18 @@ int main(int argc, char **argv)
     api.stop = &stop_flag;
     api.metrics = bp_metrics_new();
     api.objects_accepted = bp_stats_objects_accepted(api.metrics); /* counted on every POST: looked up once */
-    if (cfg.api_keys_file[0] != '\0' && (api.auth = bp_auth_load(cfg.api_keys_file, err, sizeof(err))) == NULL) {
-        fprintf(stderr, "batchpipe-api: %s\n", err);
+    if (cfg.api_keys_file[0] != '\0' && (api.auth = bp_auth_load(cfg.api_keys_file, err, sizeof(err))) == NULL)
         goto fail;
-    }
-    if (choose_listen_address(&cfg, api.auth != NULL, err, sizeof(err)) != 0) {
-        bp_error("cannot start: %s", err);
+    if (choose_listen_address(&cfg, api.auth != NULL, err, sizeof(err)) != 0)
         goto fail;
-    }
     if (cfg.rate_limit > 0 && (api.ratelimit = bp_ratelimit_new((double)cfg.rate_limit, (double)cfg.rate_burst)) == NULL)
-        goto fail;
+        goto out_of_memory;
     if (cfg.public_rate_limit > 0 &&
         (api.public_ratelimit = bp_ratelimit_new((double)cfg.public_rate_limit, 2.0 * (double)cfg.public_rate_limit)) == NULL)
-        goto fail;
+        goto out_of_memory;
     if (cfg.tls_cert[0] != '\0' &&
-        (api.ssl_ctx = bp_tls_context(cfg.tls_cert, cfg.tls_key, cfg.http2_tls != 0, err, sizeof(err))) == NULL) {
-        fprintf(stderr, "batchpipe-api: %s\n", err);
+        (api.ssl_ctx = bp_tls_context(cfg.tls_cert, cfg.tls_key, cfg.http2_tls != 0, err, sizeof(err))) == NULL)
         goto fail;
-    }
     api.nthreads = cfg.http_threads > 0 ? (int)cfg.http_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (api.nthreads < 1)
         api.nthreads = 1;
@@ -133,7 +129,7 @@ int main(int argc, char **argv)
     api.globalconf.http1.upgrade_to_http2 = api.ssl_ctx != NULL ? cfg.http2_tls != 0 : cfg.http2_cleartext != 0;
     api.globalconf.http2.max_concurrent_requests_per_connection = (size_t)cfg.http2_max_streams;
     if ((api.budget = bp_budget_new((size_t)cfg.body_budget_bytes)) == NULL)
-        goto fail;
+        goto out_of_memory;
     bp_metrics_gauge_fn(api.metrics, "bp_http_body_bytes",
                         "Request-body bytes held: bodies being read and bodies being parsed.", NULL,
                         gauge_body_bytes, api.budget);
@@ -142,26 +138,20 @@ int main(int argc, char **argv)
     bp_router_register(hostconf, api.metrics);
     bp_errors_register(hostconf, cfg.max_body_bytes);
 
-    if ((api.watermarks = bp_watermarks_new(&cfg, err, sizeof(err))) == NULL) {
-        bp_error("cannot start: %s", err);
+    if ((api.watermarks = bp_watermarks_new(&cfg, err, sizeof(err))) == NULL)
         goto fail;
-    }
     bp_watermarks_register_metrics(api.watermarks, api.metrics);
-    if ((api.replicas = bp_replicas_new(&cfg, api.metrics, err, sizeof(err))) == NULL) {
-        bp_error("cannot start: %s", err);
+    if ((api.replicas = bp_replicas_new(&cfg, api.metrics, err, sizeof(err))) == NULL)
         goto fail;
-    }
-    if (bp_server_run(&api, err, sizeof(err)) != 0) {
-        bp_error("cannot start: %s", err);
+    if (bp_server_run(&api, err, sizeof(err)) != 0)
         goto fail;
-    }
     bp_info("authentication %s, rate limit %s, %s", api.auth ? "on" : "off", api.ratelimit ? "on" : "off",
             api.ssl_ctx ? "TLS" : "plain HTTP");
     int sig = 0;
     sigwait(&stopsigs, &sig);
     bp_info("%s received: stopping (in-flight requests get up to %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
             cfg.shutdown_timeout_ms);
-    stop_flag = 1;
+    atomic_store(&stop_flag, 1);
     bp_watermarks_stop(api.watermarks); /* it ends while the loops drain */
     bp_replicas_stop(api.replicas);
     bp_server_join(&api);
@@ -169,7 +159,10 @@ int main(int argc, char **argv)
     h2o_config_dispose(&api.globalconf);
     rc = 0;
     goto cleanup;
-fail:
+out_of_memory:
+    snprintf(err, sizeof(err), "out of memory");
+fail: /* every way out before the server runs says why, once, the same way */
+    bp_error("cannot start: %s", err);
     rc = 1;
 cleanup:
     bp_watermarks_free(api.watermarks);

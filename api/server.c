@@ -377,7 +377,7 @@ static void *thread_main(void *arg)
     if (!ok)
         goto dispose;
 
-    while (!*api->stop) {
+    while (!atomic_load(api->stop)) {
         h2o_evloop_run(t->loop, 100);
         body_accounting_turn(t);
     }

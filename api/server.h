@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <h2o.h>
@@ -52,7 +53,7 @@ struct bp_api {
     h2o_globalconf_t globalconf;
     int nthreads;
     bp_api_thread_t *threads;
-    volatile sig_atomic_t *stop; /* set by the signal handler */
+    atomic_int *stop; /* set by main once a stop signal arrived; read by every loop thread */
     bp_metrics_t *metrics;       /* owned by main; the /metrics registry */
     bp_metric_t *objects_accepted; /* in metrics: objects of the batches the broker acknowledged */
     struct bp_auth *auth;        /* owned by main; NULL: no authentication */
