@@ -3,11 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "bp_clock.h"
 #include "bp_config.h"
 #include "bp_kafka.h"
 #include "bp_log.h"
@@ -100,10 +102,25 @@ static int ensure_topic(rd_kafka_t *rk, const topic_want_t *want)
         printf("topic %s: ready\n", want->name);
         return 0;
     }
+    /* The broker said it exists; a topic created a moment ago (by hand, or by another `topics`) may
+     * still be missing from the metadata, or have no partitions there yet: ask again until it shows. */
     bp_kafka_topic_info_t info;
-    if (bp_kafka_topic_describe(rk, want->name, TOPICS_TIMEOUT_MS, &info, err, sizeof(err)) != 0) {
-        fprintf(stderr, "batchpipe topics: %s\n", err);
-        return 1;
+    long long deadline = bp_clock_ms() + TOPICS_TIMEOUT_MS;
+    for (;;) {
+        long long left = deadline - bp_clock_ms();
+        if (bp_kafka_topic_describe(rk, want->name, left > 1000 ? (int)left : 1000, &info, err, sizeof(err)) != 0) {
+            fprintf(stderr, "batchpipe topics: %s\n", err);
+            return 1;
+        }
+        if (info.partitions > 0)
+            break;
+        if (bp_clock_ms() + 200 >= deadline) {
+            fprintf(stderr, "batchpipe topics: topic %s: the broker says it exists, its metadata shows no "
+                    "partitions\n", want->name);
+            return 1;
+        }
+        struct timespec pause = {0, 200 * 1000 * 1000};
+        nanosleep(&pause, NULL);
     }
     if (info.partitions != want->partitions)
         printf("topic %s: has %d partitions, BP_PARTITIONS is %d: left as is (a new count moves batch ids to "
