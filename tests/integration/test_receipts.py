@@ -243,3 +243,25 @@ def test_cli_post_prints_the_token_and_receipt_shows_it(env, api, tmp_path):
         assert r.returncode == 2 and "not a receipt token" in r.stderr
     finally:
         w.stop()
+
+
+def test_dead_letter_records_past_their_retention_are_purged_and_the_receipt_says_unknown(env, api):
+    w = env.start_worker(**FAST)
+    try:
+        env.wait_assigned(w)
+        body = post(api, batch("rcpt-old", "refused-old")).json()
+        wait_state(api, body["token"], "dead_lettered")
+    finally:
+        w.stop()
+    env.query("UPDATE dead_letters SET dead_at = now() - interval '40 days' WHERE partition = %s AND \"offset\" = %s",
+              (body["partition"], body["offset"]))
+    # an idle worker purges what is older than BP_RECEIPT_RETENTION_DAYS, and raises the horizon past it:
+    # the receipt no longer claims "applied" for a message it cannot vouch for
+    w = env.start_worker(BP_RECEIPT_RETENTION_DAYS="30", **FAST)
+    try:
+        b = wait_state(api, body["token"], "unknown")
+        assert "no longer recorded" in b["detail"]
+        assert env.query("SELECT count(*) FROM dead_letters WHERE dead_at < now() - interval '30 days'")[0][0] == 0
+        wait_until(lambda: any("purged" in l.get("msg", "") for l in w.log_lines()), 30, "the purge's log line")
+    finally:
+        w.stop()
