@@ -1,4 +1,4 @@
-/* receipts.c - GET /api/v1/receipts/{token}/: what became of one accepted message (docs/API.md#receipts).
+/* receipts.c - GET /api/v1/receipts/{token}/: what became of one accepted message (docs/RECEIPTS.md).
  * One statement through the pool reads the group's position on the partition and the message's
  * dead-letter record (both written by the workers' same transaction); the broker's end of the
  * partition comes from the watermarks cache, refreshed at once when the token is beyond it. */
