@@ -38,7 +38,7 @@ typedef struct receipt {
     bp_token_t tok;
     long long next;         /* the group's next offset on the partition; -1 without a row */
     const char *moved_at;   /* when that position last moved (pool copy), or NULL */
-    uint64_t round;         /* the watermarks round the end check waits to pass */
+    uint64_t round;         /* the watermarks round the end check waits for (bp_watermarks_kick) */
     int ticks;
     int counted;            /* holds one t->inflight while the end check waits */
     h2o_timeout_entry_t entry; /* in t->receipt_tick (a timeout of the thread: one of the request's own
@@ -113,7 +113,8 @@ static int answer_cannot_tell(receipt_t *r)
                            NULL);
 }
 
-/* The end check: decide with what the cache holds; 1 when answered. final: no fresher round to wait for. */
+/* The end check: decide with what the cache holds; 1 when answered, 0 to wait for the fresh round.
+ * final: the wait is over (its bound, or the server stops). */
 static int decide_pending(receipt_t *r, int final)
 {
     int64_t low, high;
@@ -123,9 +124,9 @@ static int decide_pending(receipt_t *r, int final)
         answer_accepted(r, low, high);
         return 1;
     }
-    if (!final && round <= r->round)
+    if (round < r->round && !final)
         return 0; /* the cache predates the check: the message may be newer than it */
-    if (known == -1) {
+    if (round < r->round || known == -1) { /* no fresh round in time: a 404 could be false */
         answer_cannot_tell(r);
         return 1;
     }
@@ -153,8 +154,7 @@ static void pending(receipt_t *r)
     }
     /* beyond the cached end: ask the broker again before saying 404 (the cache may be older than the
      * message); the loop never waits, a timer looks for the fresh round */
-    r->round = round;
-    bp_watermarks_kick(r->t->api->watermarks);
+    r->round = bp_watermarks_kick(r->t->api->watermarks);
     r->entry.cb = on_tick;
     r->counted = 1;
     r->t->inflight++;

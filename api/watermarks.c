@@ -30,7 +30,8 @@ struct bp_watermarks {
     pthread_mutex_t mu;
     pthread_cond_t wake; /* signalled by bp_watermarks_stop and bp_watermarks_kick */
     int kicked;          /* under mu: a round is wanted now (bp_watermarks_kick) */
-    uint64_t rounds;     /* under mu: rounds that reached the broker so far */
+    uint64_t rounds_started; /* under mu: rounds started so far (the number of the current or last one) */
+    uint64_t fetched_round; /* under mu: the number of the round the cached values come from */
     /* the cache, under mu */
     bp_watermarks_state_t state;
     uint64_t fetched_ms; /* monotonic time of the round the values come from; 0: none yet */
@@ -105,7 +106,7 @@ static void refresh(bp_watermarks_t *w)
         memset(&topic, 0, sizeof(topic));
         memset(&dlq, 0, sizeof(dlq));
         w->fetched_ms = (uint64_t)bp_clock_ms();
-        w->rounds++;
+        w->fetched_round = w->rounds_started;
         w->state = BP_WM_UP;
         w->error[0] = '\0';
     } else {
@@ -160,6 +161,7 @@ static void *thread_main(void *arg)
     while (!atomic_load(&w->stop)) {
         pthread_mutex_lock(&w->mu);
         w->kicked = 0; /* this round serves the kicks so far */
+        w->rounds_started++;
         pthread_mutex_unlock(&w->mu);
         refresh(w);
         if (!atomic_load(&w->stop))
@@ -231,14 +233,17 @@ fail:
     return NULL;
 }
 
-void bp_watermarks_kick(bp_watermarks_t *w)
+uint64_t bp_watermarks_kick(bp_watermarks_t *w)
 {
     if (w == NULL)
-        return;
+        return UINT64_MAX;
     pthread_mutex_lock(&w->mu);
     w->kicked = 1;
+    /* a round under way may have asked the broker before the kick: the next one did not */
+    uint64_t target = w->rounds_started + 1;
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->mu);
+    return target;
 }
 
 int bp_watermarks_partition(bp_watermarks_t *w, int32_t partition, int64_t *low, int64_t *high,
@@ -250,7 +255,7 @@ int bp_watermarks_partition(bp_watermarks_t *w, int32_t partition, int64_t *low,
     if (w == NULL)
         return -1;
     pthread_mutex_lock(&w->mu);
-    *round = w->rounds;
+    *round = w->fetched_round;
     if (w->state == BP_WM_UP && w->topic.n > 0) {
         if (partition < 0 || (size_t)partition >= w->topic.n) {
             rc = 0;

@@ -78,11 +78,13 @@ void bp_watermarks_snapshot_free(bp_watermarks_snapshot_t *s);
 void bp_watermarks_replication(bp_watermarks_t *w, bp_watermarks_replication_t *out);
 
 /* Ask the thread for a round now rather than at its next interval (a receipt whose offset is beyond
- * the cached end may be newer than the cache). Safe from any thread; never waits. Accepts NULL. */
-void bp_watermarks_kick(bp_watermarks_t *w);
+ * the cached end may be newer than the cache). Returns the number of the first round that starts
+ * after this call: once bp_watermarks_partition's *round reaches it, the cache holds what the broker
+ * said after the kick. Safe from any thread; never waits. Accepts NULL (returns UINT64_MAX). */
+uint64_t bp_watermarks_kick(bp_watermarks_t *w);
 
 /* BP_TOPIC's partition as the last round found it, without allocating (takes the lock briefly).
- * *round counts the rounds that reached the broker (it grows: a caller that kicked waits for it to).
+ * *round is the number of the round the values come from (0: none; compare with bp_watermarks_kick's).
  * Returns 1 with *low and *high, 0 when the last round found the topic without this partition, -1
  * when unknown (no round yet, the broker is away, the partition did not answer). Accepts NULL (-1). */
 int bp_watermarks_partition(bp_watermarks_t *w, int32_t partition, int64_t *low, int64_t *high,

@@ -1,6 +1,7 @@
-/* write_ack.c - the answer to a POST the broker acknowledged: 202 Accepted with where the message went
- * and a Location to poll, or with ?wait=N, 201 Created with the stored batch (object) once the ingest
- * workers applied it - read-your-writes - and 202 if that takes longer than N seconds.
+/* write_ack.c - the answer to a POST the broker acknowledged: 202 Accepted with where the message went,
+ * its receipt token and a Location to the receipt (receipts.c), or with ?wait=N, 201 Created with the
+ * stored batch (object) once the ingest workers applied it - read-your-writes - and 202 if that takes
+ * longer than N seconds.
  *
  * Waiting costs one statement per thread per check, whatever the number of waiting POSTs: the thread
  * reads where the workers stand on each partition of the topic (ingest_offsets) and releases the POSTs
