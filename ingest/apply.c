@@ -15,6 +15,7 @@
 #include "bp_clock.h"
 #include "bp_log.h"
 #include "bp_pg.h"
+#include "bp_utf8.h"
 
 #define DLQ_WAIT_MS 15000        /* longer than the dead-letter producer's message timeout */
 #define PG_CONNECT_TIMEOUT_S "5" /* a server that does not answer is as good as down */
@@ -745,8 +746,16 @@ static bp_err_t record_dead_letter(bp_apply_t *a, const bp_ingest_msg_t *m, bp_d
         }
         batch_id = key;
     }
-    const char *params[12] = {a->cfg->group_id, a->cfg->topic, part, off,
-                              m->invalid ? m->invalid : m->pg_reason ? m->pg_reason : "?",
+    /* a text PostgreSQL refuses would fail every retry of the transaction: the reason is the one field
+     * that may quote what a producer sent, so it is made valid UTF-8 here whatever its source */
+    char *reason = strdup(m->invalid ? m->invalid : m->pg_reason ? m->pg_reason : "?");
+    if (reason == NULL) {
+        free(key);
+        snprintf(err, errlen, "out of memory");
+        return BP_ERR_NOMEM;
+    }
+    bp_utf8_sanitize(reason);
+    const char *params[12] = {a->cfg->group_id, a->cfg->topic, part, off, reason,
                               m->sqlstate[0] ? m->sqlstate : NULL, a->cfg->dlq_topic, dpart, doff, batch_id,
                               m->request_id[0] ? m->request_id : NULL, m->traceparent[0] ? m->traceparent : NULL};
     PGresult *res = PQexecPrepared(a->conn, "bp_dead_letter", 12, params, NULL, NULL, 0);
@@ -754,6 +763,7 @@ static bp_err_t record_dead_letter(bp_apply_t *a, const bp_ingest_msg_t *m, bp_d
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         e = failed(a, res, "recording a dead letter", err, errlen);
     PQclear(res);
+    free(reason);
     free(key);
     return e;
 }
