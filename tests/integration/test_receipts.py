@@ -265,3 +265,23 @@ def test_dead_letter_records_past_their_retention_are_purged_and_the_receipt_say
         wait_until(lambda: any("purged" in l.get("msg", "") for l in w.log_lines()), 30, "the purge's log line")
     finally:
         w.stop()
+
+
+def test_a_message_that_is_not_a_batch_has_a_dead_letter_receipt_too(env, api):
+    # published straight to the topic (not through the API): no JSON, no batch_id, no SQLSTATE
+    from confluent_kafka import Producer
+    where = {}
+    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True})
+    p.produce(env.topic, key=b"not-json", value=b"{not json", partition=1,
+              headers=[("request-id", b"rcpt-raw"), ("traceparent", TRACEPARENT.encode())],
+              on_delivery=lambda err, msg: where.update(err=err, partition=msg.partition(), offset=msg.offset()))
+    assert p.flush(30) == 0 and where["err"] is None
+    token = token_of(env.topic, where["partition"], where["offset"])
+    w = env.start_worker(**FAST)
+    try:
+        b = wait_state(api, token, "dead_lettered")
+    finally:
+        w.stop()
+    assert b["dead_letter"]["reason"].startswith("invalid JSON") and b["dead_letter"]["sqlstate"] is None
+    assert b["batch_id"] is None and "batch_url" not in b
+    assert b["request_id"] == "rcpt-raw" and b["traceparent"] == TRACEPARENT
