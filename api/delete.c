@@ -155,7 +155,7 @@ int bp_delete_via_topic(bp_api_thread_t *t, h2o_req_t *req, const char *batch_id
                             .cascade = cascade, .done = done, .ctx = ctx};
     char why[256];
     bp_err_t e = bp_producer_send(t->producer, batch_id, strlen(batch_id), value, strlen(value),
-                                  bp_http_request_id(req), on_verdict, d, why, sizeof(why));
+                                  bp_http_request_id(req), NULL, on_verdict, d, why, sizeof(why));
     if (e != BP_OK) {
         free(d);
         char detail[512];

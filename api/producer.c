@@ -307,7 +307,8 @@ static bp_err_t refuse(bp_producer_t *p, char *value, bp_err_t e, char *err, siz
 }
 
 bp_err_t bp_producer_send(bp_producer_t *p, const char *key, size_t keylen, char *value, size_t valuelen,
-                          const char *request_id, bp_produce_cb cb, void *opaque, char *err, size_t errlen)
+                          const char *request_id, const char *traceparent, bp_produce_cb cb, void *opaque,
+                          char *err, size_t errlen)
 {
     if (!atomic_load(&p->healthy))
         return refuse(p, value, BP_ERR_FATAL, err, errlen,
@@ -319,7 +320,7 @@ bp_err_t bp_producer_send(bp_producer_t *p, const char *key, size_t keylen, char
                       "too many batches are waiting for the broker's acknowledgement on this server", "");
 
     delivery_t *d = calloc(1, sizeof(*d));
-    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(3);
     if (d == NULL || hdrs == NULL) {
         free(d);
         if (hdrs != NULL)
@@ -329,6 +330,8 @@ bp_err_t bp_producer_send(bp_producer_t *p, const char *key, size_t keylen, char
     if (request_id != NULL)
         rd_kafka_header_add(hdrs, BP_HDR_REQUEST_ID, -1, request_id, -1);
     rd_kafka_header_add(hdrs, BP_HDR_CONTENT_TYPE, -1, "application/json", -1);
+    if (traceparent != NULL)
+        rd_kafka_header_add(hdrs, BP_HDR_TRACEPARENT, -1, traceparent, -1);
     d->p = p;
     d->cb = cb;
     d->opaque = opaque;

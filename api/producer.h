@@ -52,10 +52,10 @@ typedef struct bp_producer_stats {
     unsigned long long pending;  /* messages handed to librdkafka and waiting for their report now */
 } bp_producer_stats_t;
 
-/* Publish value under key to BP_TOPIC with the headers request-id (request_id, copied; may be NULL)
- * and content-type: application/json.
+/* Publish value under key to BP_TOPIC with the headers request-id (request_id, copied; may be NULL),
+ * content-type: application/json, and traceparent (copied; NULL: none; the caller validated it).
  * value is transferred: it must come from malloc (json_dumps does) and is freed here in every case.
- * key and request_id are borrowed (copied by librdkafka).
+ * key, request_id and traceparent are borrowed (copied by librdkafka).
  * Returns BP_OK when the message is queued: cb(opaque, ...) will then be called exactly once.
  * Otherwise nothing was queued, cb is never called, and err (one line) says why:
  *   BP_ERR_QUEUE_FULL  - BP_PRODUCE_QUEUE_MAX messages wait already, or librdkafka's queue is full
@@ -64,8 +64,8 @@ typedef struct bp_producer_stats {
  *   BP_ERR_INVALID     - the message is larger than the producer's message.max.bytes
  *   BP_ERR_NOMEM       - out of memory */
 bp_err_t bp_producer_send(bp_producer_t *p, const char *key, size_t keylen, char *value, size_t valuelen,
-                          const char *request_id, bp_produce_cb cb, void *opaque, char *err,
-                          size_t errlen) BP_MUST_CHECK;
+                          const char *request_id, const char *traceparent, bp_produce_cb cb, void *opaque,
+                          char *err, size_t errlen) BP_MUST_CHECK;
 
 /* 1 while the producer can publish, 0 after a fatal error (RD_KAFKA_RESP_ERR__FATAL): the process
  * should then be restarted; /readyz reports it. Safe from any thread. Accepts NULL (returns 0). */

@@ -14,6 +14,7 @@ const bp_route_t bp_read_routes[] = {
     {"GET", "/api/v1/batches/", bp_read_batches_list},
     {"GET", "/api/v1/batches/{}", bp_read_batch_get},
     {"DELETE", "/api/v1/batches/{}", bp_read_batch_delete},
+    {"GET", "/api/v1/receipts/{}", bp_receipt_get},
     {"GET", "/api/v1/openapi.json", bp_openapi_get},
     {NULL, NULL, NULL},
 };

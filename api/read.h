@@ -72,6 +72,7 @@ int bp_read_object_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, si
 int bp_read_batches_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
 int bp_read_batch_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
 int bp_read_batch_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
+int bp_receipt_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen); /* receipts.c */
 int bp_openapi_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
 
 #endif

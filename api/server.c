@@ -345,6 +345,7 @@ static void *thread_main(void *arg)
     t->accept_ctx.hosts = api->globalconf.hosts;
     t->accept_ctx.ssl_ctx = api->ssl_ctx;
     h2o_timeout_init(t->loop, &t->linger_timeout, BP_LINGER_MS);
+    h2o_timeout_init(t->loop, &t->receipt_tick, BP_RECEIPT_TICK_MS);
     h2o_linklist_init_anchor(&t->body_rearm);
     h2o_linklist_init_anchor(&t->body_paused);
     for (size_t i = 0; i < N_MODULES && ok; i++) {

@@ -25,6 +25,8 @@ struct bp_health;     /* api/health.c */
 struct bp_replicas;   /* api/replicas.h */
 
 /* One event-loop thread. Everything in it is touched only by its own thread. */
+#define BP_RECEIPT_TICK_MS 50 /* t->receipt_tick */
+
 struct bp_api_thread {
     bp_api_t *api; /* borrowed */
     int index;
@@ -43,6 +45,7 @@ struct bp_api_thread {
     struct bp_write_wait *wait;   /* owned; api/write_ack.c: POSTs waiting for the workers (?wait=) */
     struct bp_health *health;     /* owned; api/health.c: the /readyz state of this thread */
     h2o_timeout_t linger_timeout; /* bound of a lingering close (bp_server_linger_on_close) */
+    h2o_timeout_t receipt_tick;   /* receipts waiting for a fresh watermarks round (api/receipts.c) */
     h2o_linklist_t body_rearm;    /* connections whose reads the body budget must watch again */
     h2o_linklist_t body_paused;   /* connections whose reading waits for the body budget */
 };

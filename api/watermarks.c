@@ -28,7 +28,10 @@ struct bp_watermarks {
     int started;
     atomic_int stop;
     pthread_mutex_t mu;
-    pthread_cond_t wake; /* signalled by bp_watermarks_stop */
+    pthread_cond_t wake; /* signalled by bp_watermarks_stop and bp_watermarks_kick */
+    int kicked;          /* under mu: a round is wanted now (bp_watermarks_kick) */
+    uint64_t rounds_started; /* under mu: rounds started so far (the number of the current or last one) */
+    uint64_t fetched_round; /* under mu: the number of the round the cached values come from */
     /* the cache, under mu */
     bp_watermarks_state_t state;
     uint64_t fetched_ms; /* monotonic time of the round the values come from; 0: none yet */
@@ -103,6 +106,7 @@ static void refresh(bp_watermarks_t *w)
         memset(&topic, 0, sizeof(topic));
         memset(&dlq, 0, sizeof(dlq));
         w->fetched_ms = (uint64_t)bp_clock_ms();
+        w->fetched_round = w->rounds_started;
         w->state = BP_WM_UP;
         w->error[0] = '\0';
     } else {
@@ -155,6 +159,10 @@ static void *thread_main(void *arg)
 {
     bp_watermarks_t *w = arg;
     while (!atomic_load(&w->stop)) {
+        pthread_mutex_lock(&w->mu);
+        w->kicked = 0; /* this round serves the kicks so far */
+        w->rounds_started++;
+        pthread_mutex_unlock(&w->mu);
         refresh(w);
         if (!atomic_load(&w->stop))
             describe(w);
@@ -167,7 +175,8 @@ static void *thread_main(void *arg)
             until.tv_nsec -= 1000000000L;
         }
         pthread_mutex_lock(&w->mu);
-        while (!atomic_load(&w->stop) && pthread_cond_timedwait(&w->wake, &w->mu, &until) != ETIMEDOUT)
+        while (!atomic_load(&w->stop) && !w->kicked &&
+               pthread_cond_timedwait(&w->wake, &w->mu, &until) != ETIMEDOUT)
             ;
         pthread_mutex_unlock(&w->mu);
     }
@@ -222,6 +231,42 @@ bp_watermarks_t *bp_watermarks_new(const bp_config_t *cfg, char *err, size_t err
 fail:
     bp_watermarks_free(w);
     return NULL;
+}
+
+uint64_t bp_watermarks_kick(bp_watermarks_t *w)
+{
+    if (w == NULL)
+        return UINT64_MAX;
+    pthread_mutex_lock(&w->mu);
+    w->kicked = 1;
+    /* a round under way may have asked the broker before the kick: the next one did not */
+    uint64_t target = w->rounds_started + 1;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->mu);
+    return target;
+}
+
+int bp_watermarks_partition(bp_watermarks_t *w, int32_t partition, int64_t *low, int64_t *high,
+                            uint64_t *round)
+{
+    int rc = -1;
+    *low = *high = -1;
+    *round = 0;
+    if (w == NULL)
+        return -1;
+    pthread_mutex_lock(&w->mu);
+    *round = w->fetched_round;
+    if (w->state == BP_WM_UP && w->topic.n > 0) {
+        if (partition < 0 || (size_t)partition >= w->topic.n) {
+            rc = 0;
+        } else if (w->topic.parts[partition].high >= 0) {
+            *low = w->topic.parts[partition].low;
+            *high = w->topic.parts[partition].high;
+            rc = 1;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return rc;
 }
 
 void bp_watermarks_stop(bp_watermarks_t *w)

@@ -77,6 +77,19 @@ void bp_watermarks_snapshot_free(bp_watermarks_snapshot_t *s);
  * lock briefly; safe from any thread, cheap enough for every /readyz). */
 void bp_watermarks_replication(bp_watermarks_t *w, bp_watermarks_replication_t *out);
 
+/* Ask the thread for a round now rather than at its next interval (a receipt whose offset is beyond
+ * the cached end may be newer than the cache). Returns the number of the first round that starts
+ * after this call: once bp_watermarks_partition's *round reaches it, the cache holds what the broker
+ * said after the kick. Safe from any thread; never waits. Accepts NULL (returns UINT64_MAX). */
+uint64_t bp_watermarks_kick(bp_watermarks_t *w);
+
+/* BP_TOPIC's partition as the last round found it, without allocating (takes the lock briefly).
+ * *round is the number of the round the values come from (0: none; compare with bp_watermarks_kick's).
+ * Returns 1 with *low and *high, 0 when the last round found the topic without this partition, -1
+ * when unknown (no round yet, the broker is away, the partition did not answer). Accepts NULL (-1). */
+int bp_watermarks_partition(bp_watermarks_t *w, int32_t partition, int64_t *low, int64_t *high,
+                            uint64_t *round);
+
 /* Register the gauges bp_kafka_partitions_under_replicated and bp_kafka_partitions_below_min_isr
  * (label topic, both topics) in metrics; they read the cache at render time (-1 while unknown).
  * w must outlive metrics' last render. */

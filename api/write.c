@@ -11,6 +11,7 @@
 
 #include "bp_log.h"
 #include "bp_payload.h"
+#include "bp_trace.h"
 #include "budget.h"
 #include "http.h"
 #include "producer.h"
@@ -256,6 +257,26 @@ static int parse_wait(h2o_req_t *req, long long max, long long *out, char *detai
     return -1;
 }
 
+/* The request's W3C traceparent as a NUL-terminated pool copy, or NULL when absent or malformed: a bad
+ * one is ignored (logged at debug), never a reason to refuse the data. */
+static const char *traceparent_of(h2o_req_t *req, const char *request_id)
+{
+    static const char name[] = "traceparent";
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, sizeof(name) - 1, -1);
+    if (i < 0)
+        return NULL;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    if (v.len > 128 || !bp_traceparent_valid(v.base, v.len)) {
+        if (bp_log_enabled(BP_LOG_DEBUG)) {
+            json_t *fields = json_pack("{s:s}", "request_id", request_id);
+            bp_log_fields(BP_LOG_DEBUG, fields, "ignoring a traceparent header that is not W3C Trace Context");
+            json_decref(fields);
+        }
+        return NULL;
+    }
+    return h2o_strdup(&req->pool, v.base, v.len).base;
+}
+
 /* A pool copy of a JSON string. */
 static const char *pool_copy(h2o_req_t *req, const json_t *s, size_t *len)
 {
@@ -446,7 +467,7 @@ static int post(bp_api_thread_t *t, h2o_req_t *req, post_kind_t kind)
 
     char why[256];
     bp_err_t e = bp_producer_send(t->producer, w->ack.batch_id, w->ack.batch_id_len, value, w->value_len,
-                                  request_id, on_verdict, w, why, sizeof(why));
+                                  request_id, traceparent_of(req, request_id), on_verdict, w, why, sizeof(why));
     if (e != BP_OK) {
         size_t value_len = w->value_len;
         free(w);

@@ -1,6 +1,7 @@
-/* write_ack.c - the answer to a POST the broker acknowledged: 202 Accepted with where the message went
- * and a Location to poll, or with ?wait=N, 201 Created with the stored batch (object) once the ingest
- * workers applied it - read-your-writes - and 202 if that takes longer than N seconds.
+/* write_ack.c - the answer to a POST the broker acknowledged: 202 Accepted with where the message went,
+ * its receipt token and a Location to the receipt (receipts.c), or with ?wait=N, 201 Created with the
+ * stored batch (object) once the ingest workers applied it - read-your-writes - and 202 if that takes
+ * longer than N seconds.
  *
  * Waiting costs one statement per thread per check, whatever the number of waiting POSTs: the thread
  * reads where the workers stand on each partition of the topic (ingest_offsets) and releases the POSTs
@@ -18,6 +19,7 @@
 
 #include "bp_log.h"
 #include "bp_pg.h"
+#include "bp_token.h"
 #include "http.h"
 #include "pglisten.h"
 #include "pgpool.h"
@@ -110,27 +112,52 @@ static const char *resource_url(h2o_req_t *req, const char *base, const char *co
     return url;
 }
 
-static void add_location(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack)
+/* The URL of what the POST wrote: the object's, or the batch's. */
+static const char *data_url(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack)
 {
     const char *base = bp_http_base_url(req, t->api->cfg->public_url);
-    const char *url = ack->object_id != NULL
-                          ? resource_url(req, base, "objects", ack->object_id, ack->object_id_len)
-                          : resource_url(req, base, "batches", ack->batch_id, ack->batch_id_len);
-    bp_http_add_header(req, "location", url);
+    return ack->object_id != NULL ? resource_url(req, base, "objects", ack->object_id, ack->object_id_len)
+                                  : resource_url(req, base, "batches", ack->batch_id, ack->batch_id_len);
 }
 
-/* 202 Accepted; wait_note (may be NULL) says why a ?wait= ended without the data. */
+static void add_location(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack)
+{
+    bp_http_add_header(req, "location", data_url(t, req, ack));
+}
+
+/* The message's receipt token and URL (GET /api/v1/receipts/{token}/), in the request pool. */
+static void receipt_of(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack, const char **token,
+                       const char **url)
+{
+    char *tok = h2o_mem_alloc_pool(&req->pool, BP_TOKEN_MAX);
+    if (bp_token_format(tok, BP_TOKEN_MAX, t->api->cfg->topic, ack->partition, ack->offset) == 0)
+        tok[0] = '\0'; /* cannot happen for an acked message (partition and offset are >= 0) */
+    const char *base = bp_http_base_url(req, t->api->cfg->public_url);
+    size_t n = strlen(base) + strlen(tok) + 32;
+    char *u = h2o_mem_alloc_pool(&req->pool, n);
+    snprintf(u, n, "%s/api/v1/receipts/%s/", base, tok); /* a token is URL-safe as it is */
+    *token = tok;
+    *url = u;
+}
+
+/* 202 Accepted, Location: the receipt (what became of the message is what a client asks next);
+ * wait_note (may be NULL) says why a ?wait= ended without the data. */
 static int answer_accepted(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack,
                            const char *wait_note)
 {
+    const char *token, *receipt_url;
+    receipt_of(t, req, ack, &token, &receipt_url);
     json_t *body = json_object();
     json_object_set_new(body, "batch_id", json_stringn(ack->batch_id, ack->batch_id_len));
     if (ack->object_id != NULL)
         json_object_set_new(body, "object_id", json_stringn(ack->object_id, ack->object_id_len));
-    add_location(t, req, ack);
+    bp_http_add_header(req, "location", receipt_url);
     json_object_set_new(body, "objects", json_integer((json_int_t)ack->objects));
     json_object_set_new(body, "partition", json_integer(ack->partition));
     json_object_set_new(body, "offset", json_integer(ack->offset));
+    json_object_set_new(body, "token", json_string(token));
+    json_object_set_new(body, "receipt_url", json_string(receipt_url));
+    json_object_set_new(body, "url", json_string(data_url(t, req, ack)));
     json_object_set_new(body, "request_id", json_string(ack->request_id));
     json_object_set_new(body, "status", json_string("accepted"));
     if (wait_note != NULL)
@@ -139,12 +166,18 @@ static int answer_accepted(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ac
 }
 
 /* The ack's members appended to a body whose closing brace is still to come. */
-static void append_ack(bp_rbuf_t *b, const bp_write_ack_t *ack)
+static void append_ack(bp_rbuf_t *b, h2o_req_t *req, const bp_write_ack_t *ack)
 {
     char num[64];
     snprintf(num, sizeof(num), ",\"partition\":%d,\"offset\":%lld", (int)ack->partition,
              (long long)ack->offset);
     bp_rbuf_puts(b, num);
+    const char *token, *receipt_url;
+    receipt_of(bp_thread_of(req), req, ack, &token, &receipt_url);
+    bp_rbuf_puts(b, ",\"token\":");
+    bp_rbuf_json_string(b, token, strlen(token));
+    bp_rbuf_puts(b, ",\"receipt_url\":");
+    bp_rbuf_json_string(b, receipt_url, strlen(receipt_url));
     bp_rbuf_puts(b, ",\"request_id\":");
     bp_rbuf_json_string(b, ack->request_id, strlen(ack->request_id));
     bp_rbuf_puts(b, ",\"status\":\"stored\"}");
@@ -155,7 +188,7 @@ static int answer_batch(h2o_req_t *req, const bp_write_ack_t *ack, const PGresul
 {
     bp_rbuf_t b = {0};
     bp_read_render_batch(&b, req, res);
-    append_ack(&b, ack);
+    append_ack(&b, req, ack);
     return bp_read_send_json_text(req, 201, &b);
 }
 
@@ -166,7 +199,7 @@ static int answer_object(h2o_req_t *req, const bp_write_ack_t *ack, const PGresu
     bp_read_render_object(&b, res, 0, 0);
     if (!b.oom && b.len > 0)
         b.len--; /* reopen the object: its closing brace is overwritten by the ack members */
-    append_ack(&b, ack);
+    append_ack(&b, req, ack);
     return bp_read_send_json_text(req, 201, &b);
 }
 

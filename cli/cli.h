@@ -27,6 +27,8 @@ int cli_settings(const bp_config_t *cfg, int argc, char **argv);
 int cli_counts(const bp_config_t *cfg, int argc, char **argv);
 /* cmd_post.c */
 int cli_post(const bp_config_t *cfg, int argc, char **argv);
+/* cmd_receipt.c */
+int cli_receipt(const bp_config_t *cfg, int argc, char **argv);
 /* cmd_read.c */
 int cli_get(const bp_config_t *cfg, int argc, char **argv);
 int cli_query(const bp_config_t *cfg, int argc, char **argv);

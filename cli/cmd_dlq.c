@@ -65,8 +65,8 @@ static const char replay_usage[] =
     "usage: batchpipe [settings] dlq replay (P:OFFSET... | --all) [--dry-run] [--timeout SECONDS]\n"
     "Publish the letters again to the batch topic (BP_TOPIC): the same key and value, the letter's\n"
     "timestamp, its bp-origin header (the replay is applied as of the original's place in the log, so a\n"
-    "newer version of an object, or a delete, written since, still wins), its request-id and a header\n"
-    "dlq-replayed-from: DLQTOPIC/P@OFFSET. The producer is idempotent (acks=all) and partitions by\n"
+    "newer version of an object, or a delete, written since, still wins), its request-id and traceparent,\n"
+    "and a header dlq-replayed-from: DLQTOPIC/P@OFFSET. The producer is idempotent (acks=all) and partitions by\n"
     "murmur2 like the API; every letter's delivery report is awaited and printed. Every letter given is\n"
     "read first: if one is missing, nothing is published. The letters stay in the dead-letter topic.\n"
     "Fix the cause first: a message that is still invalid is dead-lettered again (a new letter).\n"
@@ -650,7 +650,7 @@ static int replay_one(replay_ctx_t *c, const dlq_letter_t *l, const rd_kafka_mes
     size_t index = c->n++;
     if (c->rk == NULL)
         return 0;
-    rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
     char from[600];
     snprintf(from, sizeof(from), "%s/%d@%" PRId64, c->cfg->dlq_topic, (int)rkm->partition, rkm->offset);
     if (l->request_id != NULL)
@@ -665,6 +665,10 @@ static int replay_one(replay_ctx_t *c, const dlq_letter_t *l, const rd_kafka_mes
         rd_kafka_header_get_last(lh, BP_HDR_ORIGIN, &origin, &origin_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         origin != NULL)
         rd_kafka_header_add(h, BP_HDR_ORIGIN, -1, origin, (ssize_t)origin_len);
+    /* the replay goes on with the original POST's trace (the worker validates it again) */
+    if (lh != NULL && rd_kafka_header_get_last(lh, BP_HDR_TRACEPARENT, &origin, &origin_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        origin != NULL)
+        rd_kafka_header_add(h, BP_HDR_TRACEPARENT, -1, origin, (ssize_t)origin_len);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(rkm, &tstype);
     long long deadline = bp_clock_ms() + c->timeout_ms;

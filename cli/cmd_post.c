@@ -45,7 +45,7 @@ static const char post_usage[] =
     "\n"
     "On a terminal a progress bar on stderr shows files done/total, objects, objects/s and errors;\n"
     "otherwise each file gets one line on stdout:\n"
-    "  ok FILE batch_id=ID objects=N partition=P offset=O status=accepted|stored\n"
+    "  ok FILE batch_id=ID objects=N partition=P offset=O status=accepted|stored token=TOKEN\n"
     "  rejected FILE (400): /objects/3/data: required; ...   (every violation the API listed)\n"
     "  failed FILE: why   (no answer, 5xx after the retries, or --wait ran out)\n"
     "Rejected and failed files are printed in either case, then one summary line.\n"
@@ -387,6 +387,7 @@ static void file_accepted(post_t *p, slot_t *s)
     const char *batch_id = json_string_value(json_object_get(doc, "batch_id"));
     const char *status = json_string_value(json_object_get(doc, "status"));
     const char *wait = json_string_value(json_object_get(doc, "wait"));
+    const char *token = json_string_value(json_object_get(doc, "token")); /* batchpipe receipt TOKEN */
     /* 202 says how many objects it took; 201 (after ?wait=) shows the batch as stored */
     const json_t *objects = json_object_get(doc, "objects");
     if (!json_is_integer(objects))
@@ -399,8 +400,8 @@ static void file_accepted(post_t *p, slot_t *s)
     if (p->wait_s > 0 && wait != NULL) {
         char why[1024];
         snprintf(why, sizeof(why),
-                 "accepted (batch_id=%s partition=%lld offset=%lld) but not applied within %ld s: %s",
-                 batch_id ? batch_id : "?", partition, offset, p->wait_s, wait);
+                 "accepted (batch_id=%s partition=%lld offset=%lld token=%s) but not applied within %ld s: %s",
+                 batch_id ? batch_id : "?", partition, offset, token ? token : "?", p->wait_s, wait);
         json_decref(doc);
         file_failed(p, s, why);
         return;
@@ -409,9 +410,9 @@ static void file_accepted(post_t *p, slot_t *s)
     p->done++;
     p->objects += nobj;
     if (p->print_ok)
-        result_line(p, "ok %s batch_id=%s objects=%lld partition=%lld offset=%lld status=%s",
+        result_line(p, "ok %s batch_id=%s objects=%lld partition=%lld offset=%lld status=%s token=%s",
                     p->paths[s->file], batch_id ? batch_id : "?", nobj, partition, offset,
-                    status ? status : "?");
+                    status ? status : "?", token ? token : "?");
     json_decref(doc);
     slot_release(s);
 }

@@ -7,6 +7,7 @@
 
 static const cli_command_t commands[] = {
     {"post", "post batch files (or folders of them) to the API, concurrently", cli_post},
+    {"receipt", "show what became of a posted batch (its token: accepted, applied, dead-lettered)", cli_receipt},
     {"get", "show one object by its object_id", cli_get},
     {"query", "list objects whose data has every key=value pair given", cli_query},
     {"lag", "per-partition committed offset, high watermark and lag of the ingest group", cli_lag},

@@ -15,6 +15,7 @@
 #include "bp_clock.h"
 #include "bp_log.h"
 #include "bp_pg.h"
+#include "bp_utf8.h"
 
 #define DLQ_WAIT_MS 15000        /* longer than the dead-letter producer's message timeout */
 #define PG_CONNECT_TIMEOUT_S "5" /* a server that does not answer is as good as down */
@@ -119,6 +120,28 @@ static const char SQL_APPLY[] =
     "      < (EXCLUDED.src_ts, EXCLUDED.src_partition, EXCLUDED.src_offset))\n"
     "SELECT count(*) FROM up";
 
+/* A dead letter's record for its receipt, in the transaction that moves the offset past the message
+ * (migration 009). A row already there (the same offset dead-lettered again after a reset of the
+ * group's offsets) takes the latest letter. One statement per letter: letters are rare. */
+static const char SQL_DEAD_LETTER[] =
+    "INSERT INTO dead_letters AS d (group_id, topic, partition, \"offset\", reason, sqlstate, dlq_topic,"
+    " dlq_partition, dlq_offset, batch_id, request_id, traceparent)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " ON CONFLICT (group_id, topic, partition, \"offset\") DO UPDATE SET reason = EXCLUDED.reason,"
+    " sqlstate = EXCLUDED.sqlstate, dlq_topic = EXCLUDED.dlq_topic, dlq_partition = EXCLUDED.dlq_partition,"
+    " dlq_offset = EXCLUDED.dlq_offset, batch_id = EXCLUDED.batch_id, request_id = EXCLUDED.request_id,"
+    " traceparent = EXCLUDED.traceparent, dead_at = now()";
+
+/* Forget the records older than $3 days, and raise each partition's horizon past the offsets forgotten
+ * (below it a receipt says the outcome is no longer known rather than "applied"). */
+static const char SQL_DEAD_LETTERS_PURGE[] =
+    "WITH gone AS (DELETE FROM dead_letters WHERE group_id = $1 AND topic = $2"
+    " AND dead_at < now() - make_interval(days => $3::int) RETURNING partition, \"offset\")"
+    " INSERT INTO receipt_horizons AS h (group_id, topic, partition, recorded_from)"
+    " SELECT $1, $2, partition, max(\"offset\") + 1 FROM gone GROUP BY partition ORDER BY partition"
+    " ON CONFLICT (group_id, topic, partition) DO UPDATE"
+    " SET recorded_from = greatest(h.recorded_from, EXCLUDED.recorded_from)";
+
 /* Delete messages: the rule lives in SQL functions (migration 006) that the API's DELETE uses too. */
 static const char SQL_DELETE_OBJECT[] = "SELECT bp_delete_object($1, $2, $3, $4)";
 static const char SQL_DELETE_BATCH[] = "SELECT bp_delete_batch($1, $2, $3, $4, $5)";
@@ -127,7 +150,7 @@ static const struct {
     const char *name;
     const char *sql;
     int nparams;
-    Oid types[6];
+    Oid types[12];
 } statements[] = {
     {"bp_offsets_create", SQL_OFFSETS_CREATE, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
     {"bp_offsets_lock", SQL_OFFSETS_LOCK, 3, {OID_TEXT, OID_TEXT, OID_INT4_ARRAY}},
@@ -137,6 +160,10 @@ static const struct {
     {"bp_apply", SQL_APPLY, 4, {OID_TEXT_ARRAY, OID_INT8_ARRAY, OID_INT4_ARRAY, OID_INT8_ARRAY}},
     {"bp_delete_object", SQL_DELETE_OBJECT, 4, {OID_TEXT, OID_INT8, OID_INT4, OID_INT8}},
     {"bp_delete_batch", SQL_DELETE_BATCH, 5, {OID_TEXT, OID_BOOL, OID_INT8, OID_INT4, OID_INT8}},
+    {"bp_dead_letter", SQL_DEAD_LETTER, 12,
+     {OID_TEXT, OID_TEXT, OID_INT4, OID_INT8, OID_TEXT, OID_TEXT, OID_TEXT, OID_INT4, OID_INT8, OID_TEXT, OID_TEXT,
+      OID_TEXT}},
+    {"bp_dead_letters_purge", SQL_DEAD_LETTERS_PURGE, 3, {OID_TEXT, OID_TEXT, OID_INT4}},
 };
 
 bp_apply_t *bp_apply_new(const bp_config_t *cfg)
@@ -456,10 +483,20 @@ static char *text_array_binary(bp_ingest_msg_t *const *set, size_t k, int *len)
 
 typedef enum { SET_APPLIED, SET_REFUSED, SET_FAILED } set_result_t;
 
+/* Why PostgreSQL refused a message: the reason line into why, its SQLSTATE into state (6 bytes; the
+ * receipt and the dead_letters row show it apart from the text). */
+static void refused_why(const bp_apply_t *a, const PGresult *res, const char *fault, char *why, size_t whylen,
+                        char *state)
+{
+    bp_pg_result_error(why, whylen, fault, a->conn, res);
+    const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    snprintf(state, 6, "%s", code != NULL && strlen(code) == 5 ? code : "");
+}
+
 /* One delete message with the rule's SQL function, as of the message's version. A batch delete
  * without cascade that finds objects does nothing, and says so in the log. Same results as apply_set. */
-static set_result_t apply_delete(bp_apply_t *a, const bp_ingest_msg_t *m, char *why, size_t whylen, bp_err_t *e,
-                                 char *err, size_t errlen)
+static set_result_t apply_delete(bp_apply_t *a, const bp_ingest_msg_t *m, char *why, size_t whylen, char *state,
+                                 bp_err_t *e, char *err, size_t errlen)
 {
     char ts[24], part[16], off[24];
     snprintf(ts, sizeof(ts), "%lld", (long long)m->v_ts);
@@ -484,7 +521,7 @@ static set_result_t apply_delete(bp_apply_t *a, const bp_ingest_msg_t *m, char *
             json_decref(f);
         }
     } else if ((fault = message_fault(a, res)) != NULL) {
-        bp_pg_result_error(why, whylen, fault, a->conn, res);
+        refused_why(a, res, fault, why, whylen, state);
         r = SET_REFUSED;
     } else {
         *e = failed(a, res, "applying a delete", err, errlen);
@@ -497,10 +534,10 @@ static set_result_t apply_delete(bp_apply_t *a, const bp_ingest_msg_t *m, char *
  * SET_APPLIED; SET_REFUSED when PostgreSQL refuses the data (why in why; the transaction is then in
  * error: roll back to a savepoint); SET_FAILED for anything else (*e and err set). */
 static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t k, char *why, size_t whylen,
-                              bp_err_t *e, char *err, size_t errlen)
+                              char *state, bp_err_t *e, char *err, size_t errlen)
 {
     if (k == 1 && set[0]->kind == BP_MSG_DELETE)
-        return apply_delete(a, set[0], why, whylen, e, err, errlen);
+        return apply_delete(a, set[0], why, whylen, state, e, err, errlen);
     int64_t *nums = malloc(3 * k * sizeof(*nums));
     char *ts = NULL, *parts = NULL, *offs = NULL, *values = NULL;
     int values_len = 0;
@@ -524,7 +561,7 @@ static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
         r = SET_APPLIED;
     } else if ((fault = message_fault(a, res)) != NULL) {
-        bp_pg_result_error(why, whylen, fault, a->conn, res);
+        refused_why(a, res, fault, why, whylen, state);
         r = SET_REFUSED;
     } else {
         *e = failed(a, res, "applying batches", err, errlen);
@@ -550,8 +587,8 @@ static bp_err_t apply_one(bp_apply_t *a, bp_ingest_msg_t *m, char *err, size_t e
     bp_err_t e = exec_simple(a, "SAVEPOINT bp_msg", err, errlen);
     if (e != BP_OK)
         return e;
-    char why[1024];
-    switch (apply_set(a, &m, 1, why, sizeof(why), &e, err, errlen)) {
+    char why[1024], state[6];
+    switch (apply_set(a, &m, 1, why, sizeof(why), state, &e, err, errlen)) {
     case SET_APPLIED:
         m->outcome = BP_MSG_APPLIED;
         return exec_simple(a, "RELEASE SAVEPOINT bp_msg", err, errlen);
@@ -561,6 +598,7 @@ static bp_err_t apply_one(bp_apply_t *a, bp_ingest_msg_t *m, char *err, size_t e
             snprintf(err, errlen, "out of memory");
             return BP_ERR_NOMEM;
         }
+        memcpy(m->sqlstate, state, sizeof(m->sqlstate));
         m->outcome = BP_MSG_DEAD;
         return exec_simple(a, "ROLLBACK TO SAVEPOINT bp_msg; RELEASE SAVEPOINT bp_msg", err, errlen);
     case SET_FAILED:
@@ -577,10 +615,10 @@ static bp_err_t apply_valid(bp_apply_t *a, bp_ingest_msg_t **set, size_t k, char
 {
     bp_err_t e = BP_OK;
     if (k > 1 && !a->isolating) {
-        char why[1024];
+        char why[1024], state[6];
         if ((e = exec_simple(a, "SAVEPOINT bp_all", err, errlen)) != BP_OK)
             return e;
-        switch (apply_set(a, set, k, why, sizeof(why), &e, err, errlen)) {
+        switch (apply_set(a, set, k, why, sizeof(why), state, &e, err, errlen)) {
         case SET_APPLIED:
             for (size_t i = 0; i < k; i++)
                 set[i]->outcome = BP_MSG_APPLIED;
@@ -687,6 +725,67 @@ static bp_err_t split_commit_data(bp_apply_t *a, const bp_ingest_msg_t *msgs, si
 }
 #endif
 
+/* Record the dead letter of m, which the broker acked at where, for its receipt. */
+static bp_err_t record_dead_letter(bp_apply_t *a, const bp_ingest_msg_t *m, bp_dlq_where_t where, char *err,
+                                   size_t errlen)
+{
+    char part[16], off[24], dpart[16], doff[24];
+    snprintf(part, sizeof(part), "%d", (int)m->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+    snprintf(dpart, sizeof(dpart), "%d", (int)where.partition);
+    snprintf(doff, sizeof(doff), "%lld", (long long)where.offset);
+    /* the batch is known for a valid message only: its key is then its batch_id (message.c checks it) */
+    char *key = NULL;
+    const char *batch_id = NULL;
+    if (m->invalid == NULL && m->kind == BP_MSG_DELETE) {
+        batch_id = m->del_batch_id;
+    } else if (m->invalid == NULL && m->rkm->key != NULL) {
+        if ((key = strndup(m->rkm->key, m->rkm->key_len)) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return BP_ERR_NOMEM;
+        }
+        batch_id = key;
+    }
+    /* a text PostgreSQL refuses would fail every retry of the transaction: the reason is the one field
+     * that may quote what a producer sent, so it is made valid UTF-8 here whatever its source */
+    char *reason = strdup(m->invalid ? m->invalid : m->pg_reason ? m->pg_reason : "?");
+    if (reason == NULL) {
+        free(key);
+        snprintf(err, errlen, "out of memory");
+        return BP_ERR_NOMEM;
+    }
+    bp_utf8_sanitize(reason);
+    const char *params[12] = {a->cfg->group_id, a->cfg->topic, part, off, reason,
+                              m->sqlstate[0] ? m->sqlstate : NULL, a->cfg->dlq_topic, dpart, doff, batch_id,
+                              m->request_id[0] ? m->request_id : NULL, m->traceparent[0] ? m->traceparent : NULL};
+    PGresult *res = PQexecPrepared(a->conn, "bp_dead_letter", 12, params, NULL, NULL, 0);
+    bp_err_t e = BP_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        e = failed(a, res, "recording a dead letter", err, errlen);
+    PQclear(res);
+    free(reason);
+    free(key);
+    return e;
+}
+
+bp_err_t bp_apply_purge_dead_letters(bp_apply_t *a, long long days, long long *purged, char *err, size_t errlen)
+{
+    *purged = 0;
+    bp_err_t e = ensure_conn(a, err, errlen);
+    if (e != BP_OK)
+        return e;
+    char d[24];
+    snprintf(d, sizeof(d), "%lld", days);
+    const char *params[3] = {a->cfg->group_id, a->cfg->topic, d};
+    PGresult *res = PQexecPrepared(a->conn, "bp_dead_letters_purge", 3, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        e = failed(a, res, "purging dead-letter records", err, errlen);
+    else
+        *purged = strtoll(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return e;
+}
+
 bp_pg_fault_t bp_apply_last_fault(const bp_apply_t *a)
 {
     return a->fault;
@@ -719,14 +818,17 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
     *nout = 0;
     txn_part_t *parts = malloc((n ? n : 1) * sizeof(*parts));
     bp_ingest_msg_t **set = malloc((n ? n : 1) * sizeof(*set));
-    if (parts == NULL || set == NULL) {
+    size_t *letters = malloc((n ? n : 1) * sizeof(*letters)); /* letters[i]: msgs[i]'s, if dead */
+    if (parts == NULL || set == NULL || letters == NULL) {
         free(parts);
         free(set);
+        free(letters);
         snprintf(err, errlen, "out of memory");
         return BP_ERR_NOMEM;
     }
     for (size_t i = 0; i < n; i++) {
         msgs[i].outcome = BP_MSG_PENDING;
+        msgs[i].sqlstate[0] = '\0';
         parts[nparts++].partition = msgs[i].partition;
     }
     qsort(parts, nparts, sizeof(*parts), cmp_part);
@@ -769,13 +871,23 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
         char origin[64];
         snprintf(origin, sizeof(origin), "%lld:%d:%lld", (long long)m->v_ts, (int)m->v_partition,
                  (long long)m->v_offset);
-        if ((e = bp_dlq_send(dlq, m->rkm, m->invalid ? m->invalid : m->pg_reason, origin, err, errlen)) != BP_OK)
+        if ((e = bp_dlq_send(dlq, m->rkm, m->invalid ? m->invalid : m->pg_reason, origin, &letters[i], err,
+                             errlen)) != BP_OK)
             goto fail;
         ndead++;
     }
-    /* the dead letters must be on the broker before the offset moves past their messages */
+    /* The dead letters must be on the broker before the offset moves past their messages. Their
+     * records follow in this transaction, with where each letter went (from its delivery report): the
+     * order is letter acked -> record -> offset -> COMMIT. A failure anywhere after the ack rolls the
+     * record back with the offset, and the retry sends the letter again (the topic may then hold it
+     * twice; the record names the later one): nothing acked is ever without its record, and no
+     * record names a letter the broker did not ack. */
     if (ndead > 0 && (e = bp_dlq_wait(dlq, DLQ_WAIT_MS, err, errlen)) != BP_OK)
         goto fail;
+    for (size_t i = 0; i < n && ndead > 0; i++)
+        if (msgs[i].outcome == BP_MSG_DEAD &&
+            (e = record_dead_letter(a, &msgs[i], bp_dlq_letter_where(dlq, letters[i]), err, errlen)) != BP_OK)
+            goto fail;
 #ifdef BP_TEST_SPLIT_OFFSETS
     if ((e = split_commit_data(a, msgs, n, started, err, errlen)) != BP_OK)
         goto fail;
@@ -787,6 +899,8 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
         out[i].next_offset = parts[i].next;
     }
     *nout = nparts;
+    if (ndead > 0)
+        bp_dlq_done(dlq);
 #ifndef BP_TEST_SPLIT_OFFSETS
     log_outcomes(a, msgs, n, bp_clock_ms() - started);
 #endif
@@ -801,5 +915,6 @@ fail:
 done:
     free(parts);
     free(set);
+    free(letters);
     return e;
 }

@@ -46,7 +46,8 @@ bp_err_t bp_apply_load_offsets(bp_apply_t *a, rd_kafka_topic_partition_list_t *p
  *    not a lost connection, an operator's problem or a concurrent transaction (bp_pg_fault_t) is
  *    refused too (BP_MSG_DEAD, the SQLSTATE in m->pg_reason);
  *  - invalid and refused messages are sent to dlq, in source order, and acked by the broker before
- *    the rows' next_offset moves past them and the transaction commits.
+ *    the rows' next_offset moves past them and the transaction commits; each is recorded in
+ *    dead_letters (reason, SQLSTATE, where its letter went) in the same transaction.
  * Once committed, each applied message is logged on one info line (BP_LOG_APPLIED).
  * Each message stays atomic: its batch row and all its objects commit together or not at all.
  * On BP_OK the outcomes are final and out[0..*nout) holds the partitions' committed next offsets
@@ -55,6 +56,12 @@ bp_err_t bp_apply_load_offsets(bp_apply_t *a, rd_kafka_topic_partition_list_t *p
  * the error's class. Each message's outcome is reset at the start of every attempt. */
 bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_t n, int isolate,
                       bp_part_offset_t *out, size_t *nout, char *err, size_t errlen) BP_MUST_CHECK;
+
+/* Delete this group's dead-letter records (dead_letters) older than days, outside any transaction of
+ * bp_apply_txn, and raise the partitions' receipt horizons past them. *purged: rows deleted. Returns
+ * BP_OK or an error with err filled (the worker tries again later). */
+bp_err_t bp_apply_purge_dead_letters(bp_apply_t *a, long long days, long long *purged, char *err,
+                                     size_t errlen) BP_MUST_CHECK;
 
 /* After bp_apply_txn failed: whose fault it was (BP_PG_FAULT_NONE when not PostgreSQL's: out of
  * memory, the dead-letter topic). The worker bounds its retries by it. */

@@ -14,11 +14,19 @@
 #define DLQ_MESSAGE_TIMEOUT_MS "10000" /* a letter not acked by then fails the round: the txn is retried */
 #define DLQ_MESSAGE_MAX_BYTES "67108864"
 
+/* A letter's opaque: its round in the high 32 bits (reports of older rounds are ignored), its index
+ * in the round in the low 32 (its delivery report says where it went: the receipt records it). */
+#define LETTER_OPAQUE(round, i) ((void *)(((uintptr_t)(round) << 32) | (uintptr_t)(i)))
+#define LETTER_ROUND(op) ((uint32_t)((uintptr_t)(op) >> 32))
+#define LETTER_INDEX(op) ((uint32_t)((uintptr_t)(op) & 0xffffffffu))
+
 struct bp_dlq {
     const bp_config_t *cfg;
     rd_kafka_t *rk;
-    uintptr_t round; /* letters carry their round as opaque; reports of older rounds are ignored */
+    uint32_t round;
     size_t sent, acked, failed;
+    bp_dlq_where_t *where; /* where[i]: letter i of the round, from its delivery report */
+    size_t where_cap;
     rd_kafka_resp_err_t first_err;
     char first_errstr[256];
     int fatal;
@@ -27,9 +35,12 @@ struct bp_dlq {
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
     bp_dlq_t *d = opaque;
-    if ((uintptr_t)rkm->_private != d->round)
+    if (LETTER_ROUND(rkm->_private) != d->round)
         return;
     if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        uint32_t i = LETTER_INDEX(rkm->_private);
+        if (i < d->sent)
+            d->where[i] = (bp_dlq_where_t){rkm->partition, rkm->offset};
         d->acked++;
         return;
     }
@@ -84,10 +95,20 @@ static int add_header(rd_kafka_headers_t *h, const char *name, const void *value
 }
 
 bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *reason, const char *origin,
-                     char *err, size_t errlen)
+                     size_t *letter, char *err, size_t errlen)
 {
+    if (d->sent == d->where_cap) {
+        size_t cap = d->where_cap ? 2 * d->where_cap : 16;
+        bp_dlq_where_t *where = realloc(d->where, cap * sizeof(*where));
+        if (where == NULL) {
+            snprintf(err, errlen, "dead letters: out of memory");
+            return BP_ERR_NOMEM;
+        }
+        d->where = where;
+        d->where_cap = cap;
+    }
     rd_kafka_headers_t *src = NULL;
-    rd_kafka_headers_t *h = rd_kafka_headers_new(7);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
     char part[16], off[24];
     snprintf(part, sizeof(part), "%d", (int)rkm->partition);
     snprintf(off, sizeof(off), "%lld", (long long)rkm->offset);
@@ -103,6 +124,10 @@ bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *rea
     if (src != NULL && rd_kafka_header_get_last(src, BP_HDR_DLQ_REPLAYED_FROM, &rid, &rid_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         add_header(h, BP_HDR_DLQ_REPLAYED_FROM, rid, rid_len) != 0)
         goto nomem;
+    /* the trace goes on with the letter (and with its replay) */
+    if (src != NULL && rd_kafka_header_get_last(src, BP_HDR_TRACEPARENT, &rid, &rid_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        add_header(h, BP_HDR_TRACEPARENT, rid, rid_len) != 0)
+        goto nomem;
     /* the letter keeps the original's timestamp: a replay is then ordered as the original was
      * ("latest wins" by message timestamp), not as of the moment it was dead-lettered */
     rd_kafka_timestamp_type_t tstype;
@@ -116,14 +141,15 @@ bp_err_t bp_dlq_send(bp_dlq_t *d, const rd_kafka_message_t *rkm, const char *rea
     rd_kafka_resp_err_t e = rd_kafka_producev(
         d->rk, RD_KAFKA_V_TOPIC(d->cfg->dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(rkm->key, rkm->key_len), RD_KAFKA_V_VALUE(rkm->payload, rkm->len),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_TIMESTAMP(ts > 0 ? ts : 0), RD_KAFKA_V_OPAQUE((void *)d->round),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_TIMESTAMP(ts > 0 ? ts : 0), RD_KAFKA_V_OPAQUE(LETTER_OPAQUE(d->round, d->sent)),
         RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_headers_destroy(h); /* ownership passes only on success */
         snprintf(err, errlen, "dead-letter produce to %s: %s", d->cfg->dlq_topic, rd_kafka_err2str(e));
         return bp_kafka_classify(e);
     }
-    d->sent++;
+    d->where[d->sent] = (bp_dlq_where_t){-1, -1};
+    *letter = d->sent++;
     return BP_OK;
 nomem:
     rd_kafka_headers_destroy(h);
@@ -137,6 +163,13 @@ static void next_round(bp_dlq_t *d)
     d->sent = d->acked = d->failed = 0;
     d->first_err = RD_KAFKA_RESP_ERR_NO_ERROR;
     d->first_errstr[0] = '\0';
+}
+
+bp_dlq_where_t bp_dlq_letter_where(const bp_dlq_t *d, size_t letter)
+{
+    if (letter >= d->sent)
+        return (bp_dlq_where_t){-1, -1};
+    return d->where[letter];
 }
 
 bp_err_t bp_dlq_wait(bp_dlq_t *d, int timeout_ms, char *err, size_t errlen)
@@ -163,10 +196,17 @@ bp_err_t bp_dlq_wait(bp_dlq_t *d, int timeout_ms, char *err, size_t errlen)
                  d->cfg->dlq_topic, d->sent - d->acked, d->sent, timeout_ms);
         rc = BP_ERR_TIMEOUT;
     }
-    if (rc != BP_OK)
+    if (rc != BP_OK) {
         rd_kafka_purge(d->rk, RD_KAFKA_PURGE_F_QUEUE);
-    next_round(d);
+        next_round(d);
+    }
+    /* on success the round stays until bp_dlq_done: bp_dlq_letter_where reads its positions */
     return rc;
+}
+
+void bp_dlq_done(bp_dlq_t *d)
+{
+    next_round(d);
 }
 
 void bp_dlq_forget(bp_dlq_t *d)
@@ -191,5 +231,6 @@ void bp_dlq_free(bp_dlq_t *d, int timeout_ms)
     if (left > 0)
         bp_warn("dead-letter producer: %d messages or requests still queued at exit", left);
     rd_kafka_destroy(d->rk);
+    free(d->where);
     free(d);
 }

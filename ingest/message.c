@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bp_kafka.h"
+#include "bp_trace.h"
 
 /* Copy at most cap bytes of s (n bytes) into dst, cut at a UTF-8 character boundary. */
 static size_t utf8_copy(char *dst, size_t cap, const char *s, size_t n)
@@ -219,6 +220,13 @@ bp_err_t bp_ingest_msg_init(bp_ingest_msg_t *m, rd_kafka_message_t *rkm, const b
         rd_kafka_header_get_last(hdrs, BP_HDR_REQUEST_ID, &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         val != NULL)
         utf8_copy(m->request_id, BP_REQUEST_ID_MAX, val, len);
+    /* another producer's malformed traceparent is not worth a dead letter: it is just not kept */
+    if (hdrs != NULL &&
+        rd_kafka_header_get_last(hdrs, BP_HDR_TRACEPARENT, &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        val != NULL && len <= BP_TRACEPARENT_MAX && bp_traceparent_valid(val, len)) {
+        memcpy(m->traceparent, val, len);
+        m->traceparent[len] = '\0';
+    }
     bp_err_t rc = check_payload(m, lim);
     if (rc == BP_OK && hdrs != NULL &&
         rd_kafka_header_get_last(hdrs, BP_HDR_ORIGIN, &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -253,6 +261,11 @@ json_t *bp_ingest_msg_fields(const bp_ingest_msg_t *m, const char *topic)
         json_t *rid = json_string(m->request_id);
         if (rid != NULL)
             json_object_set_new(f, "request_id", rid);
+    }
+    if (f != NULL && m->traceparent[0] != '\0') {
+        json_t *tp = json_string(m->traceparent);
+        if (tp != NULL)
+            json_object_set_new(f, "traceparent", tp);
     }
     return f;
 }

@@ -13,6 +13,7 @@
 #include "bp_payload.h"
 
 #define BP_REQUEST_ID_MAX 128 /* bytes of the request-id header kept for logs (longer ones are cut) */
+#define BP_TRACEPARENT_MAX 128 /* a longer traceparent (a future version's extra fields) is not kept */
 #define BP_REASON_MAX 4096    /* bytes of a dead-letter reason (a long violation list is cut) */
 
 typedef enum bp_msg_outcome {
@@ -47,6 +48,8 @@ typedef struct bp_ingest_msg {
     int32_t origin_partition;
     int64_t origin_offset;
     char request_id[BP_REQUEST_ID_MAX + 1]; /* "" when the header is absent */
+    char traceparent[BP_TRACEPARENT_MAX + 1]; /* "" when absent or not a valid W3C traceparent */
+    char sqlstate[6];              /* PostgreSQL's code when it refused the message (BP_MSG_DEAD), else "" */
     char *invalid;                 /* NULL if the payload is a valid batch, else why not (owned) */
     char *pg_reason;               /* why PostgreSQL refused it in the last attempt (owned), or NULL */
     size_t objects;                /* objects in the batch, for logs (valid batch messages only) */
@@ -66,8 +69,8 @@ bp_err_t bp_ingest_msg_init(bp_ingest_msg_t *m, rd_kafka_message_t *rkm, const b
 /* Destroy the Kafka message and free the reasons. Accepts a zeroed m. */
 void bp_ingest_msg_clear(bp_ingest_msg_t *m);
 
-/* Log fields {"topic", "partition", "offset", "request_id"} for bp_log_fields (request_id only when
- * the header was present). topic is borrowed. Returns a new reference, or NULL without memory. */
+/* Log fields {"topic", "partition", "offset", "request_id", "traceparent"} for bp_log_fields
+ * (request_id and traceparent only when the message has them). topic is borrowed. Returns a new reference, or NULL without memory. */
 json_t *bp_ingest_msg_fields(const bp_ingest_msg_t *m, const char *topic);
 
 /* The violations as one readable line: "schema violation: /objects/2: required property ...; ...",

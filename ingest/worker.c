@@ -26,6 +26,7 @@
 #define AUTO_COMMIT_MS "1000"      /* how stale the group's offsets in Kafka (lag tools) may be */
 #define POLL_SLICE_MS 100          /* longest consumer poll, so that stop and deadlines are noticed */
 #define PG_CHECK_IDLE_MS 5000      /* an idle worker checks PostgreSQL this often (readiness) */
+#define PURGE_EVERY_MS 600000      /* ...and purges dead-letter records past BP_RECEIPT_RETENTION_DAYS */
 
 struct bp_worker {
     const bp_config_t *cfg;
@@ -52,6 +53,7 @@ struct bp_worker {
     uint64_t rng;
     long long pg_check_at;  /* when an idle worker next checks PostgreSQL */
     int pg_check_failures;  /* PostgreSQL checks failed in a row (at assignment or idle) */
+    long long purge_at;     /* when an idle worker next purges old dead-letter records */
 };
 
 static long long backoff_ms(bp_worker_t *w, int attempt);
@@ -230,6 +232,17 @@ static void check_pg_idle(bp_worker_t *w)
     }
     pg_checked(w, e);
     rd_kafka_topic_partition_list_destroy(parts);
+    /* only while idle, between transactions: the purge never delays a batch. Any worker of the group
+     * may do it; two at once delete disjoint rows or nothing. */
+    if (e == BP_OK && w->cfg->receipt_retention_days > 0 && bp_clock_ms() >= w->purge_at) {
+        long long purged = 0;
+        w->purge_at = bp_clock_ms() + PURGE_EVERY_MS;
+        if (bp_apply_purge_dead_letters(w->apply, w->cfg->receipt_retention_days, &purged, err, sizeof(err)) != BP_OK)
+            bp_warn("purging dead-letter records failed (%s); trying again later", err);
+        else if (purged > 0)
+            bp_info("purged %lld dead-letter records older than %lld days (BP_RECEIPT_RETENTION_DAYS)", purged,
+                    w->cfg->receipt_retention_days);
+    }
 }
 
 static void assign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts)

@@ -153,6 +153,10 @@ static const setting_t settings[] = {
      86400000, BP_FOR_INGEST, 0, "statement_timeout of the worker's PostgreSQL connection; 0: none"},
     {"log-applied", "BP_LOG_APPLIED", T_INT, S(log_applied), "1", 0, 1, BP_FOR_INGEST, 0,
      "1: an info line per message applied, after its COMMIT (topic, partition, offset, request_id); 0: none"},
+    {"receipt-retention-days", "BP_RECEIPT_RETENTION_DAYS", T_INT, S(receipt_retention_days), "30", 0, 36500,
+     BP_FOR_INGEST, 0,
+     "days the worker keeps its group's dead-letter records (receipts of older dead letters say the outcome is "
+     "no longer known); an idle worker purges older ones about every 10 minutes; 0: keep them for ever"},
     {"shutdown-timeout-ms", "BP_SHUTDOWN_TIMEOUT_MS", T_INT, S(shutdown_timeout_ms), "10000", 100, 600000,
      BP_FOR_API | BP_FOR_INGEST, 0, "bound on a graceful shutdown"},
     {"health-port", "BP_HEALTH_PORT", T_INT, S(health_port), "8001", 0, 65535, BP_FOR_INGEST, 0,

@@ -71,6 +71,7 @@ typedef struct bp_config {
     long long txn_max_attempts;
     long long pg_statement_timeout_ms;
     long long log_applied;
+    long long receipt_retention_days;
     long long shutdown_timeout_ms;
     long long health_port;
     /* cli */

@@ -23,6 +23,8 @@
 /* "TS_EFF:PARTITION:OFFSET": the version a worker computed for a message it dead-lettered; batchpipe dlq
  * replay copies it, and a message that has it is applied as of that version (docs/TOPIC.md) */
 #define BP_HDR_ORIGIN "bp-origin"
+/* W3C Trace Context of the POST (shared/bp_trace.h), when it sent a valid one; kept in dead letters */
+#define BP_HDR_TRACEPARENT "traceparent"
 
 /* A new configuration with bootstrap.servers, client.id and logging set. Returns NULL with err.
  * Ownership passes to rd_kafka_new on success; otherwise free with rd_kafka_conf_destroy. */

@@ -454,9 +454,47 @@
   }
 
   let lastFile = null;
+  let receiptRun = 0; /* each post follows its own receipt; a newer post stops the older one's */
+
+  /* Follow a message's receipt (GET /api/v1/receipts/{token}/) into line until the workers applied or
+   * dead-lettered it: about every second at first, slower later, for at most ten minutes. */
+  async function followReceipt(token, line) {
+    const run = ++receiptRun;
+    const started = Date.now();
+    for (let delay = 500; run === receiptRun && Date.now() - started < 600000; delay = Math.min(delay * 1.5, 5000)) {
+      let r;
+      try {
+        r = await api('GET', '/api/v1/receipts/' + encodeURIComponent(token) + '/', { allow: [400, 404, 429, 503] });
+      } catch (e) {
+        r = null;
+      }
+      if (run !== receiptRun) return;
+      const b = r && r.status === 200 ? r.data : null;
+      if (b) {
+        line.dataset.state = b.state;
+        if (b.state === 'accepted') {
+          clear(line).append('Receipt: in the topic, not applied yet (' + fmt(b.ahead) + ' before it on partition ' + b.partition + ').');
+        } else if (b.state === 'applied') {
+          clear(line).append('Receipt: applied by ' + b.group_id + '.');
+          return;
+        } else if (b.state === 'dead_lettered') {
+          const d = b.dead_letter || {};
+          line.className = 'receipt bad';
+          clear(line).append('Receipt: dead-lettered — ' + (d.reason || '') + (d.sqlstate ? ' (SQLSTATE ' + d.sqlstate + ')' : '') + '. Letter ' +
+            d.partition + ':' + d.offset + ' in ' + d.topic + '; once fixed: ', el('code', { text: d.replay || '' }));
+          return;
+        } else {
+          clear(line).append('Receipt: ' + b.state + (b.detail ? ' — ' + b.detail : ''));
+          return;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 
   async function postFile(file) {
     lastFile = file;
+    receiptRun++; /* stop following the previous post's receipt */
     const out = $('post-result');
     const zone = $('drop-zone');
     zone.classList.add('busy');
@@ -485,6 +523,11 @@
           fileLine,
           el('p', {}, 'Stored in partition ' + a.partition + ' at offset ' + fmt(a.offset) + '; the workers apply it within moments. ',
             el('a', { href: '#batch/' + encodeURIComponent(a.batch_id), text: 'Open the batch' })));
+        if (a.token) {
+          const line = el('p', { class: 'receipt', text: 'Receipt: asking…' });
+          out.append(line);
+          followReceipt(a.token, line);
+        }
       } else {
         const p = r.data || {};
         const errors = Array.isArray(p.errors) ? p.errors : [];

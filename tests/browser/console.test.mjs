@@ -292,6 +292,9 @@ await step('a good file chosen through the drop zone\'s file input is accepted a
   await page.waitForSelector('#post-result.ok h4');
   assert.match(await page.textContent('#post-result h4'), new RegExp(`Accepted: batch “${good.batch_id}” with ${good.objects.length} objects`));
   await eventually(async () => (await apiGet(API, `/api/v1/batches/${good.batch_id}/`)).status === 200, 'the batch stored by the workers');
+  // the post view follows the message's receipt until the workers applied it
+  await page.waitForSelector('#post-result .receipt[data-state="applied"]');
+  assert.match(await page.textContent('#post-result .receipt'), /Receipt: applied by /);
   await page.click('#post-result a');
   await page.waitForSelector('#view-batch:not([hidden]) #batch-objects tbody tr');
   assert.equal(await page.textContent('#batch-title'), good.batch_id);

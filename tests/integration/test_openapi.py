@@ -19,6 +19,7 @@ ROUTES = {
     ("GET", "/api/v1/batches/"),
     ("POST", "/api/v1/batches/"),
     ("GET", "/api/v1/batches/{batch_id}/"),
+    ("GET", "/api/v1/receipts/{token}/"),
     ("DELETE", "/api/v1/batches/{batch_id}/"),
     ("GET", "/api/v1/objects/"),
     ("POST", "/api/v1/objects/"),
@@ -50,7 +51,7 @@ def spec(server):
 
 def concrete(path):
     return path.replace("{batch_id}", "no-such-batch").replace("{object_id}", "no-such-object").replace(
-        "{file}", "index.html")
+        "{file}", "index.html").replace("{token}", "no-such-token")
 
 
 def spec_routes(spec):

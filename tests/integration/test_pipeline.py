@@ -63,7 +63,8 @@ def test_large_batch_round_trip(pipeline):
     assert r.status_code == 202, r.text
     ack = r.json()
     assert ack["batch_id"] == "big-batch-1" and ack["objects"] == 3000
-    assert r.headers["Location"].endswith("/api/v1/batches/big-batch-1/")
+    assert ack["url"].endswith("/api/v1/batches/big-batch-1/")
+    assert r.headers["Location"] == ack["receipt_url"]
     wait_batch_count(api, "big-batch-1", 3000)
     # every object's pairs come back in their original order with their JSON types
     rows = dict(env.query("SELECT object_id, data FROM objects WHERE batch_id = %s", ("big-batch-1",)))

@@ -111,7 +111,9 @@ def test_valid_batch_is_acked_and_published_as_sent(write_api, bp_env):
     assert body["objects"] == len(batch["objects"])
     assert body["status"] == "accepted"
     assert body["request_id"] == rid
-    assert r.headers["Location"] == f"{write_api.url}/api/v1/batches/{batch['batch_id']}/"
+    # Location names the receipt (what became of the message); url the batch
+    assert r.headers["Location"] == body["receipt_url"] == f"{write_api.url}/api/v1/receipts/{body['token']}/"
+    assert body["url"] == f"{write_api.url}/api/v1/batches/{batch['batch_id']}/"
 
     msg = read_message(bp_env.topic, body["partition"], body["offset"])
     assert msg.key().decode() == batch["batch_id"]
@@ -131,11 +133,11 @@ def test_request_id_is_generated_when_the_client_sends_none(write_api, bp_env):
     assert headers_of(msg)["request-id"] == rid
 
 
-def test_batch_id_with_reserved_characters_is_percent_encoded_in_location(write_api):
+def test_batch_id_with_reserved_characters_is_percent_encoded_in_its_url(write_api):
     batch = small_batch(batch_id="shop/2024 week#3")
     r = post_json(write_api, "/api/v1/batches/", batch)
     assert r.status_code == 202, r.text
-    assert r.headers["Location"].endswith("/api/v1/batches/shop%2F2024%20week%233/")
+    assert r.json()["url"].endswith("/api/v1/batches/shop%2F2024%20week%233/")
 
 
 def test_single_object_is_published_as_a_one_object_batch(write_api, bp_env):
@@ -146,7 +148,8 @@ def test_single_object_is_published_as_a_one_object_batch(write_api, bp_env):
     body = r.json()
     assert body["batch_id"] == obj["batch_id"] and body["object_id"] == obj["object_id"]
     assert body["objects"] == 1
-    assert r.headers["Location"].endswith(f"/api/v1/objects/{obj['object_id']}/")
+    assert body["url"].endswith(f"/api/v1/objects/{obj['object_id']}/")
+    assert r.headers["Location"] == body["receipt_url"]
     msg = read_message(bp_env.topic, body["partition"], body["offset"])
     assert msg.key().decode() == obj["batch_id"]
     assert json.loads(msg.value()) == {"batch_id": obj["batch_id"],
