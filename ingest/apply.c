@@ -13,8 +13,10 @@
 #include <libpq-fe.h>
 
 #include "bp_clock.h"
+#include "bp_json_scan.h"
 #include "bp_log.h"
 #include "bp_pg.h"
+#include "count_terms.h"
 
 #define DLQ_WAIT_MS 15000        /* longer than the dead-letter producer's message timeout */
 #define PG_CONNECT_TIMEOUT_S "5" /* a server that does not answer is as good as down */
@@ -28,11 +30,25 @@
 #define OID_INT8_ARRAY 1016
 #define OID_TEXT_ARRAY 1009
 
+/* An object the transaction's upserts inserted: the ordinal-th (1-based) of msg's "objects". */
+typedef struct inserted {
+    const bp_ingest_msg_t *msg;
+    int64_t ordinal;
+} inserted_t;
+
 struct bp_apply {
     const bp_config_t *cfg;
     PGconn *conn;
     bp_pg_fault_t fault; /* of the last failure in this attempt (BP_PG_FAULT_NONE: none, or not PostgreSQL's) */
     int isolating;       /* this attempt writes each message alone and dead-letters any that fails alone */
+    /* counting in the worker (cfg->count_in_worker, docs/QUERIES.md#counting): the objects this
+     * transaction inserted and their terms, computed with the sparse keys as last read */
+    inserted_t *ins;
+    size_t nins, cap_ins;
+    bp_count_terms_t *txn_terms;  /* the terms of ins[0..nins) */
+    bp_count_terms_t *stmt_terms; /* one statement's, merged into txn_terms once it stands */
+    char **sparse;                /* count_keys, sorted by strcmp */
+    size_t nsparse;
 };
 
 /* Make sure the partition's row exists, without touching an existing one (workers lock it next). */
@@ -70,13 +86,17 @@ static const char SQL_OFFSETS_LOAD[] = "SELECT partition, next_offset FROM inges
  *    write removes the tombstone). An existing object takes the new data and batch only then.
  * Deletes and upserts both keep the greatest version, so a replay of the topic ends in the same state.
  * The tombstone checks are joins inside the one statement, never a round trip per object. Objects are
- * written in object_id order so that concurrent writers lock rows in the same order. */
+ * written in object_id order so that concurrent writers lock rows in the same order.
+ * It returns the objects it INSERTED (not those it updated, skipped as older or left to a tombstone) as
+ * (message ordinal in $1, object ordinal in its "objects"), both 1-based: the worker computes their
+ * counter terms itself (count_txn); xmax is 0 only on a row version that no one updated or locked, i.e.
+ * a row this INSERT created (ON CONFLICT DO UPDATE leaves our xid there). */
 static const char SQL_APPLY[] =
     "WITH msg AS MATERIALIZED (\n"
-    "  SELECT m.d, m.d->>'batch_id' AS batch_id, m.ts, m.part, m.off,\n"
+    "  SELECT m.d, m.d->>'batch_id' AS batch_id, m.ts, m.part, m.off, m.mi,\n"
     "         bt.batch_id IS NULL OR (bt.src_ts, bt.src_partition, bt.src_offset) < (m.ts, m.part, m.off) AS live\n"
-    "  FROM (SELECT u.v::jsonb AS d, u.ts, u.part, u.off\n"
-    "        FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) AS u(v, ts, part, off)) m\n"
+    "  FROM (SELECT u.v::jsonb AS d, u.ts, u.part, u.off, u.mi\n"
+    "        FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) WITH ORDINALITY AS u(v, ts, part, off, mi)) m\n"
     "  LEFT JOIN batch_tombstones bt ON bt.batch_id = m.d->>'batch_id'),\n"
     "bat AS (\n"
     "  INSERT INTO batches AS b (batch_id) SELECT DISTINCT batch_id FROM msg WHERE live ORDER BY 1\n"
@@ -85,7 +105,7 @@ static const char SQL_APPLY[] =
     "  DELETE FROM batch_tombstones t USING msg m WHERE m.live AND t.batch_id = m.batch_id),\n"
     "src AS (\n"
     "  SELECT DISTINCT ON (e.o->>'object_id') e.o->>'object_id' AS object_id, m.batch_id,\n"
-    "         e.o->'data' AS data, m.ts, m.part, m.off, m.live\n"
+    "         e.o->'data' AS data, m.ts, m.part, m.off, m.live, m.mi, e.n\n"
     "  FROM msg m CROSS JOIN LATERAL jsonb_array_elements(m.d->'objects') WITH ORDINALITY AS e(o, n)\n"
     "  ORDER BY e.o->>'object_id', m.ts DESC, m.part DESC, m.off DESC, e.n DESC),\n"
     "cur AS MATERIALIZED (\n"
@@ -102,7 +122,7 @@ static const char SQL_APPLY[] =
     "                      THEN now() ELSE t.updated_at END\n"
     "  WHERE (t.src_ts, t.src_partition, t.src_offset)\n"
     "      < (EXCLUDED.src_ts, EXCLUDED.src_partition, EXCLUDED.src_offset)\n"
-    "  RETURNING 1),\n"
+    "  RETURNING t.object_id, t.xmax::text = '0' AS inserted),\n"
     "tomb_gone AS (\n"
     "  DELETE FROM object_tombstones t USING cur c\n"
     "  WHERE c.live AND c.tombed AND c.beats AND t.object_id = c.object_id),\n"
@@ -117,7 +137,13 @@ static const char SQL_APPLY[] =
     "    src_offset = EXCLUDED.src_offset, deleted_at = now()\n"
     "  WHERE (t.src_ts, t.src_partition, t.src_offset)\n"
     "      < (EXCLUDED.src_ts, EXCLUDED.src_partition, EXCLUDED.src_offset))\n"
-    "SELECT count(*) FROM up";
+    "SELECT c.mi, c.n FROM up JOIN cur c ON c.object_id = up.object_id WHERE up.inserted";
+
+/* The counter terms of the objects the transaction inserted (migration 008): added to this backend's
+ * slot if $1 is still the set of sparse keys; else nothing is added and the current set comes back. */
+static const char SQL_COUNT_ADD[] = "SELECT applied, array_to_json(current)::text "
+                                    "FROM bp_count_add_terms($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])";
+static const char SQL_SPARSE_LOAD[] = "SELECT coalesce(json_agg(key), '[]')::text FROM count_keys";
 
 /* Delete messages: the rule lives in SQL functions (migration 006) that the API's DELETE uses too. */
 static const char SQL_DELETE_OBJECT[] = "SELECT bp_delete_object($1, $2, $3, $4)";
@@ -142,9 +168,23 @@ static const struct {
 bp_apply_t *bp_apply_new(const bp_config_t *cfg)
 {
     bp_apply_t *a = calloc(1, sizeof(*a));
-    if (a != NULL)
-        a->cfg = cfg;
+    if (a == NULL)
+        return NULL;
+    a->cfg = cfg;
+    if ((a->txn_terms = bp_count_terms_new()) == NULL || (a->stmt_terms = bp_count_terms_new()) == NULL) {
+        bp_apply_free(a);
+        return NULL;
+    }
     return a;
+}
+
+static void sparse_free(bp_apply_t *a)
+{
+    for (size_t i = 0; i < a->nsparse; i++)
+        free(a->sparse[i]);
+    free(a->sparse);
+    a->sparse = NULL;
+    a->nsparse = 0;
 }
 
 void bp_apply_free(bp_apply_t *a)
@@ -152,6 +192,10 @@ void bp_apply_free(bp_apply_t *a)
     if (a == NULL)
         return;
     PQfinish(a->conn);
+    bp_count_terms_free(a->txn_terms);
+    bp_count_terms_free(a->stmt_terms);
+    sparse_free(a);
+    free(a->ins);
     free(a);
 }
 
@@ -178,6 +222,54 @@ static bp_err_t exec_simple(bp_apply_t *a, const char *sql, char *err, size_t er
     bp_err_t e = BP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         e = failed(a, res, sql, err, errlen);
+    PQclear(res);
+    return e;
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* Take the sparse keys from json (a JSON array of strings, as SQL_SPARSE_LOAD and SQL_COUNT_ADD give
+ * them). BP_OK, BP_ERR_NOMEM, or BP_ERR_PG_TRANSIENT when the text is not such an array. */
+static bp_err_t sparse_set(bp_apply_t *a, const char *json, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *arr = json_loads(json, 0, &jerr);
+    sparse_free(a);
+    if (arr == NULL || !json_is_array(arr)) {
+        json_decref(arr);
+        snprintf(err, errlen, "reading count_keys: not a JSON array");
+        return BP_ERR_PG_TRANSIENT;
+    }
+    size_t n = json_array_size(arr);
+    if (n > 0 && (a->sparse = calloc(n, sizeof(*a->sparse))) == NULL)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        const char *k = json_string_value(json_array_get(arr, i));
+        if (k == NULL || (a->sparse[a->nsparse] = strdup(k)) == NULL)
+            goto nomem;
+        a->nsparse++;
+    }
+    json_decref(arr);
+    qsort(a->sparse, a->nsparse, sizeof(*a->sparse), cmp_str);
+    return BP_OK;
+nomem:
+    json_decref(arr);
+    sparse_free(a);
+    snprintf(err, errlen, "out of memory");
+    return BP_ERR_NOMEM;
+}
+
+static bp_err_t sparse_load(bp_apply_t *a, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(a->conn, SQL_SPARSE_LOAD);
+    bp_err_t e;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        e = failed(a, res, "reading count_keys", err, errlen);
+    else
+        e = sparse_set(a, PQgetvalue(res, 0, 0), err, errlen);
     PQclear(res);
     return e;
 }
@@ -227,6 +319,15 @@ static bp_err_t ensure_conn(bp_apply_t *a, char *err, size_t errlen)
         if (PQresultStatus(res) != PGRES_COMMAND_OK)
             e = failed(a, res, statements[i].name, err, errlen);
         PQclear(res);
+    }
+    if (e == BP_OK && a->cfg->count_in_worker) {
+        const Oid types[5] = {OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_INT8_ARRAY};
+        PGresult *res = PQprepare(a->conn, "bp_count_add", SQL_COUNT_ADD, 5, types);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            e = failed(a, res, "bp_count_add (is migration 008 applied?)", err, errlen);
+        PQclear(res);
+        if (e == BP_OK)
+            e = sparse_load(a, err, errlen);
     }
     if (e != BP_OK) {
         drop_conn(a);
@@ -454,6 +555,223 @@ static char *text_array_binary(bp_ingest_msg_t *const *set, size_t k, int *len)
     return buf;
 }
 
+/* ---- counting in the worker (migration 008, docs/QUERIES.md#counting) ---- */
+
+static int cmp_inserted(const void *x, const void *y)
+{
+    const inserted_t *a = x, *b = y;
+    if (a->msg != b->msg)
+        return (uintptr_t)a->msg > (uintptr_t)b->msg ? 1 : -1;
+    return (a->ordinal > b->ordinal) - (a->ordinal < b->ordinal);
+}
+
+/* Add the terms of the objects ins[0..n) (sorted here) to terms, with a's sparse keys, reading each
+ * message's payload once. A BP_COUNT_* result. */
+static int terms_of(const bp_apply_t *a, bp_count_terms_t *terms, inserted_t *ins, size_t n)
+{
+    qsort(ins, n, sizeof(*ins), cmp_inserted);
+    const char *const *sparse = (const char *const *)a->sparse;
+    char *bid = NULL;
+    int rc = BP_COUNT_OK;
+    for (size_t i = 0; i < n && rc == BP_COUNT_OK;) {
+        const bp_ingest_msg_t *m = ins[i].msg;
+        const char *payload = m->rkm->payload, *objs, *lit, *obj = NULL, *data;
+        size_t plen = m->rkm->len, olen, llen, blen, objlen = 0, dlen, pos = 0;
+        int64_t at = 0;
+        if (bp_json_member(payload, plen, "objects", &objs, &olen) != 0 ||
+            bp_json_member(payload, plen, "batch_id", &lit, &llen) != 0) {
+            rc = BP_COUNT_MALFORMED;
+            break;
+        }
+        char *nb = realloc(bid, llen);
+        if (nb == NULL) {
+            rc = BP_COUNT_NOMEM;
+            break;
+        }
+        bid = nb;
+        if (bp_json_string_decode(lit, llen, bid, &blen) != 0) {
+            rc = BP_COUNT_MALFORMED;
+            break;
+        }
+        for (; i < n && ins[i].msg == m && rc == BP_COUNT_OK; i++) {
+            while (at < ins[i].ordinal && rc == BP_COUNT_OK) {
+                if (bp_json_array_next(objs, olen, &pos, &obj, &objlen) != 1)
+                    rc = BP_COUNT_MALFORMED;
+                at++;
+            }
+            if (rc != BP_COUNT_OK)
+                break;
+            if (bp_json_member(obj, objlen, "data", &data, &dlen) != 0)
+                rc = BP_COUNT_MALFORMED;
+            else
+                rc = bp_count_terms_add_object(terms, bid, blen, data, dlen, sparse, a->nsparse, 1);
+        }
+    }
+    free(bid);
+    return rc;
+}
+
+/* The rows of a bp_apply result (message ordinal, object ordinal) for set[0..k): count their terms
+ * (stmt_terms) and, when they all count, keep them for the transaction (ins, txn_terms). Returns
+ * BP_COUNT_OK, BP_COUNT_OVERFLOW (a string the typed rule reads as a number numeric cannot hold: 007's
+ * trigger failed the statement on it, so the statement is refused here too), or another BP_COUNT_*
+ * error. */
+static int count_statement(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t k, const PGresult *res)
+{
+    size_t rows = (size_t)PQntuples(res);
+    if (a->nins + rows > a->cap_ins) {
+        size_t cap = a->cap_ins ? a->cap_ins : 1024;
+        while (cap < a->nins + rows)
+            cap *= 2;
+        inserted_t *ni = realloc(a->ins, cap * sizeof(*ni));
+        if (ni == NULL)
+            return BP_COUNT_NOMEM;
+        a->ins = ni;
+        a->cap_ins = cap;
+    }
+    inserted_t *mine = a->ins + a->nins;
+    for (size_t r = 0; r < rows; r++) {
+        long long mi = strtoll(PQgetvalue(res, (int)r, 0), NULL, 10);
+        if (mi < 1 || (size_t)mi > k)
+            return BP_COUNT_MALFORMED;
+        mine[r].msg = set[mi - 1];
+        mine[r].ordinal = strtoll(PQgetvalue(res, (int)r, 1), NULL, 10);
+    }
+    bp_count_terms_clear(a->stmt_terms);
+    int rc = terms_of(a, a->stmt_terms, mine, rows);
+    if (rc == BP_COUNT_OK && (rc = bp_count_terms_merge(a->txn_terms, a->stmt_terms)) == BP_COUNT_OK)
+        a->nins += rows;
+    return rc;
+}
+
+/* A text[] in PostgreSQL's binary array format from v[0..n) (v[i] NULL: a NULL element). Returns a
+ * malloc'd buffer of *len bytes, or NULL without memory. */
+static char *text_array_of(const char *const *v, const size_t *lens, size_t n, int *len)
+{
+    size_t total = 20;
+    int nulls = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += 4 + (v[i] ? lens[i] : 0);
+        nulls |= v[i] == NULL;
+    }
+    if (total > INT32_MAX)
+        return NULL;
+    char *buf = malloc(total), *p = buf;
+    if (buf == NULL)
+        return NULL;
+    p = put32(p, 1);
+    p = put32(p, (uint32_t)nulls);
+    p = put32(p, OID_TEXT);
+    p = put32(p, (uint32_t)n);
+    p = put32(p, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == NULL) {
+            p = put32(p, 0xffffffffu);
+            continue;
+        }
+        p = put32(p, (uint32_t)lens[i]);
+        memcpy(p, v[i], lens[i]);
+        p += lens[i];
+    }
+    *len = (int)total;
+    return buf;
+}
+
+/* Send txn_terms to bp_count_add_terms. *applied: whether they were added; if not, the sparse keys
+ * were read again (a->sparse). */
+static bp_err_t count_send(bp_apply_t *a, int *applied, char *err, size_t errlen)
+{
+    size_t nt = bp_count_terms_size(a->txn_terms), used = 0, pos = 0;
+    const char **kinds = malloc((nt + 1) * sizeof(*kinds)), **keys = malloc((nt + 1) * sizeof(*keys));
+    const char **vals = malloc((nt + 1) * sizeof(*vals));
+    size_t *klens = malloc((nt + 1) * sizeof(*klens)), *vlens = malloc((nt + 1) * sizeof(*vlens));
+    size_t *ones = malloc((nt + 1) * sizeof(*ones)), *slens = malloc((a->nsparse + 1) * sizeof(*slens));
+    int64_t *ns = malloc((nt + 1) * sizeof(*ns));
+    char *p_sparse = NULL, *p_kinds = NULL, *p_keys = NULL, *p_vals = NULL, *p_ns = NULL;
+    char kind_chars[256];
+    int lens[5] = {0, 0, 0, 0, 0}, formats[5] = {1, 1, 1, 1, 0};
+    bp_err_t e = BP_OK;
+    PGresult *res = NULL;
+    *applied = 0;
+    if (kinds == NULL || keys == NULL || vals == NULL || klens == NULL || vlens == NULL || ones == NULL ||
+        slens == NULL || ns == NULL)
+        goto nomem;
+    for (int c = 0; c < 256; c++)
+        kind_chars[c] = (char)c;
+    bp_count_term_t term;
+    while (bp_count_terms_next(a->txn_terms, &pos, &term)) {
+        kinds[used] = &kind_chars[(unsigned char)term.kind];
+        ones[used] = 1;
+        keys[used] = term.key;
+        klens[used] = term.key_len;
+        vals[used] = term.value;
+        vlens[used] = term.value_len;
+        ns[used++] = term.n;
+    }
+    for (size_t i = 0; i < a->nsparse; i++)
+        slens[i] = strlen(a->sparse[i]);
+    if ((p_sparse = text_array_of((const char *const *)a->sparse, slens, a->nsparse, &lens[0])) == NULL ||
+        (p_kinds = text_array_of(kinds, ones, used, &lens[1])) == NULL ||
+        (p_keys = text_array_of(keys, klens, used, &lens[2])) == NULL ||
+        (p_vals = text_array_of(vals, vlens, used, &lens[3])) == NULL || (p_ns = int_array(ns, used)) == NULL)
+        goto nomem;
+    const char *params[5] = {p_sparse, p_kinds, p_keys, p_vals, p_ns};
+    res = PQexecPrepared(a->conn, "bp_count_add", 5, params, lens, formats, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        e = failed(a, res, "adding the counter terms", err, errlen);
+        goto cleanup;
+    }
+    *applied = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    if (!*applied)
+        e = sparse_set(a, PQgetvalue(res, 0, 1), err, errlen);
+    goto cleanup;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    e = BP_ERR_NOMEM;
+cleanup:
+    PQclear(res);
+    free(kinds);
+    free(keys);
+    free(vals);
+    free(klens);
+    free(vlens);
+    free(ones);
+    free(slens);
+    free(ns);
+    free(p_sparse);
+    free(p_kinds);
+    free(p_keys);
+    free(p_vals);
+    free(p_ns);
+    return e;
+}
+
+/* Add the terms of every object the transaction inserted to the counters, in one statement. If a key
+ * became sparse since the terms were computed, compute them again with the keys read then and resend
+ * (the transaction holds its lock on objects by now: the set cannot change again before it commits,
+ * but a few tries are allowed rather than trusting that). */
+static bp_err_t count_txn(bp_apply_t *a, char *err, size_t errlen)
+{
+    if (!a->cfg->count_in_worker || a->nins == 0)
+        return BP_OK;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int applied;
+        bp_err_t e = count_send(a, &applied, err, errlen);
+        if (e != BP_OK || applied)
+            return e;
+        bp_info("the sparse keys changed during the transaction: counting its %zu objects again", a->nins);
+        bp_count_terms_clear(a->txn_terms);
+        int rc = terms_of(a, a->txn_terms, a->ins, a->nins);
+        if (rc != BP_COUNT_OK) {
+            snprintf(err, errlen, "computing counter terms again: %s",
+                     rc == BP_COUNT_NOMEM ? "out of memory" : "unexpected data");
+            return rc == BP_COUNT_NOMEM ? BP_ERR_NOMEM : BP_ERR_PG_TRANSIENT;
+        }
+    }
+    snprintf(err, errlen, "adding the counter terms: the sparse keys kept changing");
+    return BP_ERR_PG_TRANSIENT;
+}
+
 typedef enum { SET_APPLIED, SET_REFUSED, SET_FAILED } set_result_t;
 
 /* One delete message with the rule's SQL function, as of the message's version. A batch delete
@@ -521,8 +839,22 @@ static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t
     int formats[4] = {1, 0, 0, 0};
     PGresult *res = PQexecPrepared(a->conn, "bp_apply", 4, params, lengths, formats, 0);
     const char *fault = NULL;
+    int rc;
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
         r = SET_APPLIED;
+        if (a->cfg->count_in_worker && (rc = count_statement(a, set, k, res)) != BP_COUNT_OK) {
+            if (rc == BP_COUNT_OVERFLOW) {
+                /* what 007's trigger did with it: SQLSTATE 22003 on the statement */
+                snprintf(why, whylen, "PostgreSQL refused the data: value overflows numeric format (a string "
+                         "value that reads as a number, counted by the typed rule)");
+                r = SET_REFUSED;
+            } else {
+                snprintf(err, errlen, "computing counter terms: %s",
+                         rc == BP_COUNT_NOMEM ? "out of memory" : "unexpected data");
+                *e = rc == BP_COUNT_NOMEM ? BP_ERR_NOMEM : BP_ERR_PG_TRANSIENT;
+                r = SET_FAILED;
+            }
+        }
     } else if ((fault = message_fault(a, res)) != NULL) {
         bp_pg_result_error(why, whylen, fault, a->conn, res);
         r = SET_REFUSED;
@@ -739,7 +1071,11 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
     bp_err_t e = ensure_conn(a, err, errlen);
     if (e != BP_OK)
         goto done;
-    if ((e = exec_simple(a, "BEGIN", err, errlen)) != BP_OK ||
+    a->nins = 0;
+    bp_count_terms_clear(a->txn_terms);
+    /* with counting in the worker, the INSERT trigger leaves the inserted rows to it (migration 008) */
+    if ((e = exec_simple(a, a->cfg->count_in_worker ? "BEGIN; SET LOCAL batchpipe.counted_by = 'worker'" : "BEGIN",
+                         err, errlen)) != BP_OK ||
         (e = lock_offsets(a, parts, nparts, err, errlen)) != BP_OK)
         goto fail;
     /* which messages to write: not those below their partition's next_offset (applied before),
@@ -759,7 +1095,7 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
         else
             set[k++] = m;
     }
-    if (k > 0 && (e = apply_in_runs(a, set, k, err, errlen)) != BP_OK)
+    if (k > 0 && ((e = apply_in_runs(a, set, k, err, errlen)) != BP_OK || (e = count_txn(a, err, errlen)) != BP_OK))
         goto fail;
     /* dead letters in source order, whatever made them dead */
     for (size_t i = 0; i < n; i++) {

@@ -150,6 +150,9 @@ static const setting_t settings[] = {
      86400000, BP_FOR_INGEST, 0, "statement_timeout of the worker's PostgreSQL connection; 0: none"},
     {"log-applied", "BP_LOG_APPLIED", T_INT, S(log_applied), "1", 0, 1, BP_FOR_INGEST, 0,
      "1: an info line per message applied, after its COMMIT (topic, partition, offset, request_id); 0: none"},
+    {"count-in-worker", "BP_COUNT_IN_WORKER", T_INT, S(count_in_worker), "1", 0, 1, BP_FOR_INGEST, 0,
+     "1: the worker computes the counter terms of the objects it inserts (migration 008) instead of the "
+     "INSERT trigger; 0: the triggers count everything (migration 007's way)"},
     {"shutdown-timeout-ms", "BP_SHUTDOWN_TIMEOUT_MS", T_INT, S(shutdown_timeout_ms), "10000", 100, 600000,
      BP_FOR_API | BP_FOR_INGEST, 0, "bound on a graceful shutdown"},
     {"health-port", "BP_HEALTH_PORT", T_INT, S(health_port), "8001", 0, 65535, BP_FOR_INGEST, 0,

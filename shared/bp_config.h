@@ -70,6 +70,7 @@ typedef struct bp_config {
     long long txn_max_attempts;
     long long pg_statement_timeout_ms;
     long long log_applied;
+    long long count_in_worker;
     long long shutdown_timeout_ms;
     long long health_port;
     /* cli */
