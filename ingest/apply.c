@@ -17,6 +17,7 @@
 #include "bp_log.h"
 #include "bp_pg.h"
 #include "count_terms.h"
+#include "count_txn.h"
 
 #define DLQ_WAIT_MS 15000        /* longer than the dead-letter producer's message timeout */
 #define PG_CONNECT_TIMEOUT_S "5" /* a server that does not answer is as good as down */
@@ -30,25 +31,12 @@
 #define OID_INT8_ARRAY 1016
 #define OID_TEXT_ARRAY 1009
 
-/* An object the transaction's upserts inserted: the ordinal-th (1-based) of msg's "objects". */
-typedef struct inserted {
-    const bp_ingest_msg_t *msg;
-    int64_t ordinal;
-} inserted_t;
-
 struct bp_apply {
     const bp_config_t *cfg;
     PGconn *conn;
     bp_pg_fault_t fault; /* of the last failure in this attempt (BP_PG_FAULT_NONE: none, or not PostgreSQL's) */
     int isolating;       /* this attempt writes each message alone and dead-letters any that fails alone */
-    /* counting in the worker (cfg->count_in_worker, docs/QUERIES.md#counting): the objects this
-     * transaction inserted and their terms, computed with the sparse keys as last read */
-    inserted_t *ins;
-    size_t nins, cap_ins;
-    bp_count_terms_t *txn_terms;  /* the terms of ins[0..nins) */
-    bp_count_terms_t *stmt_terms; /* one statement's, merged into txn_terms once it stands */
-    char **sparse;                /* count_keys, sorted by strcmp */
-    size_t nsparse;
+    bp_count_txn_t *counts; /* what the transaction counts itself (cfg->count_in_worker, migration 008) */
 };
 
 /* Make sure the partition's row exists, without touching an existing one (workers lock it next). */
@@ -171,20 +159,11 @@ bp_apply_t *bp_apply_new(const bp_config_t *cfg)
     if (a == NULL)
         return NULL;
     a->cfg = cfg;
-    if ((a->txn_terms = bp_count_terms_new()) == NULL || (a->stmt_terms = bp_count_terms_new()) == NULL) {
+    if ((a->counts = bp_count_txn_new()) == NULL) {
         bp_apply_free(a);
         return NULL;
     }
     return a;
-}
-
-static void sparse_free(bp_apply_t *a)
-{
-    for (size_t i = 0; i < a->nsparse; i++)
-        free(a->sparse[i]);
-    free(a->sparse);
-    a->sparse = NULL;
-    a->nsparse = 0;
 }
 
 void bp_apply_free(bp_apply_t *a)
@@ -192,10 +171,7 @@ void bp_apply_free(bp_apply_t *a)
     if (a == NULL)
         return;
     PQfinish(a->conn);
-    bp_count_terms_free(a->txn_terms);
-    bp_count_terms_free(a->stmt_terms);
-    sparse_free(a);
-    free(a->ins);
+    bp_count_txn_free(a->counts);
     free(a);
 }
 
@@ -226,50 +202,18 @@ static bp_err_t exec_simple(bp_apply_t *a, const char *sql, char *err, size_t er
     return e;
 }
 
-static int cmp_str(const void *x, const void *y)
-{
-    return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
-/* Take the sparse keys from json (a JSON array of strings, as SQL_SPARSE_LOAD and SQL_COUNT_ADD give
- * them). BP_OK, BP_ERR_NOMEM, or BP_ERR_PG_TRANSIENT when the text is not such an array. */
-static bp_err_t sparse_set(bp_apply_t *a, const char *json, char *err, size_t errlen)
-{
-    json_error_t jerr;
-    json_t *arr = json_loads(json, 0, &jerr);
-    sparse_free(a);
-    if (arr == NULL || !json_is_array(arr)) {
-        json_decref(arr);
-        snprintf(err, errlen, "reading count_keys: not a JSON array");
-        return BP_ERR_PG_TRANSIENT;
-    }
-    size_t n = json_array_size(arr);
-    if (n > 0 && (a->sparse = calloc(n, sizeof(*a->sparse))) == NULL)
-        goto nomem;
-    for (size_t i = 0; i < n; i++) {
-        const char *k = json_string_value(json_array_get(arr, i));
-        if (k == NULL || (a->sparse[a->nsparse] = strdup(k)) == NULL)
-            goto nomem;
-        a->nsparse++;
-    }
-    json_decref(arr);
-    qsort(a->sparse, a->nsparse, sizeof(*a->sparse), cmp_str);
-    return BP_OK;
-nomem:
-    json_decref(arr);
-    sparse_free(a);
-    snprintf(err, errlen, "out of memory");
-    return BP_ERR_NOMEM;
-}
-
+/* Read count_keys into a->counts: the sparse keys the worker computes terms with until told otherwise. */
 static bp_err_t sparse_load(bp_apply_t *a, char *err, size_t errlen)
 {
     PGresult *res = PQexec(a->conn, SQL_SPARSE_LOAD);
-    bp_err_t e;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+    bp_err_t e = BP_OK;
+    int rc;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         e = failed(a, res, "reading count_keys", err, errlen);
-    else
-        e = sparse_set(a, PQgetvalue(res, 0, 0), err, errlen);
+    } else if ((rc = bp_count_txn_set_sparse(a->counts, PQgetvalue(res, 0, 0))) != BP_COUNT_OK) {
+        snprintf(err, errlen, "reading count_keys: %s", rc == BP_COUNT_NOMEM ? "out of memory" : "not a JSON array");
+        e = rc == BP_COUNT_NOMEM ? BP_ERR_NOMEM : BP_ERR_PG_TRANSIENT;
+    }
     PQclear(res);
     return e;
 }
@@ -337,21 +281,6 @@ static bp_err_t ensure_conn(bp_apply_t *a, char *err, size_t errlen)
     return BP_OK;
 }
 
-/* "{1,2,3}" for an int[] or bigint[] parameter; caller frees. */
-static char *int_array(const int64_t *v, size_t n)
-{
-    char *s = malloc(n * 22 + 3);
-    if (s == NULL)
-        return NULL;
-    size_t len = 0;
-    s[len++] = '{';
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)sprintf(s + len, "%s%lld", i ? "," : "", (long long)v[i]);
-    s[len++] = '}';
-    s[len] = '\0';
-    return s;
-}
-
 bp_err_t bp_apply_load_offsets(bp_apply_t *a, rd_kafka_topic_partition_list_t *parts, char *err,
                                size_t errlen)
 {
@@ -369,7 +298,7 @@ bp_err_t bp_apply_load_offsets(bp_apply_t *a, rd_kafka_topic_partition_list_t *p
     }
     for (int i = 0; i < parts->cnt; i++)
         ids[i] = parts->elems[i].partition;
-    if ((arr = int_array(ids, (size_t)parts->cnt)) == NULL) {
+    if ((arr = bp_pg_int_array_text(ids, (size_t)parts->cnt)) == NULL) {
         snprintf(err, errlen, "out of memory");
         e = BP_ERR_NOMEM;
         goto cleanup;
@@ -427,7 +356,7 @@ static bp_err_t lock_offsets(bp_apply_t *a, txn_part_t *parts, size_t n, char *e
         goto nomem;
     for (size_t i = 0; i < n; i++)
         ids[i] = parts[i].partition;
-    if ((arr = int_array(ids, n)) == NULL)
+    if ((arr = bp_pg_int_array_text(ids, n)) == NULL)
         goto nomem;
     const char *params[3] = {a->cfg->group_id, a->cfg->topic, arr};
     res = PQexecPrepared(a->conn, "bp_offsets_create", 3, params, NULL, NULL, 0);
@@ -480,8 +409,8 @@ static bp_err_t set_offsets(bp_apply_t *a, const txn_part_t *parts, size_t n, ch
         }
     }
     if (moved > 0) {
-        if ((ids_arr = int_array(ids, moved)) == NULL || (next_arr = int_array(nexts, moved)) == NULL ||
-            (last_arr = int_array(lasts, moved)) == NULL)
+        if ((ids_arr = bp_pg_int_array_text(ids, moved)) == NULL || (next_arr = bp_pg_int_array_text(nexts, moved)) == NULL ||
+            (last_arr = bp_pg_int_array_text(lasts, moved)) == NULL)
             goto nomem;
         char channel[BP_PG_CHANNEL_LEN];
         bp_pg_offsets_channel(a->cfg->group_id, a->cfg->topic, channel, sizeof(channel));
@@ -519,254 +448,87 @@ static const char *message_fault(const bp_apply_t *a, const PGresult *res)
     return NULL;
 }
 
-/* Append a big-endian 32-bit integer. */
-static char *put32(char *p, uint32_t v)
-{
-    p[0] = (char)(v >> 24);
-    p[1] = (char)(v >> 16);
-    p[2] = (char)(v >> 8);
-    p[3] = (char)v;
-    return p + 4;
-}
-
 /* The values of set[0..k) as a text[] in PostgreSQL's binary array format: one copy of each value,
  * no escaping. Returns a malloc'd buffer and its length in *len, or NULL without memory. */
 static char *text_array_binary(bp_ingest_msg_t *const *set, size_t k, int *len)
 {
-    size_t total = 20;
-    for (size_t i = 0; i < k; i++)
-        total += 4 + set[i]->rkm->len;
-    if (total > INT32_MAX)
-        return NULL; /* cannot happen with txn-max-bytes at most 1 GiB, but never overflow */
-    char *buf = malloc(total), *p = buf;
-    if (buf == NULL)
-        return NULL;
-    p = put32(p, 1);        /* dimensions */
-    p = put32(p, 0);        /* no NULLs */
-    p = put32(p, OID_TEXT); /* element type */
-    p = put32(p, (uint32_t)k);
-    p = put32(p, 1); /* lower bound */
-    for (size_t i = 0; i < k; i++) {
-        p = put32(p, (uint32_t)set[i]->rkm->len);
-        memcpy(p, set[i]->rkm->payload, set[i]->rkm->len);
-        p += set[i]->rkm->len;
+    const char **v = malloc((k ? k : 1) * sizeof(*v));
+    size_t *lens = malloc((k ? k : 1) * sizeof(*lens));
+    char *buf = NULL;
+    if (v != NULL && lens != NULL) {
+        for (size_t i = 0; i < k; i++) {
+            v[i] = set[i]->rkm->payload;
+            lens[i] = set[i]->rkm->len;
+        }
+        buf = bp_pg_text_array_binary(v, lens, k, len);
     }
-    *len = (int)total;
+    free(v);
+    free(lens);
     return buf;
 }
 
 /* ---- counting in the worker (migration 008, docs/QUERIES.md#counting) ---- */
 
-static int cmp_inserted(const void *x, const void *y)
-{
-    const inserted_t *a = x, *b = y;
-    if (a->msg != b->msg)
-        return (uintptr_t)a->msg > (uintptr_t)b->msg ? 1 : -1;
-    return (a->ordinal > b->ordinal) - (a->ordinal < b->ordinal);
-}
-
-/* Add the terms of the objects ins[0..n) (sorted here) to terms, with a's sparse keys, reading each
- * message's payload once. A BP_COUNT_* result. */
-static int terms_of(const bp_apply_t *a, bp_count_terms_t *terms, inserted_t *ins, size_t n)
-{
-    qsort(ins, n, sizeof(*ins), cmp_inserted);
-    const char *const *sparse = (const char *const *)a->sparse;
-    char *bid = NULL;
-    int rc = BP_COUNT_OK;
-    for (size_t i = 0; i < n && rc == BP_COUNT_OK;) {
-        const bp_ingest_msg_t *m = ins[i].msg;
-        const char *payload = m->rkm->payload, *objs, *lit, *obj = NULL, *data;
-        size_t plen = m->rkm->len, olen, llen, blen, objlen = 0, dlen, pos = 0;
-        int64_t at = 0;
-        if (bp_json_member(payload, plen, "objects", &objs, &olen) != 0 ||
-            bp_json_member(payload, plen, "batch_id", &lit, &llen) != 0) {
-            rc = BP_COUNT_MALFORMED;
-            break;
-        }
-        char *nb = realloc(bid, llen);
-        if (nb == NULL) {
-            rc = BP_COUNT_NOMEM;
-            break;
-        }
-        bid = nb;
-        if (bp_json_string_decode(lit, llen, bid, &blen) != 0) {
-            rc = BP_COUNT_MALFORMED;
-            break;
-        }
-        for (; i < n && ins[i].msg == m && rc == BP_COUNT_OK; i++) {
-            while (at < ins[i].ordinal && rc == BP_COUNT_OK) {
-                if (bp_json_array_next(objs, olen, &pos, &obj, &objlen) != 1)
-                    rc = BP_COUNT_MALFORMED;
-                at++;
-            }
-            if (rc != BP_COUNT_OK)
-                break;
-            if (bp_json_member(obj, objlen, "data", &data, &dlen) != 0)
-                rc = BP_COUNT_MALFORMED;
-            else
-                rc = bp_count_terms_add_object(terms, bid, blen, data, dlen, sparse, a->nsparse, 1);
-        }
-    }
-    free(bid);
-    return rc;
-}
-
-/* The rows of a bp_apply result (message ordinal, object ordinal) for set[0..k): count their terms
- * (stmt_terms) and, when they all count, keep them for the transaction (ins, txn_terms). Returns
- * BP_COUNT_OK, BP_COUNT_OVERFLOW (a string the typed rule reads as a number numeric cannot hold: 007's
- * trigger failed the statement on it, so the statement is refused here too), or another BP_COUNT_*
- * error. */
+/* The rows of a bp_apply result (message ordinal, object ordinal) for set[0..k): their terms go into
+ * the transaction's count (bp_count_txn_add says what else may come back). */
 static int count_statement(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t k, const PGresult *res)
 {
     size_t rows = (size_t)PQntuples(res);
-    if (a->nins + rows > a->cap_ins) {
-        size_t cap = a->cap_ins ? a->cap_ins : 1024;
-        while (cap < a->nins + rows)
-            cap *= 2;
-        inserted_t *ni = realloc(a->ins, cap * sizeof(*ni));
-        if (ni == NULL)
-            return BP_COUNT_NOMEM;
-        a->ins = ni;
-        a->cap_ins = cap;
-    }
-    inserted_t *mine = a->ins + a->nins;
+    int64_t *pairs = malloc((2 * rows + 1) * sizeof(*pairs));
+    if (pairs == NULL)
+        return BP_COUNT_NOMEM;
     for (size_t r = 0; r < rows; r++) {
-        long long mi = strtoll(PQgetvalue(res, (int)r, 0), NULL, 10);
-        if (mi < 1 || (size_t)mi > k)
-            return BP_COUNT_MALFORMED;
-        mine[r].msg = set[mi - 1];
-        mine[r].ordinal = strtoll(PQgetvalue(res, (int)r, 1), NULL, 10);
+        pairs[2 * r] = strtoll(PQgetvalue(res, (int)r, 0), NULL, 10);
+        pairs[2 * r + 1] = strtoll(PQgetvalue(res, (int)r, 1), NULL, 10);
     }
-    bp_count_terms_clear(a->stmt_terms);
-    int rc = terms_of(a, a->stmt_terms, mine, rows);
-    if (rc == BP_COUNT_OK && (rc = bp_count_terms_merge(a->txn_terms, a->stmt_terms)) == BP_COUNT_OK)
-        a->nins += rows;
+    int rc = bp_count_txn_add(a->counts, set, k, pairs, rows);
+    free(pairs);
     return rc;
 }
 
-/* A text[] in PostgreSQL's binary array format from v[0..n) (v[i] NULL: a NULL element). Returns a
- * malloc'd buffer of *len bytes, or NULL without memory. */
-static char *text_array_of(const char *const *v, const size_t *lens, size_t n, int *len)
-{
-    size_t total = 20;
-    int nulls = 0;
-    for (size_t i = 0; i < n; i++) {
-        total += 4 + (v[i] ? lens[i] : 0);
-        nulls |= v[i] == NULL;
-    }
-    if (total > INT32_MAX)
-        return NULL;
-    char *buf = malloc(total), *p = buf;
-    if (buf == NULL)
-        return NULL;
-    p = put32(p, 1);
-    p = put32(p, (uint32_t)nulls);
-    p = put32(p, OID_TEXT);
-    p = put32(p, (uint32_t)n);
-    p = put32(p, 1);
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] == NULL) {
-            p = put32(p, 0xffffffffu);
-            continue;
-        }
-        p = put32(p, (uint32_t)lens[i]);
-        memcpy(p, v[i], lens[i]);
-        p += lens[i];
-    }
-    *len = (int)total;
-    return buf;
-}
-
-/* Send txn_terms to bp_count_add_terms. *applied: whether they were added; if not, the sparse keys
- * were read again (a->sparse). */
+/* Send the transaction's terms to bp_count_add_terms. *applied: whether they were added; if not, a
+ * key became sparse meanwhile: the set came back and the terms were computed again with it. */
 static bp_err_t count_send(bp_apply_t *a, int *applied, char *err, size_t errlen)
 {
-    size_t nt = bp_count_terms_size(a->txn_terms), used = 0, pos = 0;
-    const char **kinds = malloc((nt + 1) * sizeof(*kinds)), **keys = malloc((nt + 1) * sizeof(*keys));
-    const char **vals = malloc((nt + 1) * sizeof(*vals));
-    size_t *klens = malloc((nt + 1) * sizeof(*klens)), *vlens = malloc((nt + 1) * sizeof(*vlens));
-    size_t *ones = malloc((nt + 1) * sizeof(*ones)), *slens = malloc((a->nsparse + 1) * sizeof(*slens));
-    int64_t *ns = malloc((nt + 1) * sizeof(*ns));
-    char *p_sparse = NULL, *p_kinds = NULL, *p_keys = NULL, *p_vals = NULL, *p_ns = NULL;
-    char kind_chars[256];
-    int lens[5] = {0, 0, 0, 0, 0}, formats[5] = {1, 1, 1, 1, 0};
+    bp_count_params_t p;
     bp_err_t e = BP_OK;
     PGresult *res = NULL;
+    int rc = bp_count_txn_params(a->counts, &p);
     *applied = 0;
-    if (kinds == NULL || keys == NULL || vals == NULL || klens == NULL || vlens == NULL || ones == NULL ||
-        slens == NULL || ns == NULL)
-        goto nomem;
-    for (int c = 0; c < 256; c++)
-        kind_chars[c] = (char)c;
-    bp_count_term_t term;
-    while (bp_count_terms_next(a->txn_terms, &pos, &term)) {
-        kinds[used] = &kind_chars[(unsigned char)term.kind];
-        ones[used] = 1;
-        keys[used] = term.key;
-        klens[used] = term.key_len;
-        vals[used] = term.value;
-        vlens[used] = term.value_len;
-        ns[used++] = term.n;
-    }
-    for (size_t i = 0; i < a->nsparse; i++)
-        slens[i] = strlen(a->sparse[i]);
-    if ((p_sparse = text_array_of((const char *const *)a->sparse, slens, a->nsparse, &lens[0])) == NULL ||
-        (p_kinds = text_array_of(kinds, ones, used, &lens[1])) == NULL ||
-        (p_keys = text_array_of(keys, klens, used, &lens[2])) == NULL ||
-        (p_vals = text_array_of(vals, vlens, used, &lens[3])) == NULL || (p_ns = int_array(ns, used)) == NULL)
-        goto nomem;
-    const char *params[5] = {p_sparse, p_kinds, p_keys, p_vals, p_ns};
-    res = PQexecPrepared(a->conn, "bp_count_add", 5, params, lens, formats, 0);
+    if (rc != BP_COUNT_OK)
+        goto counting;
+    res = PQexecPrepared(a->conn, "bp_count_add", 5, (const char *const *)p.values, p.lengths, p.formats, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         e = failed(a, res, "adding the counter terms", err, errlen);
         goto cleanup;
     }
     *applied = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    if (!*applied)
-        e = sparse_set(a, PQgetvalue(res, 0, 1), err, errlen);
-    goto cleanup;
-nomem:
-    snprintf(err, errlen, "out of memory");
-    e = BP_ERR_NOMEM;
+    if (*applied || (rc = bp_count_txn_set_sparse(a->counts, PQgetvalue(res, 0, 1))) == BP_COUNT_OK)
+        goto cleanup;
+counting:
+    snprintf(err, errlen, "computing counter terms: %s", rc == BP_COUNT_NOMEM ? "out of memory" : "unexpected data");
+    e = rc == BP_COUNT_NOMEM ? BP_ERR_NOMEM : BP_ERR_PG_TRANSIENT;
 cleanup:
     PQclear(res);
-    free(kinds);
-    free(keys);
-    free(vals);
-    free(klens);
-    free(vlens);
-    free(ones);
-    free(slens);
-    free(ns);
-    free(p_sparse);
-    free(p_kinds);
-    free(p_keys);
-    free(p_vals);
-    free(p_ns);
+    bp_count_params_free(&p);
     return e;
 }
 
 /* Add the terms of every object the transaction inserted to the counters, in one statement. If a key
- * became sparse since the terms were computed, compute them again with the keys read then and resend
- * (the transaction holds its lock on objects by now: the set cannot change again before it commits,
- * but a few tries are allowed rather than trusting that). */
+ * became sparse since the terms were computed, they are computed again with the keys read then and
+ * sent again (the transaction holds its lock on objects by now: the set cannot change again before it
+ * commits, but a few tries are allowed rather than trusting that). */
 static bp_err_t count_txn(bp_apply_t *a, char *err, size_t errlen)
 {
-    if (!a->cfg->count_in_worker || a->nins == 0)
+    if (!a->cfg->count_in_worker || bp_count_txn_objects(a->counts) == 0)
         return BP_OK;
     for (int attempt = 0; attempt < 3; attempt++) {
         int applied;
         bp_err_t e = count_send(a, &applied, err, errlen);
         if (e != BP_OK || applied)
             return e;
-        bp_info("the sparse keys changed during the transaction: counting its %zu objects again", a->nins);
-        bp_count_terms_clear(a->txn_terms);
-        int rc = terms_of(a, a->txn_terms, a->ins, a->nins);
-        if (rc != BP_COUNT_OK) {
-            snprintf(err, errlen, "computing counter terms again: %s",
-                     rc == BP_COUNT_NOMEM ? "out of memory" : "unexpected data");
-            return rc == BP_COUNT_NOMEM ? BP_ERR_NOMEM : BP_ERR_PG_TRANSIENT;
-        }
+        bp_info("the sparse keys changed during the transaction: counted its %zu objects again",
+                bp_count_txn_objects(a->counts));
     }
     snprintf(err, errlen, "adding the counter terms: the sparse keys kept changing");
     return BP_ERR_PG_TRANSIENT;
@@ -830,8 +592,8 @@ static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t
         nums[k + i] = set[i]->v_partition;
         nums[2 * k + i] = set[i]->v_offset;
     }
-    if ((ts = int_array(nums, k)) == NULL || (parts = int_array(nums + k, k)) == NULL ||
-        (offs = int_array(nums + 2 * k, k)) == NULL ||
+    if ((ts = bp_pg_int_array_text(nums, k)) == NULL || (parts = bp_pg_int_array_text(nums + k, k)) == NULL ||
+        (offs = bp_pg_int_array_text(nums + 2 * k, k)) == NULL ||
         (values = text_array_binary(set, k, &values_len)) == NULL)
         goto nomem;
     const char *params[4] = {values, ts, parts, offs};
@@ -1071,8 +833,7 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
     bp_err_t e = ensure_conn(a, err, errlen);
     if (e != BP_OK)
         goto done;
-    a->nins = 0;
-    bp_count_terms_clear(a->txn_terms);
+    bp_count_txn_begin(a->counts);
     /* with counting in the worker, the INSERT trigger leaves the inserted rows to it (migration 008) */
     if ((e = exec_simple(a, a->cfg->count_in_worker ? "BEGIN; SET LOCAL batchpipe.counted_by = 'worker'" : "BEGIN",
                          err, errlen)) != BP_OK ||
