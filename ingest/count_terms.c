@@ -362,12 +362,14 @@ static size_t scratch_put(bp_count_terms_t *t, const char *s, size_t n)
     return off;
 }
 
-/* Append the decoded string s[0..n) as JSON text (quotes, escapes for '"', '\' and control bytes). */
-static size_t put_json_string(bp_count_terms_t *t, const char *s, size_t n, size_t *len)
+/* Append the decoded string at scratch[src..src+n) as JSON text (quotes, escapes for '"', '\' and
+ * control bytes). The source is an offset: reserving room may move scratch. */
+static size_t put_json_string(bp_count_terms_t *t, size_t src, size_t n, size_t *len)
 {
     size_t off = scratch_reserve(t, 2 + 6 * n);
     if (off == (size_t)-1)
         return off;
+    const char *s = t->scratch + src;
     char *p = t->scratch + off, *start = p;
     *p++ = '"';
     for (size_t i = 0; i < n; i++) {
@@ -481,7 +483,7 @@ static int read_elements(bp_count_terms_t *t, const char *data, size_t dlen, con
                         return off == (size_t)-1 ? BP_COUNT_NOMEM : BP_COUNT_MALFORMED;
                     el->str_off = off;
                     el->is_string = 1;
-                    if ((off = put_json_string(t, t->scratch + el->str_off, el->str_len, &el->val_len)) ==
+                    if ((off = put_json_string(t, el->str_off, el->str_len, &el->val_len)) ==
                         (size_t)-1)
                         return BP_COUNT_NOMEM;
                     el->val_off = off;
@@ -626,7 +628,8 @@ int bp_count_terms_add_object(bp_count_terms_t *t, const char *batch_id, size_t 
     if ((rc = typed_terms(t)) != BP_COUNT_OK)
         return rc;
     /* once per object: sort, then add each distinct term */
-    qsort_r(t->cands, t->ncands, sizeof(*t->cands), cmp_cand, t->scratch);
+    if (t->ncands > 1) /* cands is NULL until an object has a term: never pass NULL to qsort_r */
+        qsort_r(t->cands, t->ncands, sizeof(*t->cands), cmp_cand, t->scratch);
     for (size_t i = 0; i < t->ncands; i++) {
         const cand_t *c = &t->cands[i];
         if (i > 0 && cmp_cand(&t->cands[i - 1], c, t->scratch) == 0)

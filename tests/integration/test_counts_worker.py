@@ -27,6 +27,8 @@ TRICKY = [
     '[{"key":"d","value":"x"},{"key":"d","value":"x"},{"key":"d","value":"y"},{"key":"e","value":"x"}]',
     '[{"key":"ctl\\u0001","value":"\\u001f"},{"key":"sp ace","value":" 42"},{"key":"sp ace","value":"1e2"}]',
     '[]',
+    # long strings: the worker's buffers grow while it re-escapes them
+    '[{"key":"long","value":"%s"},{"key":"long2","value":"%s"}]' % ("\\n\\u00e9x" * 3000, "y" * 60000),
 ]
 
 

@@ -153,6 +153,25 @@ static void test_object_terms(void **state)
     const char *sparse[] = {"sku"};
     terms_are("[{\"key\":\"sku\",\"value\":\"7\"},{\"key\":\"n\",\"value\":7},{\"key\":\"sku\",\"value\":7}]", sparse,
               1, "b|b1|-|1\nk|n|-|1\nk|sku|-|1\np|n|7|1\nt|-|-|1\nv|-|7|1\n");
+    /* strings longer than the scratch buffer's first size (it moves while they are re-escaped) */
+    {
+        size_t n = 20000;
+        char *data = malloc(n + 64), *want = malloc(2 * n + 256);
+        int len = sprintf(data, "[{\"key\":\"long\",\"value\":\"");
+        for (size_t i = 0; i < n / 2; i++)
+            len += sprintf(data + len, "\\n");
+        sprintf(data + len, "\"}]");
+        len = sprintf(want, "b|b1|-|1\nk|long|-|1\np|long|\"");
+        for (size_t i = 0; i < n / 2; i++)
+            len += sprintf(want + len, "\\n");
+        len += sprintf(want + len, "\"|1\nt|-|-|1\nv|-|\"");
+        for (size_t i = 0; i < n / 2; i++)
+            len += sprintf(want + len, "\\n");
+        sprintf(want + len, "\"|1\n");
+        terms_are(data, NULL, 0, want);
+        free(data);
+        free(want);
+    }
     /* no data at all: still an object of its batch */
     terms_are("[]", NULL, 0, "b|b1|-|1\nt|-|-|1\n");
 }
