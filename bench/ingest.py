@@ -200,8 +200,9 @@ def main():
                     help="extra worker setting, e.g. BP_TXN_MAX_BYTES=1MiB (repeatable)")
     ap.add_argument("--keep", action="store_true", help="keep the bench database and topics")
     ap.add_argument("--without-counters", action="store_true",
-                    help="disable the counting triggers of migration 007 (to measure what they cost; the lists' "
-                         "counts are then wrong until `batchpipe counts rebuild`)")
+                    help="disable the counting (migration 007's triggers, and the workers' own counting of "
+                         "migration 008: BP_COUNT_IN_WORKER=0) to measure what it costs; the lists' counts are then "
+                         "wrong until `batchpipe counts rebuild`")
     args = ap.parse_args()
     benchlib.check_binaries()
 
@@ -223,6 +224,8 @@ def main():
             note("counting triggers disabled (--without-counters)")
         api_env = dict(kv.split("=", 1) for kv in args.api_env)
         worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
+        if args.without_counters:
+            worker_env.setdefault("BP_COUNT_IN_WORKER", "0")
         if api_env or worker_env:
             note(f"settings: API {api_env}, workers {worker_env}")
         api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})

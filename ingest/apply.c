@@ -13,9 +13,12 @@
 #include <libpq-fe.h>
 
 #include "bp_clock.h"
+#include "bp_json_scan.h"
 #include "bp_log.h"
 #include "bp_pg.h"
 #include "bp_utf8.h"
+#include "count_terms.h"
+#include "count_txn.h"
 
 #define DLQ_WAIT_MS 15000        /* longer than the dead-letter producer's message timeout */
 #define PG_CONNECT_TIMEOUT_S "5" /* a server that does not answer is as good as down */
@@ -34,6 +37,7 @@ struct bp_apply {
     PGconn *conn;
     bp_pg_fault_t fault; /* of the last failure in this attempt (BP_PG_FAULT_NONE: none, or not PostgreSQL's) */
     int isolating;       /* this attempt writes each message alone and dead-letters any that fails alone */
+    bp_count_txn_t *counts; /* what the transaction counts itself (cfg->count_in_worker, migration 008) */
 };
 
 /* Make sure the partition's row exists, without touching an existing one (workers lock it next). */
@@ -71,13 +75,17 @@ static const char SQL_OFFSETS_LOAD[] = "SELECT partition, next_offset FROM inges
  *    write removes the tombstone). An existing object takes the new data and batch only then.
  * Deletes and upserts both keep the greatest version, so a replay of the topic ends in the same state.
  * The tombstone checks are joins inside the one statement, never a round trip per object. Objects are
- * written in object_id order so that concurrent writers lock rows in the same order. */
+ * written in object_id order so that concurrent writers lock rows in the same order.
+ * It returns the objects it INSERTED (not those it updated, skipped as older or left to a tombstone) as
+ * (message ordinal in $1, object ordinal in its "objects"), both 1-based: the worker computes their
+ * counter terms itself (count_txn); xmax is 0 only on a row version that no one updated or locked, i.e.
+ * a row this INSERT created (ON CONFLICT DO UPDATE leaves our xid there). */
 static const char SQL_APPLY[] =
     "WITH msg AS MATERIALIZED (\n"
-    "  SELECT m.d, m.d->>'batch_id' AS batch_id, m.ts, m.part, m.off,\n"
+    "  SELECT m.d, m.d->>'batch_id' AS batch_id, m.ts, m.part, m.off, m.mi,\n"
     "         bt.batch_id IS NULL OR (bt.src_ts, bt.src_partition, bt.src_offset) < (m.ts, m.part, m.off) AS live\n"
-    "  FROM (SELECT u.v::jsonb AS d, u.ts, u.part, u.off\n"
-    "        FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) AS u(v, ts, part, off)) m\n"
+    "  FROM (SELECT u.v::jsonb AS d, u.ts, u.part, u.off, u.mi\n"
+    "        FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) WITH ORDINALITY AS u(v, ts, part, off, mi)) m\n"
     "  LEFT JOIN batch_tombstones bt ON bt.batch_id = m.d->>'batch_id'),\n"
     "bat AS (\n"
     "  INSERT INTO batches AS b (batch_id) SELECT DISTINCT batch_id FROM msg WHERE live ORDER BY 1\n"
@@ -86,7 +94,7 @@ static const char SQL_APPLY[] =
     "  DELETE FROM batch_tombstones t USING msg m WHERE m.live AND t.batch_id = m.batch_id),\n"
     "src AS (\n"
     "  SELECT DISTINCT ON (e.o->>'object_id') e.o->>'object_id' AS object_id, m.batch_id,\n"
-    "         e.o->'data' AS data, m.ts, m.part, m.off, m.live\n"
+    "         e.o->'data' AS data, m.ts, m.part, m.off, m.live, m.mi, e.n\n"
     "  FROM msg m CROSS JOIN LATERAL jsonb_array_elements(m.d->'objects') WITH ORDINALITY AS e(o, n)\n"
     "  ORDER BY e.o->>'object_id', m.ts DESC, m.part DESC, m.off DESC, e.n DESC),\n"
     "cur AS MATERIALIZED (\n"
@@ -103,7 +111,7 @@ static const char SQL_APPLY[] =
     "                      THEN now() ELSE t.updated_at END\n"
     "  WHERE (t.src_ts, t.src_partition, t.src_offset)\n"
     "      < (EXCLUDED.src_ts, EXCLUDED.src_partition, EXCLUDED.src_offset)\n"
-    "  RETURNING 1),\n"
+    "  RETURNING t.object_id, t.xmax::text = '0' AS inserted),\n"
     "tomb_gone AS (\n"
     "  DELETE FROM object_tombstones t USING cur c\n"
     "  WHERE c.live AND c.tombed AND c.beats AND t.object_id = c.object_id),\n"
@@ -118,7 +126,13 @@ static const char SQL_APPLY[] =
     "    src_offset = EXCLUDED.src_offset, deleted_at = now()\n"
     "  WHERE (t.src_ts, t.src_partition, t.src_offset)\n"
     "      < (EXCLUDED.src_ts, EXCLUDED.src_partition, EXCLUDED.src_offset))\n"
-    "SELECT count(*) FROM up";
+    "SELECT c.mi, c.n FROM up JOIN cur c ON c.object_id = up.object_id WHERE up.inserted";
+
+/* The counter terms of the objects the transaction inserted (migration 008): added to this backend's
+ * slot if $1 is still the set of sparse keys; else nothing is added and the current set comes back. */
+static const char SQL_COUNT_ADD[] = "SELECT applied, array_to_json(current)::text "
+                                    "FROM bp_count_add_terms($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])";
+static const char SQL_SPARSE_LOAD[] = "SELECT coalesce(json_agg(key), '[]')::text FROM count_keys";
 
 /* A dead letter's record for its receipt, in the transaction that moves the offset past the message
  * (migration 009). A row already there (the same offset dead-lettered again after a reset of the
@@ -169,8 +183,13 @@ static const struct {
 bp_apply_t *bp_apply_new(const bp_config_t *cfg)
 {
     bp_apply_t *a = calloc(1, sizeof(*a));
-    if (a != NULL)
-        a->cfg = cfg;
+    if (a == NULL)
+        return NULL;
+    a->cfg = cfg;
+    if ((a->counts = bp_count_txn_new()) == NULL) {
+        bp_apply_free(a);
+        return NULL;
+    }
     return a;
 }
 
@@ -179,6 +198,7 @@ void bp_apply_free(bp_apply_t *a)
     if (a == NULL)
         return;
     PQfinish(a->conn);
+    bp_count_txn_free(a->counts);
     free(a);
 }
 
@@ -205,6 +225,22 @@ static bp_err_t exec_simple(bp_apply_t *a, const char *sql, char *err, size_t er
     bp_err_t e = BP_OK;
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
         e = failed(a, res, sql, err, errlen);
+    PQclear(res);
+    return e;
+}
+
+/* Read count_keys into a->counts: the sparse keys the worker computes terms with until told otherwise. */
+static bp_err_t sparse_load(bp_apply_t *a, char *err, size_t errlen)
+{
+    PGresult *res = PQexec(a->conn, SQL_SPARSE_LOAD);
+    bp_err_t e = BP_OK;
+    int rc;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        e = failed(a, res, "reading count_keys", err, errlen);
+    } else if ((rc = bp_count_txn_set_sparse(a->counts, PQgetvalue(res, 0, 0))) != BP_COUNT_OK) {
+        snprintf(err, errlen, "reading count_keys: %s", rc == BP_COUNT_NOMEM ? "out of memory" : "not a JSON array");
+        e = rc == BP_COUNT_NOMEM ? BP_ERR_NOMEM : BP_ERR_PG_TRANSIENT;
+    }
     PQclear(res);
     return e;
 }
@@ -255,27 +291,21 @@ static bp_err_t ensure_conn(bp_apply_t *a, char *err, size_t errlen)
             e = failed(a, res, statements[i].name, err, errlen);
         PQclear(res);
     }
+    if (e == BP_OK && a->cfg->count_in_worker) {
+        const Oid types[5] = {OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_TEXT_ARRAY, OID_INT8_ARRAY};
+        PGresult *res = PQprepare(a->conn, "bp_count_add", SQL_COUNT_ADD, 5, types);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            e = failed(a, res, "bp_count_add (is migration 008 applied?)", err, errlen);
+        PQclear(res);
+        if (e == BP_OK)
+            e = sparse_load(a, err, errlen);
+    }
     if (e != BP_OK) {
         drop_conn(a);
         return e;
     }
     bp_info("connected to PostgreSQL");
     return BP_OK;
-}
-
-/* "{1,2,3}" for an int[] or bigint[] parameter; caller frees. */
-static char *int_array(const int64_t *v, size_t n)
-{
-    char *s = malloc(n * 22 + 3);
-    if (s == NULL)
-        return NULL;
-    size_t len = 0;
-    s[len++] = '{';
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)sprintf(s + len, "%s%lld", i ? "," : "", (long long)v[i]);
-    s[len++] = '}';
-    s[len] = '\0';
-    return s;
 }
 
 bp_err_t bp_apply_load_offsets(bp_apply_t *a, rd_kafka_topic_partition_list_t *parts, char *err,
@@ -295,7 +325,7 @@ bp_err_t bp_apply_load_offsets(bp_apply_t *a, rd_kafka_topic_partition_list_t *p
     }
     for (int i = 0; i < parts->cnt; i++)
         ids[i] = parts->elems[i].partition;
-    if ((arr = int_array(ids, (size_t)parts->cnt)) == NULL) {
+    if ((arr = bp_pg_int_array_text(ids, (size_t)parts->cnt)) == NULL) {
         snprintf(err, errlen, "out of memory");
         e = BP_ERR_NOMEM;
         goto cleanup;
@@ -353,7 +383,7 @@ static bp_err_t lock_offsets(bp_apply_t *a, txn_part_t *parts, size_t n, char *e
         goto nomem;
     for (size_t i = 0; i < n; i++)
         ids[i] = parts[i].partition;
-    if ((arr = int_array(ids, n)) == NULL)
+    if ((arr = bp_pg_int_array_text(ids, n)) == NULL)
         goto nomem;
     const char *params[3] = {a->cfg->group_id, a->cfg->topic, arr};
     res = PQexecPrepared(a->conn, "bp_offsets_create", 3, params, NULL, NULL, 0);
@@ -406,8 +436,8 @@ static bp_err_t set_offsets(bp_apply_t *a, const txn_part_t *parts, size_t n, ch
         }
     }
     if (moved > 0) {
-        if ((ids_arr = int_array(ids, moved)) == NULL || (next_arr = int_array(nexts, moved)) == NULL ||
-            (last_arr = int_array(lasts, moved)) == NULL)
+        if ((ids_arr = bp_pg_int_array_text(ids, moved)) == NULL || (next_arr = bp_pg_int_array_text(nexts, moved)) == NULL ||
+            (last_arr = bp_pg_int_array_text(lasts, moved)) == NULL)
             goto nomem;
         char channel[BP_PG_CHANNEL_LEN];
         bp_pg_offsets_channel(a->cfg->group_id, a->cfg->topic, channel, sizeof(channel));
@@ -445,40 +475,90 @@ static const char *message_fault(const bp_apply_t *a, const PGresult *res)
     return NULL;
 }
 
-/* Append a big-endian 32-bit integer. */
-static char *put32(char *p, uint32_t v)
-{
-    p[0] = (char)(v >> 24);
-    p[1] = (char)(v >> 16);
-    p[2] = (char)(v >> 8);
-    p[3] = (char)v;
-    return p + 4;
-}
-
 /* The values of set[0..k) as a text[] in PostgreSQL's binary array format: one copy of each value,
  * no escaping. Returns a malloc'd buffer and its length in *len, or NULL without memory. */
 static char *text_array_binary(bp_ingest_msg_t *const *set, size_t k, int *len)
 {
-    size_t total = 20;
-    for (size_t i = 0; i < k; i++)
-        total += 4 + set[i]->rkm->len;
-    if (total > INT32_MAX)
-        return NULL; /* cannot happen with txn-max-bytes at most 1 GiB, but never overflow */
-    char *buf = malloc(total), *p = buf;
-    if (buf == NULL)
-        return NULL;
-    p = put32(p, 1);        /* dimensions */
-    p = put32(p, 0);        /* no NULLs */
-    p = put32(p, OID_TEXT); /* element type */
-    p = put32(p, (uint32_t)k);
-    p = put32(p, 1); /* lower bound */
-    for (size_t i = 0; i < k; i++) {
-        p = put32(p, (uint32_t)set[i]->rkm->len);
-        memcpy(p, set[i]->rkm->payload, set[i]->rkm->len);
-        p += set[i]->rkm->len;
+    const char **v = malloc((k ? k : 1) * sizeof(*v));
+    size_t *lens = malloc((k ? k : 1) * sizeof(*lens));
+    char *buf = NULL;
+    if (v != NULL && lens != NULL) {
+        for (size_t i = 0; i < k; i++) {
+            v[i] = set[i]->rkm->payload;
+            lens[i] = set[i]->rkm->len;
+        }
+        buf = bp_pg_text_array_binary(v, lens, k, len);
     }
-    *len = (int)total;
+    free(v);
+    free(lens);
     return buf;
+}
+
+/* ---- counting in the worker (migration 008, docs/QUERIES.md#counting) ---- */
+
+/* The rows of a bp_apply result (message ordinal, object ordinal) for set[0..k): their terms go into
+ * the transaction's count (bp_count_txn_add says what else may come back). */
+static int count_statement(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t k, const PGresult *res)
+{
+    size_t rows = (size_t)PQntuples(res);
+    int64_t *pairs = malloc((2 * rows + 1) * sizeof(*pairs));
+    if (pairs == NULL)
+        return BP_COUNT_NOMEM;
+    for (size_t r = 0; r < rows; r++) {
+        pairs[2 * r] = strtoll(PQgetvalue(res, (int)r, 0), NULL, 10);
+        pairs[2 * r + 1] = strtoll(PQgetvalue(res, (int)r, 1), NULL, 10);
+    }
+    int rc = bp_count_txn_add(a->counts, set, k, pairs, rows);
+    free(pairs);
+    return rc;
+}
+
+/* Send the transaction's terms to bp_count_add_terms. *applied: whether they were added; if not, a
+ * key became sparse meanwhile: the set came back and the terms were computed again with it. */
+static bp_err_t count_send(bp_apply_t *a, int *applied, char *err, size_t errlen)
+{
+    bp_count_params_t p;
+    bp_err_t e = BP_OK;
+    PGresult *res = NULL;
+    int rc = bp_count_txn_params(a->counts, &p);
+    *applied = 0;
+    if (rc != BP_COUNT_OK)
+        goto counting;
+    res = PQexecPrepared(a->conn, "bp_count_add", 5, (const char *const *)p.values, p.lengths, p.formats, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        e = failed(a, res, "adding the counter terms", err, errlen);
+        goto cleanup;
+    }
+    *applied = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    if (*applied || (rc = bp_count_txn_set_sparse(a->counts, PQgetvalue(res, 0, 1))) == BP_COUNT_OK)
+        goto cleanup;
+counting:
+    snprintf(err, errlen, "computing counter terms: %s", rc == BP_COUNT_NOMEM ? "out of memory" : "unexpected data");
+    e = rc == BP_COUNT_NOMEM ? BP_ERR_NOMEM : BP_ERR_PG_TRANSIENT;
+cleanup:
+    PQclear(res);
+    bp_count_params_free(&p);
+    return e;
+}
+
+/* Add the terms of every object the transaction inserted to the counters, in one statement. If a key
+ * became sparse since the terms were computed, they are computed again with the keys read then and
+ * sent again (the transaction holds its lock on objects by now: the set cannot change again before it
+ * commits, but a few tries are allowed rather than trusting that). */
+static bp_err_t count_txn(bp_apply_t *a, char *err, size_t errlen)
+{
+    if (!a->cfg->count_in_worker || bp_count_txn_objects(a->counts) == 0)
+        return BP_OK;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int applied;
+        bp_err_t e = count_send(a, &applied, err, errlen);
+        if (e != BP_OK || applied)
+            return e;
+        bp_info("the sparse keys changed during the transaction: counted its %zu objects again",
+                bp_count_txn_objects(a->counts));
+    }
+    snprintf(err, errlen, "adding the counter terms: the sparse keys kept changing");
+    return BP_ERR_PG_TRANSIENT;
 }
 
 typedef enum { SET_APPLIED, SET_REFUSED, SET_FAILED } set_result_t;
@@ -549,8 +629,8 @@ static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t
         nums[k + i] = set[i]->v_partition;
         nums[2 * k + i] = set[i]->v_offset;
     }
-    if ((ts = int_array(nums, k)) == NULL || (parts = int_array(nums + k, k)) == NULL ||
-        (offs = int_array(nums + 2 * k, k)) == NULL ||
+    if ((ts = bp_pg_int_array_text(nums, k)) == NULL || (parts = bp_pg_int_array_text(nums + k, k)) == NULL ||
+        (offs = bp_pg_int_array_text(nums + 2 * k, k)) == NULL ||
         (values = text_array_binary(set, k, &values_len)) == NULL)
         goto nomem;
     const char *params[4] = {values, ts, parts, offs};
@@ -558,8 +638,23 @@ static set_result_t apply_set(bp_apply_t *a, bp_ingest_msg_t *const *set, size_t
     int formats[4] = {1, 0, 0, 0};
     PGresult *res = PQexecPrepared(a->conn, "bp_apply", 4, params, lengths, formats, 0);
     const char *fault = NULL;
+    int rc;
     if (PQresultStatus(res) == PGRES_TUPLES_OK) {
         r = SET_APPLIED;
+        if (a->cfg->count_in_worker && (rc = count_statement(a, set, k, res)) != BP_COUNT_OK) {
+            if (rc == BP_COUNT_OVERFLOW) {
+                /* what 007's trigger did with it: SQLSTATE 22003 on the statement */
+                snprintf(why, whylen, "PostgreSQL refused the data: value overflows numeric format (a string "
+                         "value that reads as a number, counted by the typed rule)");
+                snprintf(state, 6, "22003");
+                r = SET_REFUSED;
+            } else {
+                snprintf(err, errlen, "computing counter terms: %s",
+                         rc == BP_COUNT_NOMEM ? "out of memory" : "unexpected data");
+                *e = rc == BP_COUNT_NOMEM ? BP_ERR_NOMEM : BP_ERR_PG_TRANSIENT;
+                r = SET_FAILED;
+            }
+        }
     } else if ((fault = message_fault(a, res)) != NULL) {
         refused_why(a, res, fault, why, whylen, state);
         r = SET_REFUSED;
@@ -841,7 +936,10 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
     bp_err_t e = ensure_conn(a, err, errlen);
     if (e != BP_OK)
         goto done;
-    if ((e = exec_simple(a, "BEGIN", err, errlen)) != BP_OK ||
+    bp_count_txn_begin(a->counts);
+    /* with counting in the worker, the INSERT trigger leaves the inserted rows to it (migration 008) */
+    if ((e = exec_simple(a, a->cfg->count_in_worker ? "BEGIN; SET LOCAL batchpipe.counted_by = 'worker'" : "BEGIN",
+                         err, errlen)) != BP_OK ||
         (e = lock_offsets(a, parts, nparts, err, errlen)) != BP_OK)
         goto fail;
     /* which messages to write: not those below their partition's next_offset (applied before),
@@ -861,7 +959,7 @@ bp_err_t bp_apply_txn(bp_apply_t *a, bp_dlq_t *dlq, bp_ingest_msg_t *msgs, size_
         else
             set[k++] = m;
     }
-    if (k > 0 && (e = apply_in_runs(a, set, k, err, errlen)) != BP_OK)
+    if (k > 0 && ((e = apply_in_runs(a, set, k, err, errlen)) != BP_OK || (e = count_txn(a, err, errlen)) != BP_OK))
         goto fail;
     /* dead letters in source order, whatever made them dead */
     for (size_t i = 0; i < n; i++) {

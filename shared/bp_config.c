@@ -157,6 +157,9 @@ static const setting_t settings[] = {
      BP_FOR_INGEST, 0,
      "days the worker keeps its group's dead-letter records (receipts of older dead letters say the outcome is "
      "no longer known); an idle worker purges older ones about every 10 minutes; 0: keep them for ever"},
+    {"count-in-worker", "BP_COUNT_IN_WORKER", T_INT, S(count_in_worker), "1", 0, 1, BP_FOR_INGEST, 0,
+     "1: the worker computes the counter terms of the objects it inserts (migration 008) instead of the "
+     "INSERT trigger; 0: the triggers count everything (migration 007's way)"},
     {"shutdown-timeout-ms", "BP_SHUTDOWN_TIMEOUT_MS", T_INT, S(shutdown_timeout_ms), "10000", 100, 600000,
      BP_FOR_API | BP_FOR_INGEST, 0, "bound on a graceful shutdown"},
     {"health-port", "BP_HEALTH_PORT", T_INT, S(health_port), "8001", 0, 65535, BP_FOR_INGEST, 0,

@@ -72,6 +72,7 @@ typedef struct bp_config {
     long long pg_statement_timeout_ms;
     long long log_applied;
     long long receipt_retention_days;
+    long long count_in_worker;
     long long shutdown_timeout_ms;
     long long health_port;
     /* cli */

@@ -82,6 +82,60 @@ static int hex4(const char *s, uint32_t *out)
     return 0;
 }
 
+/* Decode the escape or byte at lit[*i] (i < end, between the quotes) into piece[0..*plen), advancing *i.
+ * -1 when an escape does not decode (a lone surrogate, a bad \u). */
+static int next_piece(const char *lit, size_t *i, size_t end, char piece[4], size_t *plen)
+{
+    *plen = 1;
+    if (lit[*i] != '\\') {
+        piece[0] = lit[(*i)++];
+        return 0;
+    }
+    if (*i + 1 >= end)
+        return -1;
+    char e = lit[*i + 1];
+    *i += 2;
+    const char *simple = strchr("\"\\/bfnrt", e);
+    if (e != '\0' && simple != NULL) {
+        piece[0] = "\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"];
+        return 0;
+    }
+    if (e != 'u')
+        return -1;
+    uint32_t cp, lo;
+    if (*i + 4 > end || hex4(lit + *i, &cp) != 0)
+        return -1;
+    *i += 4;
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+        if (*i + 6 > end || lit[*i] != '\\' || lit[*i + 1] != 'u' || hex4(lit + *i + 2, &lo) != 0 || lo < 0xdc00 ||
+            lo > 0xdfff)
+            return -1;
+        *i += 6;
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+    } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+        return -1;
+    }
+    if (cp < 0x80) {
+        piece[0] = (char)cp;
+    } else if (cp < 0x800) {
+        piece[0] = (char)(0xc0 | cp >> 6);
+        piece[1] = (char)(0x80 | (cp & 0x3f));
+        *plen = 2;
+    } else if (cp < 0x10000) {
+        piece[0] = (char)(0xe0 | cp >> 12);
+        piece[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        piece[2] = (char)(0x80 | (cp & 0x3f));
+        *plen = 3;
+    } else {
+        piece[0] = (char)(0xf0 | cp >> 18);
+        piece[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+        piece[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+        piece[3] = (char)(0x80 | (cp & 0x3f));
+        *plen = 4;
+    }
+    return 0;
+}
+
 /* Whether the string literal lit[0..llen) (with its quotes) decodes to name[0..nlen). An escape that
  * does not decode (a lone surrogate, a bad \u) never matches. */
 static int literal_equals(const char *lit, size_t llen, const char *name, size_t nlen)
@@ -89,58 +143,31 @@ static int literal_equals(const char *lit, size_t llen, const char *name, size_t
     size_t i = 1, o = 0, end = llen - 1; /* between the quotes */
     while (i < end) {
         char piece[4];
-        size_t plen = 1;
-        if (lit[i] != '\\') {
-            piece[0] = lit[i++];
-        } else {
-            if (i + 1 >= end)
-                return 0;
-            char e = lit[i + 1];
-            i += 2;
-            const char *simple = strchr("\"\\/bfnrt", e);
-            if (e != '\0' && simple != NULL) {
-                piece[0] = "\"\\/\b\f\n\r\t"[simple - "\"\\/bfnrt"];
-            } else if (e == 'u') {
-                uint32_t cp, lo;
-                if (i + 4 > end || hex4(lit + i, &cp) != 0)
-                    return 0;
-                i += 4;
-                if (cp >= 0xd800 && cp <= 0xdbff) {
-                    if (i + 6 > end || lit[i] != '\\' || lit[i + 1] != 'u' || hex4(lit + i + 2, &lo) != 0 ||
-                        lo < 0xdc00 || lo > 0xdfff)
-                        return 0;
-                    i += 6;
-                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-                    return 0;
-                }
-                if (cp < 0x80) {
-                    piece[0] = (char)cp;
-                } else if (cp < 0x800) {
-                    piece[0] = (char)(0xc0 | cp >> 6);
-                    piece[1] = (char)(0x80 | (cp & 0x3f));
-                    plen = 2;
-                } else if (cp < 0x10000) {
-                    piece[0] = (char)(0xe0 | cp >> 12);
-                    piece[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-                    piece[2] = (char)(0x80 | (cp & 0x3f));
-                    plen = 3;
-                } else {
-                    piece[0] = (char)(0xf0 | cp >> 18);
-                    piece[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-                    piece[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-                    piece[3] = (char)(0x80 | (cp & 0x3f));
-                    plen = 4;
-                }
-            } else {
-                return 0;
-            }
-        }
+        size_t plen;
+        if (next_piece(lit, &i, end, piece, &plen) != 0)
+            return 0;
         if (o + plen > nlen || memcmp(name + o, piece, plen) != 0)
             return 0;
         o += plen;
     }
     return o == nlen;
+}
+
+int bp_json_string_decode(const char *lit, size_t llen, char *out, size_t *outlen)
+{
+    if (llen < 2 || lit[0] != '"' || lit[llen - 1] != '"')
+        return -1;
+    size_t i = 1, o = 0, end = llen - 1;
+    while (i < end) {
+        char piece[4];
+        size_t plen;
+        if (next_piece(lit, &i, end, piece, &plen) != 0)
+            return -1;
+        memcpy(out + o, piece, plen);
+        o += plen;
+    }
+    *outlen = o;
+    return 0;
 }
 
 int bp_json_object_next(const char *object, size_t olen, size_t *pos, const char **name, size_t *nlen,

@@ -29,4 +29,10 @@ int bp_json_array_next(const char *array, size_t alen, size_t *pos, const char *
 int bp_json_object_next(const char *object, size_t olen, size_t *pos, const char **name, size_t *nlen,
                         const char **value, size_t *vlen);
 
+/* Decode the string literal lit[0..llen) (with its quotes, as the functions above hand it back) into
+ * out, which must have room for llen bytes (a decoded string is never longer than its literal);
+ * *outlen is the decoded length (not NUL-terminated). Returns 0, or -1 when lit is not a string
+ * literal or an escape does not decode (a lone surrogate, a bad \u). */
+int bp_json_string_decode(const char *lit, size_t llen, char *out, size_t *outlen);
+
 #endif

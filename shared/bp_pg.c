@@ -393,3 +393,57 @@ cleanup:
     free(names);
     return rc;
 }
+
+static char *put32(char *p, uint32_t v)
+{
+    p[0] = (char)(v >> 24);
+    p[1] = (char)(v >> 16);
+    p[2] = (char)(v >> 8);
+    p[3] = (char)v;
+    return p + 4;
+}
+
+char *bp_pg_text_array_binary(const char *const *v, const size_t *lens, size_t n, int *len)
+{
+    size_t total = 20;
+    int nulls = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += 4 + (v[i] != NULL ? lens[i] : 0);
+        nulls |= v[i] == NULL;
+    }
+    if (total > INT32_MAX)
+        return NULL;
+    char *buf = malloc(total), *p = buf;
+    if (buf == NULL)
+        return NULL;
+    p = put32(p, 1);                /* dimensions */
+    p = put32(p, (uint32_t)nulls);  /* whether any element is NULL */
+    p = put32(p, 25);               /* element type: text */
+    p = put32(p, (uint32_t)n);
+    p = put32(p, 1);                /* lower bound */
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] == NULL) {
+            p = put32(p, 0xffffffffu); /* -1: NULL */
+            continue;
+        }
+        p = put32(p, (uint32_t)lens[i]);
+        memcpy(p, v[i], lens[i]);
+        p += lens[i];
+    }
+    *len = (int)total;
+    return buf;
+}
+
+char *bp_pg_int_array_text(const int64_t *v, size_t n)
+{
+    char *s = malloc(n * 22 + 3);
+    if (s == NULL)
+        return NULL;
+    size_t len = 0;
+    s[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(s + len, "%s%" PRId64, i ? "," : "", v[i]);
+    s[len++] = '}';
+    s[len] = '\0';
+    return s;
+}

@@ -4,6 +4,7 @@
 #define BP_PG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
 
@@ -70,6 +71,16 @@ void bp_pg_error_line(char *dst, size_t dstlen, const char *prefix, const char *
  * result, else conn's message, else "no connection", trimmed, with every newline turned into a space
  * (one line in logs and dead letters' headers). conn and res are borrowed; both may be NULL. */
 void bp_pg_result_error(char *err, size_t errlen, const char *what, const PGconn *conn, const PGresult *res);
+
+/* Array parameters, built once per statement instead of one statement per row. */
+
+/* A text[] in PostgreSQL's binary array format (parameter format 1, type text[]) of v[0..n), each
+ * lens[i] bytes, v[i] NULL for a NULL element: one copy of each value, no escaping. Returns a malloc'd
+ * buffer of *len bytes, or NULL without memory (or beyond 2 GiB). */
+char *bp_pg_text_array_binary(const char *const *v, const size_t *lens, size_t n, int *len) BP_MUST_CHECK;
+
+/* "{1,2,3}": an int[] or bigint[] parameter in text format. malloc'd, NULL without memory. */
+char *bp_pg_int_array_text(const int64_t *v, size_t n) BP_MUST_CHECK;
 
 /* Create the database named in dsn if it does not exist, connecting to the "postgres" database of
  * the same server. Returns 0, or -1 with err. */
