@@ -13,6 +13,7 @@
 #include "read.h"
 #include "replicas.h"
 #include "watermarks.h"
+#include "write.h"
 
 #define HEADER_IN "bp-after"
 #define HEADER_OUT "bp-applied-through"
@@ -55,6 +56,7 @@ typedef struct after_req {
     unsigned step;           /* index into backoff_ms */
     bp_pgquery_t *q;         /* the check under way */
     h2o_timeout_entry_t timer; /* the next check */
+    int again;               /* the primary committed one of the needed partitions during the check */
     int64_t *next;           /* next_offset per need[] from the last check (-1: no row) */
     int done;
 } after_req_t;
@@ -129,11 +131,13 @@ static void schedule(after_req_t *a)
     h2o_timeout_link(a->t->loop, &after->backoff[i], &a->timer);
 }
 
-/* Move from a standby to the primary: the checks start again at once, with the short waits. */
+/* Move from a standby to the primary: the checks start again at once, with the short waits; the
+ * primary's commits (its NOTIFY, heard by write_ack.c's LISTEN connection) wake them besides. */
 static void to_primary(after_req_t *a)
 {
     a->target = BP_PG_PRIMARY;
     a->step = 0;
+    bp_write_wait_listen(a->t);
     check(a);
 }
 
@@ -183,6 +187,11 @@ static void on_check(void *ctx, bp_err_t err, const PGresult *res, const char *m
         to_primary(a);
         return;
     }
+    if (a->again && a->target == BP_PG_PRIMARY && now < a->deadline) {
+        a->again = 0;
+        check(a); /* a commit came while this check ran: it may have missed it */
+        return;
+    }
     if (now >= a->deadline) {
         char detail[256];
         snprintf(detail, sizeof(detail),
@@ -196,6 +205,7 @@ static void on_check(void *ctx, bp_err_t err, const PGresult *res, const char *m
 
 static void check(after_req_t *a)
 {
+    a->again = 0;
     const char *params[] = {a->t->api->cfg->group_id, a->t->api->cfg->topic};
     bp_pgpool_t *pool = bp_pgpool_of_target(a->t, a->target);
     bp_err_t err = bp_pgpool_query_prepared(pool, check_sql, 2, params, on_check, a, &a->q);
@@ -220,6 +230,31 @@ static void on_timer(h2o_timeout_entry_t *entry)
         return;
     }
     check(a);
+}
+
+/* The primary committed (partition, next_offset), or (-1, -1): anything may have moved. Reads waiting
+ * on the primary for that partition are checked now rather than at their next backoff. */
+static void on_commit(void *ctx, int32_t partition, int64_t next)
+{
+    bp_after_t *after = ctx;
+    h2o_linklist_t *l = after->waiting.next;
+    while (l != &after->waiting) {
+        after_req_t *a = H2O_STRUCT_FROM_MEMBER(after_req_t, link, l);
+        l = l->next; /* check() may answer a at once (the pool refuses), which unlinks it */
+        if (a->target != BP_PG_PRIMARY)
+            continue;
+        int wanted = partition < 0;
+        for (size_t k = 0; k < a->n && !wanted; k++)
+            wanted = a->need[k].partition == partition && a->need[k].offset < next;
+        if (!wanted)
+            continue;
+        if (a->q != NULL) {
+            a->again = 1;
+        } else if (h2o_timeout_is_linked(&a->timer)) {
+            h2o_timeout_unlink(&a->timer);
+            check(a);
+        }
+    }
 }
 
 /* The token list of req: the `after` query parameter, else the BP-After header. Returns 1 found, 0
@@ -275,6 +310,8 @@ int bp_after_read(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idl
     uint64_t grace = (uint64_t)cfg->max_replica_lag_ms;
     a->grace_end = now + (grace < (uint64_t)cfg->wait_max_s * 1000 ? grace : (uint64_t)cfg->wait_max_s * 1000);
     a->target = t->nstandbys > 0 ? bp_replicas_pick(t->api->replicas, &t->standby_rr) : BP_PG_PRIMARY;
+    if (a->target == BP_PG_PRIMARY)
+        bp_write_wait_listen(t);
     h2o_linklist_insert(&t->after->waiting, &a->link);
     t->after->nwaiting++;
     t->inflight++;
@@ -321,6 +358,7 @@ static int after_init(bp_api_thread_t *t, char *err, size_t errlen)
                                                   labels);
     }
     t->after = after;
+    bp_write_wait_subscribe(t, on_commit, after);
     return 0;
 }
 
@@ -329,6 +367,7 @@ static void after_dispose(bp_api_thread_t *t)
     bp_after_t *after = t->after;
     if (after == NULL)
         return;
+    bp_write_wait_subscribe(t, NULL, NULL);
     /* the loop no longer runs: reads still listed cannot be answered; detach them */
     while (!h2o_linklist_is_empty(&after->waiting)) {
         after_req_t *a = H2O_STRUCT_FROM_MEMBER(after_req_t, link, after->waiting.next);

@@ -11,7 +11,8 @@
  *     pinned to that standby. Not yet: the same standby is asked again with a backoff (5 ms growing
  *     to 100 ms; NOTIFY does not reach a standby) for at most BP_MAX_REPLICA_LAG_MS (the lag a usable
  *     standby may have) or until it stops being usable; then the primary is asked, again with the
- *     backoff, and the read is pinned there once the primary has applied them.
+ *     backoff, and woken besides by the workers' commits (their NOTIFY on write_ack.c's LISTEN
+ *     connection), and the read is pinned there once the primary has applied them.
  *   - Nothing applied them by BP_WAIT_MAX_S: 503 with Retry-After and a problem body listing each
  *     token not applied with its state ("accepted": the broker holds that offset; "unknown": the
  *     broker's high watermark, as last sampled, is not past it).

@@ -54,12 +54,16 @@ def standby_serving(api, env):
     wait_until(lambda: served_by(api.get("/api/v1/batches/")) == "standby-1", 30, "reads on the standby")
 
 
-def waiting_reads(api):
+def metric_sum(api, name):
     total = 0.0
     for line in api.get("/metrics").text.splitlines():
-        if line.startswith("bp_read_after_waiting{"):
+        if line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def waiting_reads(api):
+    return metric_sum(api, "bp_read_after_waiting")
 
 
 def test_token_read_after_post_sees_the_batch_on_the_standby(world):
@@ -196,3 +200,32 @@ def test_worker_stopped_token_is_503_and_says_accepted(world):
         assert (t["partition"], t["offset"], t["state"], t["applied"]) == (p, o, "accepted", False)
     finally:
         env.wait_assigned(env.start_worker())
+
+
+def test_token_read_waits_on_the_primary_for_a_stopped_worker(world):
+    """Without standbys the primary is asked, and the read waits (woken by the workers' commit) until
+    the worker, stopped when the batch was posted, is back and has applied it."""
+    env, cluster, standby = world
+    api = env.start_api(BP_WAIT_MAX_S="120")
+    worker = [p for p in env.procs if p.name == "ingest" and p.alive()][0]
+    worker.stop()
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        bid = f"b-{uuid.uuid4().hex[:8]}"
+        posted = api.post("/api/v1/batches/", batch(bid))
+        assert posted.status_code == 202, posted.text
+        p, o = posted.json()["partition"], posted.json()["offset"]
+        pending = pool.submit(api.get, f"/api/v1/objects/{bid}-o1/", headers={"BP-After": token_of(env, posted)},
+                              timeout=150)
+        wait_until(lambda: waiting_reads(api) >= 1, 10, "the token read to wait")
+        # the read waiting on the primary connected the thread's LISTEN (no POST here waited)
+        wait_until(lambda: metric_sum(api, "bp_write_wait_listening") >= 1, 10, "LISTEN for the workers' commits")
+        assert not pending.done()
+    finally:
+        env.wait_assigned(env.start_worker())
+    r = pending.result(timeout=150)
+    pool.shutdown()
+    assert r.status_code == 200, r.text
+    assert r.json()["object_id"] == f"{bid}-o1"
+    assert served_by(r) == "primary"
+    assert applied_through(r)[p] >= o
