@@ -12,6 +12,7 @@
 #include "bp_log.h"
 #include "bp_pg.h"
 #include "http.h"
+#include "after.h"
 #include "replicas.h"
 
 #define MAX_PARAMS 64
@@ -988,19 +989,27 @@ static size_t choose_target(h2o_req_t *req, unsigned flags)
     bp_api_thread_t *t = bp_thread_of(req);
     if ((flags & BP_PGPOOL_PRIMARY) || t->nstandbys == 0 || !req_is_read(req))
         return BP_PG_PRIMARY;
-    return bp_replicas_pick(t->api->replicas, &t->standby_rr, NULL);
+    return bp_replicas_pick(t->api->replicas, &t->standby_rr);
 }
 
 static bp_pgpool_t *pool_of_target(bp_api_thread_t *t, size_t target)
 {
-    return target == BP_PG_PRIMARY ? t->pgpool : t->standbys[target - 1];
+    return target == BP_PG_PRIMARY || target > t->nstandbys ? t->pgpool : t->standbys[target - 1];
 }
 
-/* Say which database answered (reads and writes alike; a fallback overwrites the standby's name). */
+bp_pgpool_t *bp_pgpool_of_target(bp_api_thread_t *t, size_t target)
+{
+    return pool_of_target(t, target);
+}
+
+/* Say which database answered (reads and writes alike; a fallback overwrites the standby's name), and
+ * for reads how far it has applied the topic (api/after.h: cached, no statement). */
 static void served_by(h2o_req_t *req, size_t target)
 {
     const char *name = bp_replicas_name(target);
     h2o_set_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-served-by"), 0, name, strlen(name), 1);
+    if (req_is_read(req))
+        bp_after_note_applied(req, target);
 }
 
 static void guard_cb(void *ctx, bp_err_t err, const PGresult *res, const char *msg);

@@ -162,6 +162,10 @@ bp_err_t bp_pgpool_req_query_ex(h2o_req_t *req, unsigned flags, const char *sql,
  * TIMEOUT and PG_TRANSIENT; 500 otherwise (logged with msg and the request id). Returns 0. */
 int bp_pgpool_problem(h2o_req_t *req, bp_err_t err, const char *msg);
 
+/* The pool of database target (BP_PG_PRIMARY, or standby 1..n) on thread t (for statements that are
+ * not the request's own: api/after.c's checks of ingest_offsets). */
+bp_pgpool_t *bp_pgpool_of_target(bp_api_thread_t *t, size_t target);
+
 /* The pool of the thread serving req. */
 bp_pgpool_t *bp_pgpool_of(h2o_req_t *req);
 

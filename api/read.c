@@ -5,14 +5,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "after.h"
 #include "http.h"
 
+/* The reads honour `after=` (api/after.h): each runs behind its token check. */
+static int objects_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
+{
+    return bp_after_read(t, req, id, idlen, bp_read_objects_list);
+}
+
+static int object_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
+{
+    return bp_after_read(t, req, id, idlen, bp_read_object_get);
+}
+
+static int batches_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
+{
+    return bp_after_read(t, req, id, idlen, bp_read_batches_list);
+}
+
+static int batch_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
+{
+    return bp_after_read(t, req, id, idlen, bp_read_batch_get);
+}
+
 const bp_route_t bp_read_routes[] = {
-    {"GET", "/api/v1/objects/", bp_read_objects_list},
-    {"GET", "/api/v1/objects/{}", bp_read_object_get},
+    {"GET", "/api/v1/objects/", objects_list},
+    {"GET", "/api/v1/objects/{}", object_get},
     {"DELETE", "/api/v1/objects/{}", bp_read_object_delete},
-    {"GET", "/api/v1/batches/", bp_read_batches_list},
-    {"GET", "/api/v1/batches/{}", bp_read_batch_get},
+    {"GET", "/api/v1/batches/", batches_list},
+    {"GET", "/api/v1/batches/{}", batch_get},
     {"DELETE", "/api/v1/batches/{}", bp_read_batch_delete},
     {"GET", "/api/v1/receipts/{}", bp_receipt_get},
     {"GET", "/api/v1/openapi.json", bp_openapi_get},

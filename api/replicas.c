@@ -30,6 +30,10 @@ static const char lag_sql[] =
     " ELSE coalesce((extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, -1)"
     " END";
 
+/* How far the workers' group has applied BP_TOPIC on this database (bp_replicas_applied). */
+static const char applied_sql[] = "SELECT partition, next_offset FROM ingest_offsets WHERE group_id = $1"
+                                  " AND topic = $2 ORDER BY partition";
+
 typedef struct standby {
     char *dsn;
     char where[96];     /* host:port for the log */
@@ -40,6 +44,9 @@ typedef struct standby {
     atomic_ullong sampled_ms; /* monotonic ms of the last sample that answered; 0 never */
     int logged_down;
     bp_metric_t *m_up, *m_lag, *m_fallbacks;
+    /* the applied-through text of the last sample, under bp_replicas.applied_mu */
+    char applied[BP_APPLIED_MAX];
+    uint64_t applied_ms; /* monotonic ms of that sample; 0 never */
 } standby_t;
 
 struct bp_replicas {
@@ -47,12 +54,16 @@ struct bp_replicas {
     long long max_lag_ms;
     size_t n;
     standby_t standbys[MAX_STANDBYS];
+    standby_t primary; /* cfg->pg_dsn, sampled for its applied-through only (dsn NULL: not sampled) */
+    pthread_mutex_t applied_mu;
     pthread_t tid;
     int started;
     atomic_int stop;
     pthread_mutex_t mu;
     pthread_cond_t wake;
 };
+
+static void sample_applied(bp_replicas_t *r, standby_t *s);
 
 static void first_line(char *dst, size_t len, const char *msg)
 {
@@ -110,6 +121,7 @@ static void sample(bp_replicas_t *r, size_t i)
     }
     long long lag = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
+    sample_applied(r, s);
     atomic_store(&s->lag_ms, lag);
     atomic_store(&s->sampled_ms, (uint64_t)bp_clock_ms());
     atomic_store(&s->up, 1);
@@ -122,12 +134,64 @@ static void sample(bp_replicas_t *r, size_t i)
     }
 }
 
+/* The applied-through text of database s (connected) into its slot. A failure leaves the old text,
+ * which ages out (bp_replicas_applied): the lag check decides whether the database is usable. */
+static void sample_applied(bp_replicas_t *r, standby_t *s)
+{
+    if (r->cfg->group_id == NULL || r->cfg->topic == NULL)
+        return;
+    const char *params[] = {r->cfg->group_id, r->cfg->topic};
+    PGresult *res = PQexecParams(s->pg, applied_sql, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        char text[BP_APPLIED_MAX];
+        size_t n = bp_replicas_format_applied(res, text, sizeof(text));
+        pthread_mutex_lock(&r->applied_mu);
+        memcpy(s->applied, text, n);
+        s->applied[n] = '\0';
+        s->applied_ms = (uint64_t)bp_clock_ms();
+        pthread_mutex_unlock(&r->applied_mu);
+    }
+    PQclear(res);
+}
+
+/* The primary: its applied-through only (its lag is 0 by definition). Blocks at most ~2 s + 1 s. */
+static void sample_primary(bp_replicas_t *r)
+{
+    standby_t *s = &r->primary;
+    if (s->pg == NULL) {
+        const char *keys[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
+        const char *vals[] = {s->dsn, "2", "-c statement_timeout=1000", "batchpipe-api-replica-monitor",
+                              NULL};
+        s->pg = PQconnectdbParams(keys, vals, 1);
+        if (s->pg == NULL || PQstatus(s->pg) != CONNECTION_OK) {
+            if (!s->logged_down) {
+                char line[256];
+                first_line(line, sizeof(line), s->pg != NULL ? PQerrorMessage(s->pg) : "out of memory");
+                bp_warn("primary (%s): cannot sample its applied offsets for BP-Applied-Through: %s", s->where,
+                        line);
+                s->logged_down = 1;
+            }
+            PQfinish(s->pg);
+            s->pg = NULL;
+            return;
+        }
+        s->logged_down = 0;
+    }
+    sample_applied(r, s);
+    if (PQstatus(s->pg) != CONNECTION_OK) {
+        PQfinish(s->pg);
+        s->pg = NULL;
+    }
+}
+
 static void *thread_main(void *arg)
 {
     bp_replicas_t *r = arg;
     while (!atomic_load(&r->stop)) {
         for (size_t i = 0; i < r->n && !atomic_load(&r->stop); i++)
             sample(r, i);
+        if (r->primary.dsn != NULL && !atomic_load(&r->stop))
+            sample_primary(r);
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += SAMPLE_INTERVAL_MS / 1000;
@@ -141,6 +205,8 @@ static void *thread_main(void *arg)
             PQfinish(r->standbys[i].pg);
         r->standbys[i].pg = NULL;
     }
+    PQfinish(r->primary.pg);
+    r->primary.pg = NULL;
     return NULL;
 }
 
@@ -220,6 +286,7 @@ bp_replicas_t *bp_replicas_new(const bp_config_t *cfg, bp_metrics_t *metrics, ch
     r->max_lag_ms = cfg->max_replica_lag_ms;
     atomic_init(&r->stop, 0);
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->applied_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -241,7 +308,16 @@ bp_replicas_t *bp_replicas_new(const bp_config_t *cfg, bp_metrics_t *metrics, ch
         }
     }
     free(list);
-    if (r->n > 0) {
+    if (cfg->pg_dsn != NULL && cfg->pg_dsn[0] != '\0') {
+        if (describe(cfg->pg_dsn, r->primary.where, sizeof(r->primary.where), err, errlen) != 0)
+            snprintf(r->primary.where, sizeof(r->primary.where), "BP_PG_DSN");
+        r->primary.dsn = strdup(cfg->pg_dsn);
+        if (r->primary.dsn == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    if (r->n > 0 || r->primary.dsn != NULL) {
         if (pthread_create(&r->tid, NULL, thread_main, r) != 0) {
             snprintf(err, errlen, "cannot start the replica monitor thread");
             goto fail;
@@ -273,6 +349,8 @@ void bp_replicas_free(bp_replicas_t *r)
         pthread_join(r->tid, NULL);
     for (size_t i = 0; i < r->n; i++)
         free(r->standbys[i].dsn);
+    free(r->primary.dsn);
+    pthread_mutex_destroy(&r->applied_mu);
     pthread_cond_destroy(&r->wake);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -313,9 +391,9 @@ static standby_state_t state_of(const bp_replicas_t *r, size_t i, long long *lag
     return ST_UP;
 }
 
-size_t bp_replicas_pick(const bp_replicas_t *r, unsigned *rr, const bp_replica_need_t *need)
+size_t bp_replicas_pick(const bp_replicas_t *r, unsigned *rr)
 {
-    if (r == NULL || r->n == 0 || need != NULL)
+    if (r == NULL || r->n == 0)
         return BP_PG_PRIMARY;
     unsigned start = (*rr)++;
     for (size_t k = 0; k < r->n; k++) {
@@ -325,6 +403,52 @@ size_t bp_replicas_pick(const bp_replicas_t *r, unsigned *rr, const bp_replica_n
             return i + 1;
     }
     return BP_PG_PRIMARY;
+}
+
+int bp_replicas_usable(const bp_replicas_t *r, size_t i)
+{
+    if (i == BP_PG_PRIMARY)
+        return 1;
+    long long lag;
+    return r != NULL && i <= r->n && state_of(r, i - 1, &lag) == ST_UP;
+}
+
+size_t bp_replicas_applied(bp_replicas_t *r, size_t i, char *buf, size_t len)
+{
+    if (r == NULL || i > r->n || len == 0)
+        return 0;
+    standby_t *s = i == BP_PG_PRIMARY ? &r->primary : &r->standbys[i - 1];
+    size_t n = 0;
+    pthread_mutex_lock(&r->applied_mu);
+    if (s->applied_ms != 0 && (uint64_t)bp_clock_ms() - s->applied_ms <= SAMPLE_STALE_MS) {
+        n = strlen(s->applied);
+        if (n >= len)
+            n = 0;
+        memcpy(buf, s->applied, n);
+    }
+    pthread_mutex_unlock(&r->applied_mu);
+    buf[n] = '\0';
+    return n;
+}
+
+size_t bp_replicas_format_applied(const PGresult *res, char *buf, size_t len)
+{
+    size_t n = 0;
+    if (len == 0)
+        return 0;
+    buf[0] = '\0';
+    for (int row = 0; row < PQntuples(res); row++) {
+        long long next = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+        if (next <= 0)
+            continue; /* nothing of that partition applied yet */
+        int k = snprintf(buf + n, len - n, "%s%s:%lld", n > 0 ? "," : "", PQgetvalue(res, row, 0), next - 1);
+        if (k < 0 || (size_t)k >= len - n) {
+            buf[0] = '\0'; /* a partial list would claim nothing about the partitions cut off */
+            return 0;
+        }
+        n += (size_t)k;
+    }
+    return n;
 }
 
 void bp_replicas_note_fallback(bp_replicas_t *r, size_t i)

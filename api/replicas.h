@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "bp_config.h"
 #include "bp_error.h"
@@ -25,18 +26,14 @@ typedef struct bp_replicas bp_replicas_t;
 /* Where a statement runs: the primary (BP_PG_DSN), or standby i (1..n) of BP_PG_READ_DSN. */
 enum { BP_PG_PRIMARY = 0 };
 
-/* A read's freshness requirement: the database must have replayed the ingest_offsets row that says
- * partition `partition` of the group is applied through `offset`. The read-your-writes step (issue
- * #14, tokens) fills it; today no standby's applied offsets are known here, so a read with a need is
- * sent to the primary (always exact). That step adds the per-standby check (a query of
- * ingest_offsets on the chosen standby, or offsets sampled with the lag) behind bp_replicas_pick. */
-typedef struct bp_replica_need {
-    int32_t partition;
-    int64_t offset;
-} bp_replica_need_t;
+/* Longest applied-through text kept per database (bp_replicas_applied), with its NUL. */
+#define BP_APPLIED_MAX 1024
 
 /* Parse cfg->pg_read_dsn (';'-separated libpq connection strings; empty entries are ignored) and start
- * the monitor thread (none when there is no standby). cfg is borrowed and must outlive the result;
+ * the monitor thread. Besides the standbys' lag, it samples once a second, on every standby and on the
+ * primary (cfg->pg_dsn, when set), how far the ingest workers' group (BP_GROUP_ID, BP_TOPIC) has been
+ * applied there (ingest_offsets), for the applied-through header of reads (bp_replicas_applied). No
+ * thread when there is neither a standby nor a primary DSN. cfg is borrowed and must outlive the result;
  * metrics (borrowed, may be NULL) gets bp_pg_replica_up and bp_pg_replica_lag_seconds per standby.
  * Returns NULL with err when a connection string cannot be parsed or the thread cannot start. Free
  * with bp_replicas_free. */
@@ -59,9 +56,28 @@ const char *bp_replicas_dsn(const bp_replicas_t *r, size_t i);
 const char *bp_replicas_name(size_t i);
 
 /* Where a read should go now: a usable standby, round-robin on *rr (the caller's counter, e.g. one
- * per loop thread), or BP_PG_PRIMARY when none is usable or need is not NULL (see
- * bp_replica_need_t). Lock-free; safe from any thread. */
-size_t bp_replicas_pick(const bp_replicas_t *r, unsigned *rr, const bp_replica_need_t *need);
+ * per loop thread), or BP_PG_PRIMARY when none is usable. A read that must see given writes (`after=`,
+ * api/after.c) checks the chosen standby's ingest_offsets itself before it is pinned there.
+ * Lock-free; safe from any thread. */
+size_t bp_replicas_pick(const bp_replicas_t *r, unsigned *rr);
+
+/* 1 when standby i (1..n) is usable for reads now (as bp_replicas_pick decides), else 0; the primary
+ * (0) always is. Lock-free. */
+int bp_replicas_usable(const bp_replicas_t *r, size_t i);
+
+/* The applied-through text of database i (0 primary, 1..n standby) as the monitor last sampled it:
+ * "P:O,P:O,..." with, per partition of BP_TOPIC that the group has applied anything of, the offset of
+ * the last message applied there (ingest_offsets.next_offset - 1), partitions in order. Replay only
+ * moves forward, so an old sample is a lower bound, never a claim beyond the truth. Copies it into
+ * buf (BP_APPLIED_MAX bytes) and returns its length; 0 when nothing is known: no sample younger than
+ * 3 s, nothing applied yet, or the list was longer than BP_APPLIED_MAX. Takes a mutex for the copy
+ * (the monitor holds it only to replace the text). Safe from any thread. */
+size_t bp_replicas_applied(bp_replicas_t *r, size_t i, char *buf, size_t len);
+
+/* Write rows (partition, next_offset) of ingest_offsets, in partition order, as applied-through text
+ * into buf (see bp_replicas_applied). Returns the length; 0 when no row has next_offset > 0, or buf
+ * is too small (nothing half-written). */
+size_t bp_replicas_format_applied(const PGresult *res, char *buf, size_t len);
 
 /* Count a read that standby i (1..n) could not run and the primary answered instead
  * (bp_pg_replica_fallbacks_total). Lock-free; safe from any thread. */

@@ -23,6 +23,7 @@ struct bp_write_wait; /* api/write_ack.c */
 struct bp_watermarks; /* api/watermarks.h */
 struct bp_health;     /* api/health.c */
 struct bp_replicas;   /* api/replicas.h */
+struct bp_after;      /* api/after.c */
 
 /* One event-loop thread. Everything in it is touched only by its own thread. */
 #define BP_RECEIPT_TICK_MS 50 /* t->receipt_tick */
@@ -44,6 +45,7 @@ struct bp_api_thread {
     unsigned standby_rr;          /* round-robin among usable standbys */
     struct bp_write_wait *wait;   /* owned; api/write_ack.c: POSTs waiting for the workers (?wait=) */
     struct bp_health *health;     /* owned; api/health.c: the /readyz state of this thread */
+    struct bp_after *after;       /* owned; api/after.c: reads waiting for after= tokens */
     h2o_timeout_t linger_timeout; /* bound of a lingering close (bp_server_linger_on_close) */
     h2o_timeout_t receipt_tick;   /* receipts waiting for a fresh watermarks round (api/receipts.c) */
     h2o_linklist_t body_rearm;    /* connections whose reads the body budget must watch again */

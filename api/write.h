@@ -35,4 +35,16 @@ typedef struct bp_write_ack {
  * bound passes, PostgreSQL is unavailable or the server stops first. */
 int bp_write_acked(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack);
 
+/* The workers' commits as the thread's LISTEN connection hears them (their NOTIFY): partition and its
+ * new next_offset, or (-1, -1) when anything may have moved (an unreadable payload, or LISTEN back in
+ * effect after a loss: commits meanwhile were not heard). Runs on the loop thread. */
+typedef void (*bp_write_commit_cb)(void *ctx, int32_t partition, int64_t next_offset);
+
+/* Hear the primary's commits on thread t too (one subscriber: api/after.c's reads waiting on the
+ * primary); cb NULL unsubscribes. */
+void bp_write_wait_subscribe(bp_api_thread_t *t, bp_write_commit_cb cb, void *ctx);
+
+/* Connect the thread's LISTEN connection if it is not yet (it connects at the first wait). Cheap. */
+void bp_write_wait_listen(bp_api_thread_t *t);
+
 #endif

@@ -58,6 +58,8 @@ struct bp_write_wait {
     bp_metric_t *outcomes[WAIT__COUNT];
     bp_metric_t *waiting;   /* gauge: POSTs of this thread waiting now */
     size_t nwaiting;
+    bp_write_commit_cb commit_cb; /* bp_write_wait_subscribe's, or NULL */
+    void *commit_ctx;
 };
 
 typedef enum waiter_state { W_POLLING, W_FETCHING, W_DONE } waiter_state_t;
@@ -422,6 +424,8 @@ static void on_notify(void *ctx, const char *payload)
     char *end;
     long partition = strtol(payload, &end, 10);
     long long next = *end == ':' ? strtoll(end + 1, NULL, 10) : -1;
+    if (wait->commit_cb != NULL)
+        wait->commit_cb(wait->commit_ctx, next < 0 ? -1 : (int32_t)partition, next);
     for (h2o_linklist_t *l = wait->polling.next; l != &wait->polling; l = l->next) {
         waiter_t *w = H2O_STRUCT_FROM_MEMBER(waiter_t, link, l);
         if (next < 0 || (w->ack.partition == partition && w->ack.offset < next)) {
@@ -435,6 +439,8 @@ static void on_listen_state(void *ctx, int up)
 {
     struct bp_write_wait *wait = ctx;
     bp_gauge_set(wait->listening, up);
+    if (up && wait->commit_cb != NULL)
+        wait->commit_cb(wait->commit_ctx, -1, -1);
     if (up) {
         wake(wait); /* what committed while nobody listened */
     } else if (h2o_timeout_is_linked(&wait->tick_entry)) {
@@ -468,6 +474,20 @@ int bp_write_acked(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t *ack
     wake(wait);
     link_tick(wait);
     return 0;
+}
+
+void bp_write_wait_subscribe(bp_api_thread_t *t, bp_write_commit_cb cb, void *ctx)
+{
+    if (t->wait == NULL)
+        return;
+    t->wait->commit_cb = cb;
+    t->wait->commit_ctx = ctx;
+}
+
+void bp_write_wait_listen(bp_api_thread_t *t)
+{
+    if (t->wait != NULL)
+        bp_pglisten_start(t->wait->listen);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ list and get phases are run against both APIs in the same run (X-Served-By check
 
     BP_TEST_PG_DSN="$(cat run/pg_dsn)" bench/query.py --read-dsn "$(cat run/pg_read_dsn)" \
         --objects 100000 --phases list,get --seconds 5
+
+The get phase then also runs the standby's reads with after=TOKEN (a token the standby has applied:
+one check of ingest_offsets on the standby before each lookup), the overhead of read-your-writes.
 """
 import argparse
 import base64
@@ -223,6 +226,24 @@ end
 """
 
 
+def applied_token(env, read_dsn):
+    """A receipt token the standby has applied: the bench loads its rows directly (no worker), so an
+    ingest_offsets row for partition 0 is written on the primary and waited for on the standby."""
+    env.query("INSERT INTO ingest_offsets (group_id, topic, partition, next_offset) VALUES (%s, %s, 0, 1)"
+              " ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = 1", (env.group, env.topic))
+
+    def standby_has():
+        conn = benchlib.conftest.psycopg2.connect(read_dsn)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT count(*) FROM ingest_offsets WHERE group_id = %s AND topic = %s", (env.group, env.topic))
+            return cur.fetchone()[0] == 1
+        finally:
+            conn.close()
+    benchlib.conftest.wait_until(standby_has, 60, "the standby to replay the offsets row")
+    return benchlib.conftest.receipt_token(env.topic, 0, 0)
+
+
 def ratio_line(label, w, p):
     r = w["rps"] / p["tps"] if w["rps"] and p["tps"] else None
     return (f"{label:5} API {w['rps'] or 0:9,.0f} req/s  p50 {fmt_ms(w['p50']):>9}  p99 {fmt_ms(w['p99']):>9}"
@@ -242,6 +263,9 @@ def main():
     ap.add_argument("--dataset", choices=("seven", "low"), default="seven",
                     help="seven: 7 pairs per object, one a unique sku; low: 3 keys of 5-6 values each")
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--load-sessions", type=int, default=2,
+                    help="concurrent INSERT sessions of the load (1 avoids a deadlock seen at 50k-100k objects "
+                         "between two sessions in the counters' trigger, bp_count_make_sparse)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads and pgbench threads (-j)")
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--api-threads", type=int, default=2)
@@ -281,7 +305,7 @@ def main():
                 conn.close()
             env.cli("migrate")
             note(f"loading {args.objects:,} objects with generate_series ...")
-            secs, sizes = load(env, args.objects, objects_sql=LOW_OBJECTS_SQL if args.dataset == "low" else None)
+            secs, sizes = load(env, args.objects, sessions=args.load_sessions, objects_sql=LOW_OBJECTS_SQL if args.dataset == "low" else None)
             note(f"loaded in {secs:.1f} s; objects table with indexes {sizes[0]}, GIN index {sizes[1]}; "
                  f"counters (count_terms with its index) {sizes[2]} in {sizes[3]:,} rows")
         if "list" in phases:
@@ -395,6 +419,15 @@ def main():
             if sapi is not None:
                 sw = phase_wrk("get API via standby", sapi.url + "/", lua=get_lua, route="objects/{}", target=sapi)
                 summary.append(standby_line("get", w, sw))
+                # the same reads naming a write the standby has replayed (after=TOKEN, issue #14): one more
+                # statement per read (the check of ingest_offsets on the standby) before the lookup
+                token = applied_token(env, read_dsn)
+                after_lua = get_lua.replace('.. "/")', '.. "/?after=' + token + '")')
+                sa = phase_wrk("get API via standby, after=TOKEN", sapi.url + "/", lua=after_lua, route="objects/{}",
+                               target=sapi)
+                summary.append(standby_line("get+after", w, sa))
+                summary.append(f"{'':5} (after=TOKEN / without: {(sa['rps'] or 0) / (sw['rps'] or 1):.2f} of the "
+                               f"standby's req/s, p99 {fmt_ms(sa['p99'])} vs {fmt_ms(sw['p99'])})")
         if "unprepared" in phases:
             # not the API's protocol any more: the same statement parsed and planned every time (context)
             get_script = f"\\set id random(1, {args.objects})\n" + GET_SQL

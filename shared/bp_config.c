@@ -90,7 +90,7 @@ static const setting_t settings[] = {
      "read goes to BP_PG_DSN; docs/OPERATIONS.md#read-replicas)"},
     {"max-replica-lag-ms", "BP_MAX_REPLICA_LAG_MS", T_INT, S(max_replica_lag_ms), "5000", 1, 86400000,
      BP_FOR_API, 0, "a standby whose replay lags more than this (now() - pg_last_xact_replay_timestamp()) is skipped: its "
-     "reads go to the primary"},
+     "reads go to the primary; also how long an after= read waits for a standby before asking the primary"},
     {"pg-pool-size", "BP_PG_POOL_SIZE", T_INT, S(pg_pool_size), "4", 1, 256, BP_FOR_API, 0,
      "PostgreSQL connections per event-loop thread"},
     {"pg-queue-max", "BP_PG_QUEUE_MAX", T_INT, S(pg_queue_max), "1024", 1, 1000000, BP_FOR_API, 0,
@@ -108,7 +108,7 @@ static const setting_t settings[] = {
     {"batch-inline-objects", "BP_BATCH_INLINE_OBJECTS", T_INT, S(batch_inline_objects), "100", 0, 10000,
      BP_FOR_API, 0, "objects shown inline in GET /api/v1/batches/{id}/"},
     {"wait-max-s", "BP_WAIT_MAX_S", T_INT, S(wait_max_s), "30", 0, 300, BP_FOR_API, 0,
-     "largest ?wait= a POST may ask for"},
+     "largest ?wait= a POST may ask for, and the longest a read with after= tokens waits (then 503)"},
     {"public-url", "BP_PUBLIC_URL", T_STR, S(public_url), "", 0, 0, BP_FOR_API, 0,
      "base URL of absolute links (empty: from the Host header when BP_ALLOWED_HOSTS or the listen address "
      "names it, else relative links)"},

@@ -44,6 +44,15 @@ def wait_until(predicate, timeout, what, interval=0.05):
         interval = min(interval * 1.5, 0.5)
 
 
+def receipt_token(topic, partition, offset):
+    """The receipt token of (partition, offset) in topic, as shared/bp_token.c writes it:
+    "1.<partition>.<offset>.<FNV-1a 32 of the topic's name, 8 hex digits>" (tests/unit/test_token.c)."""
+    h = 2166136261
+    for b in topic.encode("utf-8"):
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return f"1.{partition}.{offset}.{h:08x}"
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
