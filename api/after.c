@@ -113,6 +113,10 @@ static void answer_unavailable(after_req_t *a, const char *detail)
                                 "offset", (json_int_t)a->need[k].offset, "state", state, "applied", 0);
         json_object_set_new(one, "applied_through",
                             a->next[k] > 0 ? json_integer((json_int_t)(a->next[k] - 1)) : json_null());
+        /* the receipt says more: dead-lettered (and why), or how far behind its partition is */
+        json_object_set_new(one, "receipt_url",
+                            json_sprintf("%s/api/v1/receipts/%s/",
+                                         bp_http_base_url(req, a->t->api->cfg->public_url), token));
         json_array_append_new(list, one);
     }
     if (have_wm)

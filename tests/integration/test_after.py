@@ -33,8 +33,10 @@ def world():
 
 
 def token_of(env, answer):
+    """The 202's own token, checked against the partition and offset it names."""
     body = answer.json()
-    return receipt_token(env.topic, body["partition"], body["offset"])
+    assert body["token"] == receipt_token(env.topic, body["partition"], body["offset"]), body
+    return body["token"]
 
 
 def applied_through(r):
@@ -198,6 +200,9 @@ def test_worker_stopped_token_is_503_and_says_accepted(world):
         assert "Retry-After" in r.headers
         [t] = r.json()["tokens"]
         assert (t["partition"], t["offset"], t["state"], t["applied"]) == (p, o, "accepted", False)
+        # the 503 points at the receipt, which says the same
+        assert t["receipt_url"] == posted.json()["receipt_url"]
+        assert api.session.get(t["receipt_url"], timeout=30).json()["state"] == "accepted"
     finally:
         env.wait_assigned(env.start_worker())
 
