@@ -18,6 +18,7 @@
 #include "watermarks.h"
 #include "router.h"
 #include "budget.h"
+#include "keybudget.h"
 #include "server.h"
 
 static const char usage[] = "usage: batchpipe-api [settings]\n"
@@ -130,6 +131,9 @@ int main(int argc, char **argv)
     api.globalconf.http2.max_concurrent_requests_per_connection = (size_t)cfg.http2_max_streams;
     if ((api.budget = bp_budget_new((size_t)cfg.body_budget_bytes)) == NULL)
         goto out_of_memory;
+    if (cfg.client_body_budget_bytes > 0 &&
+        (api.keybudget = bp_keybudget_new((size_t)cfg.client_body_budget_bytes)) == NULL)
+        goto out_of_memory;
     bp_metrics_gauge_fn(api.metrics, "bp_http_body_bytes",
                         "Request-body bytes held: bodies being read and bodies being parsed.", NULL,
                         gauge_body_bytes, api.budget);
@@ -172,6 +176,7 @@ cleanup:
     bp_ratelimit_free(api.ratelimit);
     bp_ratelimit_free(api.public_ratelimit);
     bp_budget_free(api.budget);
+    bp_keybudget_free(api.keybudget);
     if (api.ssl_ctx != NULL)
         SSL_CTX_free(api.ssl_ctx);
     bp_config_free(&cfg);

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "http.h"
+#include "keybudget.h"
 #include "ratelimit.h"
 
 static const bp_route_t *const tables[] = {bp_index_routes, bp_write_routes, bp_read_routes, bp_stats_routes,
@@ -203,6 +204,43 @@ static int public_limited(bp_api_thread_t *t, h2o_req_t *req)
     return wait > 0 ? too_many(req, wait) : 0;
 }
 
+/* A request's body counted for its client until the request is gone (its pool holds the body). */
+typedef struct client_body {
+    bp_keybudget_t *keybudget;
+    size_t len;
+    char client[80];
+} client_body_t;
+
+static void on_client_body_dispose(void *p)
+{
+    client_body_t *cb = p;
+    bp_keybudget_give(cb->keybudget, cb->client, cb->len);
+}
+
+/* Count the body for its client (BP_CLIENT_BODY_BUDGET_BYTES). h2o 2.2.5 has read the whole body by
+ * now: this does not bound the reading (the process-wide budget does), it keeps one client from
+ * holding the bodies, their parsing and the producer's queue for everyone: its requests past the
+ * limit are refused while its earlier ones are in progress (?wait=, the broker's ack). Returns 1 when
+ * the request was answered (429). */
+static int client_body_held(bp_keybudget_t *kb, h2o_req_t *req, const char *client)
+{
+    if (bp_keybudget_take(kb, client, req->entity.len) != 0) {
+        char detail[256];
+        snprintf(detail, sizeof(detail),
+                 "this client has requests of %zu bytes in progress, and this one would pass the %zu bytes one "
+                 "client may have (BP_CLIENT_BODY_BUDGET_BYTES); retry when one of them is answered",
+                 bp_keybudget_held(kb, client), bp_keybudget_limit(kb));
+        bp_http_add_header(req, "retry-after", "1");
+        bp_http_problem(req, 429, "Too Many Requests", detail, NULL);
+        return 1;
+    }
+    client_body_t *cb = h2o_mem_alloc_shared(&req->pool, sizeof(*cb), on_client_body_dispose);
+    cb->keybudget = kb;
+    cb->len = req->entity.len;
+    snprintf(cb->client, sizeof(cb->client), "%s", client);
+    return 0;
+}
+
 /* Authentication and rate limiting before a route runs. Returns 1 when the request was answered. */
 static int guard(bp_api_thread_t *t, h2o_req_t *req, const bp_route_t *r)
 {
@@ -236,18 +274,20 @@ static int guard(bp_api_thread_t *t, h2o_req_t *req, const bp_route_t *r)
             return 1;
         }
     }
+    if (api->ratelimit == NULL && (api->keybudget == NULL || req->entity.len == 0))
+        return 0;
+    char client[80];
+    if (key_id != NULL) {
+        snprintf(client, sizeof(client), "%s", key_id); /* a bucket per key, whatever its name */
+    } else {
+        client_address(t, req, client, sizeof(client));
+    }
     if (api->ratelimit != NULL) {
-        char client[80];
-        if (key_id != NULL) {
-            snprintf(client, sizeof(client), "%s", key_id); /* a bucket per key, whatever its name */
-        } else {
-            client_address(t, req, client, sizeof(client));
-        }
         int wait = bp_ratelimit_take(api->ratelimit, client, (double)h2o_now(t->loop));
         if (wait > 0)
             return too_many(req, wait);
     }
-    return 0;
+    return api->keybudget != NULL && req->entity.len > 0 ? client_body_held(api->keybudget, req, client) : 0;
 }
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)

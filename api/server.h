@@ -68,6 +68,7 @@ struct bp_api {
     struct bp_watermarks *watermarks; /* owned by main; the topics' watermarks for /api/v1/stats/ */
     struct bp_replicas *replicas;     /* owned by main; the standbys of BP_PG_READ_DSN and their lag */
     struct bp_budget *budget;    /* owned by main; the request-body bytes held (api/budget.h) */
+    struct bp_keybudget *keybudget; /* owned by main; bytes each client has in progress; NULL: no limit */
 };
 
 /* A module owns per-thread state and/or routes. thread_init runs on the loop thread before it serves;

@@ -69,6 +69,10 @@ static const setting_t settings[] = {
      "request-body bytes the API holds at once, all connections together (bodies being read, and what "
      "checking them costs: half a valid batch's size, 8 times anything else's); when spent, reading large "
      "bodies pauses and POSTs get 503 with Retry-After (docs/SECURITY.md)"},
+    {"client-body-budget-bytes", "BP_CLIENT_BODY_BUDGET_BYTES", T_BYTES, S(client_body_budget_bytes), "64MiB", 0,
+     64 * 1024 * MIB, BP_FOR_API, 0,
+     "request-body bytes one client (an API key; without keys, a client address) may have in progress at "
+     "once, its first request always allowed; more gets 429 with Retry-After; 0: no per-client limit"},
     {"body-timeout-ms", "BP_BODY_TIMEOUT_MS", T_INT, S(body_timeout_ms), "10000", 1000, 3600000, BP_FOR_API, 0,
      "time a client has to send a request's headers and body (also the idle time of a kept-alive connection "
      "and of an HTTP/2 one); then the connection is closed"},

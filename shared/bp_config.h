@@ -33,6 +33,7 @@ typedef struct bp_config {
     long long http_threads;
     long long max_connections;
     long long body_budget_bytes;
+    long long client_body_budget_bytes;
     long long body_timeout_ms;
     long long http2_tls;
     long long http2_cleartext;

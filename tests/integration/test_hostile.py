@@ -3,6 +3,7 @@
 that Python's http.client can read, bounded deep pages and cursors, links and bodies that stay UTF-8
 whatever the query string held, and rate-limit buckets per real client."""
 import base64
+import concurrent.futures
 import http.client
 import json
 import os
@@ -528,4 +529,34 @@ def test_http2_requests_beyond_the_stream_cap_wait_their_turn(bp_env, cap):
         assert ended.index(ids[2]) > first_post_done, ended
     else:
         assert ended[0] == ids[2], ended
+    api.proc.stop()
+
+
+def test_one_client_cannot_hold_more_than_its_body_budget(bp_env):
+    # A client's POSTs in progress (here held by ?wait= for a group that applies nothing) count against
+    # BP_CLIENT_BODY_BUDGET_BYTES: its next body past the limit is 429 with Retry-After, while another
+    # client (its own address through a trusted proxy) is served; once its first one is answered, it
+    # may post again. Before the per-client budget, the second POST was taken (202).
+    api = bp_env.start_api(BP_CLIENT_BODY_BUDGET_BYTES="1MiB", BP_GROUP_ID="body-budget-applies-nothing",
+                           BP_TRUSTED_PROXIES="127.0.0.1")
+    def big(bid):  # about 600 KB
+        return {"batch_id": bid, "objects": [{"object_id": f"{bid}-{i}", "data": [{"key": "k", "value": "x" * 560}]}
+                                             for i in range(1000)]}
+    a = {"X-Forwarded-For": "203.0.113.7"}
+    b = {"X-Forwarded-For": "203.0.113.8"}
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    held = pool.submit(lambda: api.post("/api/v1/batches/?wait=8", big("held"), headers=a, timeout=60))
+
+    def in_the_topic():  # acked by the broker: now it waits (the API's watermarks, sampled every 2 s)
+        parts = api.get("/api/v1/stats/").json()["topic"]["partitions"]
+        return sum(p["high"] or 0 for p in parts) >= 1
+    wait_until(in_the_topic, 10, "the held batch to be in the topic")
+    refused = api.post("/api/v1/batches/", big("second"), headers=a)
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "BP_CLIENT_BODY_BUDGET_BYTES" in refused.json()["detail"], refused.text
+    assert not held.done()
+    assert api.post("/api/v1/batches/", big("other"), headers=b).status_code == 202
+    assert held.result().status_code == 202  # its wait ended without the group applying it
+    assert api.post("/api/v1/batches/", big("after"), headers=a).status_code == 202
     api.proc.stop()
