@@ -102,8 +102,11 @@ int main(int argc, char **argv)
     static bp_api_t api;
     api.cfg = &cfg;
     api.stop = &stop_flag;
-    api.metrics = bp_metrics_new();
-    api.objects_accepted = bp_stats_objects_accepted(api.metrics); /* counted on every POST: looked up once */
+    if ((api.metrics = bp_metrics_new()) == NULL)
+        goto out_of_memory;
+    /* counted on every POST: looked up once */
+    if ((api.objects_accepted = bp_stats_objects_accepted(api.metrics)) == NULL)
+        goto out_of_memory;
     if (cfg.api_keys_file[0] != '\0' && (api.auth = bp_auth_load(cfg.api_keys_file, err, sizeof(err))) == NULL)
         goto fail;
     if (choose_listen_address(&cfg, api.auth != NULL, err, sizeof(err)) != 0)
