@@ -41,67 +41,10 @@ const bp_route_t bp_read_routes[] = {
     {NULL, NULL, NULL},
 };
 
-void bp_rbuf_add(bp_rbuf_t *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void bp_rbuf_puts(bp_rbuf_t *b, const char *s)
-{
-    bp_rbuf_add(b, s, strlen(s));
-}
-
-void bp_rbuf_json_string(bp_rbuf_t *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    bp_rbuf_add(b, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        bp_rbuf_add(b, s + run, i - run);
-        run = i + 1;
-        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-        switch (c) {
-        case '"': bp_rbuf_add(b, "\\\"", 2); break;
-        case '\\': bp_rbuf_add(b, "\\\\", 2); break;
-        case '\n': bp_rbuf_add(b, "\\n", 2); break;
-        case '\r': bp_rbuf_add(b, "\\r", 2); break;
-        case '\t': bp_rbuf_add(b, "\\t", 2); break;
-        default: bp_rbuf_add(b, esc, 6); break;
-        }
-    }
-    bp_rbuf_add(b, s + run, n - run);
-    bp_rbuf_add(b, "\"", 1);
-}
-
-void bp_rbuf_free(bp_rbuf_t *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
-
-int bp_read_send_json_text(h2o_req_t *req, int status, bp_rbuf_t *b)
+int bp_read_send_json_text(h2o_req_t *req, int status, bp_buf_t *b)
 {
     if (b->oom || b->p == NULL) {
-        bp_rbuf_free(b);
+        bp_buf_free(b);
         return bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
     }
     req->res.status = status;
@@ -109,7 +52,7 @@ int bp_read_send_json_text(h2o_req_t *req, int status, bp_rbuf_t *b)
     req->res.content_length = b->len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_send_inline(req, b->p, b->len); /* copies */
-    bp_rbuf_free(b);
+    bp_buf_free(b);
     return 0;
 }
 
@@ -154,17 +97,18 @@ const char *bp_read_batch_url(h2o_req_t *req, const char *batch_id, size_t len)
     return url;
 }
 
-void bp_read_render_object(bp_rbuf_t *b, const PGresult *res, int row, int col)
+void bp_read_render_object(bp_buf_t *b, const PGresult *res, int row, int col)
 {
-    bp_rbuf_puts(b, "{\"object_id\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
-    bp_rbuf_puts(b, ",\"batch_id\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, row, col + 1), (size_t)PQgetlength(res, row, col + 1));
-    bp_rbuf_puts(b, ",\"data\":");
-    bp_rbuf_add(b, PQgetvalue(res, row, col + 2), (size_t)PQgetlength(res, row, col + 2)); /* jsonb as stored */
-    bp_rbuf_puts(b, ",\"created_at\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, row, col + 3), (size_t)PQgetlength(res, row, col + 3));
-    bp_rbuf_puts(b, ",\"updated_at\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, row, col + 4), (size_t)PQgetlength(res, row, col + 4));
-    bp_rbuf_puts(b, "}");
+    bp_buf_puts(b, "{\"object_id\":");
+    bp_buf_json_string(b, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
+    bp_buf_puts(b, ",\"batch_id\":");
+    bp_buf_json_string(b, PQgetvalue(res, row, col + 1), (size_t)PQgetlength(res, row, col + 1));
+    bp_buf_puts(b, ",\"data\":");
+    /* data: the jsonb text as stored */
+    bp_buf_add(b, PQgetvalue(res, row, col + 2), (size_t)PQgetlength(res, row, col + 2));
+    bp_buf_puts(b, ",\"created_at\":");
+    bp_buf_json_string(b, PQgetvalue(res, row, col + 3), (size_t)PQgetlength(res, row, col + 3));
+    bp_buf_puts(b, ",\"updated_at\":");
+    bp_buf_json_string(b, PQgetvalue(res, row, col + 4), (size_t)PQgetlength(res, row, col + 4));
+    bp_buf_puts(b, "}");
 }

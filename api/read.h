@@ -1,5 +1,5 @@
 /* read.h - what the read path's handlers share (read.c, read_list.c, read_objects.c, read_batches.c,
- * openapi.c): a JSON text buffer, raw JSON answers, query-string errors, links, and the list engine. */
+ * openapi.c): raw JSON answers, query-string errors, links, and the list engine. */
 #ifndef BP_READ_H
 #define BP_READ_H
 
@@ -8,25 +8,14 @@
 #include <h2o.h>
 #include <libpq-fe.h>
 
+#include "bp_buf.h"
 #include "query.h"
 #include "router.h"
 
-/* ---- a growable text buffer for bodies built by hand (PostgreSQL's jsonb text is spliced in as
- * is, so that numbers and order are exactly what was stored). oom sticks; check it before sending. */
-typedef struct bp_rbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} bp_rbuf_t;
-
-void bp_rbuf_add(bp_rbuf_t *b, const char *s, size_t n);
-void bp_rbuf_puts(bp_rbuf_t *b, const char *s);
-/* A JSON string literal of n bytes of s (UTF-8 from PostgreSQL or validated input). */
-void bp_rbuf_json_string(bp_rbuf_t *b, const char *s, size_t n);
-void bp_rbuf_free(bp_rbuf_t *b);
-
-/* Answer with b's text as application/json (b is freed; 500 if it ran out of memory). Returns 0. */
-int bp_read_send_json_text(h2o_req_t *req, int status, bp_rbuf_t *b);
+/* Bodies are built by hand in a bp_buf_t (shared/bp_buf.h): PostgreSQL's jsonb text is spliced in as
+ * is, so that numbers and order are exactly what was stored.
+ * Answer with b's text as application/json (b is freed; 500 if it ran out of memory). Returns 0. */
+int bp_read_send_json_text(h2o_req_t *req, int status, bp_buf_t *b);
 
 /* A 400 problem naming the query parameter, with RFC 9457's "invalid-params" extension. Returns 0. */
 int bp_read_bad_param(h2o_req_t *req, const bp_query_error_t *e);
@@ -43,11 +32,11 @@ const char *bp_read_batch_url(h2o_req_t *req, const char *batch_id, size_t len);
 
 /* Append the JSON of one object from columns col .. col+4 of row (object_id, batch_id, data as jsonb
  * text, created_at, updated_at). */
-void bp_read_render_object(bp_rbuf_t *b, const PGresult *res, int row, int col);
+void bp_read_render_object(bp_buf_t *b, const PGresult *res, int row, int col);
 
 /* Render a batch with its first objects (rows of the batch query: batch_id, created_at, updated_at,
  * object_count, then the object columns from 4) into b, without the closing brace. */
-void bp_read_render_batch(bp_rbuf_t *b, h2o_req_t *req, const PGresult *res);
+void bp_read_render_batch(bp_buf_t *b, h2o_req_t *req, const PGresult *res);
 
 /* ---- the paginated list engine (GET /api/v1/objects/ and /api/v1/batches/) ---- */
 typedef struct bp_read_list_kind {
@@ -56,7 +45,7 @@ typedef struct bp_read_list_kind {
     int objects;      /* 1: objects (batch_id= allowed), 0: batches */
     int (*sql)(const bp_query_list_t *q, long long count_cap, bp_sql_t *out);
     /* append the JSON of result row `row` (columns from 1; 0 is the count) */
-    void (*render)(h2o_req_t *req, bp_rbuf_t *b, const PGresult *res, int row);
+    void (*render)(h2o_req_t *req, bp_buf_t *b, const PGresult *res, int row);
     /* the keyset position of a row: c->key and (batches) a malloc'd c->batch_id; -1 when out of memory */
     int (*key)(const PGresult *res, int row, bp_cursor_t *c);
 } bp_read_list_kind_t;

@@ -27,22 +27,22 @@ static const char delete_lookup_sql[] =
 
 /* ---- the list ---- */
 
-static void render_row(h2o_req_t *req, bp_rbuf_t *b, const PGresult *res, int row)
+static void render_row(h2o_req_t *req, bp_buf_t *b, const PGresult *res, int row)
 {
     const char *id = PQgetvalue(res, row, 1);
     size_t idlen = (size_t)PQgetlength(res, row, 1);
-    bp_rbuf_puts(b, "{\"batch_id\":");
-    bp_rbuf_json_string(b, id, idlen);
-    bp_rbuf_puts(b, ",\"object_count\":");
-    bp_rbuf_puts(b, PQgetvalue(res, row, 5));
-    bp_rbuf_puts(b, ",\"created_at\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, row, 3), (size_t)PQgetlength(res, row, 3));
-    bp_rbuf_puts(b, ",\"updated_at\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, row, 4), (size_t)PQgetlength(res, row, 4));
-    bp_rbuf_puts(b, ",\"url\":");
+    bp_buf_puts(b, "{\"batch_id\":");
+    bp_buf_json_string(b, id, idlen);
+    bp_buf_puts(b, ",\"object_count\":");
+    bp_buf_puts(b, PQgetvalue(res, row, 5));
+    bp_buf_puts(b, ",\"created_at\":");
+    bp_buf_json_string(b, PQgetvalue(res, row, 3), (size_t)PQgetlength(res, row, 3));
+    bp_buf_puts(b, ",\"updated_at\":");
+    bp_buf_json_string(b, PQgetvalue(res, row, 4), (size_t)PQgetlength(res, row, 4));
+    bp_buf_puts(b, ",\"url\":");
     const char *url = bp_read_batch_url(req, id, idlen);
-    bp_rbuf_json_string(b, url, strlen(url));
-    bp_rbuf_puts(b, "}");
+    bp_buf_json_string(b, url, strlen(url));
+    bp_buf_puts(b, "}");
 }
 
 static int row_key(const PGresult *res, int row, bp_cursor_t *c)
@@ -75,46 +75,46 @@ static int not_found(h2o_req_t *req)
 
 /* The batch of rows of get_sql (batch columns 0-3, objects from column 4) as GET shows it, without
  * its closing brace, so that callers may add members (the write path's ?wait= adds the ack). */
-void bp_read_render_batch(bp_rbuf_t *b, h2o_req_t *req, const PGresult *res)
+void bp_read_render_batch(bp_buf_t *b, h2o_req_t *req, const PGresult *res)
 {
     int n = PQntuples(res);
     const char *id = PQgetvalue(res, 0, 0);
     size_t idlen = (size_t)PQgetlength(res, 0, 0);
     long long total = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-    bp_rbuf_puts(b, "{\"batch_id\":");
-    bp_rbuf_json_string(b, id, idlen);
-    bp_rbuf_puts(b, ",\"object_count\":");
-    bp_rbuf_puts(b, PQgetvalue(res, 0, 3));
-    bp_rbuf_puts(b, ",\"created_at\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
-    bp_rbuf_puts(b, ",\"updated_at\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
-    bp_rbuf_puts(b, ",\"url\":");
+    bp_buf_puts(b, "{\"batch_id\":");
+    bp_buf_json_string(b, id, idlen);
+    bp_buf_puts(b, ",\"object_count\":");
+    bp_buf_puts(b, PQgetvalue(res, 0, 3));
+    bp_buf_puts(b, ",\"created_at\":");
+    bp_buf_json_string(b, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+    bp_buf_puts(b, ",\"updated_at\":");
+    bp_buf_json_string(b, PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
+    bp_buf_puts(b, ",\"url\":");
     const char *url = bp_read_batch_url(req, id, idlen);
-    bp_rbuf_json_string(b, url, strlen(url));
-    bp_rbuf_puts(b, ",\"objects\":[");
+    bp_buf_json_string(b, url, strlen(url));
+    bp_buf_puts(b, ",\"objects\":[");
     int shown = 0;
     for (int i = 0; i < n; i++) {
         if (PQgetisnull(res, i, 4))
             continue;
         if (shown++ > 0)
-            bp_rbuf_puts(b, ",");
+            bp_buf_puts(b, ",");
         bp_read_render_object(b, res, i, 4);
     }
-    bp_rbuf_puts(b, "]");
+    bp_buf_puts(b, "]");
     if (total > shown) {
         const char *base = bp_http_base_url(req, bp_thread_of(req)->api->cfg->public_url);
         const char *enc = bp_http_percent_encode(req, id, idlen);
-        bp_rbuf_t link = {0};
-        bp_rbuf_puts(&link, base);
-        bp_rbuf_puts(&link, "/api/v1/objects/?batch_id=");
-        bp_rbuf_puts(&link, enc);
-        bp_rbuf_puts(b, ",\"objects_url\":");
+        bp_buf_t link = {0};
+        bp_buf_puts(&link, base);
+        bp_buf_puts(&link, "/api/v1/objects/?batch_id=");
+        bp_buf_puts(&link, enc);
+        bp_buf_puts(b, ",\"objects_url\":");
         if (link.oom)
             b->oom = 1;
         else
-            bp_rbuf_json_string(b, link.p, link.len);
-        bp_rbuf_free(&link);
+            bp_buf_json_string(b, link.p, link.len);
+        bp_buf_free(&link);
     }
 }
 
@@ -129,9 +129,9 @@ static void on_get(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, c
         not_found(req);
         return;
     }
-    bp_rbuf_t b = {0};
+    bp_buf_t b = {0};
     bp_read_render_batch(&b, req, res);
-    bp_rbuf_puts(&b, "}");
+    bp_buf_puts(&b, "}");
     bp_read_send_json_text(req, 200, &b);
 }
 

@@ -13,7 +13,7 @@ typedef struct list_ctx {
     const bp_read_list_kind_t *kind;
     bp_api_thread_t *t;
     bp_query_list_t q;  /* owned: freed with the request */
-    bp_rbuf_t results;  /* "[...]" of the page, owned */
+    bp_buf_t results;  /* "[...]" of the page, owned */
     long long count;    /* -1: unknown (count=none) */
     long long floor;    /* an estimate is never below what is known to exist */
     int count_exact;
@@ -24,7 +24,7 @@ static void list_ctx_dispose(void *p)
 {
     list_ctx_t *ctx = p;
     bp_query_list_clear(&ctx->q);
-    bp_rbuf_free(&ctx->results);
+    bp_buf_free(&ctx->results);
 }
 
 /* ---- parameters ---- */
@@ -89,7 +89,7 @@ bad:
 /* Append a raw query-string piece, percent-encoding every byte that is not printable URL text: the
  * client's bytes may be anything (0xFF, controls, quotes), and a link must be valid UTF-8 and a URL.
  * '%' is kept as is, so what the client percent-encoded stays encoded once. */
-static void add_query_text(bp_rbuf_t *b, const char *p, size_t n)
+static void add_query_text(bp_buf_t *b, const char *p, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t run = 0;
@@ -98,12 +98,12 @@ static void add_query_text(bp_rbuf_t *b, const char *p, size_t n)
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
             (c != 0 && strchr("-._~!$'()*+,;=:@/?%", c) != NULL))
             continue;
-        bp_rbuf_add(b, p + run, i - run);
+        bp_buf_add(b, p + run, i - run);
         run = i + 1;
         char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-        bp_rbuf_add(b, esc, 3);
+        bp_buf_add(b, esc, 3);
     }
-    bp_rbuf_add(b, p + run, n - run);
+    bp_buf_add(b, p + run, n - run);
 }
 
 /* The list's URL with the request's other parameters in their order, page= and cursor= replaced by
@@ -112,9 +112,9 @@ static const char *link_to(h2o_req_t *req, const list_ctx_t *ctx, const char *na
 {
     const char *base = bp_http_base_url(req, ctx->t->api->cfg->public_url);
     h2o_iovec_t qs = bp_http_query(req);
-    bp_rbuf_t b = {0};
-    bp_rbuf_puts(&b, base);
-    bp_rbuf_puts(&b, ctx->kind->path);
+    bp_buf_t b = {0};
+    bp_buf_puts(&b, base);
+    bp_buf_puts(&b, ctx->kind->path);
     char sep = '?';
     const char *p = qs.base, *end = qs.base + qs.len;
     while (p != NULL && p < end) {
@@ -124,25 +124,25 @@ static const char *link_to(h2o_req_t *req, const list_ctx_t *ctx, const char *na
         size_t klen = (size_t)((eq != NULL ? eq : stop) - p);
         int drop = klen == 0 || (klen == 4 && memcmp(p, "page", 4) == 0) || (klen == 6 && memcmp(p, "cursor", 6) == 0);
         if (!drop) {
-            bp_rbuf_add(&b, &sep, 1);
+            bp_buf_add(&b, &sep, 1);
             add_query_text(&b, p, (size_t)(stop - p));
             sep = '&';
         }
         p = amp != NULL ? amp + 1 : NULL;
     }
     if (name != NULL) {
-        bp_rbuf_add(&b, &sep, 1);
-        bp_rbuf_puts(&b, name);
-        bp_rbuf_puts(&b, "=");
-        bp_rbuf_puts(&b, value);
+        bp_buf_add(&b, &sep, 1);
+        bp_buf_puts(&b, name);
+        bp_buf_puts(&b, "=");
+        bp_buf_puts(&b, value);
     }
     if (b.oom) {
-        bp_rbuf_free(&b);
+        bp_buf_free(&b);
         return NULL;
     }
     char *out = h2o_mem_alloc_pool(&req->pool, b.len + 1);
     memcpy(out, b.p, b.len + 1);
-    bp_rbuf_free(&b);
+    bp_buf_free(&b);
     return out;
 }
 
@@ -180,32 +180,32 @@ static const char *row_link(h2o_req_t *req, const list_ctx_t *ctx, const PGresul
 
 static void respond(h2o_req_t *req, list_ctx_t *ctx)
 {
-    bp_rbuf_t b = {0};
+    bp_buf_t b = {0};
     char num[32];
-    bp_rbuf_puts(&b, "{\"count\":");
+    bp_buf_puts(&b, "{\"count\":");
     if (ctx->count >= 0) {
         snprintf(num, sizeof(num), "%lld", ctx->count);
-        bp_rbuf_puts(&b, num);
+        bp_buf_puts(&b, num);
     } else {
-        bp_rbuf_puts(&b, "null");
+        bp_buf_puts(&b, "null");
     }
-    bp_rbuf_puts(&b, ctx->count_exact ? ",\"count_exact\":true" : ",\"count_exact\":false");
-    bp_rbuf_puts(&b, ",\"next\":");
+    bp_buf_puts(&b, ctx->count_exact ? ",\"count_exact\":true" : ",\"count_exact\":false");
+    bp_buf_puts(&b, ",\"next\":");
     if (ctx->next != NULL)
-        bp_rbuf_json_string(&b, ctx->next, strlen(ctx->next));
+        bp_buf_json_string(&b, ctx->next, strlen(ctx->next));
     else
-        bp_rbuf_puts(&b, "null");
-    bp_rbuf_puts(&b, ",\"previous\":");
+        bp_buf_puts(&b, "null");
+    bp_buf_puts(&b, ",\"previous\":");
     if (ctx->previous != NULL)
-        bp_rbuf_json_string(&b, ctx->previous, strlen(ctx->previous));
+        bp_buf_json_string(&b, ctx->previous, strlen(ctx->previous));
     else
-        bp_rbuf_puts(&b, "null");
-    bp_rbuf_puts(&b, ",\"results\":");
+        bp_buf_puts(&b, "null");
+    bp_buf_puts(&b, ",\"results\":");
     if (ctx->results.oom)
         b.oom = 1;
     else
-        bp_rbuf_add(&b, ctx->results.p, ctx->results.len);
-    bp_rbuf_puts(&b, "}");
+        bp_buf_add(&b, ctx->results.p, ctx->results.len);
+    bp_buf_puts(&b, "}");
     bp_read_send_json_text(req, 200, &b);
 }
 
@@ -235,13 +235,13 @@ static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, 
     }
 
     /* rows in ascending order: backward pages come newest-first from the statement */
-    bp_rbuf_add(&ctx->results, "[", 1);
+    bp_buf_add(&ctx->results, "[", 1);
     for (int i = 0; i < n; i++) {
         if (i > 0)
-            bp_rbuf_add(&ctx->results, ",", 1);
+            bp_buf_add(&ctx->results, ",", 1);
         ctx->kind->render(req, &ctx->results, res, backward ? n - 1 - i : i);
     }
-    bp_rbuf_add(&ctx->results, "]", 1);
+    bp_buf_add(&ctx->results, "]", 1);
     int first = backward ? n - 1 : 0, last = backward ? 0 : n - 1;
 
     if (!q->has_cursor && q->page > 0) { /* page numbers: links keep page numbers */

@@ -17,7 +17,7 @@ static const char delete_lookup_sql[] = "SELECT batch_id FROM objects WHERE obje
 
 /* ---- the list ---- */
 
-static void render_row(h2o_req_t *req, bp_rbuf_t *b, const PGresult *res, int row)
+static void render_row(h2o_req_t *req, bp_buf_t *b, const PGresult *res, int row)
 {
     bp_read_render_object(b, res, row, 2); /* 1 is the id, the keyset */
 }
@@ -59,7 +59,7 @@ static void on_get(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *res,
         not_found(req);
         return;
     }
-    bp_rbuf_t b = {0};
+    bp_buf_t b = {0};
     bp_read_render_object(&b, res, 0, 0);
     bp_read_send_json_text(req, 200, &b);
 }
