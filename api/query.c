@@ -547,6 +547,16 @@ static void limit_offset(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q)
     }
 }
 
+/* Every statement's start: out and b empty, then the filter's parameters (a failure sticks in b). */
+static void begin(bp_sql_t *out, bp_buf_t *b, const bp_query_list_t *q, int objects, filter_params_t *fp)
+{
+    memset(out, 0, sizeof(*out));
+    memset(b, 0, sizeof(*b));
+    if (add_filter_params(out, q, objects, fp) != 0)
+        b->oom = 1;
+}
+
+/* Every statement's end: the text into out, or out cleared and -1 when memory ran out. */
 static int finish(bp_buf_t *b, bp_sql_t *out)
 {
     out->text = bp_buf_take(b);
@@ -559,11 +569,9 @@ static int finish(bp_buf_t *b, bp_sql_t *out)
 
 int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t *out)
 {
-    memset(out, 0, sizeof(*out));
-    bp_buf_t b = {0};
+    bp_buf_t b;
     filter_params_t fp;
-    if (add_filter_params(out, q, 1, &fp) != 0)
-        b.oom = 1;
+    begin(out, &b, q, 1, &fp);
     int backward = q->has_cursor && q->cursor.backward;
     const char *dir = backward ? "DESC" : "ASC";
 
@@ -589,11 +597,9 @@ int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t
 
 int bp_query_sql_batches(const bp_query_list_t *q, long long count_cap, bp_sql_t *out)
 {
-    memset(out, 0, sizeof(*out));
-    bp_buf_t b = {0};
+    bp_buf_t b;
     filter_params_t fp;
-    if (add_filter_params(out, q, 0, &fp) != 0)
-        b.oom = 1;
+    begin(out, &b, q, 0, &fp);
     int backward = q->has_cursor && q->cursor.backward;
     const char *dir = backward ? "DESC" : "ASC";
 
@@ -626,11 +632,9 @@ int bp_query_sql_batches(const bp_query_list_t *q, long long count_cap, bp_sql_t
 
 int bp_query_sql_estimate(const bp_query_list_t *q, int objects, bp_sql_t *out)
 {
-    memset(out, 0, sizeof(*out));
-    bp_buf_t b = {0};
+    bp_buf_t b;
     filter_params_t fp;
-    if (add_filter_params(out, q, objects, &fp) != 0)
-        b.oom = 1;
+    begin(out, &b, q, objects, &fp);
     bp_buf_printf(&b, "EXPLAIN (FORMAT JSON) SELECT 1 FROM %s", objects ? "objects o" : "batches b");
     int first = 1;
     where_filter(&b, objects, &fp, &first);

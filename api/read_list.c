@@ -15,7 +15,6 @@ typedef struct list_ctx {
     bp_query_list_t q;  /* owned: freed with the request */
     bp_buf_t results;  /* "[...]" of the page, owned */
     long long count;    /* -1: unknown (count=none) */
-    long long floor;    /* an estimate is never below what is known to exist */
     int count_exact;
     const char *next, *previous; /* request-pool strings or NULL */
 } list_ctx_t;
@@ -209,48 +208,60 @@ static void respond(h2o_req_t *req, list_ctx_t *ctx)
     bp_read_send_json_text(req, 200, &b);
 }
 
-static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+/* What the page statement returned, as the links and the count see it. */
+typedef struct page {
+    int n;            /* rows shown */
+    int has_more;     /* the statement found one more row than a page holds */
+    int backward;     /* a previous-link cursor: rows came newest-first */
+    long long offset; /* rows before the page (page numbers only) */
+} page_t;
+
+static page_t page_of(const bp_query_list_t *q, const PGresult *res)
 {
-    list_ctx_t *ctx = p;
-    const bp_query_list_t *q = &ctx->q;
-    if (err != BP_OK) {
-        bp_pgpool_problem(req, err, msg);
-        return;
-    }
     int ntuples = PQntuples(res);
     int fetched = ntuples == 1 && PQgetisnull(res, 0, 1) ? 0 : ntuples; /* an empty page is one NULL row */
-    int has_more = fetched > q->page_size;
-    int n = has_more ? (int)q->page_size : fetched;
-    int backward = q->has_cursor && q->cursor.backward;
-    long long offset = !q->has_cursor && q->page > 1 ? (q->page - 1) * q->page_size : 0;
+    page_t pg = {.has_more = fetched > q->page_size, .backward = q->has_cursor && q->cursor.backward};
+    pg.n = pg.has_more ? (int)q->page_size : fetched;
+    pg.offset = !q->has_cursor && q->page > 1 ? (q->page - 1) * q->page_size : 0;
+    return pg;
+}
 
-    if (n == 0 && !q->has_cursor && q->page > 1) {
-        char detail[96];
-        snprintf(detail, sizeof(detail), "page %lld is past the last page", q->page);
-        json_t *extra = json_object();
-        json_object_set_new(extra, "invalid-params",
-                            json_pack("[{s:s, s:s}]", "name", "page", "reason", "past the last page"));
-        bp_http_problem(req, 404, "Not Found", detail, extra);
-        return;
-    }
+/* page=N beyond the last page: 404 naming the parameter. */
+static void past_last_page(h2o_req_t *req, long long page)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "page %lld is past the last page", page);
+    json_t *extra = json_object();
+    json_object_set_new(extra, "invalid-params",
+                        json_pack("[{s:s, s:s}]", "name", "page", "reason", "past the last page"));
+    bp_http_problem(req, 404, "Not Found", detail, extra);
+}
 
-    /* rows in ascending order: backward pages come newest-first from the statement */
+/* "[...]" of the page's rows in ascending order: backward pages come newest-first from the statement. */
+static void render_rows(h2o_req_t *req, list_ctx_t *ctx, const PGresult *res, const page_t *pg)
+{
     bp_buf_add(&ctx->results, "[", 1);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < pg->n; i++) {
         if (i > 0)
             bp_buf_add(&ctx->results, ",", 1);
-        ctx->kind->render(req, &ctx->results, res, backward ? n - 1 - i : i);
+        ctx->kind->render(req, &ctx->results, res, pg->backward ? pg->n - 1 - i : i);
     }
     bp_buf_add(&ctx->results, "]", 1);
-    int first = backward ? n - 1 : 0, last = backward ? 0 : n - 1;
+}
 
-    if (!q->has_cursor && q->page > 0) { /* page numbers: links keep page numbers */
-        ctx->next = has_more ? page_link(req, ctx, q->page + 1) : NULL;
+/* next and previous: page numbers keep page numbers; cursor pages (and the first page without
+ * page=) link by the keys of their first and last rows. */
+static void set_links(h2o_req_t *req, list_ctx_t *ctx, const PGresult *res, const page_t *pg)
+{
+    const bp_query_list_t *q = &ctx->q;
+    int first = pg->backward ? pg->n - 1 : 0, last = pg->backward ? 0 : pg->n - 1;
+    if (!q->has_cursor && q->page > 0) {
+        ctx->next = pg->has_more ? page_link(req, ctx, q->page + 1) : NULL;
         ctx->previous = q->page > 1 ? page_link(req, ctx, q->page - 1) : NULL;
-    } else if (!backward) {
-        ctx->next = has_more ? row_link(req, ctx, res, last, 0) : NULL;
+    } else if (!pg->backward) {
+        ctx->next = pg->has_more ? row_link(req, ctx, res, last, 0) : NULL;
         if (q->has_cursor) {
-            if (n > 0) {
+            if (pg->n > 0) {
                 ctx->previous = row_link(req, ctx, res, first, 1);
             } else { /* nothing after the cursor any more: go back from it */
                 bp_cursor_t c = q->cursor;
@@ -258,29 +269,51 @@ static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, 
             }
         }
     } else {
-        ctx->previous = has_more ? row_link(req, ctx, res, first, 1) : NULL;
-        ctx->next = n > 0 ? row_link(req, ctx, res, last, 0) : link_to(req, ctx, NULL, NULL);
+        ctx->previous = pg->has_more ? row_link(req, ctx, res, first, 1) : NULL;
+        ctx->next = pg->n > 0 ? row_link(req, ctx, res, last, 0) : link_to(req, ctx, NULL, NULL);
     }
+}
 
-    /* the count: column 0 of the first row, its exactness in the last column */
+/* The count: column 0 of the first row, its exactness in the last column; what the page itself
+ * proves wins over an estimate. */
+static void decide_count(list_ctx_t *ctx, const PGresult *res, const page_t *pg)
+{
+    const bp_query_list_t *q = &ctx->q;
     long long counted = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     int last_col = PQnfields(res) - 1;
     int exact = counted >= 0 && !PQgetisnull(res, 0, last_col) && PQgetvalue(res, 0, last_col)[0] == 't';
-    ctx->floor = offset + n + (has_more ? 1 : 0);
+    long long proven = pg->offset + pg->n + (pg->has_more ? 1 : 0); /* rows known to exist */
     if (q->count == BP_COUNT_NONE || counted < 0) {
         ctx->count = -1;
         ctx->count_exact = 0;
-    } else if (!has_more && !q->has_cursor) {
+    } else if (!pg->has_more && !q->has_cursor) {
         /* the last page by number (or the only one): the rows before it and on it are all there is */
-        ctx->count = offset + n;
+        ctx->count = pg->offset + pg->n;
         ctx->count_exact = 1;
     } else if (exact) {
         ctx->count = counted;
         ctx->count_exact = 1;
     } else { /* an estimate from the counters: never below what the page proves */
-        ctx->count = counted > ctx->floor ? counted : ctx->floor;
+        ctx->count = counted > proven ? counted : proven;
         ctx->count_exact = 0;
     }
+}
+
+static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+{
+    list_ctx_t *ctx = p;
+    if (err != BP_OK) {
+        bp_pgpool_problem(req, err, msg);
+        return;
+    }
+    page_t pg = page_of(&ctx->q, res);
+    if (pg.n == 0 && !ctx->q.has_cursor && ctx->q.page > 1) {
+        past_last_page(req, ctx->q.page);
+        return;
+    }
+    render_rows(req, ctx, res, &pg);
+    set_links(req, ctx, res, &pg);
+    decide_count(ctx, res, &pg);
     respond(req, ctx);
 }
 
