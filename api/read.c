@@ -1,12 +1,15 @@
-/* read.c - the read path's routes (GET/DELETE of batches and objects, the OpenAPI document) and the
- * helpers its handlers share: hand-built JSON text, parameter errors, ids and links. */
+/* read.c - the routes of batches and objects (GET here and in read_*.c, DELETE in delete.c), receipts
+ * and the OpenAPI document, and the helpers the handlers share: JSON answers, parameter errors, ids,
+ * one row by id, and links. */
 #include "read.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "after.h"
+#include "delete.h"
 #include "http.h"
+#include "pgpool.h"
 
 /* The reads honour `after=` (api/after.h): each runs behind its token check. */
 static int objects_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
@@ -32,10 +35,10 @@ static int batch_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t 
 const bp_route_t bp_read_routes[] = {
     {"GET", "/api/v1/objects/", objects_list},
     {"GET", "/api/v1/objects/{}", object_get},
-    {"DELETE", "/api/v1/objects/{}", bp_read_object_delete},
+    {"DELETE", "/api/v1/objects/{}", bp_delete_object_route},
     {"GET", "/api/v1/batches/", batches_list},
     {"GET", "/api/v1/batches/{}", batch_get},
-    {"DELETE", "/api/v1/batches/{}", bp_read_batch_delete},
+    {"DELETE", "/api/v1/batches/{}", bp_delete_batch_route},
     {"GET", "/api/v1/receipts/{}", bp_receipt_get},
     {"GET", "/api/v1/openapi.json", bp_openapi_get},
     {NULL, NULL, NULL},
@@ -85,6 +88,36 @@ int bp_read_id_ok(const char *id, size_t len)
     json_t *probe = json_stringn(id, len); /* NULL unless valid UTF-8 */
     json_decref(probe);
     return probe != NULL;
+}
+
+/* What bp_read_one's result needs, in the request's pool. */
+typedef struct read_one {
+    const bp_read_one_t *how;
+    void *ctx;
+} read_one_t;
+
+static void on_one(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+{
+    read_one_t *one = p;
+    if (err != BP_OK)
+        bp_pgpool_problem(req, err, msg);
+    else if (PQntuples(res) == 0)
+        bp_http_problem(req, 404, "Not Found", one->how->missing, NULL);
+    else
+        one->how->found(req, one->ctx, res);
+}
+
+int bp_read_one(h2o_req_t *req, const bp_read_one_t *how, const char *id, size_t idlen, const char *extra,
+                void *ctx)
+{
+    if (!bp_read_id_ok(id, idlen))
+        return bp_http_problem(req, 404, "Not Found", how->missing, NULL);
+    read_one_t *one = h2o_mem_alloc_pool(&req->pool, sizeof(*one));
+    one->how = how;
+    one->ctx = ctx;
+    const char *params[] = {id, extra};
+    bp_err_t err = bp_pgpool_req_query_prepared(req, how->sql, extra != NULL ? 2 : 1, params, on_one, one);
+    return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
 }
 
 const char *bp_read_batch_url(h2o_req_t *req, const char *batch_id, size_t len)

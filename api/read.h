@@ -1,5 +1,6 @@
 /* read.h - what the read path's handlers share (read.c, read_list.c, read_objects.c, read_batches.c,
- * openapi.c): raw JSON answers, query-string errors, links, and the list engine. */
+ * openapi.c, and delete.c's lookups): hand-built JSON answers, query-string errors, links, one row by
+ * id, and the list engine. */
 #ifndef BP_READ_H
 #define BP_READ_H
 
@@ -27,6 +28,26 @@ int bp_read_param(h2o_req_t *req, const char *name, char **out, size_t *outlen);
 /* An id from the path can only name a stored row if it is non-empty UTF-8 without NUL. */
 int bp_read_id_ok(const char *id, size_t len);
 
+/* The 404 details of an id that names no stored row (GET and DELETE say the same). */
+#define BP_READ_NO_OBJECT "no object with this object_id"
+#define BP_READ_NO_BATCH "no batch with this batch_id"
+
+/* One statement about the row an id from the path names (GET of an object or a batch, and the
+ * lookups of DELETE). Static: the handlers keep one per statement. */
+typedef struct bp_read_one {
+    const char *sql;     /* prepared; $1 is the id, $2 the extra parameter if any */
+    const char *missing; /* the 404's detail: the id cannot name a row, or the statement found none */
+    /* the statement returned at least one row: answer req (ctx as given to bp_read_one) */
+    void (*found)(h2o_req_t *req, void *ctx, const PGresult *res);
+} bp_read_one_t;
+
+/* Answer 404 (how->missing) when id cannot name a stored row (bp_read_id_ok); else run how->sql with
+ * id (and extra as $2 unless NULL; both borrowed, copied by the pool) and then: the pool's problem on
+ * an error, 404 when no row came back, else how->found(req, ctx, res). Returns 0 (answered now or
+ * later). */
+int bp_read_one(h2o_req_t *req, const bp_read_one_t *how, const char *id, size_t idlen, const char *extra,
+                void *ctx);
+
 /* "base/api/v1/batches/<percent-encoded id>/" in the request pool. */
 const char *bp_read_batch_url(h2o_req_t *req, const char *batch_id, size_t len);
 
@@ -51,16 +72,14 @@ typedef struct bp_read_list_kind {
 } bp_read_list_kind_t;
 
 /* Serve a list request: parse page/page_size/count/cursor/filters (400 on a bad one), run the page
- * statement, add an estimate when the count is beyond BP_COUNT_CAP or count=estimate, answer. */
+ * statement (its count included: query.h), answer with the rows, the links and the count. */
 int bp_read_list(bp_api_thread_t *t, h2o_req_t *req, const bp_read_list_kind_t *kind);
 
-/* ---- handlers ---- */
+/* ---- handlers (the DELETE ones: delete.h) ---- */
 int bp_read_objects_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
 int bp_read_object_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
-int bp_read_object_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
 int bp_read_batches_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
 int bp_read_batch_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
-int bp_read_batch_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
 int bp_receipt_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen); /* receipts.c */
 int bp_openapi_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
 
