@@ -449,27 +449,6 @@ static int prepared_step_done(pgconn_t *c)
     return 1;
 }
 
-/* Map the final result of a statement to an error. */
-static bp_err_t classify(const PGconn *pg, const PGresult *res, char *msg, size_t msglen)
-{
-    if (res == NULL) {
-        bp_pg_error_line(msg, msglen, NULL, PQerrorMessage(pg), BP_PG_LINE_FIRST);
-        return BP_ERR_PG_DOWN;
-    }
-    ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-        msg[0] = '\0';
-        return BP_OK;
-    }
-    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    bp_pg_error_line(msg, msglen, NULL, primary != NULL ? primary : PQresultErrorMessage(res),
-                     BP_PG_LINE_FIRST);
-    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (sqlstate != NULL && strcmp(sqlstate, "57014") == 0)
-        return BP_ERR_TIMEOUT; /* canceling statement due to statement timeout */
-    return bp_pg_classify(PQstatus(pg) == CONNECTION_OK ? NULL : pg, res);
-}
-
 static void finish_query(pgconn_t *c)
 {
     bp_pgpool_t *pool = c->pool;
@@ -480,7 +459,7 @@ static void finish_query(pgconn_t *c)
     if (h2o_timeout_is_linked(&c->timer))
         h2o_timeout_unlink(&c->timer);
     char msg[256];
-    bp_err_t err = classify(c->pg, res, msg, sizeof(msg));
+    bp_err_t err = bp_pg_statement_outcome(c->pg, res, msg, sizeof(msg));
     if (PQstatus(c->pg) != CONNECTION_OK) {
         if (!pool->down)
             bp_warn("PostgreSQL connection lost: %s", msg);
@@ -1014,14 +993,13 @@ static void served_by(h2o_req_t *req, size_t target)
 
 static void guard_cb(void *ctx, bp_err_t err, const PGresult *res, const char *msg);
 
-/* Errors after which the statement runs again on the primary: the standby went away, or cancelled the
- * statement for a conflict with recovery (SQLSTATE 40001 on a hot standby), or cannot serve it. */
+/* Errors after which the statement runs again on the primary: the standby went away, or cannot serve
+ * it, or gave it up for reasons of its own (bp_pg_standby_gave_up: a recovery conflict, a shutdown). */
 static int standby_gave_up(bp_err_t err, const PGresult *res)
 {
     if (err == BP_ERR_PG_DOWN || err == BP_ERR_QUEUE_FULL || err == BP_ERR_PG_TRANSIENT)
         return 1;
-    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    return state != NULL && (strcmp(state, "40001") == 0 || strncmp(state, "57P", 3) == 0);
+    return res != NULL && bp_pg_standby_gave_up(PQresultErrorField(res, PG_DIAG_SQLSTATE));
 }
 
 static bp_err_t submit_on(req_guard_t *g, size_t target, unsigned flags)
