@@ -7,7 +7,7 @@
 
 #include "delete.h"
 #include "http.h"
-#include "pgpool.h"
+#include "pgreq.h"
 #include "read.h"
 
 /* The batch, its object count, and its first $2 objects: one row per object, or one row with NULL
@@ -121,7 +121,7 @@ void bp_read_render_batch(bp_rbuf_t *b, h2o_req_t *req, const PGresult *res)
 static void on_get(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
 {
     if (err != BP_OK) {
-        bp_pgpool_problem(req, err, msg);
+        bp_pgreq_problem(req, err, msg);
         return;
     }
     int n = PQntuples(res);
@@ -142,8 +142,8 @@ int bp_read_batch_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t
     char limit[24];
     snprintf(limit, sizeof(limit), "%lld", t->api->cfg->batch_inline_objects);
     const char *params[] = {id, limit};
-    bp_err_t err = bp_pgpool_req_query_prepared(req, get_sql, 2, params, on_get, NULL);
-    return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
+    bp_err_t err = bp_pgreq_query_prepared(req, get_sql, 2, params, on_get, NULL);
+    return err == BP_OK ? 0 : bp_pgreq_problem(req, err, bp_err_str(err));
 }
 
 /* ---- delete ---- */
@@ -178,7 +178,7 @@ static void on_delete_lookup(h2o_req_t *req, void *p, bp_err_t err, const PGresu
 {
     delete_ctx_t *ctx = p;
     if (err != BP_OK) {
-        bp_pgpool_problem(req, err, msg);
+        bp_pgreq_problem(req, err, msg);
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
@@ -214,6 +214,6 @@ int bp_read_batch_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, siz
     ctx->id = id;
     ctx->cascade = cascade;
     const char *params[] = {id};
-    bp_err_t err = bp_pgpool_req_query_prepared(req, delete_lookup_sql, 1, params, on_delete_lookup, ctx);
-    return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
+    bp_err_t err = bp_pgreq_query_prepared(req, delete_lookup_sql, 1, params, on_delete_lookup, ctx);
+    return err == BP_OK ? 0 : bp_pgreq_problem(req, err, bp_err_str(err));
 }

@@ -6,7 +6,7 @@
 
 #include "delete.h"
 #include "http.h"
-#include "pgpool.h"
+#include "pgreq.h"
 #include "read.h"
 
 static const char get_sql[] = "SELECT o.object_id, o.batch_id, o.data::text, " BP_SQL_ISO8601("o.created_at") ", "
@@ -52,7 +52,7 @@ static int not_found(h2o_req_t *req)
 static void on_get(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *res, const char *msg)
 {
     if (err != BP_OK) {
-        bp_pgpool_problem(req, err, msg);
+        bp_pgreq_problem(req, err, msg);
         return;
     }
     if (PQntuples(res) == 0) {
@@ -69,8 +69,8 @@ int bp_read_object_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_
     if (!bp_read_id_ok(id, idlen))
         return not_found(req);
     const char *params[] = {id};
-    bp_err_t err = bp_pgpool_req_query_prepared(req, get_sql, 1, params, on_get, NULL);
-    return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
+    bp_err_t err = bp_pgreq_query_prepared(req, get_sql, 1, params, on_get, NULL);
+    return err == BP_OK ? 0 : bp_pgreq_problem(req, err, bp_err_str(err));
 }
 
 static void on_deleted(h2o_req_t *req, void *ctx, const char *outcome)
@@ -82,7 +82,7 @@ static void on_deleted(h2o_req_t *req, void *ctx, const char *outcome)
 static void on_delete_lookup(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *res, const char *msg)
 {
     if (err != BP_OK) {
-        bp_pgpool_problem(req, err, msg);
+        bp_pgreq_problem(req, err, msg);
         return;
     }
     if (PQntuples(res) == 0) {
@@ -99,6 +99,6 @@ int bp_read_object_delete(bp_api_thread_t *t, h2o_req_t *req, const char *id, si
     if (!bp_read_id_ok(id, idlen))
         return not_found(req);
     const char *params[] = {id};
-    bp_err_t err = bp_pgpool_req_query_prepared(req, delete_lookup_sql, 1, params, on_delete_lookup, (void *)id);
-    return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
+    bp_err_t err = bp_pgreq_query_prepared(req, delete_lookup_sql, 1, params, on_delete_lookup, (void *)id);
+    return err == BP_OK ? 0 : bp_pgreq_problem(req, err, bp_err_str(err));
 }

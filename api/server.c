@@ -19,12 +19,12 @@
 #include "router.h"
 
 extern const bp_api_module_t bp_producer_module;
-extern const bp_api_module_t bp_pgpool_module;
+extern const bp_api_module_t bp_pgreq_module;
 extern const bp_api_module_t bp_write_wait_module;
 extern const bp_api_module_t bp_health_module;
 extern const bp_api_module_t bp_after_module;
 
-static const bp_api_module_t *const modules[] = {&bp_producer_module, &bp_pgpool_module, &bp_write_wait_module,
+static const bp_api_module_t *const modules[] = {&bp_producer_module, &bp_pgreq_module, &bp_write_wait_module,
                                                  &bp_health_module, &bp_after_module};
 #define N_MODULES (sizeof(modules) / sizeof(modules[0]))
 

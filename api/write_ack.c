@@ -22,7 +22,7 @@
 #include "bp_token.h"
 #include "http.h"
 #include "pglisten.h"
-#include "pgpool.h"
+#include "pgreq.h"
 #include "read.h"
 
 #define POLL_MS 25            /* how often a thread with waiting POSTs asks where the workers stand... */
@@ -291,12 +291,12 @@ static void fetch(waiter_t *w)
     bp_err_t err;
     if (w->ack.object_id != NULL) {
         const char *params[] = {w->ack.object_id};
-        err = bp_pgpool_req_query_prepared(w->req, object_sql, 1, params, on_fetched, w);
+        err = bp_pgreq_query_prepared(w->req, object_sql, 1, params, on_fetched, w);
     } else {
         char limit[24];
         snprintf(limit, sizeof(limit), "%lld", w->t->api->cfg->batch_inline_objects);
         const char *params[] = {w->ack.batch_id, limit};
-        err = bp_pgpool_req_query_prepared(w->req, batch_sql, 2, params, on_fetched, w);
+        err = bp_pgreq_query_prepared(w->req, batch_sql, 2, params, on_fetched, w);
     }
     if (err != BP_OK)
         release_accepted(w, WAIT_DB_DOWN);

@@ -1,5 +1,5 @@
-/* bp_pg.c - blocking PostgreSQL helpers: connect, classify errors, create the database, migrate.
- * The API's event loop never calls these; it has its own asynchronous pool (api/pgpool.c). */
+/* bp_pg.c - PostgreSQL helpers: error text and SQLSTATE classes (for everyone), and blocking connect,
+ * create the database, migrate (never from the API's event loop: it has api/pgpool.c). */
 #include "bp_pg.h"
 
 #include <ctype.h>
@@ -128,6 +128,31 @@ bp_err_t bp_pg_classify(const PGconn *conn, const PGresult *res)
     if (res == NULL)
         return BP_ERR_PG_DOWN;
     return bp_pg_classify_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE));
+}
+
+bp_err_t bp_pg_statement_outcome(const PGconn *conn, const PGresult *res, char *msg, size_t msglen)
+{
+    if (res == NULL) {
+        bp_pg_error_line(msg, msglen, NULL, conn != NULL ? PQerrorMessage(conn) : NULL, BP_PG_LINE_FIRST);
+        return BP_ERR_PG_DOWN;
+    }
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        msg[0] = '\0';
+        return BP_OK;
+    }
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    bp_pg_error_line(msg, msglen, NULL, primary != NULL ? primary : PQresultErrorMessage(res),
+                     BP_PG_LINE_FIRST);
+    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (sqlstate != NULL && strcmp(sqlstate, "57014") == 0)
+        return BP_ERR_TIMEOUT; /* canceling statement due to statement timeout */
+    return bp_pg_classify(conn, res);
+}
+
+int bp_pg_standby_gave_up(const char *sqlstate)
+{
+    return sqlstate != NULL && (strcmp(sqlstate, "40001") == 0 || is(sqlstate, "57P"));
 }
 
 int bp_pg_ensure_database(const char *dsn, char *err, size_t errlen)
