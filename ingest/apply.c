@@ -770,22 +770,17 @@ static bp_err_t commit(bp_apply_t *a, char *err, size_t errlen)
  * crash test checks that no (partition, offset) is ever applied twice. */
 static void log_outcomes(const bp_apply_t *a, const bp_ingest_msg_t *msgs, size_t n, long long took_ms)
 {
-    size_t applied = 0, skipped = 0, dead = 0, objects = 0;
+    bp_ingest_msg_tally_t t = bp_ingest_msg_tally(msgs, n);
     int log_applied = a->cfg->log_applied && bp_log_enabled(BP_LOG_INFO);
     for (size_t i = 0; i < n; i++) {
         const bp_ingest_msg_t *m = &msgs[i];
         if (m->outcome == BP_MSG_APPLIED) {
-            applied++;
-            objects += m->objects;
             if (log_applied) {
                 json_t *f = bp_ingest_msg_fields(m, a->cfg->topic);
                 bp_log_fields(BP_LOG_INFO, f, "applied a batch of %zu objects", m->objects);
                 json_decref(f);
             }
-        } else if (m->outcome == BP_MSG_SKIPPED) {
-            skipped++;
         } else if (m->outcome == BP_MSG_DEAD) {
-            dead++;
             json_t *f = bp_ingest_msg_fields(m, a->cfg->topic);
             const char *why = m->invalid ? m->invalid : m->pg_reason ? m->pg_reason : "?";
             if (f != NULL)
@@ -795,10 +790,10 @@ static void log_outcomes(const bp_apply_t *a, const bp_ingest_msg_t *msgs, size_
             json_decref(f);
         }
     }
-    if (skipped > 0)
-        bp_info("skipped %zu messages already applied by this group (offset below next_offset)", skipped);
+    if (t.skipped > 0)
+        bp_info("skipped %zu messages already applied by this group (offset below next_offset)", t.skipped);
     bp_debug("committed %zu messages: %zu applied (%zu objects), %zu skipped, %zu dead-lettered, in %lld ms",
-             n, applied, objects, skipped, dead, took_ms);
+             n, t.applied, t.objects, t.skipped, t.dead_invalid + t.dead_refused, took_ms);
 }
 
 #ifdef BP_TEST_SPLIT_OFFSETS

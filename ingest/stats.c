@@ -205,28 +205,14 @@ void bp_stats_txn_committed(bp_stats_t *s, const bp_ingest_msg_t *msgs, size_t n
 {
     if (s == NULL)
         return;
-    uint64_t applied = 0, objects = 0, skipped = 0, invalid = 0, refused = 0;
-    for (size_t i = 0; i < n; i++) {
-        const bp_ingest_msg_t *m = &msgs[i];
-        if (m->outcome == BP_MSG_APPLIED) {
-            applied++;
-            objects += m->objects;
-        } else if (m->outcome == BP_MSG_SKIPPED) {
-            skipped++;
-        } else if (m->outcome == BP_MSG_DEAD) {
-            if (m->invalid != NULL)
-                invalid++;
-            else
-                refused++;
-        }
-    }
-    bp_counter_add(s->applied, applied);
-    bp_counter_add(s->objects, objects);
-    bp_counter_add(s->skipped, skipped);
-    bp_counter_add(s->dead_invalid, invalid);
-    bp_counter_add(s->dead_refused, refused);
+    bp_ingest_msg_tally_t t = bp_ingest_msg_tally(msgs, n);
+    bp_counter_add(s->applied, t.applied);
+    bp_counter_add(s->objects, t.objects);
+    bp_counter_add(s->skipped, t.skipped);
+    bp_counter_add(s->dead_invalid, t.dead_invalid);
+    bp_counter_add(s->dead_refused, t.dead_refused);
     bp_histogram_observe(s->txn_messages, (double)n);
-    bp_histogram_observe(s->txn_objects, (double)objects);
+    bp_histogram_observe(s->txn_objects, (double)t.objects);
     bp_histogram_observe(s->txn_seconds, seconds);
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < ndone; i++)

@@ -350,10 +350,9 @@ static void consumer_error(bp_worker_t *w, const rd_kafka_message_t *rkm)
     if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         return;
     if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
-        char why[512];
-        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(w->rk, why, sizeof(why));
-        bp_error("consumer: fatal error %s: %s", rd_kafka_err2name(orig), why);
-        w->fatal = 1;
+        /* the same line as error_cb's: the original error from rd_kafka_fatal_error */
+        if (bp_kafka_log_error(w->rk, rkm->err, rd_kafka_message_errstr(rkm), "consumer"))
+            w->fatal = 1;
         return;
     }
     json_t *f = NULL;
