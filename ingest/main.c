@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     bp_metrics_t *metrics = bp_metrics_new();
-    bp_stats_t *stats = metrics != NULL ? bp_stats_new(metrics, cfg.topic) : NULL;
+    bp_ingest_stats_t *stats = metrics != NULL ? bp_ingest_stats_new(metrics, cfg.topic) : NULL;
     if (stats == NULL) {
         bp_error("cannot start: out of memory");
         bp_metrics_free(metrics);
@@ -60,7 +60,7 @@ int main(int argc, char **argv)
     if (worker == NULL) {
         bp_error("cannot start: %s", err);
         bp_metrics_free(metrics);
-        bp_stats_free(stats);
+        bp_ingest_stats_free(stats);
         bp_config_free(&cfg);
         return 1;
     }
@@ -72,7 +72,7 @@ int main(int argc, char **argv)
                  err);
         bp_worker_free(worker);
         bp_metrics_free(metrics);
-        bp_stats_free(stats);
+        bp_ingest_stats_free(stats);
         bp_config_free(&cfg);
         return 1;
     }
@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     bp_health_stop(health);
     bp_worker_free(worker);
     bp_metrics_free(metrics); /* before the stats: one of its gauges reads them */
-    bp_stats_free(stats);
+    bp_ingest_stats_free(stats);
     bp_info("stopped");
     bp_config_free(&cfg);
     return rc == 0 ? 0 : 1;

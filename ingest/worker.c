@@ -31,7 +31,7 @@
 struct bp_worker {
     const bp_config_t *cfg;
     volatile sig_atomic_t *stop;
-    bp_stats_t *stats; /* borrowed: metrics and readiness for the health port */
+    bp_ingest_stats_t *stats; /* borrowed: metrics and readiness for the health port */
     rd_kafka_t *rk;
     bp_apply_t *apply;
     bp_dlq_t *dlq;
@@ -63,7 +63,7 @@ static int stopping(bp_worker_t *w)
 {
     if (*w->stop && w->stop_at == 0) {
         w->stop_at = bp_clock_ms();
-        bp_stats_stopping(w->stats);
+        bp_ingest_stats_stopping(w->stats);
         bp_info("stopping: finishing the transaction in hand");
     }
     return w->stop_at != 0;
@@ -194,7 +194,7 @@ static void log_partitions(const char *what, const rd_kafka_topic_partition_list
  * next idle check: soon, with backoff, after a failure; PG_CHECK_IDLE_MS after a success. */
 static void pg_checked(bp_worker_t *w, bp_err_t e)
 {
-    bp_stats_pg(w->stats, e);
+    bp_ingest_stats_pg(w->stats, e);
     if (e == BP_OK) {
         w->pg_check_failures = 0;
         w->pg_check_at = bp_clock_ms() + PG_CHECK_IDLE_MS;
@@ -224,7 +224,7 @@ static void check_pg_idle(bp_worker_t *w)
     int failures = w->pg_check_failures;
     bp_err_t e = bp_apply_load_offsets(w->apply, parts, err, sizeof(err));
     if (e == BP_OK) {
-        bp_stats_positions(w->stats, parts);
+        bp_ingest_stats_positions(w->stats, parts);
         if (failures > 0)
             bp_info("PostgreSQL answers again");
     } else if (failures == 0) {
@@ -267,7 +267,7 @@ static void assign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts)
         return;
     }
     set_owned(w, parts, 1);
-    bp_stats_assigned(w->stats, parts);
+    bp_ingest_stats_assigned(w->stats, parts);
     if (e == BP_OK) {
         /* bring the group's Kafka offsets (lag tools) to PostgreSQL's at once: a predecessor may
          * have died after its last commit but before the auto-commit sent it */
@@ -289,7 +289,7 @@ static void unassign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts, con
     log_partitions(what, parts, 0);
     buffer_drop(w, parts);
     set_owned(w, parts, 0);
-    bp_stats_revoked(w->stats, parts, what);
+    bp_ingest_stats_revoked(w->stats, parts, what);
     rd_kafka_error_t *error = rd_kafka_incremental_unassign(w->rk, parts);
     if (error != NULL) {
         bp_error("unassign: %s", rd_kafka_error_string(error));
@@ -452,7 +452,7 @@ static int flush(bp_worker_t *w)
         int isolate = bounded >= w->cfg->txn_max_attempts;
         bp_err_t e = bp_apply_txn(w->apply, w->dlq, w->buf, w->n, isolate, w->done, &nout, err, sizeof(err));
         if (e == BP_OK) {
-            bp_stats_txn_committed(w->stats, w->buf, w->n, w->done, nout, bp_clock_s() - started);
+            bp_ingest_stats_txn_committed(w->stats, w->buf, w->n, w->done, nout, bp_clock_s() - started);
             w->pg_check_failures = 0;
             w->pg_check_at = bp_clock_ms() + PG_CHECK_IDLE_MS;
             if (isolate)
@@ -473,7 +473,7 @@ static int flush(bp_worker_t *w)
             bp_log_fields(BP_LOG_ERROR, f, "cannot apply %zu messages: %s: %s", w->n, bp_err_str(e), err);
             json_decref(f);
             w->fatal = 1;
-            bp_stats_fatal(w->stats);
+            bp_ingest_stats_fatal(w->stats);
             rc = -1;
             break;
         }
@@ -492,7 +492,7 @@ static int flush(bp_worker_t *w)
         const char *then = "";
         if (bp_pg_fault_bounded(fault) && ++bounded == w->cfg->txn_max_attempts)
             then = "; then each message alone, and the one that fails alone is dead-lettered";
-        bp_stats_txn_retry(w->stats, e);
+        bp_ingest_stats_txn_retry(w->stats, e);
         bp_log_fields(fault == BP_PG_FAULT_OPERATOR ? BP_LOG_ERROR : BP_LOG_WARN, f,
                       "transaction of %zu messages failed (%s: %s); retry %d in %lld ms%s", w->n, bp_err_str(e),
                       err, attempt + 1, delay, then);
@@ -506,7 +506,7 @@ static int flush(bp_worker_t *w)
     }
     if (w->paused)
         pause_all(w, 0);
-    bp_stats_txn_settled(w->stats);
+    bp_ingest_stats_txn_settled(w->stats);
     return rc;
 }
 
@@ -540,8 +540,8 @@ static void close_consumer(bp_worker_t *w)
     w->closed = 1;
 }
 
-bp_worker_t *bp_worker_new(const bp_config_t *cfg, bp_stats_t *stats, volatile sig_atomic_t *stop, char *err,
-                           size_t errlen)
+bp_worker_t *bp_worker_new(const bp_config_t *cfg, bp_ingest_stats_t *stats, volatile sig_atomic_t *stop,
+                           char *err, size_t errlen)
 {
     bp_worker_t *w = calloc(1, sizeof(*w));
     rd_kafka_conf_t *conf = NULL;
@@ -579,7 +579,7 @@ bp_worker_t *bp_worker_new(const bp_config_t *cfg, bp_stats_t *stats, volatile s
     if (w->rk == NULL)
         goto fail;
     rd_kafka_poll_set_consumer(w->rk);
-    bp_stats_set_consumer(stats, w->rk);
+    bp_ingest_stats_set_consumer(stats, w->rk);
     return w;
 fail:
     if (conf != NULL)
@@ -632,7 +632,7 @@ int bp_worker_run(bp_worker_t *w)
     }
     if (w->fatal) {
         rc = -1;
-        bp_stats_fatal(w->stats);
+        bp_ingest_stats_fatal(w->stats);
     }
     if (rc == 0 && w->n > 0 && flush(w) != 0) /* stopping: the transaction in hand */
         rc = -1;
@@ -649,7 +649,8 @@ void bp_worker_free(bp_worker_t *w)
     if (!w->closed && !w->fatal)
         close_consumer(w);
     buffer_clear(w);
-    bp_stats_set_consumer(w->stats, NULL); /* the health port must not read watermarks of a freed consumer */
+    /* the health port must not read watermarks of a freed consumer */
+    bp_ingest_stats_set_consumer(w->stats, NULL);
     /* consumer_close was done above (or must be skipped after a fatal error) */
     rd_kafka_destroy_flags(w->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     bp_dlq_free(w->dlq, 1000);
