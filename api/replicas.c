@@ -79,7 +79,7 @@ static void mark_down(standby_t *s, size_t i, const char *why)
     if (!s->logged_down) {
         char line[256];
         first_line(line, sizeof(line), why);
-        bp_warn("standby-%zu (%s) not usable for reads: %s", i + 1, s->where, line);
+        bp_log_warn("standby-%zu (%s) not usable for reads: %s", i + 1, s->where, line);
         s->logged_down = 1;
     }
     if (s->pg != NULL && PQstatus(s->pg) != CONNECTION_OK) {
@@ -129,7 +129,7 @@ static void sample(bp_replicas_t *r, size_t i)
     bp_gauge_set(s->m_up, 1);
     bp_gauge_set(s->m_lag, lag >= 0 ? (double)lag / 1000.0 : -1);
     if (s->logged_down) {
-        bp_info("standby-%zu (%s) answers again (lag %lld ms)", i + 1, s->where, lag);
+        bp_log_info("standby-%zu (%s) answers again (lag %lld ms)", i + 1, s->where, lag);
         s->logged_down = 0;
     }
 }
@@ -167,8 +167,8 @@ static void sample_primary(bp_replicas_t *r)
             if (!s->logged_down) {
                 char line[256];
                 first_line(line, sizeof(line), s->pg != NULL ? PQerrorMessage(s->pg) : "out of memory");
-                bp_warn("primary (%s): cannot sample its applied offsets for BP-Applied-Through: %s", s->where,
-                        line);
+                bp_log_warn("primary (%s): cannot sample its applied offsets for BP-Applied-Through: %s",
+                            s->where, line);
                 s->logged_down = 1;
             }
             PQfinish(s->pg);
@@ -271,7 +271,8 @@ static int add_standby(bp_replicas_t *r, const char *dsn, bp_metrics_t *metrics,
         bp_gauge_set(s->m_up, 0);
         bp_gauge_set(s->m_lag, -1);
     }
-    bp_info("standby-%zu at %s serves reads when its lag is at most %lld ms", r->n, s->where, r->max_lag_ms);
+    bp_log_info("standby-%zu at %s serves reads when its lag is at most %lld ms", r->n, s->where,
+                r->max_lag_ms);
     return 0;
 }
 

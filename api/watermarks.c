@@ -117,10 +117,10 @@ static void refresh(bp_watermarks_t *w)
     topic_free(&topic);
     topic_free(&dlq);
     if (!ok && !w->logged_down && !atomic_load(&w->stop)) {
-        bp_warn("stats: cannot read the topics' watermarks: %s", err);
+        bp_log_warn("stats: cannot read the topics' watermarks: %s", err);
         w->logged_down = 1;
     } else if (ok && w->logged_down) {
-        bp_info("stats: the topics' watermarks are readable again");
+        bp_log_info("stats: the topics' watermarks are readable again");
         w->logged_down = 0;
     }
 }
@@ -144,13 +144,14 @@ static void describe(bp_watermarks_t *w)
         return;
     int trouble = topic.under_replicated + topic.below_min_isr + dlq.under_replicated + dlq.below_min_isr;
     if (trouble > 0 && !w->logged_replication) {
-        bp_warn("kafka: %s has %d partitions under-replicated, %d below min.insync.replicas (%d); %s has %d and %d",
-                w->cfg->topic, topic.under_replicated, topic.below_min_isr, topic.min_isr, w->cfg->dlq_topic,
-                dlq.under_replicated, dlq.below_min_isr);
+        bp_log_warn("kafka: %s has %d partitions under-replicated, %d below min.insync.replicas (%d); "
+                    "%s has %d and %d",
+                    w->cfg->topic, topic.under_replicated, topic.below_min_isr, topic.min_isr,
+                    w->cfg->dlq_topic, dlq.under_replicated, dlq.below_min_isr);
         w->logged_replication = 1;
     } else if (trouble == 0 && w->logged_replication) {
-        bp_info("kafka: every partition of %s and %s has its replicas in sync again", w->cfg->topic,
-                w->cfg->dlq_topic);
+        bp_log_info("kafka: every partition of %s and %s has its replicas in sync again", w->cfg->topic,
+                    w->cfg->dlq_topic);
         w->logged_replication = 0;
     }
 }

@@ -308,7 +308,7 @@ int dlq_reader_scan(dlq_reader_t *r, long long per_partition, int unique_only, d
                 rd_kafka_message_destroy(rkm);
                 goto cleanup;
             } else if (e != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                bp_debug("reading %s: %s", r->cfg->dlq_topic, rd_kafka_message_errstr(rkm));
+                bp_log_debug("reading %s: %s", r->cfg->dlq_topic, rd_kafka_message_errstr(rkm));
             }
             rd_kafka_message_destroy(rkm);
             continue;
@@ -434,7 +434,7 @@ rd_kafka_message_t *dlq_reader_fetch(dlq_reader_t *r, int32_t partition, int64_t
             rd_kafka_message_destroy(rkm);
             break;
         }
-        bp_debug("reading %s: %s", topic, rd_kafka_message_errstr(rkm));
+        bp_log_debug("reading %s: %s", topic, rd_kafka_message_errstr(rkm));
         rd_kafka_message_destroy(rkm);
     }
     (void)rd_kafka_assign(r->rk, NULL);

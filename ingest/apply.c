@@ -304,7 +304,7 @@ static bp_err_t ensure_conn(bp_apply_t *a, char *err, size_t errlen)
         drop_conn(a);
         return e;
     }
-    bp_info("connected to PostgreSQL");
+    bp_log_info("connected to PostgreSQL");
     return BP_OK;
 }
 
@@ -554,8 +554,8 @@ static bp_err_t count_txn(bp_apply_t *a, char *err, size_t errlen)
         bp_err_t e = count_send(a, &applied, err, errlen);
         if (e != BP_OK || applied)
             return e;
-        bp_info("the sparse keys changed during the transaction: counted its %zu objects again",
-                bp_count_txn_objects(a->counts));
+        bp_log_info("the sparse keys changed during the transaction: counted its %zu objects again",
+                    bp_count_txn_objects(a->counts));
     }
     snprintf(err, errlen, "adding the counter terms: the sparse keys kept changing");
     return BP_ERR_PG_TRANSIENT;
@@ -719,7 +719,7 @@ static bp_err_t apply_valid(bp_apply_t *a, bp_ingest_msg_t **set, size_t k, char
                 set[i]->outcome = BP_MSG_APPLIED;
             return exec_simple(a, "RELEASE SAVEPOINT bp_all", err, errlen);
         case SET_REFUSED:
-            bp_info("PostgreSQL refused one of %zu messages (%s): writing them one by one", k, why);
+            bp_log_info("PostgreSQL refused one of %zu messages (%s): writing them one by one", k, why);
             e = exec_simple(a, "ROLLBACK TO SAVEPOINT bp_all; RELEASE SAVEPOINT bp_all", err, errlen);
             if (e != BP_OK)
                 return e;
@@ -791,9 +791,11 @@ static void log_outcomes(const bp_apply_t *a, const bp_ingest_msg_t *msgs, size_
         }
     }
     if (t.skipped > 0)
-        bp_info("skipped %zu messages already applied by this group (offset below next_offset)", t.skipped);
-    bp_debug("committed %zu messages: %zu applied (%zu objects), %zu skipped, %zu dead-lettered, in %lld ms",
-             n, t.applied, t.objects, t.skipped, t.dead_invalid + t.dead_refused, took_ms);
+        bp_log_info("skipped %zu messages already applied by this group (offset below next_offset)",
+                    t.skipped);
+    bp_log_debug("committed %zu messages: %zu applied (%zu objects), %zu skipped, %zu dead-lettered, "
+                 "in %lld ms",
+                 n, t.applied, t.objects, t.skipped, t.dead_invalid + t.dead_refused, took_ms);
 }
 
 #ifdef BP_TEST_SPLIT_OFFSETS

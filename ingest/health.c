@@ -326,7 +326,7 @@ bp_health_t *bp_health_start(const bp_config_t *cfg, bp_metrics_t *metrics, bp_i
         free(h);
         return NULL;
     }
-    bp_info("health port listening on 0.0.0.0:%lld (/healthz, /readyz, /metrics)", cfg->health_port);
+    bp_log_info("health port listening on 0.0.0.0:%lld (/healthz, /readyz, /metrics)", cfg->health_port);
     return h;
 }
 
@@ -339,7 +339,7 @@ void bp_health_stop(bp_health_t *h)
     if (!h->drained) {
         /* a client is still being answered: its socket belongs to the loop, which cannot be destroyed
          * under it; the process is about to exit */
-        bp_warn("health port: a connection was still open at shutdown");
+        bp_log_warn("health port: a connection was still open at shutdown");
         return;
     }
     dispose_loop(h);

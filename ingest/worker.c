@@ -64,7 +64,7 @@ static int stopping(bp_worker_t *w)
     if (*w->stop && w->stop_at == 0) {
         w->stop_at = bp_clock_ms();
         bp_ingest_stats_stopping(w->stats);
-        bp_info("stopping: finishing the transaction in hand");
+        bp_log_info("stopping: finishing the transaction in hand");
     }
     return w->stop_at != 0;
 }
@@ -139,8 +139,8 @@ static void buffer_drop(bp_worker_t *w, const rd_kafka_topic_partition_list_t *p
     }
     w->n = kept;
     if (dropped > 0)
-        bp_info("dropped %zu buffered messages of revoked partitions (not applied; their new owner will)",
-                dropped);
+        bp_log_info("dropped %zu buffered messages of revoked partitions (not applied; their new owner will)",
+                    dropped);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -187,7 +187,8 @@ static void log_partitions(const char *what, const rd_kafka_topic_partition_list
                                         p->offset == RD_KAFKA_OFFSET_BEGINNING ? "beginning" : "committed");
         }
     }
-    bp_info("%s %d partitions of %s: [%s]", what, parts->cnt, parts->cnt ? parts->elems[0].topic : "-", buf);
+    bp_log_info("%s %d partitions of %s: [%s]", what, parts->cnt, parts->cnt ? parts->elems[0].topic : "-",
+                buf);
 }
 
 /* Record the outcome of a PostgreSQL interaction outside a transaction (readiness) and schedule the
@@ -226,9 +227,9 @@ static void check_pg_idle(bp_worker_t *w)
     if (e == BP_OK) {
         bp_ingest_stats_positions(w->stats, parts);
         if (failures > 0)
-            bp_info("PostgreSQL answers again");
+            bp_log_info("PostgreSQL answers again");
     } else if (failures == 0) {
-        bp_warn("PostgreSQL check failed (%s: %s): not ready until it answers", bp_err_str(e), err);
+        bp_log_warn("PostgreSQL check failed (%s: %s): not ready until it answers", bp_err_str(e), err);
     }
     pg_checked(w, e);
     rd_kafka_topic_partition_list_destroy(parts);
@@ -238,10 +239,10 @@ static void check_pg_idle(bp_worker_t *w)
         long long purged = 0;
         w->purge_at = bp_clock_ms() + PURGE_EVERY_MS;
         if (bp_apply_purge_dead_letters(w->apply, w->cfg->receipt_retention_days, &purged, err, sizeof(err)) != BP_OK)
-            bp_warn("purging dead-letter records failed (%s); trying again later", err);
+            bp_log_warn("purging dead-letter records failed (%s); trying again later", err);
         else if (purged > 0)
-            bp_info("purged %lld dead-letter records older than %lld days (BP_RECEIPT_RETENTION_DAYS)", purged,
-                    w->cfg->receipt_retention_days);
+            bp_log_info("purged %lld dead-letter records older than %lld days (BP_RECEIPT_RETENTION_DAYS)",
+                        purged, w->cfg->receipt_retention_days);
     }
 }
 
@@ -254,15 +255,15 @@ static void assign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts)
     if (e != BP_OK) {
         /* Kafka's committed offsets trail PostgreSQL's (they are committed after it), so starting
          * there is safe: what was applied already is skipped under the row lock. */
-        bp_warn("cannot read ingest_offsets (%s: %s): starting from the group's offsets in Kafka",
-                bp_err_str(e), err);
+        bp_log_warn("cannot read ingest_offsets (%s: %s): starting from the group's offsets in Kafka",
+                    bp_err_str(e), err);
         for (int i = 0; i < parts->cnt; i++)
             parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
     }
     log_partitions("assigned", parts, 1);
     rd_kafka_error_t *error = rd_kafka_incremental_assign(w->rk, parts);
     if (error != NULL) {
-        bp_error("assign: %s", rd_kafka_error_string(error));
+        bp_log_error("assign: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
         return;
     }
@@ -277,7 +278,7 @@ static void assign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts)
                 rd_kafka_topic_partition_list_add(known, parts->elems[i].topic, parts->elems[i].partition)
                     ->offset = parts->elems[i].offset;
         if (known->cnt > 0 && rd_kafka_offsets_store(w->rk, known) != RD_KAFKA_RESP_ERR_NO_ERROR)
-            bp_debug("storing start offsets for the Kafka commit failed");
+            bp_log_debug("storing start offsets for the Kafka commit failed");
         rd_kafka_topic_partition_list_destroy(known);
     }
     if (w->paused) /* a retry is pending: new partitions wait for it like the others */
@@ -292,7 +293,7 @@ static void unassign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts, con
     bp_ingest_stats_revoked(w->stats, parts, what);
     rd_kafka_error_t *error = rd_kafka_incremental_unassign(w->rk, parts);
     if (error != NULL) {
-        bp_error("unassign: %s", rd_kafka_error_string(error));
+        bp_log_error("unassign: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     }
 }
@@ -306,7 +307,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         unassign(w, parts, rd_kafka_assignment_lost(rk) ? "lost" : "revoked");
     } else {
-        bp_error("rebalance failed: %s", rd_kafka_err2str(err));
+        bp_log_error("rebalance failed: %s", rd_kafka_err2str(err));
         unassign(w, parts, "revoked");
     }
 }
@@ -322,7 +323,7 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                              rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        bp_debug("offset commit to Kafka (for lag tools only): %s", rd_kafka_err2str(err));
+        bp_log_debug("offset commit to Kafka (for lag tools only): %s", rd_kafka_err2str(err));
 }
 
 /* Apply and pause the whole assignment (pause=1) or resume it. */
@@ -376,7 +377,7 @@ static int poll_once(bp_worker_t *w, int timeout_ms)
         return 0;
     }
     if (buffer_add(w, rkm) != 0) {
-        bp_error("out of memory while buffering a message");
+        bp_log_error("out of memory while buffering a message");
         return -1;
     }
     return 1;
@@ -428,7 +429,7 @@ static void commit_to_kafka(bp_worker_t *w, size_t nout)
     if (list->cnt > 0) {
         rd_kafka_resp_err_t e = rd_kafka_offsets_store(w->rk, list);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-            bp_debug("storing offsets for the Kafka commit: %s", rd_kafka_err2str(e));
+            bp_log_debug("storing offsets for the Kafka commit: %s", rd_kafka_err2str(e));
     }
     rd_kafka_topic_partition_list_destroy(list);
 }
@@ -456,7 +457,7 @@ static int flush(bp_worker_t *w)
             w->pg_check_failures = 0;
             w->pg_check_at = bp_clock_ms() + PG_CHECK_IDLE_MS;
             if (isolate)
-                bp_info("committed %zu messages one by one after %lld failed attempts", w->n, bounded);
+                bp_log_info("committed %zu messages one by one after %lld failed attempts", w->n, bounded);
             commit_to_kafka(w, nout);
             buffer_clear(w);
             break;
@@ -513,18 +514,18 @@ static int flush(bp_worker_t *w)
 /* Leave the group within the shutdown budget (revoking our partitions on the way). */
 static void close_consumer(bp_worker_t *w)
 {
-    bp_info("leaving group %s", w->cfg->group_id);
+    bp_log_info("leaving group %s", w->cfg->group_id);
     long long deadline = (w->stop_at ? w->stop_at : bp_clock_ms()) + w->cfg->shutdown_timeout_ms * 9 / 10;
     rd_kafka_queue_t *q = rd_kafka_queue_new(w->rk);
     rd_kafka_error_t *error = rd_kafka_consumer_close_queue(w->rk, q);
     if (error != NULL) {
-        bp_warn("leaving group: %s", rd_kafka_error_string(error));
+        bp_log_warn("leaving group: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     } else {
         while (!rd_kafka_consumer_closed(w->rk)) {
             long long left = deadline - bp_clock_ms();
             if (left <= 0) {
-                bp_warn("leaving group: not done within the shutdown timeout; the broker will expire us");
+                bp_log_warn("leaving group: not done within the shutdown timeout; the broker will expire us");
                 break;
             }
             /* events, not callbacks: the queue may also carry fetched messages, which have none */
@@ -597,10 +598,10 @@ int bp_worker_run(bp_worker_t *w)
     rd_kafka_resp_err_t err = rd_kafka_subscribe(w->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        bp_error("subscribe to %s: %s", w->cfg->topic, rd_kafka_err2str(err));
+        bp_log_error("subscribe to %s: %s", w->cfg->topic, rd_kafka_err2str(err));
         return -1;
     }
-    bp_info("joining group %s on topic %s", w->cfg->group_id, w->cfg->topic);
+    bp_log_info("joining group %s on topic %s", w->cfg->group_id, w->cfg->topic);
     int rc = 0;
     /* Group commit that adapts to the load: a transaction closes as soon as the consumer has nothing
      * more buffered (after BP_TXN_LINGER_MS, 0 by default), so a lone message is applied at once;
