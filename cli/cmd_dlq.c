@@ -243,7 +243,7 @@ static void print_json_line(json_t *obj)
 
 typedef struct list_row {
     cli_dlqr_letter_t letter; /* owns its strings */
-    char *key;           /* raw bytes, NULL when the letter has no key */
+    char *key;                /* raw bytes, NULL when the letter has no key */
     size_t key_len;
     size_t value_len;
 } list_row_t;
