@@ -386,6 +386,12 @@ end
 """
 
 
+def _first(pattern, text, conv=int):
+    """conv() of the first group of pattern's first match in a tool's output, or None."""
+    m = re.search(pattern, text)
+    return conv(m.group(1)) if m else None
+
+
 def run_wrk(url, connections, threads, seconds, lua="", timeout_s=10):
     """Run wrk with a Lua script (lua: its source; a done() reporting percentiles is appended; a
     script that calls timed() gets the per-request timing above). Returns dict(rps, p50, p90, p99,
@@ -403,9 +409,7 @@ def run_wrk(url, connections, threads, seconds, lua="", timeout_s=10):
     out = r.stdout + r.stderr
     res = {"raw": out, "rps": None, "p50": None, "p90": None, "p99": None, "p999": None, "max": None,
            "wrk_p99": None, "timed_n": None, "errors": 0, "non2xx": 0, "requests": None}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if m:
-        res["rps"] = float(m.group(1))
+    res["rps"] = _first(r"Requests/sec:\s+([\d.]+)", out, float)
     for tag in ("BENCH", "TIMED"):  # TIMED (when present) overrides wrk's own figures
         m = re.search(rf"^{tag} (.*)$", out, re.M)
         if m:
@@ -417,12 +421,8 @@ def run_wrk(url, connections, threads, seconds, lua="", timeout_s=10):
                     res[{"p99.9": "p999"}.get(k, k)] = float(v)
             if tag == "BENCH":
                 res["wrk_p99"] = res["p99"]
-    m = re.search(r"(\d+) requests in", out)
-    if m:
-        res["requests"] = int(m.group(1))
-    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if m:
-        res["non2xx"] = int(m.group(1))
+    res["requests"] = _first(r"(\d+) requests in", out)
+    res["non2xx"] = _first(r"Non-2xx or 3xx responses:\s+(\d+)", out) or 0
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         res["errors"] = sum(int(x) for x in m.groups())
@@ -489,14 +489,9 @@ def run_pgbench(dsn_db, script_text, clients, threads, seconds, defines=(), env_
         out = r.stdout + r.stderr
         res = {"raw": out, "tps": None, "p50": None, "p90": None, "p99": None, "p999": None, "max": None,
                "xacts": None, "failed": None}
-        m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
-        if m:
-            res["tps"] = float(m.group(1))
-        m = re.search(r"number of transactions actually processed: (\d+)", out)
-        if m:
-            res["xacts"] = int(m.group(1))
-        m = re.search(r"number of failed transactions: (\d+)", out)
-        res["failed"] = int(m.group(1)) if m else 0
+        res["tps"] = _first(r"tps = ([\d.]+) \(without initial connection time\)", out, float)
+        res["xacts"] = _first(r"number of transactions actually processed: (\d+)", out)
+        res["failed"] = _first(r"number of failed transactions: (\d+)", out) or 0
         lat = []
         for name in os.listdir(d):
             if name.startswith("log"):
