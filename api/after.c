@@ -154,8 +154,9 @@ static void on_check(void *ctx, bp_err_t err, const PGresult *res, const char *m
     h2o_req_t *req = a->req;
     if (err != BP_OK) {
         if (a->target != BP_PG_PRIMARY) {
-            bp_info("%s could not check after= (%s): asking the primary (request %s)", bp_replicas_name(a->target),
-                    msg != NULL ? msg : bp_err_str(err), bp_http_request_id(req));
+            bp_log_info("%s could not check after= (%s): asking the primary (request %s)",
+                        bp_replicas_name(a->target), msg != NULL ? msg : bp_err_str(err),
+                        bp_http_request_id(req));
             bp_replicas_note_fallback(a->t->api->replicas, a->target);
             to_primary(a);
             return;

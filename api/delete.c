@@ -89,7 +89,7 @@ static void on_verdict(void *opaque, const bp_produce_result_t *res)
     if (d->counted)
         d->t->inflight--;
     if (req == NULL) {
-        bp_debug("a DELETE went away before the broker's verdict (%s)", res->reason);
+        bp_log_debug("a DELETE went away before the broker's verdict (%s)", res->reason);
     } else if (res->err != BP_OK) {
         char detail[512];
         snprintf(detail, sizeof(detail),

@@ -141,8 +141,8 @@ static json_t *add_applied(json_t *body, h2o_req_t *req, bp_err_t err, const PGr
         json_object_set_new(database, "status", json_string("up"));
     } else {
         if (err != BP_ERR_PG_DOWN && err != BP_ERR_QUEUE_FULL && err != BP_ERR_TIMEOUT)
-            bp_warn("stats query failed (request %s): %s: %s", bp_http_request_id(req), bp_err_str(err),
-                    msg != NULL ? msg : "");
+            bp_log_warn("stats query failed (request %s): %s: %s", bp_http_request_id(req), bp_err_str(err),
+                        msg != NULL ? msg : "");
         json_object_set_new(database, "status", json_string("down"));
         json_object_set_new(database, "detail", json_string(pg_detail(err)));
     }

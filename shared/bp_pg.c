@@ -217,7 +217,7 @@ int bp_pg_ensure_database(const char *dsn, char *err, size_t errlen)
                 goto cleanup;
             }
         } else {
-            bp_info("created database %s", dbname);
+            bp_log_info("created database %s", dbname);
         }
     }
     rc = 0;
@@ -354,7 +354,7 @@ static int apply_one(PGconn *conn, const char *dir, const char *name, char *err,
     }
     if (exec_ok(conn, "COMMIT", err, errlen, name) != 0)
         goto cleanup;
-    bp_info("applied migration %s", name);
+    bp_log_info("applied migration %s", name);
     rc = 1;
 cleanup:
     PQclear(res);
