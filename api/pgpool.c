@@ -190,7 +190,7 @@ static void note_connect_failure(bp_pgpool_t *pool, const char *msg)
     pool->retry_at = now + pool->backoff_ms;
     bp_pg_error_line(pool->last_error, sizeof(pool->last_error), NULL, msg, BP_PG_LINE_FIRST);
     if (!pool->down)
-        bp_warn("PostgreSQL unreachable: %s (retrying on demand, backoff up to %d ms)", pool->last_error,
+        bp_log_warn("PostgreSQL unreachable: %s (retrying on demand, backoff up to %d ms)", pool->last_error,
                 BACKOFF_MAX_MS);
     pool->down = 1;
 }
@@ -206,7 +206,7 @@ static void teardown(pgconn_t *c, bp_err_t err, const char *why)
     if (c->state == CONN_CONNECTING)
         note_connect_failure(pool, msg);
     else if (err == BP_ERR_PG_DOWN && !pool->down)
-        bp_warn("PostgreSQL connection lost: %s", msg);
+        bp_log_warn("PostgreSQL connection lost: %s", msg);
     close_conn(c);
     if (q != NULL)
         deliver(q, err, NULL, msg);
@@ -271,7 +271,7 @@ static void on_query_deadline(h2o_timeout_entry_t *entry)
     char msg[128];
     snprintf(msg, sizeof(msg), "no answer from PostgreSQL within %llu ms",
              (unsigned long long)(pool->timeout_ms + DEADLINE_MARGIN_MS));
-    bp_warn("%s: closing the connection", msg);
+    bp_log_warn("%s: closing the connection", msg);
     teardown(c, BP_ERR_TIMEOUT, msg);
     pump(pool, 1);
 }
@@ -289,7 +289,7 @@ static void connected(pgconn_t *c)
     c->state = CONN_IDLE;
     want_read(c); /* an idle connection is watched too: a server shutdown shows up as readable */
     if (pool->down)
-        bp_info("PostgreSQL reachable again");
+        bp_log_info("PostgreSQL reachable again");
     pool->down = 0;
     pool->backoff_ms = 0;
     pool->retry_at = 0;
@@ -391,7 +391,7 @@ static int send_step(pgconn_t *c)
     int flushed = sent ? PQflush(c->pg) : -1;
     if (flushed < 0) {
         if (!pool->down)
-            bp_warn("PostgreSQL connection unusable: %s", PQerrorMessage(c->pg));
+            bp_log_warn("PostgreSQL connection unusable: %s", PQerrorMessage(c->pg));
         close_conn(c);
         return -1;
     }
@@ -458,7 +458,7 @@ static void finish_query(pgconn_t *c)
     bp_err_t err = bp_pg_statement_outcome(c->pg, res, msg, sizeof(msg));
     if (PQstatus(c->pg) != CONNECTION_OK) {
         if (!pool->down)
-            bp_warn("PostgreSQL connection lost: %s", msg);
+            bp_log_warn("PostgreSQL connection lost: %s", msg);
         close_conn(c);
     } else {
         c->state = CONN_IDLE; /* before the callback: it may submit the next statement */
@@ -871,13 +871,13 @@ void bp_pgpool_abandon(bp_pgquery_t *q)
     if (pool->inflight != NULL)
         (*pool->inflight)--;
     if (q->state == Q_WAITING) {
-        bp_debug("pg query abandoned: dropped from the queue");
+        bp_log_debug("pg query abandoned: dropped from the queue");
         unlink_waiting(q);
         free(q);
         publish(pool);
         return;
     }
-    bp_debug("pg query abandoned: running, its result will be dropped");
+    bp_log_debug("pg query abandoned: running, its result will be dropped");
     q->abandoned = 1;
 }
 

@@ -131,8 +131,8 @@ static void guard_cb(void *ctx, bp_err_t err, const PGresult *res, const char *m
     req_guard_t *g = ctx;
     g->q = NULL;
     if (err != BP_OK && g->target != BP_PG_PRIMARY && standby_gave_up(err, res)) {
-        bp_info("%s failed a read (%s): running it on the primary (request %s)", bp_replicas_name(g->target),
-                msg != NULL ? msg : bp_err_str(err), bp_http_request_id(g->req));
+        bp_log_info("%s failed a read (%s): running it on the primary (request %s)",
+                    bp_replicas_name(g->target), msg != NULL ? msg : bp_err_str(err), bp_http_request_id(g->req));
         bp_replicas_note_fallback(bp_thread_of(g->req)->api->replicas, g->target);
         bp_pgreq_pin(g->req, BP_PG_PRIMARY);
         /* admitted once already: it goes to the head of the primary's queue */
@@ -221,7 +221,7 @@ static const char *retry_detail(h2o_req_t *req, bp_err_t err, const char *msg, c
                  "the query did not finish within %llu ms (%s); narrow the filter, use count=estimate, or "
                  "retry later",
                  (unsigned long long)bp_pgpool_timeout_ms(bp_thread_of(req)->pgpool), msg != NULL ? msg : "");
-        bp_info("query timed out (request %s): %s", bp_http_request_id(req), msg != NULL ? msg : "");
+        bp_log_info("query timed out (request %s): %s", bp_http_request_id(req), msg != NULL ? msg : "");
         return buf;
     case BP_ERR_PG_TRANSIENT:
         return "the database refused for now; retry";
@@ -235,7 +235,7 @@ int bp_pgreq_problem(h2o_req_t *req, bp_err_t err, const char *msg)
     char buf[384];
     const char *detail = retry_detail(req, err, msg, buf, sizeof(buf));
     if (detail == NULL) {
-        bp_error("query failed (request %s): %s: %s", bp_http_request_id(req), bp_err_str(err),
+        bp_log_error("query failed (request %s): %s: %s", bp_http_request_id(req), bp_err_str(err),
                  msg != NULL ? msg : "");
         return bp_http_problem(req, 500, "Internal Server Error", "the query failed; see the server log",
                                NULL);
