@@ -131,8 +131,9 @@ static void guard_cb(void *ctx, bp_err_t err, const PGresult *res, const char *m
     req_guard_t *g = ctx;
     g->q = NULL;
     if (err != BP_OK && g->target != BP_PG_PRIMARY && standby_gave_up(err, res)) {
-        bp_log_info("%s failed a read (%s): running it on the primary (request %s)", bp_replicas_name(g->target),
-                    msg != NULL ? msg : bp_err_str(err), bp_http_request_id(g->req));
+        const char *why = msg != NULL ? msg : bp_err_str(err);
+        bp_log_info("%s failed a read (%s): running it on the primary (request %s)",
+                    bp_replicas_name(g->target), why, bp_http_request_id(g->req));
         bp_replicas_note_fallback(bp_thread_of(g->req)->api->replicas, g->target);
         bp_pgreq_pin(g->req, BP_PG_PRIMARY);
         /* admitted once already: it goes to the head of the primary's queue */
