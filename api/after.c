@@ -9,7 +9,7 @@
 #include "bp_log.h"
 #include "bp_token.h"
 #include "http.h"
-#include "pgpool.h"
+#include "pgreq.h"
 #include "read.h"
 #include "replicas.h"
 #include "watermarks.h"
@@ -154,15 +154,16 @@ static void on_check(void *ctx, bp_err_t err, const PGresult *res, const char *m
     h2o_req_t *req = a->req;
     if (err != BP_OK) {
         if (a->target != BP_PG_PRIMARY) {
-            bp_info("%s could not check after= (%s): asking the primary (request %s)", bp_replicas_name(a->target),
-                    msg != NULL ? msg : bp_err_str(err), bp_http_request_id(req));
+            bp_log_info("%s could not check after= (%s): asking the primary (request %s)",
+                        bp_replicas_name(a->target), msg != NULL ? msg : bp_err_str(err),
+                        bp_http_request_id(req));
             bp_replicas_note_fallback(a->t->api->replicas, a->target);
             to_primary(a);
             return;
         }
         forget(a);
         note(a, OUT_FAILED);
-        bp_pgpool_problem(req, err, msg);
+        bp_pgreq_problem(req, err, msg);
         return;
     }
     size_t applied = 0;
@@ -182,7 +183,7 @@ static void on_check(void *ctx, bp_err_t err, const PGresult *res, const char *m
         char text[BP_APPLIED_MAX];
         if (bp_replicas_format_applied(res, text, sizeof(text)) > 0)
             bp_http_add_header(req, HEADER_OUT, text);
-        bp_pgpool_req_pin(req, target);
+        bp_pgreq_pin(req, target);
         handler(a->t, req, a->id, a->idlen);
         return;
     }
@@ -211,7 +212,7 @@ static void check(after_req_t *a)
 {
     a->again = 0;
     const char *params[] = {a->t->api->cfg->group_id, a->t->api->cfg->topic};
-    bp_pgpool_t *pool = bp_pgpool_of_target(a->t, a->target);
+    bp_pgpool_t *pool = bp_pgreq_pool(a->t, a->target);
     bp_err_t err = bp_pgpool_query_prepared(pool, check_sql, 2, params, on_check, a, &a->q);
     if (err == BP_OK)
         return;
@@ -223,7 +224,7 @@ static void check(after_req_t *a)
     h2o_req_t *req = a->req;
     forget(a);
     note(a, OUT_FAILED);
-    bp_pgpool_problem(req, err, bp_err_str(err));
+    bp_pgreq_problem(req, err, bp_err_str(err));
 }
 
 static void on_timer(h2o_timeout_entry_t *entry)

@@ -18,7 +18,7 @@
  *     broker's high watermark, as last sampled, is not past it).
  *   - The answer carries BP-Applied-Through of the database that answered: exact at the check for a
  *     token read, the monitor's sample (at most ~1 s old, 3 s at worst) otherwise.
- * Everything runs on the loop thread; all statements go through the thread's pools (api/pgpool.h). */
+ * Everything runs on the loop thread; all statements go through the thread's pools (api/pgreq.h). */
 #ifndef BP_AFTER_H
 #define BP_AFTER_H
 
@@ -36,7 +36,7 @@
 int bp_after_read(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen, bp_route_fn handler);
 
 /* Add BP-Applied-Through for database target (0 primary, 1..n standby) to req's answer unless a token
- * check already set the exact value. Called by pgpool.c when a read's statement is answered. */
+ * check already set the exact value. Called by pgreq.c when a read's statement is answered. */
 void bp_after_note_applied(h2o_req_t *req, size_t target);
 
 /* The per-thread state (backoff timers, the waiting reads). */

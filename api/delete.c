@@ -13,7 +13,7 @@
 
 #include "bp_log.h"
 #include "http.h"
-#include "pgpool.h"
+#include "pgreq.h"
 #include "producer.h"
 #include "read.h"
 
@@ -98,7 +98,7 @@ static void on_verdict(void *opaque, const bp_produce_result_t *res)
     if (d->counted)
         d->t->inflight--;
     if (req == NULL) {
-        bp_debug("a DELETE went away before the broker's verdict (%s)", res->reason);
+        bp_log_debug("a DELETE went away before the broker's verdict (%s)", res->reason);
     } else if (res->err != BP_OK) {
         char detail[512];
         snprintf(detail, sizeof(detail),
@@ -119,12 +119,12 @@ static void on_verdict(void *opaque, const bp_produce_result_t *res)
         bp_err_t e;
         if (d->object_id != NULL) {
             const char *params[5] = {d->object_id, ts, part, off, topic};
-            e = bp_pgpool_req_query_ex(req, BP_PGPOOL_PREPARED | BP_PGPOOL_FOLLOW_UP, object_sql, 5, params,
-                                       on_applied, a);
+            e = bp_pgreq_query_ex(req, BP_PGPOOL_PREPARED | BP_PGPOOL_FOLLOW_UP, object_sql, 5, params,
+                                  on_applied, a);
         } else {
             const char *params[6] = {d->batch_id, ts, part, off, topic, d->cascade ? "true" : "false"};
-            e = bp_pgpool_req_query_ex(req, BP_PGPOOL_PREPARED | BP_PGPOOL_FOLLOW_UP, batch_sql, 6, params,
-                                       on_applied, a);
+            e = bp_pgreq_query_ex(req, BP_PGPOOL_PREPARED | BP_PGPOOL_FOLLOW_UP, batch_sql, 6, params,
+                                  on_applied, a);
         }
         if (e != BP_OK)
             on_applied(req, a, e, NULL, bp_err_str(e));

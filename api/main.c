@@ -45,9 +45,9 @@ static int choose_listen_address(bp_config_t *cfg, int have_keys, char *err, siz
     if (have_keys)
         return 0;
     if (bp_server_host_is_loopback(cfg->http_host)) {
-        bp_info("no API keys (BP_API_KEYS_FILE): listening on %s only; to serve other machines, set "
-                "BP_API_KEYS_FILE (or BP_AUTH=off to serve them without authentication)",
-                cfg->http_host);
+        bp_log_info("no API keys (BP_API_KEYS_FILE): listening on %s only; to serve other machines, set "
+                    "BP_API_KEYS_FILE (or BP_AUTH=off to serve them without authentication)",
+                    cfg->http_host);
         return 0;
     }
     if (!auth_off) {
@@ -58,9 +58,9 @@ static int choose_listen_address(bp_config_t *cfg, int have_keys, char *err, siz
                  cfg->http_host);
         return -1;
     }
-    bp_warn("BP_AUTH=off: serving %s without authentication; anyone who reaches port %lld can read, post and "
-            "delete (docs/SECURITY.md)",
-            cfg->http_host, cfg->http_port);
+    bp_log_warn("BP_AUTH=off: serving %s without authentication; anyone who reaches port %lld can read, post "
+                "and delete (docs/SECURITY.md)",
+                cfg->http_host, cfg->http_port);
     return 0;
 }
 
@@ -152,24 +152,24 @@ int main(int argc, char **argv)
         goto fail;
     if (bp_server_run(&api, err, sizeof(err)) != 0)
         goto fail;
-    bp_info("authentication %s, rate limit %s, %s", api.auth ? "on" : "off", api.ratelimit ? "on" : "off",
-            api.ssl_ctx ? "TLS" : "plain HTTP");
+    bp_log_info("authentication %s, rate limit %s, %s", api.auth ? "on" : "off", api.ratelimit ? "on" : "off",
+                api.ssl_ctx ? "TLS" : "plain HTTP");
     int sig = 0;
     sigwait(&stopsigs, &sig);
-    bp_info("%s received: stopping (in-flight requests get up to %lld ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
-            cfg.shutdown_timeout_ms);
+    bp_log_info("%s received: stopping (in-flight requests get up to %lld ms)",
+                sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.shutdown_timeout_ms);
     atomic_store(&stop_flag, 1);
     bp_watermarks_stop(api.watermarks); /* it ends while the loops drain */
     bp_replicas_stop(api.replicas);
     bp_server_join(&api);
-    bp_info("stopped");
+    bp_log_info("stopped");
     h2o_config_dispose(&api.globalconf);
     rc = 0;
     goto cleanup;
 out_of_memory:
     snprintf(err, sizeof(err), "out of memory");
 fail: /* every way out before the server runs says why, once, the same way */
-    bp_error("cannot start: %s", err);
+    bp_log_error("cannot start: %s", err);
     rc = 1;
 cleanup:
     bp_watermarks_free(api.watermarks);

@@ -70,7 +70,8 @@ static void lost(bp_pglisten_t *l, const char *why)
     if (!l->trouble_logged) {
         char msg[256];
         bp_pg_error_line(msg, sizeof(msg), NULL, why, BP_PG_LINE_FIRST);
-        bp_warn("LISTEN %s: %s (retrying every %d ms; waits are polled meanwhile)", l->channel, msg, RECONNECT_MS);
+        bp_log_warn("LISTEN %s: %s (retrying every %d ms; waits are polled meanwhile)", l->channel, msg,
+                    RECONNECT_MS);
         l->trouble_logged = 1;
     }
     close_conn(l);
@@ -209,7 +210,7 @@ static void read_input(bp_pglisten_t *l)
             if (l->state == L_LISTENING) { /* the LISTEN is done: from now on nothing is missed */
                 l->state = L_UP;
                 if (l->trouble_logged)
-                    bp_info("LISTEN %s: listening again", l->channel);
+                    bp_log_info("LISTEN %s: listening again", l->channel);
                 l->trouble_logged = 0;
                 l->state_cb(l->ctx, 1);
                 if (l->state != L_UP)

@@ -11,11 +11,7 @@
 
 #include "bp_log.h"
 #include "bp_pg.h"
-#include "http.h"
-#include "after.h"
-#include "replicas.h"
 
-#define MAX_PARAMS 64
 #define MAX_CONN_KEYWORDS 64
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -194,7 +190,7 @@ static void note_connect_failure(bp_pgpool_t *pool, const char *msg)
     pool->retry_at = now + pool->backoff_ms;
     bp_pg_error_line(pool->last_error, sizeof(pool->last_error), NULL, msg, BP_PG_LINE_FIRST);
     if (!pool->down)
-        bp_warn("PostgreSQL unreachable: %s (retrying on demand, backoff up to %d ms)", pool->last_error,
+        bp_log_warn("PostgreSQL unreachable: %s (retrying on demand, backoff up to %d ms)", pool->last_error,
                 BACKOFF_MAX_MS);
     pool->down = 1;
 }
@@ -210,7 +206,7 @@ static void teardown(pgconn_t *c, bp_err_t err, const char *why)
     if (c->state == CONN_CONNECTING)
         note_connect_failure(pool, msg);
     else if (err == BP_ERR_PG_DOWN && !pool->down)
-        bp_warn("PostgreSQL connection lost: %s", msg);
+        bp_log_warn("PostgreSQL connection lost: %s", msg);
     close_conn(c);
     if (q != NULL)
         deliver(q, err, NULL, msg);
@@ -275,7 +271,7 @@ static void on_query_deadline(h2o_timeout_entry_t *entry)
     char msg[128];
     snprintf(msg, sizeof(msg), "no answer from PostgreSQL within %llu ms",
              (unsigned long long)(pool->timeout_ms + DEADLINE_MARGIN_MS));
-    bp_warn("%s: closing the connection", msg);
+    bp_log_warn("%s: closing the connection", msg);
     teardown(c, BP_ERR_TIMEOUT, msg);
     pump(pool, 1);
 }
@@ -293,7 +289,7 @@ static void connected(pgconn_t *c)
     c->state = CONN_IDLE;
     want_read(c); /* an idle connection is watched too: a server shutdown shows up as readable */
     if (pool->down)
-        bp_info("PostgreSQL reachable again");
+        bp_log_info("PostgreSQL reachable again");
     pool->down = 0;
     pool->backoff_ms = 0;
     pool->retry_at = 0;
@@ -395,7 +391,7 @@ static int send_step(pgconn_t *c)
     int flushed = sent ? PQflush(c->pg) : -1;
     if (flushed < 0) {
         if (!pool->down)
-            bp_warn("PostgreSQL connection unusable: %s", PQerrorMessage(c->pg));
+            bp_log_warn("PostgreSQL connection unusable: %s", PQerrorMessage(c->pg));
         close_conn(c);
         return -1;
     }
@@ -449,27 +445,6 @@ static int prepared_step_done(pgconn_t *c)
     return 1;
 }
 
-/* Map the final result of a statement to an error. */
-static bp_err_t classify(const PGconn *pg, const PGresult *res, char *msg, size_t msglen)
-{
-    if (res == NULL) {
-        bp_pg_error_line(msg, msglen, NULL, PQerrorMessage(pg), BP_PG_LINE_FIRST);
-        return BP_ERR_PG_DOWN;
-    }
-    ExecStatusType st = PQresultStatus(res);
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-        msg[0] = '\0';
-        return BP_OK;
-    }
-    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    bp_pg_error_line(msg, msglen, NULL, primary != NULL ? primary : PQresultErrorMessage(res),
-                     BP_PG_LINE_FIRST);
-    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (sqlstate != NULL && strcmp(sqlstate, "57014") == 0)
-        return BP_ERR_TIMEOUT; /* canceling statement due to statement timeout */
-    return bp_pg_classify(PQstatus(pg) == CONNECTION_OK ? NULL : pg, res);
-}
-
 static void finish_query(pgconn_t *c)
 {
     bp_pgpool_t *pool = c->pool;
@@ -480,10 +455,10 @@ static void finish_query(pgconn_t *c)
     if (h2o_timeout_is_linked(&c->timer))
         h2o_timeout_unlink(&c->timer);
     char msg[256];
-    bp_err_t err = classify(c->pg, res, msg, sizeof(msg));
+    bp_err_t err = bp_pg_statement_outcome(c->pg, res, msg, sizeof(msg));
     if (PQstatus(c->pg) != CONNECTION_OK) {
         if (!pool->down)
-            bp_warn("PostgreSQL connection lost: %s", msg);
+            bp_log_warn("PostgreSQL connection lost: %s", msg);
         close_conn(c);
     } else {
         c->state = CONN_IDLE; /* before the callback: it may submit the next statement */
@@ -803,35 +778,17 @@ void bp_pgpool_free(bp_pgpool_t *pool)
     free(pool);
 }
 
-static bp_err_t submit(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params, unsigned flags,
-                       bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
+/* A query in one allocation: the struct, then the parameter pointers, the parameters and the text. */
+static bp_pgquery_t *query_new(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params)
 {
-    if (handle != NULL)
-        *handle = NULL;
-    if (nparams < 0 || nparams > MAX_PARAMS || cb == NULL)
-        return BP_ERR_INVALID;
-    int follow_up = (flags & BP_PGPOOL_FOLLOW_UP) != 0;
-    if (pool->nwaiting >= pool->queue_max && !follow_up) {
-        pool->rejected++;
-        bp_counter_add(pool->m_rejected, 1);
-        return BP_ERR_QUEUE_FULL;
-    }
-    if (count_state(pool, CONN_CLOSED) == pool->size && h2o_now(pool->loop) < pool->retry_at) {
-        pool->rejected++; /* backing off after failed attempts: answer now rather than wait */
-        bp_counter_add(pool->m_rejected, 1);
-        return BP_ERR_PG_DOWN;
-    }
     size_t size = sizeof(bp_pgquery_t) + (size_t)nparams * sizeof(char *) + strlen(sql) + 1;
     for (int i = 0; i < nparams; i++)
         size += strlen(params[i]) + 1;
     bp_pgquery_t *q = malloc(size);
     if (q == NULL)
-        return BP_ERR_NOMEM;
+        return NULL;
     memset(q, 0, sizeof(*q));
     q->pool = pool;
-    q->prepare = (flags & BP_PGPOOL_PREPARED) != 0;
-    q->cb = cb;
-    q->ctx = ctx;
     q->nparams = nparams;
     q->params = (const char **)(q + 1);
     char *p = (char *)(q->params + nparams);
@@ -843,9 +800,43 @@ static bp_err_t submit(bp_pgpool_t *pool, const char *sql, int nparams, const ch
     }
     q->sql = p;
     memcpy(p, sql, strlen(sql) + 1);
+    return q;
+}
 
+/* Whether a new query must be refused at once (counted as rejected): BP_OK when it may wait. */
+static bp_err_t admit(bp_pgpool_t *pool, int follow_up)
+{
+    bp_err_t err = BP_OK;
+    if (pool->nwaiting >= pool->queue_max && !follow_up)
+        err = BP_ERR_QUEUE_FULL;
+    else if (count_state(pool, CONN_CLOSED) == pool->size && h2o_now(pool->loop) < pool->retry_at)
+        err = BP_ERR_PG_DOWN; /* backing off after failed attempts: answer now rather than wait */
+    if (err != BP_OK) {
+        pool->rejected++;
+        bp_counter_add(pool->m_rejected, 1);
+    }
+    return err;
+}
+
+bp_err_t bp_pgpool_query_ex(bp_pgpool_t *pool, unsigned flags, const char *sql, int nparams,
+                            const char *const *params, bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
+{
+    if (handle != NULL)
+        *handle = NULL;
+    if (nparams < 0 || nparams > BP_PGPOOL_MAX_PARAMS || cb == NULL)
+        return BP_ERR_INVALID;
+    int follow_up = (flags & BP_PGPOOL_FOLLOW_UP) != 0;
+    bp_err_t err = admit(pool, follow_up);
+    if (err != BP_OK)
+        return err;
+    bp_pgquery_t *q = query_new(pool, sql, nparams, params);
+    if (q == NULL)
+        return BP_ERR_NOMEM;
+    q->prepare = (flags & BP_PGPOOL_PREPARED) != 0;
+    q->cb = cb;
+    q->ctx = ctx;
     q->state = Q_WAITING;
-    /* a request's next statement goes first: the request was admitted with its first one */
+    /* a follow-up goes first: its requester was admitted with its first statement */
     h2o_linklist_insert(follow_up ? pool->waiting.next : &pool->waiting, &q->link);
     pool->nwaiting++;
     q->timer.cb = on_queue_deadline;
@@ -863,13 +854,13 @@ static bp_err_t submit(bp_pgpool_t *pool, const char *sql, int nparams, const ch
 bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params,
                          bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
 {
-    return submit(pool, sql, nparams, params, 0, cb, ctx, handle);
+    return bp_pgpool_query_ex(pool, 0, sql, nparams, params, cb, ctx, handle);
 }
 
 bp_err_t bp_pgpool_query_prepared(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params,
                                   bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle)
 {
-    return submit(pool, sql, nparams, params, BP_PGPOOL_PREPARED, cb, ctx, handle);
+    return bp_pgpool_query_ex(pool, BP_PGPOOL_PREPARED, sql, nparams, params, cb, ctx, handle);
 }
 
 void bp_pgpool_abandon(bp_pgquery_t *q)
@@ -880,13 +871,13 @@ void bp_pgpool_abandon(bp_pgquery_t *q)
     if (pool->inflight != NULL)
         (*pool->inflight)--;
     if (q->state == Q_WAITING) {
-        bp_debug("pg query abandoned: dropped from the queue");
+        bp_log_debug("pg query abandoned: dropped from the queue");
         unlink_waiting(q);
         free(q);
         publish(pool);
         return;
     }
-    bp_debug("pg query abandoned: running, its result will be dropped");
+    bp_log_debug("pg query abandoned: running, its result will be dropped");
     q->abandoned = 1;
 }
 
@@ -913,283 +904,7 @@ unsigned bp_pgpool_retry_after_s(const bp_pgpool_t *pool)
     return (unsigned)((pool->retry_at - now + 999) / 1000);
 }
 
-/* ---- requests: which database runs them ---- */
-
-/* A request's statements all run on one database (a list's estimate and page see the same data):
- * the first one's target is kept in the request's environment under this name, as "0" (primary)
- * or "1".."n" (standby i). */
-#define TARGET_ENV "bp.pg.target"
-
-/* Lives in the request's pool: when the request goes first, its dispose abandons the query. */
-typedef struct req_guard {
-    h2o_req_t *req;
-    bp_pgquery_t *q; /* NULL once answered */
-    bp_pgpool_req_cb cb;
-    void *ctx;
-    size_t target;   /* where q runs */
-    unsigned flags;
-    /* for a statement on a standby, a copy (request pool) to run again on the primary if the
-     * standby goes away under it */
-    const char *sql;
-    int nparams;
-    const char **params;
-} req_guard_t;
-
-static void guard_dispose(void *p)
+uint64_t bp_pgpool_timeout_ms(const bp_pgpool_t *pool)
 {
-    req_guard_t *g = p;
-    if (g->q != NULL) {
-        bp_pgpool_abandon(g->q);
-        g->q = NULL;
-    }
+    return pool->timeout_ms;
 }
-
-static int req_is_read(const h2o_req_t *req)
-{
-    return h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
-           h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
-}
-
-static int pinned_target(h2o_req_t *req, size_t *target)
-{
-    h2o_iovec_t *v = h2o_req_getenv(req, H2O_STRLIT(TARGET_ENV), 0);
-    if (v == NULL || v->len == 0)
-        return 0;
-    size_t t = 0;
-    for (size_t i = 0; i < v->len; i++)
-        t = t * 10 + (size_t)(v->base[i] - '0');
-    *target = t;
-    return 1;
-}
-
-void bp_pgpool_req_pin(h2o_req_t *req, size_t target)
-{
-    bp_api_thread_t *t = bp_thread_of(req);
-    if (target > t->nstandbys)
-        target = BP_PG_PRIMARY;
-    char *digits = h2o_mem_alloc_pool(&req->pool, 8);
-    int n = snprintf(digits, 8, "%zu", target);
-    *h2o_req_getenv(req, H2O_STRLIT(TARGET_ENV), 1) = h2o_iovec_init(digits, (size_t)n);
-}
-
-size_t bp_pgpool_req_target(h2o_req_t *req)
-{
-    size_t target = BP_PG_PRIMARY;
-    (void)pinned_target(req, &target);
-    return target;
-}
-
-/* The target of a request's next statement: the one it is pinned to, else the primary for writes
- * and BP_PGPOOL_PRIMARY, else a usable standby (or the primary when none is). */
-static size_t choose_target(h2o_req_t *req, unsigned flags)
-{
-    size_t target;
-    if (pinned_target(req, &target))
-        return target;
-    bp_api_thread_t *t = bp_thread_of(req);
-    if ((flags & BP_PGPOOL_PRIMARY) || t->nstandbys == 0 || !req_is_read(req))
-        return BP_PG_PRIMARY;
-    return bp_replicas_pick(t->api->replicas, &t->standby_rr);
-}
-
-static bp_pgpool_t *pool_of_target(bp_api_thread_t *t, size_t target)
-{
-    return target == BP_PG_PRIMARY || target > t->nstandbys ? t->pgpool : t->standbys[target - 1];
-}
-
-bp_pgpool_t *bp_pgpool_of_target(bp_api_thread_t *t, size_t target)
-{
-    return pool_of_target(t, target);
-}
-
-/* Say which database answered (reads and writes alike; a fallback overwrites the standby's name), and
- * for reads how far it has applied the topic (api/after.h: cached, no statement). */
-static void served_by(h2o_req_t *req, size_t target)
-{
-    const char *name = bp_replicas_name(target);
-    h2o_set_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-served-by"), 0, name, strlen(name), 1);
-    if (req_is_read(req))
-        bp_after_note_applied(req, target);
-}
-
-static void guard_cb(void *ctx, bp_err_t err, const PGresult *res, const char *msg);
-
-/* Errors after which the statement runs again on the primary: the standby went away, or cancelled the
- * statement for a conflict with recovery (SQLSTATE 40001 on a hot standby), or cannot serve it. */
-static int standby_gave_up(bp_err_t err, const PGresult *res)
-{
-    if (err == BP_ERR_PG_DOWN || err == BP_ERR_QUEUE_FULL || err == BP_ERR_PG_TRANSIENT)
-        return 1;
-    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    return state != NULL && (strcmp(state, "40001") == 0 || strncmp(state, "57P", 3) == 0);
-}
-
-static bp_err_t submit_on(req_guard_t *g, size_t target, unsigned flags)
-{
-    bp_api_thread_t *t = bp_thread_of(g->req);
-    g->target = target;
-    return submit(pool_of_target(t, target), g->sql, g->nparams, g->params, flags, guard_cb, g, &g->q);
-}
-
-static void guard_cb(void *ctx, bp_err_t err, const PGresult *res, const char *msg)
-{
-    req_guard_t *g = ctx;
-    g->q = NULL;
-    if (err != BP_OK && g->target != BP_PG_PRIMARY && standby_gave_up(err, res)) {
-        bp_info("%s failed a read (%s): running it on the primary (request %s)", bp_replicas_name(g->target),
-                msg != NULL ? msg : bp_err_str(err), bp_http_request_id(g->req));
-        bp_replicas_note_fallback(bp_thread_of(g->req)->api->replicas, g->target);
-        bp_pgpool_req_pin(g->req, BP_PG_PRIMARY);
-        /* admitted once already: it goes to the head of the primary's queue */
-        bp_err_t again = submit_on(g, BP_PG_PRIMARY, g->flags | BP_PGPOOL_FOLLOW_UP);
-        if (again == BP_OK)
-            return;
-        err = again;
-        res = NULL;
-        msg = bp_err_str(again);
-    }
-    served_by(g->req, g->target);
-    g->cb(g->req, g->ctx, err, res, msg);
-}
-
-bp_pgpool_t *bp_pgpool_of(h2o_req_t *req)
-{
-    return bp_thread_of(req)->pgpool;
-}
-
-bp_err_t bp_pgpool_req_query_ex(h2o_req_t *req, unsigned flags, const char *sql, int nparams,
-                                const char *const *params, bp_pgpool_req_cb cb, void *ctx)
-{
-    if (nparams < 0 || nparams > MAX_PARAMS)
-        return BP_ERR_INVALID;
-    req_guard_t *g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), guard_dispose);
-    memset(g, 0, sizeof(*g));
-    g->req = req;
-    g->cb = cb;
-    g->ctx = ctx;
-    g->flags = flags & ~(unsigned)BP_PGPOOL_PRIMARY;
-    g->sql = sql;
-    g->nparams = nparams;
-    g->params = (const char **)params;
-    size_t target = choose_target(req, flags);
-    if (target != BP_PG_PRIMARY) { /* keep the statement for a fallback to the primary */
-        g->sql = h2o_mem_alloc_pool(&req->pool, strlen(sql) + 1);
-        memcpy((char *)g->sql, sql, strlen(sql) + 1);
-        g->params = h2o_mem_alloc_pool(&req->pool, sizeof(char *) * (size_t)(nparams > 0 ? nparams : 1));
-        for (int i = 0; i < nparams; i++) {
-            size_t len = strlen(params[i]) + 1;
-            char *copy = h2o_mem_alloc_pool(&req->pool, len);
-            memcpy(copy, params[i], len);
-            g->params[i] = copy;
-        }
-    }
-    bp_err_t err = submit_on(g, target, g->flags);
-    if (err != BP_OK && target != BP_PG_PRIMARY && standby_gave_up(err, NULL)) {
-        bp_replicas_note_fallback(bp_thread_of(req)->api->replicas, target);
-        target = BP_PG_PRIMARY; /* the standby's pool refused at once (down, backing off, full) */
-        err = submit_on(g, target, g->flags);
-    }
-    if (err == BP_OK)
-        bp_pgpool_req_pin(req, target);
-    /* submit copied the statement: the caller's buffers are free again (ours live in the request pool) */
-    if (target == BP_PG_PRIMARY) {
-        g->sql = NULL;
-        g->params = NULL;
-    }
-    return err;
-}
-
-bp_err_t bp_pgpool_req_query(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
-                             bp_pgpool_req_cb cb, void *ctx)
-{
-    return bp_pgpool_req_query_ex(req, 0, sql, nparams, params, cb, ctx);
-}
-
-bp_err_t bp_pgpool_req_query_prepared(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
-                                      bp_pgpool_req_cb cb, void *ctx)
-{
-    return bp_pgpool_req_query_ex(req, BP_PGPOOL_PREPARED, sql, nparams, params, cb, ctx);
-}
-
-int bp_pgpool_problem(h2o_req_t *req, bp_err_t err, const char *msg)
-{
-    bp_pgpool_t *pool = bp_pgpool_of(req);
-    const char *detail;
-    char buf[384];
-    switch (err) {
-    case BP_ERR_PG_DOWN:
-        detail = "the database is unavailable; retry later";
-        break;
-    case BP_ERR_QUEUE_FULL:
-        detail = "too many database queries are waiting; retry later";
-        break;
-    case BP_ERR_TIMEOUT:
-        snprintf(buf, sizeof(buf), "the query did not finish within %llu ms (%s); narrow the filter, use "
-                 "count=estimate, or retry later", (unsigned long long)pool->timeout_ms, msg != NULL ? msg : "");
-        detail = buf;
-        bp_info("query timed out (request %s): %s", bp_http_request_id(req), msg != NULL ? msg : "");
-        break;
-    case BP_ERR_PG_TRANSIENT:
-        detail = "the database refused for now; retry";
-        break;
-    default:
-        bp_error("query failed (request %s): %s: %s", bp_http_request_id(req), bp_err_str(err),
-                 msg != NULL ? msg : "");
-        return bp_http_problem(req, 500, "Internal Server Error", "the query failed; see the server log", NULL);
-    }
-    char retry[16];
-    snprintf(retry, sizeof(retry), "%u", bp_pgpool_retry_after_s(pool));
-    bp_http_add_header(req, "retry-after", retry);
-    return bp_http_problem(req, 503, "Service Unavailable", detail, NULL);
-}
-
-/* ---- the module: one pool per loop thread ---- */
-
-static int pgpool_thread_init(bp_api_thread_t *t, char *err, size_t errlen)
-{
-    const bp_config_t *cfg = t->api->cfg;
-    char labels[64];
-    snprintf(labels, sizeof(labels), "thread=\"%d\"", t->index);
-    bp_pgpool_opts_t opts = {
-        .dsn = cfg->pg_dsn,
-        .size = (size_t)cfg->pg_pool_size,
-        .queue_max = (size_t)cfg->pg_queue_max,
-        .timeout_ms = (uint64_t)cfg->pg_timeout_ms,
-        .metrics = t->api->metrics,
-        .metric_labels = labels,
-    };
-    t->pgpool = bp_pgpool_new(t->loop, &opts, &t->inflight, err, errlen);
-    if (t->pgpool == NULL)
-        return -1;
-    size_t n = bp_replicas_count(t->api->replicas);
-    if (n == 0)
-        return 0;
-    t->standbys = calloc(n, sizeof(*t->standbys));
-    if (t->standbys == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    t->nstandbys = n;
-    t->standby_rr = (unsigned)t->index; /* threads start on different standbys */
-    for (size_t i = 1; i <= n; i++) {
-        snprintf(labels, sizeof(labels), "thread=\"%d\",target=\"%s\"", t->index, bp_replicas_name(i));
-        opts.dsn = bp_replicas_dsn(t->api->replicas, i);
-        t->standbys[i - 1] = bp_pgpool_new(t->loop, &opts, &t->inflight, err, errlen);
-        if (t->standbys[i - 1] == NULL)
-            return -1;
-    }
-    return 0;
-}
-
-static void pgpool_thread_dispose(bp_api_thread_t *t)
-{
-    for (size_t i = 0; i < t->nstandbys; i++)
-        bp_pgpool_free(t->standbys[i]);
-    free(t->standbys);
-    t->standbys = NULL;
-    t->nstandbys = 0;
-    bp_pgpool_free(t->pgpool);
-    t->pgpool = NULL;
-}
-
-const bp_api_module_t bp_pgpool_module = {"pgpool", pgpool_thread_init, pgpool_thread_dispose};

@@ -5,9 +5,10 @@
  * Behaviour, in short:
  *   - Up to `size` connections, opened lazily when queries wait and none is idle.
  *   - Queries wait in a FIFO of at most `queue_max` (refused beyond: BP_ERR_QUEUE_FULL), each for at
- *     most timeout_ms (then BP_ERR_TIMEOUT). A request's follow-up statement (BP_PGPOOL_FOLLOW_UP)
- *     goes to the head and is not refused for a full queue: admission happens once per request. Running queries are bounded by the session's
- *     statement_timeout (timeout_ms, BP_ERR_TIMEOUT) and by a client-side deadline a little longer.
+ *     most timeout_ms (then BP_ERR_TIMEOUT). A follow-up statement (BP_PGPOOL_FOLLOW_UP) goes to the
+ *     head and is not refused for a full queue: a requester is admitted once, with its first statement.
+ *     Running queries are bounded by the session's statement_timeout (timeout_ms, BP_ERR_TIMEOUT) and
+ *     by a client-side deadline a little longer.
  *   - A connection attempt that fails or takes longer than connect_timeout_ms is closed; the pool
  *     then refuses queries at once with BP_ERR_PG_DOWN for a backoff (100 ms doubling to 2 s) and
  *     tries again on demand after it. A lost connection is closed; the next query opens a new one.
@@ -16,7 +17,8 @@
  *   - PQconnectStart resolves a host NAME with a blocking getaddrinfo: give BP_PG_DSN an IP address
  *     (host=127.0.0.1, or hostaddr=) or a Unix socket directory so that nothing blocks the loop.
  * Each pending query counts in *inflight (the thread's counter that shutdown waits for).
- * Everything here runs on the pool's loop thread only. */
+ * Everything here runs on the pool's loop thread only. The pool knows nothing of HTTP: statements on
+ * behalf of a request, which database runs them and the answer to a failure are api/pgreq.h's. */
 #ifndef BP_PGPOOL_H
 #define BP_PGPOOL_H
 
@@ -28,10 +30,11 @@
 
 #include "bp_error.h"
 #include "bp_metrics.h"
-#include "server.h"
 
 typedef struct bp_pgpool bp_pgpool_t;
 typedef struct bp_pgquery bp_pgquery_t;
+
+#define BP_PGPOOL_MAX_PARAMS 64 /* parameters of one statement */
 
 typedef struct bp_pgpool_opts {
     const char *dsn;             /* libpq connection string; borrowed during bp_pgpool_new only */
@@ -63,9 +66,9 @@ typedef struct bp_pgpool_stats {
 /* The result of a query, delivered once on the loop thread, never from inside bp_pgpool_query.
  * err: BP_OK (res is PGRES_TUPLES_OK or PGRES_COMMAND_OK); BP_ERR_PG_DOWN (no connection, or it was
  * lost: res NULL); BP_ERR_TIMEOUT (statement timeout, queue wait or client deadline); otherwise the
- * class of the server's error (bp_pg_classify): res is the error result, read its SQLSTATE with
- * PQresultErrorField. res is borrowed: valid only during the call. msg is a one-line reason (borrowed;
- * may be PostgreSQL's own message, which may name tables but never a password). */
+ * class of the server's error (bp_pg_statement_outcome): res is the error result, read its SQLSTATE
+ * with PQresultErrorField. res is borrowed: valid only during the call. msg is a one-line reason
+ * (borrowed; may be PostgreSQL's own message, which may name tables but never a password). */
 typedef void (*bp_pgpool_cb)(void *ctx, bp_err_t err, const PGresult *res, const char *msg);
 
 /* Create a pool on loop (borrowed; the pool must be freed on the same thread before the loop is).
@@ -79,11 +82,11 @@ bp_pgpool_t *bp_pgpool_new(h2o_evloop_t *loop, const bp_pgpool_opts_t *opts, siz
  * a thread whose loop no longer runs). Accepts NULL. */
 void bp_pgpool_free(bp_pgpool_t *pool);
 
-/* Run one statement (sql and params are copied; params are text, none NULL; at most 64).
+/* Run one statement (sql and params are copied; params are text, none NULL).
  * Returns BP_OK when accepted: cb(ctx, ...) will be called exactly once, later, unless the query is
  * abandoned first; *handle (if handle is not NULL) identifies it until then. Returns without ever
  * calling cb: BP_ERR_QUEUE_FULL (too many waiting), BP_ERR_PG_DOWN (connection attempts are failing:
- * try after bp_pgpool_retry_after_s), BP_ERR_NOMEM, BP_ERR_INVALID (too many params).
+ * try after bp_pgpool_retry_after_s), BP_ERR_NOMEM, BP_ERR_INVALID (more than BP_PGPOOL_MAX_PARAMS params).
  * Several statements that must be atomic go in ONE statement (data-modifying CTEs). */
 bp_err_t bp_pgpool_query(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params,
                          bp_pgpool_cb cb, void *ctx, bp_pgquery_t **handle) BP_MUST_CHECK;
@@ -108,65 +111,21 @@ void bp_pgpool_stats(const bp_pgpool_t *pool, bp_pgpool_stats_t *out);
 /* Seconds a client should wait before retrying after BP_ERR_PG_DOWN / QUEUE_FULL / TIMEOUT (>= 1). */
 unsigned bp_pgpool_retry_after_s(const bp_pgpool_t *pool);
 
-/* ---- for handlers: queries on behalf of a request ---- */
-
-/* The result of a request's query: like bp_pgpool_cb, plus the request, which is still alive. */
-typedef void (*bp_pgpool_req_cb)(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *res, const char *msg);
-
-/* Run a statement on the pool of the request's thread. The query is tied to the request: if the
- * request is disposed first (client gone, HTTP/2 cancel), the query is abandoned and cb never runs,
- * so cb may use req and ctx (request-pool memory) freely. Returns BP_OK, or an error as
- * bp_pgpool_query (cb is then not called: answer with bp_pgpool_problem). This is the entry point
- * for every module that reads PostgreSQL from a handler (reads, ?wait= of the write path, /readyz). */
-bp_err_t bp_pgpool_req_query(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
-                             bp_pgpool_req_cb cb, void *ctx) BP_MUST_CHECK;
-
-/* bp_pgpool_req_query with a prepared statement (see bp_pgpool_query_prepared for when that fits). */
-bp_err_t bp_pgpool_req_query_prepared(h2o_req_t *req, const char *sql, int nparams, const char *const *params,
-                                      bp_pgpool_req_cb cb, void *ctx) BP_MUST_CHECK;
-
-/* Flags of bp_pgpool_req_query_ex. */
+/* Flags of bp_pgpool_query_ex; other bits are ignored. */
 enum {
     BP_PGPOOL_PREPARED = 1,  /* as bp_pgpool_query_prepared */
-    BP_PGPOOL_FOLLOW_UP = 2, /* the request's next statement after one that ran: it was admitted with
-                              * its first, so this one goes to the head of the queue and is never
-                              * refused for a full queue (still for PostgreSQL down, or a queue wait
-                              * past timeout_ms) */
-    BP_PGPOOL_PRIMARY = 4,   /* run on the primary even for a GET (e.g. a check that must see the
-                              * latest commit); only for the request's first statement, as a pin */
+    BP_PGPOOL_FOLLOW_UP = 2, /* the next statement of a requester whose first one ran: it was admitted
+                              * then, so this one goes to the head of the queue and is never refused
+                              * for a full queue (still for PostgreSQL down, or a queue wait past
+                              * timeout_ms) */
 };
 
-/* Which database runs a request's statements (BP_PG_READ_DSN, api/replicas.h). The first statement
- * of a request chooses and pins it, the rest follow (so one answer never mixes two databases):
- *   - GET and HEAD requests go to a usable standby (round-robin), or the primary when none is;
- *   - every other method (DELETE, POST ?wait=) and BP_PGPOOL_PRIMARY go to the primary.
- * A statement that a standby cannot run (its pool refuses at once, the connection is lost, or the
- * standby cancels it for a recovery conflict) runs again on the primary and the request is pinned
- * there: the client sees no error. The answer carries `X-Served-By: primary` or `standby-<i>`: the
- * database of the request's last statement. Statements sent straight to a pool (bp_pgpool_query:
- * ?wait= offset polls, /readyz) run where that pool points: the thread's t->pgpool is the primary. */
+/* bp_pgpool_query with flags (BP_PGPOOL_*); the same contract. */
+bp_err_t bp_pgpool_query_ex(bp_pgpool_t *pool, unsigned flags, const char *sql, int nparams,
+                            const char *const *params, bp_pgpool_cb cb, void *ctx,
+                            bp_pgquery_t **handle) BP_MUST_CHECK;
 
-/* Pin req's next statements to target (BP_PG_PRIMARY, or standby 1..n; out of range means primary).
- * For the read-your-writes step: a token check that has found a standby (or only the primary) that
- * has replayed the needed offsets pins the request there before its first statement. */
-void bp_pgpool_req_pin(h2o_req_t *req, size_t target);
-
-/* The target req is pinned to (BP_PG_PRIMARY before its first statement). */
-size_t bp_pgpool_req_target(h2o_req_t *req);
-
-/* bp_pgpool_req_query with flags (BP_PGPOOL_*). */
-bp_err_t bp_pgpool_req_query_ex(h2o_req_t *req, unsigned flags, const char *sql, int nparams,
-                                const char *const *params, bp_pgpool_req_cb cb, void *ctx) BP_MUST_CHECK;
-
-/* Answer req with the problem+json for a failed query: 503 with Retry-After for PG_DOWN, QUEUE_FULL,
- * TIMEOUT and PG_TRANSIENT; 500 otherwise (logged with msg and the request id). Returns 0. */
-int bp_pgpool_problem(h2o_req_t *req, bp_err_t err, const char *msg);
-
-/* The pool of database target (BP_PG_PRIMARY, or standby 1..n) on thread t (for statements that are
- * not the request's own: api/after.c's checks of ingest_offsets). */
-bp_pgpool_t *bp_pgpool_of_target(bp_api_thread_t *t, size_t target);
-
-/* The pool of the thread serving req. */
-bp_pgpool_t *bp_pgpool_of(h2o_req_t *req);
+/* The statement timeout (opts->timeout_ms): what a client is told a query may take. */
+uint64_t bp_pgpool_timeout_ms(const bp_pgpool_t *pool);
 
 #endif

@@ -153,9 +153,9 @@ static void on_fatal(bp_producer_t *p)
     bp_gauge_set(p->m.healthy, 0);
     char why[512] = "";
     rd_kafka_resp_err_t e = rd_kafka_fatal_error(p->rk, why, sizeof(why));
-    bp_error("thread %d: the Kafka producer hit a fatal error (%s: %s): answering its %zu waiting requests "
-             "503 and refusing new ones; restart the process",
-             p->t->index, rd_kafka_err2name(e), why, p->outstanding);
+    bp_log_error("thread %d: the Kafka producer hit a fatal error (%s: %s): answering its %zu waiting "
+                 "requests 503 and refusing new ones; restart the process",
+                 p->t->index, rd_kafka_err2name(e), why, p->outstanding);
     bp_produce_result_t res =
         failed(BP_ERR_FATAL, RD_KAFKA_RESP_ERR__FATAL, "the Kafka producer of this server hit a fatal error");
     decide_all(p, &res);
@@ -180,9 +180,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         bp_counter_add(p->m.accepted, 1);
         bp_histogram_observe(p->m.latency, (double)(bp_clock_us() - d->enqueued_us) / 1e6);
         if (d->decided)
-            bp_info("thread %d: the broker acknowledged a message after its request was answered "
-                    "(partition %d, offset %lld)",
-                    p->t->index, (int)m->partition, (long long)m->offset);
+            bp_log_info("thread %d: the broker acknowledged a message after its request was answered "
+                        "(partition %d, offset %lld)",
+                        p->t->index, (int)m->partition, (long long)m->offset);
         decide(d, &res);
     } else {
         if (m->err == RD_KAFKA_RESP_ERR__FATAL)
@@ -205,8 +205,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         on_fatal(p);
         return;
     }
-    bp_warn("thread %d: Kafka producer: %s: %s", p->t->index, rd_kafka_err2name((rd_kafka_resp_err_t)err),
-            reason);
+    bp_log_warn("thread %d: Kafka producer: %s: %s", p->t->index, rd_kafka_err2name((rd_kafka_resp_err_t)err),
+                reason);
     (void)rk;
 }
 
@@ -238,9 +238,9 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     if (up > 0)
         atomic_store(&p->broker_up_ms, (uint64_t)bp_clock_ms());
     if (up == 0 && before > 0)
-        bp_warn("thread %d: no Kafka broker connection is up", p->t->index);
+        bp_log_warn("thread %d: no Kafka broker connection is up", p->t->index);
     else if (up > 0 && before == 0)
-        bp_info("thread %d: a Kafka broker connection is up again", p->t->index);
+        bp_log_info("thread %d: a Kafka broker connection is up again", p->t->index);
     bp_gauge_set(p->m.brokers_up, up);
     (void)rk;
     (void)name;
@@ -547,13 +547,13 @@ static void producer_dispose(bp_api_thread_t *t)
         (void)rd_kafka_flush(p->rk, budget);
         int left = rd_kafka_outq_len(p->rk);
         if (left > 0) {
-            bp_warn("thread %d: %d Kafka messages still queued after the %d ms left for flushing: dropping "
-                    "them (their requests were answered 503: maybe stored)",
-                    t->index, left, budget);
+            bp_log_warn("thread %d: %d Kafka messages still queued after the %d ms left for flushing: "
+                        "dropping them (their requests were answered 503: maybe stored)",
+                        t->index, left, budget);
             (void)rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
             serve(p);
         } else {
-            bp_info("thread %d: Kafka producer flushed", t->index);
+            bp_log_info("thread %d: Kafka producer flushed", t->index);
         }
         if (p->mainq != NULL) {
             rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);

@@ -9,7 +9,7 @@
 #include "after.h"
 #include "delete.h"
 #include "http.h"
-#include "pgpool.h"
+#include "pgreq.h"
 
 /* The reads honour `after=` (api/after.h): each runs behind its token check. */
 static int objects_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
@@ -100,7 +100,7 @@ static void on_one(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, c
 {
     read_one_t *one = p;
     if (err != BP_OK)
-        bp_pgpool_problem(req, err, msg);
+        bp_pgreq_problem(req, err, msg);
     else if (PQntuples(res) == 0)
         bp_http_problem(req, 404, "Not Found", one->how->missing, NULL);
     else
@@ -116,8 +116,8 @@ int bp_read_one(h2o_req_t *req, const bp_read_one_t *how, const char *id, size_t
     one->how = how;
     one->ctx = ctx;
     const char *params[] = {id, extra};
-    bp_err_t err = bp_pgpool_req_query_prepared(req, how->sql, extra != NULL ? 2 : 1, params, on_one, one);
-    return err == BP_OK ? 0 : bp_pgpool_problem(req, err, bp_err_str(err));
+    bp_err_t err = bp_pgreq_query_prepared(req, how->sql, extra != NULL ? 2 : 1, params, on_one, one);
+    return err == BP_OK ? 0 : bp_pgreq_problem(req, err, bp_err_str(err));
 }
 
 const char *bp_read_batch_url(h2o_req_t *req, const char *batch_id, size_t len)

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "http.h"
-#include "pgpool.h"
+#include "pgreq.h"
 #include "read.h"
 
 typedef struct list_ctx {
@@ -303,7 +303,7 @@ static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, 
 {
     list_ctx_t *ctx = p;
     if (err != BP_OK) {
-        bp_pgpool_problem(req, err, msg);
+        bp_pgreq_problem(req, err, msg);
         return;
     }
     page_t pg = page_of(&ctx->q, res);
@@ -325,10 +325,10 @@ static void run_page(h2o_req_t *req, list_ctx_t *ctx)
         bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
         return;
     }
-    bp_err_t err = bp_pgpool_req_query(req, sql.text, sql.nparams, (const char *const *)sql.params, on_page, ctx);
+    bp_err_t err = bp_pgreq_query(req, sql.text, sql.nparams, (const char *const *)sql.params, on_page, ctx);
     bp_sql_clear(&sql);
     if (err != BP_OK)
-        bp_pgpool_problem(req, err, bp_err_str(err));
+        bp_pgreq_problem(req, err, bp_err_str(err));
 }
 
 int bp_read_list(bp_api_thread_t *t, h2o_req_t *req, const bp_read_list_kind_t *kind)

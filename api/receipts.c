@@ -9,7 +9,7 @@
 #include "bp_log.h"
 #include "bp_token.h"
 #include "http.h"
-#include "pgpool.h"
+#include "pgreq.h"
 #include "query.h"
 #include "read.h"
 #include "watermarks.h"
@@ -201,7 +201,7 @@ static void on_row(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *res,
 {
     receipt_t *r = ctx;
     if (err != BP_OK) {
-        bp_pgpool_problem(req, err, msg);
+        bp_pgreq_problem(req, err, msg);
         return;
     }
     if (!PQgetisnull(res, 0, 3)) {
@@ -255,8 +255,8 @@ int bp_receipt_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t id
     snprintf(part, sizeof(part), "%d", (int)r->tok.partition);
     snprintf(off, sizeof(off), "%lld", (long long)r->tok.offset);
     const char *params[] = {cfg->group_id, cfg->topic, part, off};
-    bp_err_t err = bp_pgpool_req_query_prepared(req, receipt_sql, 4, params, on_row, r);
+    bp_err_t err = bp_pgreq_query_prepared(req, receipt_sql, 4, params, on_row, r);
     if (err != BP_OK)
-        return bp_pgpool_problem(req, err, bp_err_str(err));
+        return bp_pgreq_problem(req, err, bp_err_str(err));
     return 0;
 }

@@ -2,18 +2,17 @@
  * background thread with one blocking connection per standby; loop threads read atomics only. */
 #include "replicas.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <libpq-fe.h>
 
 #include "bp_clock.h"
 #include "bp_log.h"
+#include "bp_periodic.h"
 
 #define MAX_STANDBYS 16
 #define SAMPLE_INTERVAL_MS 1000
@@ -56,11 +55,7 @@ struct bp_replicas {
     standby_t standbys[MAX_STANDBYS];
     standby_t primary; /* cfg->pg_dsn, sampled for its applied-through only (dsn NULL: not sampled) */
     pthread_mutex_t applied_mu;
-    pthread_t tid;
-    int started;
-    atomic_int stop;
-    pthread_mutex_t mu;
-    pthread_cond_t wake;
+    bp_periodic_t bg; /* the monitor thread */
 };
 
 static void sample_applied(bp_replicas_t *r, standby_t *s);
@@ -79,7 +74,7 @@ static void mark_down(standby_t *s, size_t i, const char *why)
     if (!s->logged_down) {
         char line[256];
         first_line(line, sizeof(line), why);
-        bp_warn("standby-%zu (%s) not usable for reads: %s", i + 1, s->where, line);
+        bp_log_warn("standby-%zu (%s) not usable for reads: %s", i + 1, s->where, line);
         s->logged_down = 1;
     }
     if (s->pg != NULL && PQstatus(s->pg) != CONNECTION_OK) {
@@ -129,7 +124,7 @@ static void sample(bp_replicas_t *r, size_t i)
     bp_gauge_set(s->m_up, 1);
     bp_gauge_set(s->m_lag, lag >= 0 ? (double)lag / 1000.0 : -1);
     if (s->logged_down) {
-        bp_info("standby-%zu (%s) answers again (lag %lld ms)", i + 1, s->where, lag);
+        bp_log_info("standby-%zu (%s) answers again (lag %lld ms)", i + 1, s->where, lag);
         s->logged_down = 0;
     }
 }
@@ -167,8 +162,8 @@ static void sample_primary(bp_replicas_t *r)
             if (!s->logged_down) {
                 char line[256];
                 first_line(line, sizeof(line), s->pg != NULL ? PQerrorMessage(s->pg) : "out of memory");
-                bp_warn("primary (%s): cannot sample its applied offsets for BP-Applied-Through: %s", s->where,
-                        line);
+                bp_log_warn("primary (%s): cannot sample its applied offsets for BP-Applied-Through: %s",
+                            s->where, line);
                 s->logged_down = 1;
             }
             PQfinish(s->pg);
@@ -187,18 +182,12 @@ static void sample_primary(bp_replicas_t *r)
 static void *thread_main(void *arg)
 {
     bp_replicas_t *r = arg;
-    while (!atomic_load(&r->stop)) {
-        for (size_t i = 0; i < r->n && !atomic_load(&r->stop); i++)
+    while (!bp_periodic_stopping(&r->bg)) {
+        for (size_t i = 0; i < r->n && !bp_periodic_stopping(&r->bg); i++)
             sample(r, i);
-        if (r->primary.dsn != NULL && !atomic_load(&r->stop))
+        if (r->primary.dsn != NULL && !bp_periodic_stopping(&r->bg))
             sample_primary(r);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += SAMPLE_INTERVAL_MS / 1000;
-        pthread_mutex_lock(&r->mu);
-        while (!atomic_load(&r->stop) && pthread_cond_timedwait(&r->wake, &r->mu, &until) != ETIMEDOUT)
-            ;
-        pthread_mutex_unlock(&r->mu);
+        bp_periodic_sleep(&r->bg, SAMPLE_INTERVAL_MS, NULL);
     }
     for (size_t i = 0; i < r->n; i++) {
         if (r->standbys[i].pg != NULL)
@@ -271,7 +260,8 @@ static int add_standby(bp_replicas_t *r, const char *dsn, bp_metrics_t *metrics,
         bp_gauge_set(s->m_up, 0);
         bp_gauge_set(s->m_lag, -1);
     }
-    bp_info("standby-%zu at %s serves reads when its lag is at most %lld ms", r->n, s->where, r->max_lag_ms);
+    bp_log_info("standby-%zu at %s serves reads when its lag is at most %lld ms", r->n, s->where,
+                r->max_lag_ms);
     return 0;
 }
 
@@ -284,14 +274,8 @@ bp_replicas_t *bp_replicas_new(const bp_config_t *cfg, bp_metrics_t *metrics, ch
     }
     r->cfg = cfg;
     r->max_lag_ms = cfg->max_replica_lag_ms;
-    atomic_init(&r->stop, 0);
-    pthread_mutex_init(&r->mu, NULL);
+    bp_periodic_init(&r->bg);
     pthread_mutex_init(&r->applied_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->wake, &ca);
-    pthread_condattr_destroy(&ca);
     char *list = strdup(cfg->pg_read_dsn != NULL ? cfg->pg_read_dsn : "");
     if (list == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -318,11 +302,10 @@ bp_replicas_t *bp_replicas_new(const bp_config_t *cfg, bp_metrics_t *metrics, ch
         }
     }
     if (r->n > 0 || r->primary.dsn != NULL) {
-        if (pthread_create(&r->tid, NULL, thread_main, r) != 0) {
+        if (bp_periodic_start(&r->bg, thread_main, r) != 0) {
             snprintf(err, errlen, "cannot start the replica monitor thread");
             goto fail;
         }
-        r->started = 1;
     }
     return r;
 fail:
@@ -332,27 +315,19 @@ fail:
 
 void bp_replicas_stop(bp_replicas_t *r)
 {
-    if (r == NULL)
-        return;
-    pthread_mutex_lock(&r->mu);
-    atomic_store(&r->stop, 1);
-    pthread_cond_signal(&r->wake);
-    pthread_mutex_unlock(&r->mu);
+    if (r != NULL)
+        bp_periodic_stop(&r->bg);
 }
 
 void bp_replicas_free(bp_replicas_t *r)
 {
     if (r == NULL)
         return;
-    bp_replicas_stop(r);
-    if (r->started)
-        pthread_join(r->tid, NULL);
+    bp_periodic_destroy(&r->bg);
     for (size_t i = 0; i < r->n; i++)
         free(r->standbys[i].dsn);
     free(r->primary.dsn);
     pthread_mutex_destroy(&r->applied_mu);
-    pthread_cond_destroy(&r->wake);
-    pthread_mutex_destroy(&r->mu);
     free(r);
 }
 

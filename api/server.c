@@ -19,12 +19,12 @@
 #include "router.h"
 
 extern const bp_api_module_t bp_producer_module;
-extern const bp_api_module_t bp_pgpool_module;
+extern const bp_api_module_t bp_pgreq_module;
 extern const bp_api_module_t bp_write_wait_module;
 extern const bp_api_module_t bp_health_module;
 extern const bp_api_module_t bp_after_module;
 
-static const bp_api_module_t *const modules[] = {&bp_producer_module, &bp_pgpool_module, &bp_write_wait_module,
+static const bp_api_module_t *const modules[] = {&bp_producer_module, &bp_pgreq_module, &bp_write_wait_module,
                                                  &bp_health_module, &bp_after_module};
 #define N_MODULES (sizeof(modules) / sizeof(modules[0]))
 
@@ -257,8 +257,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             return;
         conn_t *c = NULL;
         if (t->connections >= (size_t)t->api->cfg->max_connections || (c = calloc(1, sizeof(*c))) == NULL) {
-            bp_warn("connection limit (%lld) reached on thread %d: closing a new connection",
-                    t->api->cfg->max_connections, t->index);
+            bp_log_warn("connection limit (%lld) reached on thread %d: closing a new connection",
+                        t->api->cfg->max_connections, t->index);
             h2o_socket_close(sock);
             continue;
         }
@@ -394,7 +394,7 @@ static void *thread_main(void *arg)
         body_accounting_turn(t);
     }
     if (t->inflight > 0)
-        bp_warn("thread %d: %zu requests still in flight at shutdown", t->index, t->inflight);
+        bp_log_warn("thread %d: %zu requests still in flight at shutdown", t->index, t->inflight);
     /* a few more turns so that answers already queued reach their sockets */
     for (int i = 0; i < 5; i++)
         h2o_evloop_run(t->loop, 1);
@@ -443,7 +443,8 @@ int bp_server_run(bp_api_t *api, char *err, size_t errlen)
         *api->stop = 1;
         goto join;
     }
-    bp_info("listening on %s:%lld with %d threads", api->cfg->http_host, api->cfg->http_port, api->nthreads);
+    bp_log_info("listening on %s:%lld with %d threads", api->cfg->http_host, api->cfg->http_port,
+                api->nthreads);
     rc = 0;
 join:
     /* the caller's signal wait happens in bp_server_wait; here we only return on failure */

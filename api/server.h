@@ -39,8 +39,8 @@ struct bp_api_thread {
     size_t connections;           /* open HTTP connections on this thread */
     size_t inflight;              /* requests answered later (broker acks, queries): shutdown waits for them */
     struct bp_producer *producer; /* owned; api/producer.c */
-    struct bp_pgpool *pgpool;     /* owned; api/pgpool.c: the primary's (BP_PG_DSN) */
-    struct bp_pgpool **standbys;  /* owned; api/pgpool.c: one pool per standby of BP_PG_READ_DSN */
+    struct bp_pgpool *pgpool;     /* owned; api/pgreq.c: the primary's (BP_PG_DSN) */
+    struct bp_pgpool **standbys;  /* owned; api/pgreq.c: one pool per standby of BP_PG_READ_DSN */
     size_t nstandbys;
     unsigned standby_rr;          /* round-robin among usable standbys */
     struct bp_write_wait *wait;   /* owned; api/write_ack.c: POSTs waiting for the workers (?wait=) */

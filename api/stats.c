@@ -11,7 +11,7 @@
 
 #include "bp_log.h"
 #include "http.h"
-#include "pgpool.h"
+#include "pgreq.h"
 #include "watermarks.h"
 
 /* Row 0: the applied offsets as a JSON array of [partition, next_offset] (the workers' own group,
@@ -141,8 +141,8 @@ static json_t *add_applied(json_t *body, h2o_req_t *req, bp_err_t err, const PGr
         json_object_set_new(database, "status", json_string("up"));
     } else {
         if (err != BP_ERR_PG_DOWN && err != BP_ERR_QUEUE_FULL && err != BP_ERR_TIMEOUT)
-            bp_warn("stats query failed (request %s): %s: %s", bp_http_request_id(req), bp_err_str(err),
-                    msg != NULL ? msg : "");
+            bp_log_warn("stats query failed (request %s): %s: %s", bp_http_request_id(req), bp_err_str(err),
+                        msg != NULL ? msg : "");
         json_object_set_new(database, "status", json_string("down"));
         json_object_set_new(database, "detail", json_string(pg_detail(err)));
     }
@@ -227,7 +227,7 @@ static int get_stats(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t 
     const char *params[2] = {t->api->cfg->topic, t->api->cfg->group_id};
     bp_err_t err = BP_ERR_PG_DOWN;
     if (t->pgpool != NULL)
-        err = bp_pgpool_req_query(req, stats_sql, 2, params, on_pg, NULL);
+        err = bp_pgreq_query(req, stats_sql, 2, params, on_pg, NULL);
     if (err != BP_OK)
         answer(req, err, NULL, NULL);
     return 0;

@@ -3,19 +3,17 @@
  * two seconds, and a mutex-guarded cache that readers copy. */
 #include "watermarks.h"
 
-#include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 
 #include "bp_clock.h"
 #include "bp_kafka.h"
 #include "bp_log.h"
+#include "bp_periodic.h"
 
 #define WATERMARKS_INTERVAL_MS 2000 /* between the end of a round and the start of the next */
 #define METADATA_TIMEOUT_MS 2000    /* one metadata request (partitions of a topic) */
@@ -24,12 +22,8 @@
 struct bp_watermarks {
     const bp_config_t *cfg; /* borrowed */
     rd_kafka_t *rk;         /* used by the thread only (and destroyed after it ended) */
-    pthread_t tid;
-    int started;
-    atomic_int stop;
-    pthread_mutex_t mu;
-    pthread_cond_t wake; /* signalled by bp_watermarks_stop and bp_watermarks_kick */
-    int kicked;          /* under mu: a round is wanted now (bp_watermarks_kick) */
+    bp_periodic_t bg;       /* the thread; its mutex (bg.mu, "mu" below) guards the members that say so */
+    int kicked;             /* under mu: a round is wanted now (bp_watermarks_kick) */
     uint64_t rounds_started; /* under mu: rounds started so far (the number of the current or last one) */
     uint64_t fetched_round; /* under mu: the number of the round the cached values come from */
     /* the cache, under mu */
@@ -97,7 +91,7 @@ static void refresh(bp_watermarks_t *w)
     char err[256] = "";
     int ok = fetch_topic(w, w->cfg->topic, &topic, err, sizeof(err)) == 0 &&
              fetch_topic(w, w->cfg->dlq_topic, &dlq, err, sizeof(err)) == 0;
-    pthread_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->bg.mu);
     if (ok) {
         topic_free(&w->topic);
         topic_free(&w->dlq);
@@ -113,14 +107,14 @@ static void refresh(bp_watermarks_t *w)
         w->state = BP_WM_DOWN;
         snprintf(w->error, sizeof(w->error), "%s", err);
     }
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->bg.mu);
     topic_free(&topic);
     topic_free(&dlq);
-    if (!ok && !w->logged_down && !atomic_load(&w->stop)) {
-        bp_warn("stats: cannot read the topics' watermarks: %s", err);
+    if (!ok && !w->logged_down && !bp_periodic_stopping(&w->bg)) {
+        bp_log_warn("stats: cannot read the topics' watermarks: %s", err);
         w->logged_down = 1;
     } else if (ok && w->logged_down) {
-        bp_info("stats: the topics' watermarks are readable again");
+        bp_log_info("stats: the topics' watermarks are readable again");
         w->logged_down = 0;
     }
 }
@@ -132,25 +126,26 @@ static void describe(bp_watermarks_t *w)
     char err[256] = "";
     int ok = bp_kafka_topic_describe(w->rk, w->cfg->topic, METADATA_TIMEOUT_MS, &topic, err, sizeof(err)) == 0 &&
              bp_kafka_topic_describe(w->rk, w->cfg->dlq_topic, METADATA_TIMEOUT_MS, &dlq, err, sizeof(err)) == 0;
-    pthread_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->bg.mu);
     w->replication_known = ok;
     if (ok) {
         w->topic_info = topic;
         w->dlq_info = dlq;
         w->described_ms = (uint64_t)bp_clock_ms();
     }
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->bg.mu);
     if (!ok)
         return;
     int trouble = topic.under_replicated + topic.below_min_isr + dlq.under_replicated + dlq.below_min_isr;
     if (trouble > 0 && !w->logged_replication) {
-        bp_warn("kafka: %s has %d partitions under-replicated, %d below min.insync.replicas (%d); %s has %d and %d",
-                w->cfg->topic, topic.under_replicated, topic.below_min_isr, topic.min_isr, w->cfg->dlq_topic,
-                dlq.under_replicated, dlq.below_min_isr);
+        bp_log_warn("kafka: %s has %d partitions under-replicated, %d below min.insync.replicas (%d); "
+                    "%s has %d and %d",
+                    w->cfg->topic, topic.under_replicated, topic.below_min_isr, topic.min_isr,
+                    w->cfg->dlq_topic, dlq.under_replicated, dlq.below_min_isr);
         w->logged_replication = 1;
     } else if (trouble == 0 && w->logged_replication) {
-        bp_info("kafka: every partition of %s and %s has its replicas in sync again", w->cfg->topic,
-                w->cfg->dlq_topic);
+        bp_log_info("kafka: every partition of %s and %s has its replicas in sync again", w->cfg->topic,
+                    w->cfg->dlq_topic);
         w->logged_replication = 0;
     }
 }
@@ -158,27 +153,15 @@ static void describe(bp_watermarks_t *w)
 static void *thread_main(void *arg)
 {
     bp_watermarks_t *w = arg;
-    while (!atomic_load(&w->stop)) {
-        pthread_mutex_lock(&w->mu);
+    while (!bp_periodic_stopping(&w->bg)) {
+        pthread_mutex_lock(&w->bg.mu);
         w->kicked = 0; /* this round serves the kicks so far */
         w->rounds_started++;
-        pthread_mutex_unlock(&w->mu);
+        pthread_mutex_unlock(&w->bg.mu);
         refresh(w);
-        if (!atomic_load(&w->stop))
+        if (!bp_periodic_stopping(&w->bg))
             describe(w);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += WATERMARKS_INTERVAL_MS / 1000;
-        until.tv_nsec += (long)(WATERMARKS_INTERVAL_MS % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_mutex_lock(&w->mu);
-        while (!atomic_load(&w->stop) && !w->kicked &&
-               pthread_cond_timedwait(&w->wake, &w->mu, &until) != ETIMEDOUT)
-            ;
-        pthread_mutex_unlock(&w->mu);
+        bp_periodic_sleep(&w->bg, WATERMARKS_INTERVAL_MS, &w->kicked);
     }
     return NULL;
 }
@@ -212,21 +195,14 @@ bp_watermarks_t *bp_watermarks_new(const bp_config_t *cfg, char *err, size_t err
     }
     w->cfg = cfg;
     w->state = BP_WM_STARTING;
-    atomic_init(&w->stop, 0);
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    bp_periodic_init(&w->bg);
     w->rk = client_new(cfg, err, errlen);
     if (w->rk == NULL)
         goto fail;
-    if (pthread_create(&w->tid, NULL, thread_main, w) != 0) {
+    if (bp_periodic_start(&w->bg, thread_main, w) != 0) {
         snprintf(err, errlen, "cannot start the stats thread");
         goto fail;
     }
-    w->started = 1;
     return w;
 fail:
     bp_watermarks_free(w);
@@ -237,12 +213,12 @@ uint64_t bp_watermarks_kick(bp_watermarks_t *w)
 {
     if (w == NULL)
         return UINT64_MAX;
-    pthread_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->bg.mu);
     w->kicked = 1;
     /* a round under way may have asked the broker before the kick: the next one did not */
     uint64_t target = w->rounds_started + 1;
-    pthread_cond_signal(&w->wake);
-    pthread_mutex_unlock(&w->mu);
+    bp_periodic_wake(&w->bg);
+    pthread_mutex_unlock(&w->bg.mu);
     return target;
 }
 
@@ -254,7 +230,7 @@ int bp_watermarks_partition(bp_watermarks_t *w, int32_t partition, int64_t *low,
     *round = 0;
     if (w == NULL)
         return -1;
-    pthread_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->bg.mu);
     *round = w->fetched_round;
     if (w->state == BP_WM_UP && w->topic.n > 0) {
         if (partition < 0 || (size_t)partition >= w->topic.n) {
@@ -265,33 +241,25 @@ int bp_watermarks_partition(bp_watermarks_t *w, int32_t partition, int64_t *low,
             rc = 1;
         }
     }
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->bg.mu);
     return rc;
 }
 
 void bp_watermarks_stop(bp_watermarks_t *w)
 {
-    if (w == NULL)
-        return;
-    pthread_mutex_lock(&w->mu);
-    atomic_store(&w->stop, 1);
-    pthread_cond_signal(&w->wake);
-    pthread_mutex_unlock(&w->mu);
+    if (w != NULL)
+        bp_periodic_stop(&w->bg);
 }
 
 void bp_watermarks_free(bp_watermarks_t *w)
 {
     if (w == NULL)
         return;
-    bp_watermarks_stop(w);
-    if (w->started)
-        pthread_join(w->tid, NULL);
+    bp_periodic_destroy(&w->bg); /* the thread ended: the client is ours alone */
     if (w->rk != NULL)
         rd_kafka_destroy_flags(w->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     topic_free(&w->topic);
     topic_free(&w->dlq);
-    pthread_cond_destroy(&w->wake);
-    pthread_mutex_destroy(&w->mu);
     free(w);
 }
 
@@ -311,12 +279,12 @@ static int topic_copy(const bp_watermarks_topic_t *src, bp_watermarks_topic_t *d
 int bp_watermarks_snapshot(bp_watermarks_t *w, bp_watermarks_snapshot_t *out)
 {
     memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->bg.mu);
     out->state = w->state;
     out->age_ms = w->fetched_ms != 0 ? (int64_t)((uint64_t)bp_clock_ms() - w->fetched_ms) : -1;
     snprintf(out->error, sizeof(out->error), "%s", w->error);
     int rc = topic_copy(&w->topic, &out->topic) == 0 && topic_copy(&w->dlq, &out->dlq) == 0 ? 0 : -1;
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->bg.mu);
     if (rc != 0) {
         bp_watermarks_snapshot_free(out);
         memset(out, 0, sizeof(*out));
@@ -333,12 +301,12 @@ void bp_watermarks_snapshot_free(bp_watermarks_snapshot_t *s)
 void bp_watermarks_replication(bp_watermarks_t *w, bp_watermarks_replication_t *out)
 {
     memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->bg.mu);
     out->known = w->replication_known;
     out->age_ms = w->described_ms != 0 ? (int64_t)((uint64_t)bp_clock_ms() - w->described_ms) : -1;
     out->topic = w->topic_info;
     out->dlq = w->dlq_info;
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->bg.mu);
 }
 
 static double gauge_value(void *arg)

@@ -22,7 +22,7 @@
 #include "bp_token.h"
 #include "http.h"
 #include "pglisten.h"
-#include "pgpool.h"
+#include "pgreq.h"
 #include "read.h"
 
 #define POLL_MS 25            /* how often a thread with waiting POSTs asks where the workers stand... */
@@ -264,8 +264,8 @@ static void on_fetched(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *
     if (w->state != W_FETCHING)
         return;
     if (err != BP_OK) {
-        bp_info("?wait=: the applied batch could not be read back (request %s): %s", w->ack.request_id,
-                msg != NULL ? msg : bp_err_str(err));
+        bp_log_info("?wait=: the applied batch could not be read back (request %s): %s", w->ack.request_id,
+                    msg != NULL ? msg : bp_err_str(err));
         release_accepted(w, WAIT_DB_DOWN);
         return;
     }
@@ -291,12 +291,12 @@ static void fetch(waiter_t *w)
     bp_err_t err;
     if (w->ack.object_id != NULL) {
         const char *params[] = {w->ack.object_id};
-        err = bp_pgpool_req_query_prepared(w->req, object_sql, 1, params, on_fetched, w);
+        err = bp_pgreq_query_prepared(w->req, object_sql, 1, params, on_fetched, w);
     } else {
         char limit[24];
         snprintf(limit, sizeof(limit), "%lld", w->t->api->cfg->batch_inline_objects);
         const char *params[] = {w->ack.batch_id, limit};
-        err = bp_pgpool_req_query_prepared(w->req, batch_sql, 2, params, on_fetched, w);
+        err = bp_pgreq_query_prepared(w->req, batch_sql, 2, params, on_fetched, w);
     }
     if (err != BP_OK)
         release_accepted(w, WAIT_DB_DOWN);
@@ -337,15 +337,16 @@ static void on_poll(void *ctx, bp_err_t err, const PGresult *res, const char *ms
     wait->poll = NULL;
     if (err == BP_ERR_PG_DOWN) {
         /* the data is accepted: say so now rather than hold the clients until their bound */
-        bp_info("?wait=: PostgreSQL is unavailable (%s): answering %zu waiting POSTs 202", msg,
-                wait->nwaiting);
+        bp_log_info("?wait=: PostgreSQL is unavailable (%s): answering %zu waiting POSTs 202", msg,
+                    wait->nwaiting);
         release_all(wait, WAIT_DB_DOWN);
         return;
     }
     if (err != BP_OK) {
         /* busy or slow (queue full, timeout): keep trying until each POST's bound */
         if (!wait->db_trouble_logged)
-            bp_info("?wait=: cannot read ingest_offsets now (%s: %s); still trying", bp_err_str(err), msg);
+            bp_log_info("?wait=: cannot read ingest_offsets now (%s: %s); still trying", bp_err_str(err),
+                        msg);
         wait->db_trouble_logged = 1;
         return;
     }
@@ -371,7 +372,7 @@ static void start_poll(struct bp_write_wait *wait)
     if (err == BP_ERR_PG_DOWN) {
         release_all(wait, WAIT_DB_DOWN);
     } else if (err != BP_OK && !wait->db_trouble_logged) {
-        bp_info("?wait=: cannot read ingest_offsets now (%s); still trying", bp_err_str(err));
+        bp_log_info("?wait=: cannot read ingest_offsets now (%s); still trying", bp_err_str(err));
         wait->db_trouble_logged = 1;
     }
 }

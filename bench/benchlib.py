@@ -1,7 +1,10 @@
 """bench/benchlib.py - what the benchmarks share: the test harness's Env (a fresh database and topics,
 the real binaries), machine load and CPU accounting per phase, peak RSS, wrk and pgbench runners.
 
-Benchmarks measure; they never assert a time. Everything talks to 127.0.0.1 only."""
+A benchmark's main() parses its arguments (arg_parser() has the shared options) and calls setup()
+before anything else here that needs the harness. Benchmarks measure; they never assert a time.
+Everything talks to 127.0.0.1 only."""
+import argparse
 import os
 import re
 import resource
@@ -14,20 +17,68 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, ".."))
-sys.dont_write_bytecode = True  # do not leave __pycache__ in tests/integration
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-os.environ["BP_BUILD_DIR"] = os.path.abspath(os.environ.get("BP_BUILD_DIR", os.path.join(ROOT, "build")))
-os.environ.setdefault("BP_SOURCE_DIR", ROOT)
-# the harness reads BP_KAFKA_BROKERS and BP_TEST_PG_DSN; a benchmark only ever talks to this machine
-os.environ.setdefault("BP_KAFKA_BROKERS", "127.0.0.1:9092")
-os.environ.setdefault("BP_TEST_PG_DSN", "host=127.0.0.1 port=5432 dbname=batchpipe user=postgres")
 
-import conftest  # noqa: E402  (the integration tests' harness: Env, Proc, wait_until)
-from conftest import Env, wait_until  # noqa: E402,F401
+# The integration tests' harness (tests/integration/conftest.py: Env, Proc, wait_until, ...), imported
+# by setup(): it reads the build directory and the services' addresses from the environment when it is
+# imported, so setup() sets those first. Importing benchlib itself changes nothing.
+conftest = None
+Env = None
+wait_until = None
 
-for _h in (os.environ["BP_KAFKA_BROKERS"], os.environ["BP_TEST_PG_DSN"]):
-    if "127.0.0.1" not in _h and "localhost" not in _h:
-        sys.exit(f"benchmarks only talk to 127.0.0.1; refusing {_h!r}")
+
+# The options several benchmarks take, each defined once: arg_parser(__doc__, "quiet-wait", ...).
+SHARED_OPTIONS = {
+    "quiet-wait": dict(type=int, default=30, metavar="S",
+                       help="before each timed phase, wait up to S seconds for other work on the machine to "
+                            "calm down"),
+    "partitions": dict(type=int, default=12, help="partitions of the bench's topic"),
+    "api-threads": dict(type=int, default=2, help="the API's HTTP threads (BP_HTTP_THREADS)"),
+    "api-env": dict(action="append", default=[], metavar="BP_X=V",
+                    help="extra API setting, e.g. BP_PG_POOL_SIZE=8 (repeatable)"),
+    "worker-env": dict(action="append", default=[], metavar="BP_X=V",
+                       help="extra worker setting, e.g. BP_TXN_MAX_BYTES=1MiB (repeatable)"),
+}
+
+
+def arg_parser(doc, *shared):
+    """An ArgumentParser (description: the script's doc) with --build-dir, which every benchmark takes,
+    and the SHARED_OPTIONS named in shared; the script adds its own."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", metavar="DIR",
+                    help="the build whose binaries are measured (default: $BP_BUILD_DIR, else build/)")
+    for name in shared:
+        ap.add_argument("--" + name, **SHARED_OPTIONS[name])
+    return ap
+
+
+def settings(pairs):
+    """--api-env / --worker-env values ("BP_X=V" strings) as a dict."""
+    return dict(kv.split("=", 1) for kv in pairs)
+
+
+def setup(args=None):
+    """Call once from a benchmark's main(), after parsing its arguments: point the harness at the build
+    (args.build_dir, else $BP_BUILD_DIR, else build/) and at this machine's services (BP_KAFKA_BROKERS,
+    BP_TEST_PG_DSN: 127.0.0.1 only, anything else is refused), import it (benchlib.conftest, Env,
+    wait_until) and check that the binaries are there."""
+    global conftest, Env, wait_until
+    sys.dont_write_bytecode = True  # do not leave __pycache__ in tests/integration
+    build = getattr(args, "build_dir", None) or os.environ.get("BP_BUILD_DIR") or os.path.join(ROOT, "build")
+    os.environ["BP_BUILD_DIR"] = os.path.abspath(build)
+    os.environ.setdefault("BP_SOURCE_DIR", ROOT)
+    # the harness reads BP_KAFKA_BROKERS and BP_TEST_PG_DSN; a benchmark only ever talks to this machine
+    os.environ.setdefault("BP_KAFKA_BROKERS", "127.0.0.1:9092")
+    os.environ.setdefault("BP_TEST_PG_DSN", "host=127.0.0.1 port=5432 dbname=batchpipe user=postgres")
+    for h in (os.environ["BP_KAFKA_BROKERS"], os.environ["BP_TEST_PG_DSN"]):
+        if "127.0.0.1" not in h and "localhost" not in h:
+            sys.exit(f"benchmarks only talk to 127.0.0.1; refusing {h!r}")
+    harness_dir = os.path.join(ROOT, "tests", "integration")
+    if harness_dir not in sys.path:
+        sys.path.insert(0, harness_dir)
+    import conftest as harness
+    conftest, Env, wait_until = harness, harness.Env, harness.wait_until
+    check_binaries()
+
 
 PGBENCH = os.environ.get("BP_PGBENCH", "/usr/lib/postgresql/15/bin/pgbench")
 NCPU = os.cpu_count() or 1
@@ -38,7 +89,7 @@ def check_binaries():
     for b in (conftest.API_BIN, conftest.INGEST_BIN, conftest.CLI_BIN):
         if not os.access(b, os.X_OK):
             sys.exit(f"{b} is missing: build first, e.g.\n  cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo"
-                     f" && cmake --build build-bench -j2\nand run with BP_BUILD_DIR=build-bench")
+                     f" && cmake --build build-bench -j2\nand run with --build-dir build-bench")
     cache = os.path.join(os.environ["BP_BUILD_DIR"], "CMakeCache.txt")
     if os.path.exists(cache):
         with open(cache) as f:
@@ -110,27 +161,26 @@ def proc_cpu(pid):
     return run / 1e9, wait / 1e9
 
 
-def vm_hwm_kib(pid):
-    """Peak resident set (VmHWM) of a live process in KiB, or None."""
+def _status_kib(pid, field):
+    """A "Field:   N kB" line of /proc/<pid>/status in KiB, or None (no such process)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def vm_hwm_kib(pid):
+    """Peak resident set (VmHWM) of a live process in KiB, or None."""
+    return _status_kib(pid, "VmHWM")
 
 
 def vm_rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    """Resident set (VmRSS) of a live process in KiB, or None."""
+    return _status_kib(pid, "VmRSS")
 
 
 def kafka_pid():
@@ -245,6 +295,16 @@ class CpuPhase:
                      f"; runnable but waiting for a CPU: {waits}")
         return self.line
 
+    def print_report(self, failed_output=None):
+        """After end(): print its line, failed_output when given (a tool's whole output when it gave
+        no figure) and the warning of warn_if_busy() if any."""
+        print(f"  {self.line}")
+        if failed_output is not None:
+            print(failed_output)
+        warn = self.warn_if_busy()
+        if warn:
+            print(warn)
+
     def warn_if_busy(self, limit_pct=30):
         if self.other_pct > limit_pct:
             return (f"  WARNING: other processes used {self.other_pct:.0f}% of a core during this phase: "
@@ -326,6 +386,12 @@ end
 """
 
 
+def _first(pattern, text, conv=int):
+    """conv() of the first group of pattern's first match in a tool's output, or None."""
+    m = re.search(pattern, text)
+    return conv(m.group(1)) if m else None
+
+
 def run_wrk(url, connections, threads, seconds, lua="", timeout_s=10):
     """Run wrk with a Lua script (lua: its source; a done() reporting percentiles is appended; a
     script that calls timed() gets the per-request timing above). Returns dict(rps, p50, p90, p99,
@@ -343,9 +409,7 @@ def run_wrk(url, connections, threads, seconds, lua="", timeout_s=10):
     out = r.stdout + r.stderr
     res = {"raw": out, "rps": None, "p50": None, "p90": None, "p99": None, "p999": None, "max": None,
            "wrk_p99": None, "timed_n": None, "errors": 0, "non2xx": 0, "requests": None}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if m:
-        res["rps"] = float(m.group(1))
+    res["rps"] = _first(r"Requests/sec:\s+([\d.]+)", out, float)
     for tag in ("BENCH", "TIMED"):  # TIMED (when present) overrides wrk's own figures
         m = re.search(rf"^{tag} (.*)$", out, re.M)
         if m:
@@ -357,12 +421,8 @@ def run_wrk(url, connections, threads, seconds, lua="", timeout_s=10):
                     res[{"p99.9": "p999"}.get(k, k)] = float(v)
             if tag == "BENCH":
                 res["wrk_p99"] = res["p99"]
-    m = re.search(r"(\d+) requests in", out)
-    if m:
-        res["requests"] = int(m.group(1))
-    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if m:
-        res["non2xx"] = int(m.group(1))
+    res["requests"] = _first(r"(\d+) requests in", out)
+    res["non2xx"] = _first(r"Non-2xx or 3xx responses:\s+(\d+)", out) or 0
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         res["errors"] = sum(int(x) for x in m.groups())
@@ -429,14 +489,9 @@ def run_pgbench(dsn_db, script_text, clients, threads, seconds, defines=(), env_
         out = r.stdout + r.stderr
         res = {"raw": out, "tps": None, "p50": None, "p90": None, "p99": None, "p999": None, "max": None,
                "xacts": None, "failed": None}
-        m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
-        if m:
-            res["tps"] = float(m.group(1))
-        m = re.search(r"number of transactions actually processed: (\d+)", out)
-        if m:
-            res["xacts"] = int(m.group(1))
-        m = re.search(r"number of failed transactions: (\d+)", out)
-        res["failed"] = int(m.group(1)) if m else 0
+        res["tps"] = _first(r"tps = ([\d.]+) \(without initial connection time\)", out, float)
+        res["xacts"] = _first(r"number of transactions actually processed: (\d+)", out)
+        res["failed"] = _first(r"number of failed transactions: (\d+)", out) or 0
         lat = []
         for name in os.listdir(d):
             if name.startswith("log"):

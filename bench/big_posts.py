@@ -14,7 +14,6 @@ the times printed do. Nothing here asserts anything.
 (On a loaded machine eight 16 MiB uploads at once may take longer than the default 10 s
 BP_BODY_TIMEOUT_MS, after which the API closes them: hence the longer timeout above.)
 """
-import argparse
 import json
 import os
 import sys
@@ -25,7 +24,7 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
-from benchlib import Env, vm_hwm_kib, vm_rss_kib  # noqa: E402
+from benchlib import vm_hwm_kib, vm_rss_kib  # noqa: E402
 
 
 def batch_body(batch_id, objects):
@@ -38,20 +37,18 @@ def batch_body(batch_id, objects):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchlib.arg_parser(__doc__, "api-threads", "api-env")
     ap.add_argument("--batches", type=int, default=8)
     ap.add_argument("--objects", type=int, default=45000)
-    ap.add_argument("--api-threads", type=int, default=2)
-    ap.add_argument("--api-env", action="append", default=[], metavar="BP_X=V", help="extra API setting (repeatable)")
     args = ap.parse_args()
-    benchlib.check_binaries()
+    benchlib.setup(args)
     print(f"machine: {benchlib.machine()}; build {os.environ['BP_BUILD_DIR']}")
     bodies = [batch_body(f"big-{os.getpid()}-{n}", args.objects) for n in range(args.batches)]
     total = sum(len(b) for b in bodies)
-    env = Env(partitions=12)
+    env = benchlib.Env(partitions=12)
     env.create()
     try:
-        api_env = dict(kv.split("=", 1) for kv in args.api_env)
+        api_env = benchlib.settings(args.api_env)
         if api_env:
             print(f"settings: API {api_env}")
         api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})

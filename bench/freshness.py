@@ -17,7 +17,6 @@ transaction that waits for company: --worker-env BP_TXN_LINGER_MS=50.
     cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build-bench -j2
     BP_BUILD_DIR=build-bench bench/freshness.py --posts 500
 """
-import argparse
 import json
 import os
 import sys
@@ -28,7 +27,7 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
-from benchlib import CpuPhase, Env, fmt_ms, note  # noqa: E402
+from benchlib import CpuPhase, fmt_ms, note  # noqa: E402
 
 
 def body(tag, i):
@@ -90,25 +89,18 @@ def run_poll(session, url, tag, n):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchlib.arg_parser(__doc__, "partitions", "api-threads", "quiet-wait", "api-env", "worker-env")
     ap.add_argument("--posts", type=int, default=300, help="posts in each mode")
     ap.add_argument("--warmup", type=int, default=20, help="posts before the timing (not counted)")
-    ap.add_argument("--partitions", type=int, default=12)
-    ap.add_argument("--api-threads", type=int, default=2)
-    ap.add_argument("--quiet-wait", type=int, default=30, metavar="S",
-                    help="before each timed phase, wait up to S seconds for other work on the machine to calm down")
-    ap.add_argument("--api-env", action="append", default=[], metavar="BP_X=V", help="extra API setting (repeatable)")
-    ap.add_argument("--worker-env", action="append", default=[], metavar="BP_X=V",
-                    help="extra worker setting, e.g. BP_TXN_LINGER_MS=50 (repeatable)")
     args = ap.parse_args()
-    benchlib.check_binaries()
+    benchlib.setup(args)
     print(f"machine: {benchlib.machine()}; build {os.environ['BP_BUILD_DIR']}")
 
-    env = Env(partitions=args.partitions)
+    env = benchlib.Env(partitions=args.partitions)
     env.create()
     try:
-        api_env = dict(kv.split("=", 1) for kv in args.api_env)
-        worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
+        api_env = benchlib.settings(args.api_env)
+        worker_env = benchlib.settings(args.worker_env)
         if api_env or worker_env:
             note(f"settings: API {api_env}, worker {worker_env}")
         api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})
@@ -130,28 +122,22 @@ def main():
             ph = CpuPhase(groups)
             note(f"wait: {args.posts} sequential POSTs of one-object batches with ?wait=10 ...")
             ms, other = run_wait(s, api.url, tag + "-w", args.posts)
-            cpu = ph.end(client_label="client")
+            ph.end(client_label="client")
             results.append(summary("POST ?wait= -> 201", ms) + (f" ({other} not 201)" if other else ""))
             note(results[-1])
-            print(f"  {cpu}")
-            w = ph.warn_if_busy()
-            if w:
-                print(w)
+            ph.print_report()
 
             benchlib.wait_quiet(args.quiet_wait)
             ph = CpuPhase(groups)
             note(f"poll: {args.posts} sequential POSTs without ?wait=, each followed by GETs until it is there ...")
             acked, seen, gets = run_poll(s, api.url, tag + "-p", args.posts)
-            cpu = ph.end(client_label="client")
+            ph.end(client_label="client")
             results.append(summary("POST -> 202 (broker ack)", acked))
             results.append(summary("POST -> GET 200 (polled)", seen)
                            + f" ({gets / max(1, len(seen)):.1f} GETs each)")
             for line in results[-2:]:
                 note(line)
-            print(f"  {cpu}")
-            w = ph.warn_if_busy()
-            if w:
-                print(w)
+            ph.print_report()
         conn.close()
         worker.stop()
         api.proc.stop()

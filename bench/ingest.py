@@ -16,11 +16,10 @@ plus the peak RSS (VmHWM) of the API and of each worker, and who used the CPU du
 Nothing here asserts a time.
 
     cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=RelWithDebInfo && cmake --build build-bench -j2
-    BP_BUILD_DIR=build-bench bench/ingest.py --objects 1000000 --batch-size 1000 --clients 4 --workers 2
+    bench/ingest.py --build-dir build-bench --objects 1000000 --batch-size 1000 --clients 4 --workers 2
     BP_BUILD_DIR=build-bench bench/ingest.py --without-counters    # what the counters of migration 007 cost
     BP_BUILD_DIR=build-bench bench/ingest.py --dataset seven       # or low: bench/query.py's datasets
 """
-import argparse
 import http.client
 import io
 import json
@@ -34,7 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
-from benchlib import CpuPhase, Env, note  # noqa: E402
+from benchlib import CpuPhase, note  # noqa: E402
 
 KEYS = ["type", "color", "size", "brand", "price", "in_stock", "country", "weight", "rating", "demo"]
 WORDS = ["shoe", "shirt", "watch", "keyfob", "red", "blue", "gold", "black", "small", "large", "acme", "zenith"]
@@ -181,8 +180,8 @@ def copy_baseline(env, copy_batches, copy_objects):
     return elapsed, rows, idx, cpu, phase
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args():
+    ap = benchlib.arg_parser(__doc__, "partitions", "api-threads", "quiet-wait", "api-env", "worker-env")
     ap.add_argument("--objects", type=int, default=1_000_000)
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--pairs", type=int, default=4, help="key/value pairs per object (--dataset pairs)")
@@ -191,141 +190,168 @@ def main():
                          "low: 3 keys of 5-6 values each (bench/query.py's datasets)")
     ap.add_argument("--clients", type=int, default=4, help="client processes posting")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--partitions", type=int, default=12)
-    ap.add_argument("--api-threads", type=int, default=2)
-    ap.add_argument("--quiet-wait", type=int, default=30, metavar="S",
-                    help="before each timed phase, wait up to S seconds for other work on the machine to calm down")
-    ap.add_argument("--api-env", action="append", default=[], metavar="BP_X=V", help="extra API setting (repeatable)")
-    ap.add_argument("--worker-env", action="append", default=[], metavar="BP_X=V",
-                    help="extra worker setting, e.g. BP_TXN_MAX_BYTES=1MiB (repeatable)")
     ap.add_argument("--keep", action="store_true", help="keep the bench database and topics")
     ap.add_argument("--without-counters", action="store_true",
                     help="disable the counting (migration 007's triggers, and the workers' own counting of "
                          "migration 008: BP_COUNT_IN_WORKER=0) to measure what it costs; the lists' counts are then "
                          "wrong until `batchpipe counts rebuild`")
-    args = ap.parse_args()
-    benchlib.check_binaries()
+    return ap.parse_args()
 
-    print(f"machine: {benchlib.machine()}; build {os.environ['BP_BUILD_DIR']}")
+
+def generate(args):
+    """Phase 1, before any clock: the request bodies (into BODIES, which the client processes inherit)
+    and the COPY text of the same rows. Returns (copy_batches, copy_objects, total body bytes)."""
+    global BODIES
     note(f"generating {args.objects:,} objects in batches of {args.batch_size:,} (dataset {args.dataset}) ...")
     t = time.monotonic()
-    global BODIES
     BODIES, copy_batches, copy_objects = make_batches(args.objects, args.batch_size, args.pairs, seed=1,
                                                       dataset=args.dataset)
     total_bytes = sum(len(b) for b in BODIES)
     note(f"{len(BODIES):,} bodies, {total_bytes / 1e6:.1f} MB of JSON, generated in {time.monotonic() - t:.1f} s")
+    return copy_batches, copy_objects, total_bytes
 
-    env = Env(partitions=args.partitions)
+
+def start_pipeline(env, args):
+    """Phase 2: the API and the workers, with every worker holding its share of the partitions (a
+    cooperative rebalance takes two rounds), so that no rebalance falls inside the timing.
+    Returns (api, workers)."""
+    if args.without_counters:
+        env.query("ALTER TABLE objects DISABLE TRIGGER objects_count_insert, "
+                  "DISABLE TRIGGER objects_count_update, DISABLE TRIGGER objects_count_delete")
+        note("counting triggers disabled (--without-counters)")
+    api_env = benchlib.settings(args.api_env)
+    worker_env = benchlib.settings(args.worker_env)
+    if args.without_counters:
+        worker_env.setdefault("BP_COUNT_IN_WORKER", "0")
+    if api_env or worker_env:
+        note(f"settings: API {api_env}, workers {worker_env}")
+    api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})
+    workers = [env.start_worker(**{"BP_LOG_LEVEL": "info", **worker_env}) for _ in range(args.workers)]
+    for w in workers:
+        env.wait_assigned(w)
+    benchlib.wait_until(lambda: settled(workers, args.partitions), 90, "the workers to share all partitions",
+                        interval=0.2)
+    return api, workers
+
+
+def start_clients(args, port):
+    """The client processes, forked now and waiting for the returned event. Returns (start, procs, pipes)."""
+    ctx = mp.get_context("fork")
+    start = ctx.Event()
+    procs, pipes = [], []
+    for c in range(args.clients):
+        rd, wr = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=client, args=(range(c, len(BODIES), args.clients), port, start, wr))
+        p.start()
+        procs.append(p)
+        pipes.append(rd)
+    return start, procs, pipes
+
+
+def post_all(env, args, api, workers, conn):
+    """Phase 3, timed: the clients post every body; the clock stops when the workers applied every
+    acked batch. Returns what the report needs (a dict)."""
+    cur = conn.cursor()
+    cur.execute("CHECKPOINT")
+    start, procs, pipes = start_clients(args, int(api.url.rsplit(":", 1)[1]))
+    benchlib.wait_quiet(args.quiet_wait)
+    pg_pids = lambda: benchlib.pg_backend_pids(conn, env.dbname)  # noqa: E731
+    groups = {"api": [api.proc.p.pid], "workers": [w.p.pid for w in workers], "postgres": pg_pids}
+    if benchlib.kafka_pid():
+        groups["broker"] = [benchlib.kafka_pid()]
+    phase = CpuPhase(groups)
+    note(f"posting with {args.clients} client processes, {args.workers} workers, {args.partitions} partitions")
+    t0 = time.monotonic()
+    start.set()
+    results = [rd.recv() for rd in pipes]
+    for p in procs:
+        p.join()
+    t_acked = max(r["t_end"] for r in results)
+    at_ack = applied(cur, env)
+    refused = [x for r in results for x in r["refused"]]
+    if refused:
+        print(f"{len(refused)} batches refused, first: {refused[0]}")
+        sys.exit(1)
+    last = {}
+    for r in results:
+        for part, off in r["acks"]:
+            last[part] = max(last.get(part, -1), off)
+
+    def all_applied():
+        now = applied(cur, env)
+        return all(now.get(p, 0) > off for p, off in last.items())
+    benchlib.wait_until(all_applied, 600, "the workers to apply every acked batch", interval=0.02)
+    t_done = time.monotonic()
+    phase.end(client_label="clients")
+    return {"phase": phase, "accept_s": t_acked - t0, "e2e_s": t_done - t0,
+            "drain_s": t_done - t_acked, "nacked": sum(len(r["acks"]) for r in results),
+            "msgs_at_ack": sum(at_ack.values()),  # a fresh topic: next_offset is the count applied
+            "retries": sum(r["retries"] for r in results)}
+
+
+def report_pipeline(args, run, stored, total_bytes, hwm_api, hwm_workers):
+    """Print the accept and end-to-end figures, CPU and peak RSS. Returns the CPU seconds of the run."""
+    accept_s, e2e_s, nacked = run["accept_s"], run["e2e_s"], run["nacked"]
+    print()
+    print(f"accept:     {nacked:,} batches ({args.objects:,} objects) acked in {accept_s:.2f} s = "
+          f"{args.objects / accept_s:,.0f} objects/s, {nacked / accept_s:,.1f} req/s, "
+          f"{total_bytes / accept_s / 1e6:.1f} MB/s ({run['retries']} retries after 503)")
+    print(f"end to end: {stored:,} objects stored in {e2e_s:.2f} s = {stored / e2e_s:,.0f} objects/s "
+          f"(at the last ack {run['msgs_at_ack']:,} of {nacked:,} batches were applied; the drain took "
+          f"{run['drain_s']:.2f} s more)")
+    phase = run["phase"]
+    phase.print_report()
+    per_m = 1e6 / stored
+    ours = sum(phase.seconds.values())
+    parts = ", ".join(f"{k} {v * per_m:.1f}" for k, v in phase.seconds.items())
+    print(f"  CPU seconds per million objects: {parts}; in all {ours * per_m:.1f}")
+    print(f"peak RSS:   API {hwm_api / 1024:.1f} MiB; workers "
+          + ", ".join(f"{h / 1024:.1f} MiB" for h in hwm_workers if h is not None))
+    return ours
+
+
+def copy_and_compare(env, args, copy_batches, copy_objects, run, stored, ours):
+    """Phase 4, timed: the COPY baseline, then the ratios."""
+    benchlib.wait_quiet(args.quiet_wait)
+    note("COPY baseline ...")
+    copy_s, copied, idx, copy_cpu, copy_phase = copy_baseline(env, copy_batches, copy_objects)
+    print(f"COPY:       {copied:,} objects in {copy_s:.2f} s = {copied / copy_s:,.0f} objects/s "
+          f"(one transaction; indexes: {len(idx)} incl. GIN jsonb_path_ops)")
+    print(f"  {copy_cpu}")
+    copy_cpu_s = sum(copy_phase.seconds.values())
+    print(f"  CPU seconds per million objects: {copy_cpu_s * 1e6 / copied:.1f} (the pipeline spends "
+          f"{(ours / stored) / (copy_cpu_s / copied):.1f} times as much CPU per object, spread over processes "
+          f"that can run in parallel)")
+    w = copy_phase.warn_if_busy()
+    if w:
+        print(w)
+    print()
+    print(f"RATIO end to end / COPY = {(stored / run['e2e_s']) / (copied / copy_s):.2f}   (goal >= 0.6)")
+    print(f"RATIO accept / COPY     = {(args.objects / run['accept_s']) / (copied / copy_s):.2f}")
+
+
+def main():
+    args = parse_args()
+    benchlib.setup(args)
+    print(f"machine: {benchlib.machine()}; build {os.environ['BP_BUILD_DIR']}")
+    copy_batches, copy_objects, total_bytes = generate(args)
+    env = benchlib.Env(partitions=args.partitions)
     env.create()
     try:
-        if args.without_counters:
-            env.query("ALTER TABLE objects DISABLE TRIGGER objects_count_insert, "
-                      "DISABLE TRIGGER objects_count_update, DISABLE TRIGGER objects_count_delete")
-            note("counting triggers disabled (--without-counters)")
-        api_env = dict(kv.split("=", 1) for kv in args.api_env)
-        worker_env = dict(kv.split("=", 1) for kv in args.worker_env)
-        if args.without_counters:
-            worker_env.setdefault("BP_COUNT_IN_WORKER", "0")
-        if api_env or worker_env:
-            note(f"settings: API {api_env}, workers {worker_env}")
-        api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})
-        workers = [env.start_worker(**{"BP_LOG_LEVEL": "info", **worker_env}) for _ in range(args.workers)]
-        for w in workers:
-            env.wait_assigned(w)
+        api, workers = start_pipeline(env, args)
         conn = env.db()
-        cur = conn.cursor()
-        # every worker has its share (a cooperative rebalance takes two rounds), so that no rebalance
-        # falls inside the timing
-        benchlib.wait_until(lambda: settled(workers, args.partitions), 90, "the workers to share all partitions",
-                            interval=0.2)
-        cur.execute("CHECKPOINT")
-        port = int(api.url.rsplit(":", 1)[1])
-
-        ctx = mp.get_context("fork")
-        start = ctx.Event()
-        procs, pipes = [], []
-        for c in range(args.clients):
-            rd, wr = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=client, args=(range(c, len(BODIES), args.clients), port, start, wr))
-            p.start()
-            procs.append(p)
-            pipes.append(rd)
-        benchlib.wait_quiet(args.quiet_wait)
-        pg_pids = lambda: benchlib.pg_backend_pids(conn, env.dbname)  # noqa: E731
-        groups = {"api": [api.proc.p.pid], "workers": [w.p.pid for w in workers], "postgres": pg_pids}
-        if benchlib.kafka_pid():
-            groups["broker"] = [benchlib.kafka_pid()]
-        phase = CpuPhase(groups)
-        note(f"posting with {args.clients} client processes, {args.workers} workers, {args.partitions} partitions")
-        t0 = time.monotonic()
-        start.set()
-        results = [rd.recv() for rd in pipes]
-        for p in procs:
-            p.join()
-        t_acked = max(r["t_end"] for r in results)
-        at_ack = applied(cur, env)
-        refused = [x for r in results for x in r["refused"]]
-        if refused:
-            print(f"{len(refused)} batches refused, first: {refused[0]}")
-            sys.exit(1)
-        last = {}
-        for r in results:
-            for part, off in r["acks"]:
-                last[part] = max(last.get(part, -1), off)
-        nacked = sum(len(r["acks"]) for r in results)
-
-        def all_applied():
-            now = applied(cur, env)
-            return all(now.get(p, 0) > off for p, off in last.items())
-        benchlib.wait_until(all_applied, 600, "the workers to apply every acked batch", interval=0.02)
-        t_done = time.monotonic()
-        cpu = phase.end(client_label="clients")
+        run = post_all(env, args, api, workers, conn)
         hwm_api = benchlib.vm_hwm_kib(api.proc.p.pid)
         hwm_workers = [benchlib.vm_hwm_kib(w.p.pid) for w in workers]
+        cur = conn.cursor()
         cur.execute("SELECT count(*) FROM objects")
         stored = cur.fetchone()[0]
-        msgs_at_ack = sum(at_ack.values())  # a fresh topic: next_offset is the count applied
-        retries = sum(r["retries"] for r in results)
         for w in workers:
             w.stop()
         api.proc.stop()
         conn.close()
-
-        accept_s, e2e_s = t_acked - t0, t_done - t0
-        print()
-        print(f"accept:     {nacked:,} batches ({args.objects:,} objects) acked in {accept_s:.2f} s = "
-              f"{args.objects / accept_s:,.0f} objects/s, {nacked / accept_s:,.1f} req/s, "
-              f"{total_bytes / accept_s / 1e6:.1f} MB/s ({retries} retries after 503)")
-        print(f"end to end: {stored:,} objects stored in {e2e_s:.2f} s = {stored / e2e_s:,.0f} objects/s "
-              f"(at the last ack {msgs_at_ack:,} of {nacked:,} batches were applied; the drain took "
-              f"{t_done - t_acked:.2f} s more)")
-        print(f"  {cpu}")
-        w = phase.warn_if_busy()
-        if w:
-            print(w)
-        per_m = 1e6 / stored
-        ours = sum(phase.seconds.values())
-        parts = ", ".join(f"{k} {v * per_m:.1f}" for k, v in phase.seconds.items())
-        print(f"  CPU seconds per million objects: {parts}; in all {ours * per_m:.1f}")
-        print(f"peak RSS:   API {hwm_api / 1024:.1f} MiB; workers "
-              + ", ".join(f"{h / 1024:.1f} MiB" for h in hwm_workers if h is not None))
-
-        benchlib.wait_quiet(args.quiet_wait)
-        note("COPY baseline ...")
-        copy_s, copied, idx, copy_cpu, copy_phase = copy_baseline(env, copy_batches, copy_objects)
-        print(f"COPY:       {copied:,} objects in {copy_s:.2f} s = {copied / copy_s:,.0f} objects/s "
-              f"(one transaction; indexes: {len(idx)} incl. GIN jsonb_path_ops)")
-        print(f"  {copy_cpu}")
-        copy_cpu_s = sum(copy_phase.seconds.values())
-        print(f"  CPU seconds per million objects: {copy_cpu_s * 1e6 / copied:.1f} (the pipeline spends "
-              f"{(ours / stored) / (copy_cpu_s / copied):.1f} times as much CPU per object, spread over processes "
-              f"that can run in parallel)")
-        w = copy_phase.warn_if_busy()
-        if w:
-            print(w)
-        print()
-        print(f"RATIO end to end / COPY = {(stored / e2e_s) / (copied / copy_s):.2f}   (goal >= 0.6)")
-        print(f"RATIO accept / COPY     = {(args.objects / accept_s) / (copied / copy_s):.2f}")
+        ours = report_pipeline(args, run, stored, total_bytes, hwm_api, hwm_workers)
+        copy_and_compare(env, args, copy_batches, copy_objects, run, stored, ours)
     finally:
         if not args.keep:
             env.drop()

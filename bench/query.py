@@ -42,7 +42,6 @@ list and get phases are run against both APIs in the same run (X-Served-By check
 The get phase then also runs the standby's reads with after=TOKEN (a token the standby has applied:
 one check of ingest_offsets on the standby before each lookup), the overhead of read-your-writes.
 """
-import argparse
 import base64
 import json
 import os
@@ -53,7 +52,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
-from benchlib import CpuPhase, Env, fmt_ms, note  # noqa: E402
+from benchlib import CpuPhase, fmt_ms, note  # noqa: E402
 
 FILTER = '[{"key": "type", "value": "shoe"}]'  # what the API sends for data={"type":"shoe"}
 
@@ -257,8 +256,8 @@ def standby_line(label, primary, standby):
             f"p99 {fmt_ms(standby['p99']):>9}   | {('%.2f' % r) if r else '?'} of the primary's req/s")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args():
+    ap = benchlib.arg_parser(__doc__, "api-threads", "quiet-wait", "api-env")
     ap.add_argument("--objects", type=int, default=1_000_000)
     ap.add_argument("--dataset", choices=("seven", "low"), default="seven",
                     help="seven: 7 pairs per object, one a unique sku; low: 3 keys of 5-6 values each")
@@ -268,215 +267,253 @@ def main():
                          "between two sessions in the counters' trigger, bp_count_make_sparse)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads and pgbench threads (-j)")
     ap.add_argument("--seconds", type=int, default=15)
-    ap.add_argument("--api-threads", type=int, default=2)
     ap.add_argument("--phases", default="list,get,unprepared,rss,listing",
                     help="comma list of list,get,unprepared,rss,listing")
-    ap.add_argument("--quiet-wait", type=int, default=30, metavar="S",
-                    help="before each timed phase, wait up to S seconds for other work on the machine to calm down")
-    ap.add_argument("--api-env", action="append", default=[], metavar="BP_X=V",
-                    help="extra setting for the API, e.g. BP_PG_POOL_SIZE=8 (repeatable)")
     ap.add_argument("--read-dsn", metavar="DSN",
                     help="a hot standby of the bench's primary: run list and get also through an API that "
                          "reads from it (its dbname is replaced by the bench's database)")
     ap.add_argument("--db", help="reuse (or create and keep) this database: skips the load when it already "
                                   "holds --objects rows")
-    args = ap.parse_args()
-    phases = set(args.phases.split(","))
-    benchlib.check_binaries()
-    benchlib.need_wrk()
-    print(f"machine: {benchlib.machine()}; build {os.environ['BP_BUILD_DIR']}")
+    return ap.parse_args()
 
-    env = Env(partitions=1)
-    keep = False
+
+def bench_env(args):
+    """The harness's Env: a fresh database, or --db's (kept). Returns (env, keep)."""
+    env = benchlib.Env(partitions=1)
+    if not args.db:
+        return env, False
+    env.dbname = args.db
+    env.dsn = benchlib.conftest.dsn_with_db(env.dsn, args.db)
+    env.vars["BP_PG_DSN"] = env.dsn
+    return env, True
+
+
+def prepare_database(env, args):
+    """The objects: reused when --db already holds --objects rows, else migrated and loaded."""
+    if args.db and db_has(env, args.objects):
+        note(f"reusing database {env.dbname} with {args.objects:,} objects")
+        return
     if args.db:
-        env.dbname = args.db
-        env.dsn = benchlib.conftest.dsn_with_db(env.dsn, args.db)
-        env.vars["BP_PG_DSN"] = env.dsn
-        keep = True
-    try:
-        if args.db and db_has(env, args.objects):
-            note(f"reusing database {env.dbname} with {args.objects:,} objects")
-        else:
-            if args.db:
-                conn = benchlib.conftest.psycopg2.connect(benchlib.conftest.BASE_DSN)
-                conn.autocommit = True
-                conn.cursor().execute(f'DROP DATABASE IF EXISTS "{env.dbname}" WITH (FORCE)')
-                conn.cursor().execute(f'CREATE DATABASE "{env.dbname}"')
-                conn.close()
-            env.cli("migrate")
-            note(f"loading {args.objects:,} objects with generate_series ...")
-            secs, sizes = load(env, args.objects, sessions=args.load_sessions, objects_sql=LOW_OBJECTS_SQL if args.dataset == "low" else None)
-            note(f"loaded in {secs:.1f} s; objects table with indexes {sizes[0]}, GIN index {sizes[1]}; "
-                 f"counters (count_terms with its index) {sizes[2]} in {sizes[3]:,} rows")
-        if "list" in phases:
-            shoes = env.query("SELECT count(*) FROM objects WHERE data @> %s::jsonb", (FILTER,))[0][0]
-        env.cli("topics")  # the API's producer wants its topic
-        api_env = dict(kv.split("=", 1) for kv in args.api_env)
-        api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})
-        if api_env:
-            note(f"API settings: {api_env}")
-        sapi = None
-        if args.read_dsn:
-            read_dsn = benchlib.conftest.dsn_with_db(args.read_dsn, env.dbname)
-            want = env.query("SELECT count(*) FROM objects")[0][0]
+        conn = benchlib.conftest.psycopg2.connect(benchlib.conftest.BASE_DSN)
+        conn.autocommit = True
+        conn.cursor().execute(f'DROP DATABASE IF EXISTS "{env.dbname}" WITH (FORCE)')
+        conn.cursor().execute(f'CREATE DATABASE "{env.dbname}"')
+        conn.close()
+    env.cli("migrate")
+    note(f"loading {args.objects:,} objects with generate_series ...")
+    secs, sizes = load(env, args.objects, sessions=args.load_sessions,
+                       objects_sql=LOW_OBJECTS_SQL if args.dataset == "low" else None)
+    note(f"loaded in {secs:.1f} s; objects table with indexes {sizes[0]}, GIN index {sizes[1]}; "
+         f"counters (count_terms with its index) {sizes[2]} in {sizes[3]:,} rows")
 
-            def standby_has():
-                conn = benchlib.conftest.psycopg2.connect(read_dsn)
-                try:
-                    cur = conn.cursor()
-                    cur.execute("SELECT count(*) FROM objects")
-                    return cur.fetchone()[0] == want
-                finally:
-                    conn.close()
-            benchlib.conftest.wait_until(standby_has, 600, "the standby to replay the load")
-            sapi = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads,
-                                    "BP_PG_READ_DSN": read_dsn, **api_env})
-            # the API checks the standby's lag once a second: until the first check, reads go to the primary
-            benchlib.conftest.wait_until(
-                lambda: sapi.get("/api/v1/objects/1/").headers.get("X-Served-By", "").startswith("standby"),
-                30, "the second API to read from the standby")
-            note("second API with BP_PG_READ_DSN: GET answered by the standby")
-        base = api.url
-        mon = env.db()
-        pg_pids = lambda: benchlib.pg_backend_pids(mon, env.dbname)  # noqa: E731
-        pgopts = "-c jit=off -c enable_seqscan=off -c statement_timeout=5000"
-        c, t, s = args.connections, args.threads, args.seconds
-        get_lua = GET_LUA.format(n=args.objects)
-        # warm the pool and the caches (the API opens its PostgreSQL connections on demand)
-        benchlib.run_wrk(base + "/", c, t, 3, lua=get_lua)
-        if sapi is not None:  # and the standby's
-            benchlib.run_wrk(sapi.url + "/", c, t, 3, lua=get_lua)
-        summary = []
 
-        def phase_wrk(label, url, lua="", conns=c, route="/api/v1/objects/", target=None):
-            target = target or api
-            benchlib.wait_quiet(args.quiet_wait)
-            h0 = benchlib.server_histogram(target.url, route)
-            ph = CpuPhase({"api": [target.proc.p.pid], "postgres": pg_pids})
-            w = benchlib.run_wrk(url, conns, t, s, lua=lua)
-            cpu = ph.end(client_label="wrk")
-            within = benchlib.server_share_within(h0, benchlib.server_histogram(target.url, route))
-            extra = f", {w['non2xx']} non-2xx, {w['errors']} socket errors" if w["non2xx"] or w["errors"] else ""
-            note(f"{label}: wrk -t{t} -c{conns} -d{s}s: {w['rps'] or 0:,.0f} req/s, p50 {fmt_ms(w['p50'])}, "
-                 f"p90 {fmt_ms(w['p90'])}, p99 {fmt_ms(w['p99'])}, p99.9 {fmt_ms(w['p999'])}, "
-                 f"max {fmt_ms(w['max'])}{extra} (per-request timing of {w['timed_n'] or 0:,} requests; "
-                 f"wrk's own p99: {fmt_ms(w['wrk_p99'])})")
-            if within is not None:
-                print(f"  the API's own histogram (request read to response sent): {within:.2f}% within 10 ms")
-            print(f"  {cpu}")
-            if w["rps"] is None:
-                print(w["raw"])
-            warn = ph.warn_if_busy()
-            if warn:
-                print(warn)
-            return w
+def start_standby_api(env, args, api_env):
+    """A second API reading from --read-dsn's standby, once the standby has replayed the load and the
+    API reads from it. Returns (api, the standby's DSN for the bench's database)."""
+    read_dsn = benchlib.conftest.dsn_with_db(args.read_dsn, env.dbname)
+    want = env.query("SELECT count(*) FROM objects")[0][0]
 
-        def phase_pgbench(label, script, defines, mode="extended"):
-            benchlib.wait_quiet(args.quiet_wait)
-            ph = CpuPhase({"postgres": pg_pids})
-            p = benchlib.run_pgbench(env.dsn, script, c, t, s, defines=defines, env_options=pgopts, mode=mode)
-            cpu = ph.end(client_label="pgbench")
-            note(f"{label}: pgbench -M {mode} -c{c} -j{t} -T{s}: {p['tps'] or 0:,.0f} tps, p50 {fmt_ms(p['p50'])}, "
-                 f"p90 {fmt_ms(p['p90'])}, p99 {fmt_ms(p['p99'])}, p99.9 {fmt_ms(p['p999'])}, max {fmt_ms(p['max'])}, "
-                 f"{p['failed']} failed")
-            print(f"  {cpu}")
-            if p["tps"] is None:
-                print(p["raw"])
-            warn = ph.warn_if_busy()
-            if warn:
-                print(warn)
-            return p
+    def standby_has():
+        conn = benchlib.conftest.psycopg2.connect(read_dsn)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT count(*) FROM objects")
+            return cur.fetchone()[0] == want
+        finally:
+            conn.close()
+    benchlib.conftest.wait_until(standby_has, 600, "the standby to replay the load")
+    sapi = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads,
+                            "BP_PG_READ_DSN": read_dsn, **api_env})
+    # the API checks the standby's lag once a second: until the first check, reads go to the primary
+    benchlib.conftest.wait_until(
+        lambda: sapi.get("/api/v1/objects/1/").headers.get("X-Served-By", "").startswith("standby"),
+        30, "the second API to read from the standby")
+    note("second API with BP_PG_READ_DSN: GET answered by the standby")
+    return sapi, read_dsn
 
-        if "list" in phases:
-            note(f"list: {shoes:,} of {args.objects:,} objects match data={{\"type\":\"shoe\"}} "
-                 f"({args.dataset} dataset)")
-            page = int(api_env.get("BP_PAGE_SIZE_DEFAULT", 10))
-            for label, qs, where, defines, batch in LISTS:
-                # the DEFAULT request: default count (count=auto) and default page size
-                url = base + "/api/v1/objects/?" + qs
-                body = benchlib.conftest.requests.get(url, timeout=30).json()
-                note(f"{label}: GET {url[len(base):]} -> count {body['count']:,}, count_exact {body['count_exact']}")
-                w = phase_wrk(f"{label} API", base + "/", lua=LIST_LUA.replace("{path}", url[len(base):] + ("&" if qs else "") + "x=1"),
-                              route='route="/api/v1/objects/"')
-                lim = [("lim", str(page + 1))]
-                p = phase_pgbench(f"{label} SQL, the page alone (count=none)", page_sql(where, NO_COUNT),
-                                  [d for d in defines if d[0] != "alts"] + lim)
-                full = phase_pgbench(f"{label} SQL, page and count as the API sends it",
-                                     page_sql(where, COUNT.format(batch=batch)), defines + lim)
-                summary.append(ratio_line(label, w, p))
-                summary.append(f"{'':5} (pgbench with the API's count from the counters: {full['tps'] or 0:,.0f} tps, "
-                               f"p99 {fmt_ms(full['p99'])})")
-                if sapi is not None:
-                    sw = phase_wrk(f"{label} API via standby", sapi.url + "/",
-                                   lua=LIST_LUA.replace("{path}", url[len(base):] + ("&" if qs else "") + "x=1"),
-                                   route='route="/api/v1/objects/"', target=sapi)
-                    summary.append(standby_line(label, w, sw))
-        if "get" in phases:
-            w = phase_wrk("get API", base + "/", lua=get_lua, route="objects/{}")
-            get_script = f"\\set id random(1, {args.objects})\n" + GET_SQL
-            p = phase_pgbench("get SQL", get_script, [], mode="prepared")
-            summary.append(ratio_line("get", w, p))
-            if sapi is not None:
-                sw = phase_wrk("get API via standby", sapi.url + "/", lua=get_lua, route="objects/{}", target=sapi)
-                summary.append(standby_line("get", w, sw))
-                # the same reads naming a write the standby has replayed (after=TOKEN, issue #14): one more
-                # statement per read (the check of ingest_offsets on the standby) before the lookup
-                token = applied_token(env, read_dsn)
-                after_lua = get_lua.replace('.. "/")', '.. "/?after=' + token + '")')
-                sa = phase_wrk("get API via standby, after=TOKEN", sapi.url + "/", lua=after_lua, route="objects/{}",
-                               target=sapi)
-                summary.append(standby_line("get+after", w, sa))
-                summary.append(f"{'':5} (after=TOKEN / without: {(sa['rps'] or 0) / (sw['rps'] or 1):.2f} of the "
-                               f"standby's req/s, p99 {fmt_ms(sa['p99'])} vs {fmt_ms(sw['p99'])})")
-        if "unprepared" in phases:
-            # not the API's protocol any more: the same statement parsed and planned every time (context)
-            get_script = f"\\set id random(1, {args.objects})\n" + GET_SQL
-            p = phase_pgbench("get SQL, unprepared", get_script, [], mode="extended")
-            summary.append(f"get   pgbench -M extended {p['tps'] or 0:9,.0f} tps  p50 {fmt_ms(p['p50']):>9}  "
-                           f"p99 {fmt_ms(p['p99']):>9}   (the same statement, unnamed: parsed and planned each time)")
-        if "rss" in phases:
-            before = benchlib.vm_hwm_kib(api.proc.p.pid)
-            w = phase_wrk("get API at 256 connections", base + "/", lua=get_lua, conns=256, route="objects/{}")
-            after = benchlib.vm_hwm_kib(api.proc.p.pid)
-            summary.append(f"API peak RSS (VmHWM): {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB after "
-                           f"wrk -c 256 ({w['rps'] or 0:,.0f} req/s, p99 {fmt_ms(w['p99'])})")
-        if "listing" in phases:
-            n = args.objects
-            deep = cursor(n - 1000)
-            shoe = "data=" + urllib.parse.quote('{"type":"shoe"}', safe="")
-            cases = [
-                ("first page", "/api/v1/objects/"),
-                ("deep page by cursor (id > N-1000)", f"/api/v1/objects/?cursor={deep}"),
-                ("deep page by number (page=10000: OFFSET 99,990)", "/api/v1/objects/?page=10000"),
-                ("first page, data=type:shoe", f"/api/v1/objects/?{shoe}"),
-                ("deep page by cursor, data=type:shoe", f"/api/v1/objects/?{shoe}&cursor={deep}"),
-                ("first page, count=none", "/api/v1/objects/?count=none"),
-                ("deep page by cursor, count=none", f"/api/v1/objects/?count=none&cursor={deep}"),
-                ("first page, data=type:shoe, count=none", f"/api/v1/objects/?{shoe}&count=none"),
-                ("deep page by cursor, data=type:shoe, count=none",
-                 f"/api/v1/objects/?{shoe}&count=none&cursor={deep}"),
-            ]
-            old_s, s = s, 3
-            summary.append(f"listing at {n:,} objects (wrk -t1 -c1 -d{s}s each):")
-            for label, path in cases:
-                benchlib.wait_quiet(min(args.quiet_wait, 10))
-                ph = CpuPhase({"api": [api.proc.p.pid], "postgres": pg_pids})
-                r = benchlib.run_wrk(base + path, 1, 1, s, timeout_s=10)
-                ph.end()
-                bad = f", {r['non2xx']} non-2xx" if r["non2xx"] else ""
-                summary.append(f"  {label:55} p50 {fmt_ms(r['p50']):>9}  p99 {fmt_ms(r['p99']):>9}  "
-                               f"({r['rps'] or 0:,.0f} req/s{bad})   [load {ph.load0}, others {ph.other_pct:.0f}%]")
-            s = old_s
-        mon.close()
-        if sapi is not None:
-            sapi.proc.stop()
-        api.proc.stop()
-        warns = [line for line in api.proc.log_lines() if line.get("level") in ("warn", "error")]
+
+class Run:
+    """The APIs under test and what every phase needs; each phase appends its lines to summary."""
+
+    PGOPTS = "-c jit=off -c enable_seqscan=off -c statement_timeout=5000"
+
+    def __init__(self, env, args, api_env, api, sapi, read_dsn):
+        self.env, self.args, self.api_env, self.api, self.sapi, self.read_dsn = env, args, api_env, api, sapi, read_dsn
+        self.mon = env.db()
+        self.pg_pids = lambda: benchlib.pg_backend_pids(self.mon, env.dbname)
+        self.c, self.t, self.s = args.connections, args.threads, args.seconds
+        self.get_lua = GET_LUA.format(n=args.objects)
+        self.summary = []
+
+    def warm_up(self):
+        """The pools and the caches (the API opens its PostgreSQL connections on demand)."""
+        benchlib.run_wrk(self.api.url + "/", self.c, self.t, 3, lua=self.get_lua)
+        if self.sapi is not None:  # and the standby's
+            benchlib.run_wrk(self.sapi.url + "/", self.c, self.t, 3, lua=self.get_lua)
+
+    def wrk(self, label, url, lua="", conns=None, route="/api/v1/objects/", target=None):
+        conns, target, t, s = conns or self.c, target or self.api, self.t, self.s
+        benchlib.wait_quiet(self.args.quiet_wait)
+        h0 = benchlib.server_histogram(target.url, route)
+        ph = CpuPhase({"api": [target.proc.p.pid], "postgres": self.pg_pids})
+        w = benchlib.run_wrk(url, conns, t, s, lua=lua)
+        ph.end(client_label="wrk")
+        within = benchlib.server_share_within(h0, benchlib.server_histogram(target.url, route))
+        extra = f", {w['non2xx']} non-2xx, {w['errors']} socket errors" if w["non2xx"] or w["errors"] else ""
+        note(f"{label}: wrk -t{t} -c{conns} -d{s}s: {w['rps'] or 0:,.0f} req/s, p50 {fmt_ms(w['p50'])}, "
+             f"p90 {fmt_ms(w['p90'])}, p99 {fmt_ms(w['p99'])}, p99.9 {fmt_ms(w['p999'])}, "
+             f"max {fmt_ms(w['max'])}{extra} (per-request timing of {w['timed_n'] or 0:,} requests; "
+             f"wrk's own p99: {fmt_ms(w['wrk_p99'])})")
+        if within is not None:
+            print(f"  the API's own histogram (request read to response sent): {within:.2f}% within 10 ms")
+        ph.print_report(failed_output=w["raw"] if w["rps"] is None else None)
+        return w
+
+    def pgbench(self, label, script, defines, mode="extended"):
+        c, t, s = self.c, self.t, self.s
+        benchlib.wait_quiet(self.args.quiet_wait)
+        ph = CpuPhase({"postgres": self.pg_pids})
+        p = benchlib.run_pgbench(self.env.dsn, script, c, t, s, defines=defines, env_options=self.PGOPTS, mode=mode)
+        ph.end(client_label="pgbench")
+        note(f"{label}: pgbench -M {mode} -c{c} -j{t} -T{s}: {p['tps'] or 0:,.0f} tps, p50 {fmt_ms(p['p50'])}, "
+             f"p90 {fmt_ms(p['p90'])}, p99 {fmt_ms(p['p99'])}, p99.9 {fmt_ms(p['p999'])}, max {fmt_ms(p['max'])}, "
+             f"{p['failed']} failed")
+        ph.print_report(failed_output=p["raw"] if p["tps"] is None else None)
+        return p
+
+    def phase_list(self, shoes):
+        base = self.api.url
+        note(f"list: {shoes:,} of {self.args.objects:,} objects match data={{\"type\":\"shoe\"}} "
+             f"({self.args.dataset} dataset)")
+        page = int(self.api_env.get("BP_PAGE_SIZE_DEFAULT", 10))
+        for label, qs, where, defines, batch in LISTS:
+            # the DEFAULT request: default count (count=auto) and default page size
+            url = base + "/api/v1/objects/?" + qs
+            body = benchlib.conftest.requests.get(url, timeout=30).json()
+            note(f"{label}: GET {url[len(base):]} -> count {body['count']:,}, count_exact {body['count_exact']}")
+            lua = LIST_LUA.replace("{path}", url[len(base):] + ("&" if qs else "") + "x=1")
+            w = self.wrk(f"{label} API", base + "/", lua=lua, route='route="/api/v1/objects/"')
+            lim = [("lim", str(page + 1))]
+            p = self.pgbench(f"{label} SQL, the page alone (count=none)", page_sql(where, NO_COUNT),
+                             [d for d in defines if d[0] != "alts"] + lim)
+            full = self.pgbench(f"{label} SQL, page and count as the API sends it",
+                                page_sql(where, COUNT.format(batch=batch)), defines + lim)
+            self.summary.append(ratio_line(label, w, p))
+            self.summary.append(f"{'':5} (pgbench with the API's count from the counters: {full['tps'] or 0:,.0f} "
+                                f"tps, p99 {fmt_ms(full['p99'])})")
+            if self.sapi is not None:
+                sw = self.wrk(f"{label} API via standby", self.sapi.url + "/", lua=lua,
+                              route='route="/api/v1/objects/"', target=self.sapi)
+                self.summary.append(standby_line(label, w, sw))
+
+    def phase_get(self):
+        w = self.wrk("get API", self.api.url + "/", lua=self.get_lua, route="objects/{}")
+        get_script = f"\\set id random(1, {self.args.objects})\n" + GET_SQL
+        p = self.pgbench("get SQL", get_script, [], mode="prepared")
+        self.summary.append(ratio_line("get", w, p))
+        if self.sapi is None:
+            return
+        sapi = self.sapi
+        sw = self.wrk("get API via standby", sapi.url + "/", lua=self.get_lua, route="objects/{}", target=sapi)
+        self.summary.append(standby_line("get", w, sw))
+        # the same reads naming a write the standby has replayed (after=TOKEN, issue #14): one more
+        # statement per read (the check of ingest_offsets on the standby) before the lookup
+        token = applied_token(self.env, self.read_dsn)
+        after_lua = self.get_lua.replace('.. "/")', '.. "/?after=' + token + '")')
+        sa = self.wrk("get API via standby, after=TOKEN", sapi.url + "/", lua=after_lua, route="objects/{}",
+                      target=sapi)
+        self.summary.append(standby_line("get+after", w, sa))
+        self.summary.append(f"{'':5} (after=TOKEN / without: {(sa['rps'] or 0) / (sw['rps'] or 1):.2f} of the "
+                            f"standby's req/s, p99 {fmt_ms(sa['p99'])} vs {fmt_ms(sw['p99'])})")
+
+    def phase_unprepared(self):
+        # not the API's protocol any more: the same statement parsed and planned every time (context)
+        get_script = f"\\set id random(1, {self.args.objects})\n" + GET_SQL
+        p = self.pgbench("get SQL, unprepared", get_script, [], mode="extended")
+        self.summary.append(f"get   pgbench -M extended {p['tps'] or 0:9,.0f} tps  p50 {fmt_ms(p['p50']):>9}  "
+                            f"p99 {fmt_ms(p['p99']):>9}   (the same statement, unnamed: parsed and planned each "
+                            f"time)")
+
+    def phase_rss(self):
+        pid = self.api.proc.p.pid
+        before = benchlib.vm_hwm_kib(pid)
+        w = self.wrk("get API at 256 connections", self.api.url + "/", lua=self.get_lua, conns=256,
+                     route="objects/{}")
+        after = benchlib.vm_hwm_kib(pid)
+        self.summary.append(f"API peak RSS (VmHWM): {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB after "
+                            f"wrk -c 256 ({w['rps'] or 0:,.0f} req/s, p99 {fmt_ms(w['p99'])})")
+
+    def phase_listing(self):
+        n = self.args.objects
+        deep = cursor(n - 1000)
+        shoe = "data=" + urllib.parse.quote('{"type":"shoe"}', safe="")
+        cases = [
+            ("first page", "/api/v1/objects/"),
+            ("deep page by cursor (id > N-1000)", f"/api/v1/objects/?cursor={deep}"),
+            ("deep page by number (page=10000: OFFSET 99,990)", "/api/v1/objects/?page=10000"),
+            ("first page, data=type:shoe", f"/api/v1/objects/?{shoe}"),
+            ("deep page by cursor, data=type:shoe", f"/api/v1/objects/?{shoe}&cursor={deep}"),
+            ("first page, count=none", "/api/v1/objects/?count=none"),
+            ("deep page by cursor, count=none", f"/api/v1/objects/?count=none&cursor={deep}"),
+            ("first page, data=type:shoe, count=none", f"/api/v1/objects/?{shoe}&count=none"),
+            ("deep page by cursor, data=type:shoe, count=none",
+             f"/api/v1/objects/?{shoe}&count=none&cursor={deep}"),
+        ]
+        s = 3
+        self.summary.append(f"listing at {n:,} objects (wrk -t1 -c1 -d{s}s each):")
+        for label, path in cases:
+            benchlib.wait_quiet(min(self.args.quiet_wait, 10))
+            ph = CpuPhase({"api": [self.api.proc.p.pid], "postgres": self.pg_pids})
+            r = benchlib.run_wrk(self.api.url + path, 1, 1, s, timeout_s=10)
+            ph.end()
+            bad = f", {r['non2xx']} non-2xx" if r["non2xx"] else ""
+            self.summary.append(f"  {label:55} p50 {fmt_ms(r['p50']):>9}  p99 {fmt_ms(r['p99']):>9}  "
+                                f"({r['rps'] or 0:,.0f} req/s{bad})   [load {ph.load0}, others {ph.other_pct:.0f}%]")
+
+    def finish(self):
+        """Stop the APIs; print their warnings and the summary."""
+        self.mon.close()
+        if self.sapi is not None:
+            self.sapi.proc.stop()
+        self.api.proc.stop()
+        warns = [line for line in self.api.proc.log_lines() if line.get("level") in ("warn", "error")]
         if warns:
             print(f"the API logged {len(warns)} warnings/errors, first: {warns[0].get('msg')}")
         print()
-        for line in summary:
+        for line in self.summary:
             print(line)
+
+
+def main():
+    args = parse_args()
+    phases = set(args.phases.split(","))
+    benchlib.setup(args)
+    benchlib.need_wrk()
+    print(f"machine: {benchlib.machine()}; build {os.environ['BP_BUILD_DIR']}")
+    env, keep = bench_env(args)
+    try:
+        prepare_database(env, args)
+        if "list" in phases:
+            shoes = env.query("SELECT count(*) FROM objects WHERE data @> %s::jsonb", (FILTER,))[0][0]
+        env.cli("topics")  # the API's producer wants its topic
+        api_env = benchlib.settings(args.api_env)
+        api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})
+        if api_env:
+            note(f"API settings: {api_env}")
+        sapi, read_dsn = start_standby_api(env, args, api_env) if args.read_dsn else (None, None)
+        run = Run(env, args, api_env, api, sapi, read_dsn)
+        run.warm_up()
+        if "list" in phases:
+            run.phase_list(shoes)
+        if "get" in phases:
+            run.phase_get()
+        if "unprepared" in phases:
+            run.phase_unprepared()
+        if "rss" in phases:
+            run.phase_rss()
+        if "listing" in phases:
+            run.phase_listing()
+        run.finish()
     finally:
         if not keep:
             env.drop()

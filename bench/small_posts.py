@@ -11,13 +11,12 @@ for one). Nothing here asserts a time.
     BP_BUILD_DIR=build-bench bench/small_posts.py                      # 16 and 256 connections
     BP_BUILD_DIR=build-bench bench/small_posts.py --connections 64 --seconds 10
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
-from benchlib import CpuPhase, Env, fmt_ms, note  # noqa: E402
+from benchlib import CpuPhase, fmt_ms, note  # noqa: E402
 
 POST_LUA = """
 local n = 0
@@ -36,21 +35,17 @@ end
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = benchlib.arg_parser(__doc__, "api-threads", "partitions", "quiet-wait")
     ap.add_argument("--connections", default="16,256", help="comma list of wrk connection counts")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("--seconds", type=int, default=15)
-    ap.add_argument("--api-threads", type=int, default=2)
-    ap.add_argument("--partitions", type=int, default=12)
-    ap.add_argument("--quiet-wait", type=int, default=30, metavar="S",
-                    help="before each timed phase, wait up to S seconds for other work on the machine to calm down")
     ap.add_argument("--workers", type=int, default=0, help="ingest workers to run meanwhile (default none)")
     args = ap.parse_args()
-    benchlib.check_binaries()
+    benchlib.setup(args)
     benchlib.need_wrk()
     print(f"machine: {benchlib.machine()}; build {os.environ['BP_BUILD_DIR']}")
 
-    env = Env(partitions=args.partitions)
+    env = benchlib.Env(partitions=args.partitions)
     env.create()
     try:
         api = env.start_api(BP_LOG_LEVEL="warn", BP_HTTP_THREADS=args.api_threads,
@@ -73,17 +68,14 @@ def main():
                 benchlib.wait_quiet(args.quiet_wait)
                 ph = CpuPhase(groups)
                 w = benchlib.run_wrk(url, c, t, s, lua=lua)
-                cpu = ph.end(client_label="wrk")
+                ph.end(client_label="wrk")
                 bad = f", {w['non2xx']} non-2xx" if w["non2xx"] else ""
                 bad += f", {w['errors']} socket errors" if w["errors"] else ""
                 how = (f"per-request timing of {w['timed_n'] or 0:,} requests; wrk's own p99: {fmt_ms(w['wrk_p99'])}"
                        if w["timed_n"] else "wrk's own figures")
                 note(f"{label}: wrk -t{t} -c{c} -d{s}s: {w['rps'] or 0:,.0f} req/s, p50 {fmt_ms(w['p50'])}, "
                      f"p99 {fmt_ms(w['p99'])}, p99.9 {fmt_ms(w['p999'])}, max {fmt_ms(w['max'])}{bad} ({how})")
-                print(f"  {cpu}")
-                warn = ph.warn_if_busy()
-                if warn:
-                    print(warn)
+                ph.print_report()
                 if w["rps"] is None:
                     print(w["raw"])
                 res[label] = w

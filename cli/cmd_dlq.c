@@ -97,11 +97,31 @@ enum {
     OPT_REFS = 64
 };
 
-/* Parse argv (argv[0] is the subcommand) allowing the options in mask. Returns 0, or 2 after
- * printing a usage error. Free with free_opts. */
-static int parse_opts(const char *cmd, int argc, char **argv, int mask, dlq_opts_t *o)
+static void free_opts(dlq_opts_t *o);
+static int parse_args(const char *cmd, int argc, char **argv, int mask, dlq_opts_t *o);
+
+#define OPTS_GO_ON (-1)
+
+/* The opening of every subcommand: with -h or --help, print usage; otherwise parse argv (argv[0] is
+ * the subcommand) allowing the options in mask. Returns OPTS_GO_ON with *o filled (free with
+ * free_opts), or the subcommand's exit status with nothing to free: 0 after the usage, 2 after
+ * printing a usage error. */
+static int parse_opts(const char *cmd, const char *usage, int argc, char **argv, int mask, dlq_opts_t *o)
 {
     memset(o, 0, sizeof(*o));
+    if (cli_wants_help(argc, argv)) {
+        printf("%s", usage);
+        return 0;
+    }
+    int rc = parse_args(cmd, argc, argv, mask, o);
+    if (rc != OPTS_GO_ON)
+        free_opts(o);
+    return rc;
+}
+
+/* Returns OPTS_GO_ON, or 2 after printing a usage error. */
+static int parse_args(const char *cmd, int argc, char **argv, int mask, dlq_opts_t *o)
+{
     o->limit = LIST_LIMIT_DEFAULT;
     o->max_bytes = SHOW_MAX_BYTES_DEFAULT;
     o->timeout_s = CLI_TIMEOUT_S_DEFAULT;
@@ -165,7 +185,7 @@ static int parse_opts(const char *cmd, int argc, char **argv, int mask, dlq_opts
             return 2;
         }
     }
-    return 0;
+    return OPTS_GO_ON;
 }
 
 static void free_opts(dlq_opts_t *o)
@@ -188,7 +208,7 @@ static void format_time(int64_t ms, char *buf, size_t buflen)
     snprintf(buf, buflen, "%s.%03dZ", day, (int)(ms % 1000));
 }
 
-static json_t *source_json(const dlq_letter_t *l)
+static json_t *source_json(const cli_dlqr_letter_t *l)
 {
     if (l->src_topic == NULL || l->src_partition < 0 || l->src_offset < 0)
         return json_null();
@@ -197,6 +217,16 @@ static json_t *source_json(const dlq_letter_t *l)
     json_object_set_new(src, "partition", json_integer(l->src_partition));
     json_object_set_new(src, "offset", json_integer(l->src_offset));
     return src;
+}
+
+/* The reader for o's timeout, or NULL after saying why on stderr. */
+static cli_dlqr_t *open_reader(const bp_config_t *cfg, const char *cmd, const dlq_opts_t *o)
+{
+    char err[1024];
+    cli_dlqr_t *r = cli_dlqr_new(cfg, (int)o->timeout_s * 1000, err, sizeof(err));
+    if (r == NULL)
+        fprintf(stderr, "batchpipe dlq %s: %s\n", cmd, err);
+    return r;
 }
 
 static void print_json_line(json_t *obj)
@@ -212,8 +242,8 @@ static void print_json_line(json_t *obj)
 /* list */
 
 typedef struct list_row {
-    dlq_letter_t letter; /* owns its strings */
-    char *key;           /* raw bytes, NULL when the letter has no key */
+    cli_dlqr_letter_t letter; /* owns its strings */
+    char *key;                /* raw bytes, NULL when the letter has no key */
     size_t key_len;
     size_t value_len;
 } list_row_t;
@@ -224,7 +254,7 @@ typedef struct list_ctx {
     int oom;
 } list_ctx_t;
 
-static int on_list_letter(void *opaque, const dlq_letter_t *letter, const rd_kafka_message_t *rkm)
+static int on_list_letter(void *opaque, const cli_dlqr_letter_t *letter, const rd_kafka_message_t *rkm)
 {
     list_ctx_t *c = opaque;
     if (c->n == c->cap) {
@@ -257,15 +287,21 @@ static int on_list_letter(void *opaque, const dlq_letter_t *letter, const rd_kaf
     return 0;
 }
 
+static void row_clear(list_row_t *row)
+{
+    cli_dlqr_letter_clear(&row->letter);
+    free(row->key);
+}
+
 static int row_cmp(const void *a, const void *b)
 {
-    const dlq_letter_t *x = &((const list_row_t *)a)->letter, *y = &((const list_row_t *)b)->letter;
+    const cli_dlqr_letter_t *x = &((const list_row_t *)a)->letter, *y = &((const list_row_t *)b)->letter;
     if (x->partition != y->partition)
         return x->partition < y->partition ? -1 : 1;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-static int source_cmp(const dlq_letter_t *x, const dlq_letter_t *y)
+static int source_cmp(const cli_dlqr_letter_t *x, const cli_dlqr_letter_t *y)
 {
     int c = strcmp(x->src_topic, y->src_topic);
     if (c != 0)
@@ -275,14 +311,14 @@ static int source_cmp(const dlq_letter_t *x, const dlq_letter_t *y)
     return x->src_offset < y->src_offset ? -1 : x->src_offset > y->src_offset;
 }
 
-static int has_source(const dlq_letter_t *l)
+static int has_source(const cli_dlqr_letter_t *l)
 {
     return l->src_topic != NULL && l->src_partition >= 0 && l->src_offset >= 0;
 }
 
 static int by_source_cmp(const void *a, const void *b)
 {
-    const dlq_letter_t *x = &(*(list_row_t *const *)a)->letter, *y = &(*(list_row_t *const *)b)->letter;
+    const cli_dlqr_letter_t *x = &(*(list_row_t *const *)a)->letter, *y = &(*(list_row_t *const *)b)->letter;
     int c = source_cmp(x, y);
     return c != 0 ? c : row_cmp(*(list_row_t *const *)a, *(list_row_t *const *)b);
 }
@@ -317,7 +353,7 @@ static int mark_duplicates(list_row_t *rows, size_t n)
 
 static void print_list_json(const list_row_t *row)
 {
-    const dlq_letter_t *l = &row->letter;
+    const cli_dlqr_letter_t *l = &row->letter;
     json_t *o = json_object();
     json_object_set_new(o, "partition", json_integer(l->partition));
     json_object_set_new(o, "offset", json_integer(l->offset));
@@ -340,12 +376,12 @@ static void print_list_json(const list_row_t *row)
 
 static int add_list_row(cli_table_t *t, const list_row_t *row)
 {
-    const dlq_letter_t *l = &row->letter;
+    const cli_dlqr_letter_t *l = &row->letter;
     char ref[48], dup[48], source[512];
     snprintf(ref, sizeof(ref), "%d:%" PRId64, (int)l->partition, l->offset);
     if (l->dup_partition >= 0)
         snprintf(dup, sizeof(dup), "%d:%" PRId64, (int)l->dup_partition, l->dup_offset);
-    dlq_letter_source(l, source, sizeof(source));
+    cli_dlqr_letter_source(l, source, sizeof(source));
     char *esource = cli_escape(source, strlen(source), 0);
     char *key = row->key ? cli_escape(row->key, row->key_len, 0) : NULL;
     char *rid = l->request_id ? cli_escape(l->request_id, strlen(l->request_id), 0) : NULL;
@@ -361,26 +397,20 @@ static int add_list_row(cli_table_t *t, const list_row_t *row)
 
 static int dlq_list(const bp_config_t *cfg, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        printf("%s", list_usage);
-        return 0;
-    }
     dlq_opts_t o;
-    int rc = parse_opts("list", argc, argv, OPT_LIMIT | OPT_UNIQUE | OPT_JSON, &o);
-    free_opts(&o);
-    if (rc != 0)
+    int rc = parse_opts("list", list_usage, argc, argv, OPT_LIMIT | OPT_UNIQUE | OPT_JSON, &o);
+    if (rc != OPTS_GO_ON)
         return rc;
-    char err[1024];
-    dlq_reader_t *r = dlq_reader_new(cfg, (int)o.timeout_s * 1000, err, sizeof(err));
-    if (r == NULL) {
-        fprintf(stderr, "batchpipe dlq list: %s\n", err);
+    free_opts(&o); /* no letter arguments: only the options are used */
+    cli_dlqr_t *r = open_reader(cfg, "list", &o);
+    if (r == NULL)
         return 1;
-    }
+    char err[1024];
     list_ctx_t ctx = {0};
     size_t total = 0;
-    rc = dlq_reader_scan(r, o.limit, 0, on_list_letter, &ctx, &total, err, sizeof(err));
-    int64_t estimate = dlq_reader_letter_estimate(r);
-    dlq_reader_free(r);
+    rc = cli_dlqr_scan(r, o.limit, 0, on_list_letter, &ctx, &total, err, sizeof(err));
+    int64_t estimate = cli_dlqr_letter_estimate(r);
+    cli_dlqr_free(r);
     if (rc != 0 || ctx.oom) {
         fprintf(stderr, "batchpipe dlq list: %s\n", ctx.oom ? "out of memory" : err);
         rc = 1;
@@ -395,12 +425,10 @@ static int dlq_list(const bp_config_t *cfg, int argc, char **argv)
     if (o.unique) { /* leave the duplicates out */
         size_t kept = 0;
         for (size_t i = 0; i < ctx.n; i++) {
-            if (ctx.rows[i].letter.dup_partition >= 0) {
-                dlq_letter_clear(&ctx.rows[i].letter);
-                free(ctx.rows[i].key);
-            } else {
+            if (ctx.rows[i].letter.dup_partition >= 0)
+                row_clear(&ctx.rows[i]);
+            else
                 ctx.rows[kept++] = ctx.rows[i];
-            }
         }
         ctx.n = kept;
     }
@@ -436,10 +464,8 @@ static int dlq_list(const bp_config_t *cfg, int argc, char **argv)
             printf("more letters follow: raise --limit (0 for all)\n");
     }
 cleanup:
-    for (size_t i = 0; i < ctx.n; i++) {
-        dlq_letter_clear(&ctx.rows[i].letter);
-        free(ctx.rows[i].key);
-    }
+    for (size_t i = 0; i < ctx.n; i++)
+        row_clear(&ctx.rows[i]);
     free(ctx.rows);
     return rc;
 }
@@ -535,29 +561,25 @@ static void print_letter_json(const rd_kafka_message_t *rkm)
 
 static int dlq_show(const bp_config_t *cfg, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        printf("%s", show_usage);
-        return 0;
-    }
     dlq_opts_t o;
-    int rc = parse_opts("show", argc, argv, OPT_REFS | OPT_JSON | OPT_MAX_BYTES, &o);
-    if (rc == 0 && o.nrefs == 0) {
+    int rc = parse_opts("show", show_usage, argc, argv, OPT_REFS | OPT_JSON | OPT_MAX_BYTES, &o);
+    if (rc != OPTS_GO_ON)
+        return rc;
+    cli_dlqr_t *r = NULL;
+    rc = 0;
+    if (o.nrefs == 0) {
         fprintf(stderr, "batchpipe dlq show: which letters? Give their P:OFFSET (see batchpipe dlq list)\n");
         rc = 2;
+    } else if ((r = open_reader(cfg, "show", &o)) == NULL) {
+        rc = 1;
     }
     if (rc != 0) {
         free_opts(&o);
         return rc;
     }
     char err[1024];
-    dlq_reader_t *r = dlq_reader_new(cfg, (int)o.timeout_s * 1000, err, sizeof(err));
-    if (r == NULL) {
-        fprintf(stderr, "batchpipe dlq show: %s\n", err);
-        free_opts(&o);
-        return 1;
-    }
     for (int i = 0; i < o.nrefs; i++) {
-        rd_kafka_message_t *rkm = dlq_reader_fetch(r, o.ref_partition[i], o.ref_offset[i], err, sizeof(err));
+        rd_kafka_message_t *rkm = cli_dlqr_fetch(r, o.ref_partition[i], o.ref_offset[i], err, sizeof(err));
         if (rkm == NULL) {
             fflush(stdout);
             fprintf(stderr, "batchpipe dlq show: %s\n", err);
@@ -573,7 +595,7 @@ static int dlq_show(const bp_config_t *cfg, int argc, char **argv)
         }
         rd_kafka_message_destroy(rkm);
     }
-    dlq_reader_free(r);
+    cli_dlqr_free(r);
     free_opts(&o);
     return rc;
 }
@@ -617,10 +639,10 @@ static void replay_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *op
     }
 }
 
-static char *describe(const dlq_letter_t *l, const rd_kafka_message_t *rkm)
+static char *describe(const cli_dlqr_letter_t *l, const rd_kafka_message_t *rkm)
 {
     char source[512];
-    dlq_letter_source(l, source, sizeof(source));
+    cli_dlqr_letter_source(l, source, sizeof(source));
     char *key = rkm->key ? cli_escape(rkm->key, rkm->key_len < 200 ? rkm->key_len : 200, 0) : NULL;
     size_t len = strlen(source) + (key ? strlen(key) : 6) + 32;
     char *s = malloc(len);
@@ -630,8 +652,18 @@ static char *describe(const dlq_letter_t *l, const rd_kafka_message_t *rkm)
     return s;
 }
 
+/* Add to h the last value of the letter's header name, when the letter (its headers lh, may be NULL)
+ * has one. */
+static void copy_header(rd_kafka_headers_t *h, const rd_kafka_headers_t *lh, const char *name)
+{
+    const void *v = NULL;
+    size_t len = 0;
+    if (lh != NULL && rd_kafka_header_get_last(lh, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR && v != NULL)
+        rd_kafka_header_add(h, name, -1, v, (ssize_t)len);
+}
+
 /* Record the letter and, unless dry-run, enqueue its replay. Returns 0, or -1 (c->failed_early). */
-static int replay_one(replay_ctx_t *c, const dlq_letter_t *l, const rd_kafka_message_t *rkm)
+static int replay_one(replay_ctx_t *c, const cli_dlqr_letter_t *l, const rd_kafka_message_t *rkm)
 {
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 16;
@@ -656,19 +688,14 @@ static int replay_one(replay_ctx_t *c, const dlq_letter_t *l, const rd_kafka_mes
     if (l->request_id != NULL)
         rd_kafka_header_add(h, BP_HDR_REQUEST_ID, -1, l->request_id, (ssize_t)strlen(l->request_id));
     rd_kafka_header_add(h, CLI_HDR_REPLAYED_FROM, -1, from, (ssize_t)strlen(from));
+    rd_kafka_headers_t *lh = NULL;
+    if (rd_kafka_message_headers(rkm, &lh) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        lh = NULL;
     /* the version the worker computed for the original: the replay is applied as of its place in the
      * log, so it never overrides newer writes or deletes */
-    rd_kafka_headers_t *lh = NULL;
-    const void *origin = NULL;
-    size_t origin_len = 0;
-    if (rd_kafka_message_headers(rkm, &lh) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_header_get_last(lh, BP_HDR_ORIGIN, &origin, &origin_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        origin != NULL)
-        rd_kafka_header_add(h, BP_HDR_ORIGIN, -1, origin, (ssize_t)origin_len);
+    copy_header(h, lh, BP_HDR_ORIGIN);
     /* the replay goes on with the original POST's trace (the worker validates it again) */
-    if (lh != NULL && rd_kafka_header_get_last(lh, BP_HDR_TRACEPARENT, &origin, &origin_len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        origin != NULL)
-        rd_kafka_header_add(h, BP_HDR_TRACEPARENT, -1, origin, (ssize_t)origin_len);
+    copy_header(h, lh, BP_HDR_TRACEPARENT);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(rkm, &tstype);
     long long deadline = bp_clock_ms() + c->timeout_ms;
@@ -696,7 +723,7 @@ oom:
     return -1;
 }
 
-static int on_replay_letter(void *opaque, const dlq_letter_t *letter, const rd_kafka_message_t *rkm)
+static int on_replay_letter(void *opaque, const cli_dlqr_letter_t *letter, const rd_kafka_message_t *rkm)
 {
     replay_ctx_t *c = opaque;
     if (replay_one(c, letter, rkm) != 0)
@@ -771,13 +798,12 @@ static size_t replay_report(replay_ctx_t *c, int dry_run, size_t skipped)
 
 static int dlq_replay(const bp_config_t *cfg, int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
-        printf("%s", replay_usage);
-        return 0;
-    }
     dlq_opts_t o;
-    int rc = parse_opts("replay", argc, argv, OPT_REFS | OPT_ALL | OPT_DRY_RUN, &o);
-    if (rc == 0 && (o.nrefs > 0) == (o.all != 0)) {
+    int rc = parse_opts("replay", replay_usage, argc, argv, OPT_REFS | OPT_ALL | OPT_DRY_RUN, &o);
+    if (rc != OPTS_GO_ON)
+        return rc;
+    rc = 0;
+    if ((o.nrefs > 0) == (o.all != 0)) {
         fprintf(stderr, "batchpipe dlq replay: give either letters (P:OFFSET...) or --all\n");
         rc = 2;
     }
@@ -792,19 +818,17 @@ static int dlq_replay(const bp_config_t *cfg, int argc, char **argv)
     char err[1024];
     replay_ctx_t c = {.cfg = cfg, .timeout_ms = o.timeout_s * 1000};
     rd_kafka_message_t **letters = calloc((size_t)o.nrefs + 1, sizeof(*letters));
-    dlq_reader_t *r = dlq_reader_new(cfg, (int)o.timeout_s * 1000, err, sizeof(err));
+    cli_dlqr_t *r = open_reader(cfg, "replay", &o);
     rc = 1;
+    if (r == NULL)
+        goto cleanup;
     if (letters == NULL) {
         fprintf(stderr, "batchpipe dlq replay: out of memory\n");
         goto cleanup;
     }
-    if (r == NULL) {
-        fprintf(stderr, "batchpipe dlq replay: %s\n", err);
-        goto cleanup;
-    }
     /* read every letter asked for before publishing any */
     for (int i = 0; i < o.nrefs; i++) {
-        if ((letters[i] = dlq_reader_fetch(r, o.ref_partition[i], o.ref_offset[i], err, sizeof(err))) ==
+        if ((letters[i] = cli_dlqr_fetch(r, o.ref_partition[i], o.ref_offset[i], err, sizeof(err))) ==
             NULL) {
             fprintf(stderr, "batchpipe dlq replay: %s; nothing was replayed\n", err);
             goto cleanup;
@@ -812,7 +836,7 @@ static int dlq_replay(const bp_config_t *cfg, int argc, char **argv)
     }
     if (!o.dry_run) {
         /* the batch topic must exist: a producer would otherwise wait for it until the timeout */
-        if (cli_kafka_partitions(dlq_reader_handle(r), cfg->kafka_brokers, cfg->topic, (int)c.timeout_ms, err,
+        if (cli_kafka_partitions(cli_dlqr_handle(r), cfg->kafka_brokers, cfg->topic, (int)c.timeout_ms, err,
                                  sizeof(err)) < 0 ||
             (c.rk = replay_producer(&c, err, sizeof(err))) == NULL) {
             fprintf(stderr, "batchpipe dlq replay: %s; nothing was replayed\n", err);
@@ -821,21 +845,21 @@ static int dlq_replay(const bp_config_t *cfg, int argc, char **argv)
     }
     size_t total = 0;
     if (o.all) {
-        if (dlq_reader_scan(r, 0, 1, on_replay_letter, &c, &total, err, sizeof(err)) < 0) {
+        if (cli_dlqr_scan(r, 0, 1, on_replay_letter, &c, &total, err, sizeof(err)) < 0) {
             /* what was enqueued before the failure is still reported below */
             fprintf(stderr, "batchpipe dlq replay: %s\n", err);
             c.failed_early = 1;
         }
     } else {
         for (int i = 0; i < o.nrefs && !c.failed_early; i++) {
-            dlq_letter_t l;
-            if (dlq_letter_parse(letters[i], &l) != 0) {
+            cli_dlqr_letter_t l;
+            if (cli_dlqr_letter_parse(letters[i], &l) != 0) {
                 fprintf(stderr, "batchpipe dlq replay: out of memory\n");
                 c.failed_early = 1;
                 break;
             }
             (void)replay_one(&c, &l, letters[i]);
-            dlq_letter_clear(&l);
+            cli_dlqr_letter_clear(&l);
         }
     }
     size_t failed = replay_report(&c, o.dry_run, o.all && total > c.n ? total - c.n : 0);
@@ -853,7 +877,7 @@ cleanup:
         if (letters[i] != NULL)
             rd_kafka_message_destroy(letters[i]);
     free(letters);
-    dlq_reader_free(r);
+    cli_dlqr_free(r);
     free_opts(&o);
     return rc;
 }

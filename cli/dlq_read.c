@@ -1,4 +1,4 @@
-/* dlq_read.c - reads the dead-letter topic for batchpipe dlq (dlq_read.h). The consumer has a group.id
+/* dlq_read.c - the dead-letter reader of batchpipe dlq (dlq_read.h). The consumer has a group.id
  * only because librdkafka's assign API needs one: it never subscribes (so it never joins a group),
  * never commits, and starts from explicit offsets. */
 #include "dlq_read.h"
@@ -15,7 +15,7 @@
 
 #define READER_GROUP "batchpipe-cli-dlq-reader" /* never joined, never committed to */
 
-struct dlq_reader {
+struct cli_dlqr {
     const bp_config_t *cfg;
     rd_kafka_t *rk;
     int timeout_ms;
@@ -52,7 +52,7 @@ static int64_t header_number(rd_kafka_headers_t *h, const char *name, int *oom)
     return v;
 }
 
-int dlq_letter_parse(const rd_kafka_message_t *rkm, dlq_letter_t *letter)
+int cli_dlqr_letter_parse(const rd_kafka_message_t *rkm, cli_dlqr_letter_t *letter)
 {
     memset(letter, 0, sizeof(*letter));
     letter->partition = rkm->partition;
@@ -71,13 +71,13 @@ int dlq_letter_parse(const rd_kafka_message_t *rkm, dlq_letter_t *letter)
     letter->src_partition = header_number(h, BP_HDR_DLQ_PARTITION, &oom);
     letter->src_offset = header_number(h, BP_HDR_DLQ_OFFSET, &oom);
     if (oom) {
-        dlq_letter_clear(letter);
+        cli_dlqr_letter_clear(letter);
         return -1;
     }
     return 0;
 }
 
-void dlq_letter_clear(dlq_letter_t *letter)
+void cli_dlqr_letter_clear(cli_dlqr_letter_t *letter)
 {
     free(letter->reason);
     free(letter->request_id);
@@ -85,7 +85,7 @@ void dlq_letter_clear(dlq_letter_t *letter)
     letter->reason = letter->request_id = letter->src_topic = NULL;
 }
 
-void dlq_letter_source(const dlq_letter_t *letter, char *buf, size_t buflen)
+void cli_dlqr_letter_source(const cli_dlqr_letter_t *letter, char *buf, size_t buflen)
 {
     if (letter->src_topic == NULL || letter->src_partition < 0 || letter->src_offset < 0)
         snprintf(buf, buflen, "-");
@@ -164,7 +164,7 @@ static void seen_free(seen_set_t *s)
 /* ---------------------------------------------------------------------------------------------- */
 /* the reader */
 
-dlq_reader_t *dlq_reader_new(const bp_config_t *cfg, int timeout_ms, char *err, size_t errlen)
+cli_dlqr_t *cli_dlqr_new(const bp_config_t *cfg, int timeout_ms, char *err, size_t errlen)
 {
     static const char *const extra[] = {"group.id",
                                         READER_GROUP,
@@ -179,7 +179,7 @@ dlq_reader_t *dlq_reader_new(const bp_config_t *cfg, int timeout_ms, char *err, 
                                         "allow.auto.create.topics",
                                         "false",
                                         NULL};
-    dlq_reader_t *r = calloc(1, sizeof(*r));
+    cli_dlqr_t *r = calloc(1, sizeof(*r));
     if (r == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -201,11 +201,11 @@ dlq_reader_t *dlq_reader_new(const bp_config_t *cfg, int timeout_ms, char *err, 
         goto fail;
     return r;
 fail:
-    dlq_reader_free(r);
+    cli_dlqr_free(r);
     return NULL;
 }
 
-void dlq_reader_free(dlq_reader_t *r)
+void cli_dlqr_free(cli_dlqr_t *r)
 {
     if (r == NULL)
         return;
@@ -218,17 +218,17 @@ void dlq_reader_free(dlq_reader_t *r)
     free(r);
 }
 
-rd_kafka_t *dlq_reader_handle(dlq_reader_t *r)
+rd_kafka_t *cli_dlqr_handle(cli_dlqr_t *r)
 {
     return r->rk;
 }
 
-int dlq_reader_partition_count(const dlq_reader_t *r)
+int cli_dlqr_partition_count(const cli_dlqr_t *r)
 {
     return r->n;
 }
 
-int64_t dlq_reader_letter_estimate(const dlq_reader_t *r)
+int64_t cli_dlqr_letter_estimate(const cli_dlqr_t *r)
 {
     int64_t sum = 0;
     for (int p = 0; p < r->n; p++)
@@ -236,7 +236,7 @@ int64_t dlq_reader_letter_estimate(const dlq_reader_t *r)
     return sum;
 }
 
-static int assign(dlq_reader_t *r, rd_kafka_topic_partition_list_t *parts, char *err, size_t errlen)
+static int assign(cli_dlqr_t *r, rd_kafka_topic_partition_list_t *parts, char *err, size_t errlen)
 {
     rd_kafka_resp_err_t e = rd_kafka_assign(r->rk, parts);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -246,7 +246,7 @@ static int assign(dlq_reader_t *r, rd_kafka_topic_partition_list_t *parts, char 
     return 0;
 }
 
-static void pause_partition(dlq_reader_t *r, int32_t partition)
+static void pause_partition(cli_dlqr_t *r, int32_t partition)
 {
     rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(one, r->cfg->dlq_topic, partition);
@@ -263,115 +263,170 @@ static int is_fatal_consume_error(rd_kafka_resp_err_t e)
            e == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET || e == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE;
 }
 
-int dlq_reader_scan(dlq_reader_t *r, long long per_partition, int unique_only, dlq_letter_fn fn, void *opaque,
-                    size_t *total, char *err, size_t errlen)
+/* One scan's state. */
+typedef struct scan {
+    cli_dlqr_t *r;
+    long long per_partition;
+    int unique_only;
+    cli_dlqr_letter_fn fn;
+    void *opaque;
+    long long *passed;  /* letters of each partition passed to fn */
+    char *done;         /* partitions read up to their start-time high watermark (or their limit) */
+    int open_parts;     /* partitions not done */
+    seen_set_t sources; /* the sources seen so far */
+    size_t total;       /* letters read, duplicates included */
+    long long last_progress;
+} scan_t;
+
+/* What the scan does after a message. */
+typedef enum scan_action {
+    SCAN_GO_ON = 0,
+    SCAN_STOPPED, /* fn asked to stop */
+    SCAN_FAILED,  /* err says why */
+} scan_action_t;
+
+static void close_partition(scan_t *s, int32_t p)
 {
-    int rc = -1, open_parts = 0;
-    long long *seen = calloc((size_t)r->n, sizeof(*seen));
-    char *done = calloc((size_t)r->n, 1);
-    seen_set_t sources = {0};
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(r->n);
-    *total = 0;
-    if (seen == NULL || done == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto cleanup;
+    s->done[p] = 1;
+    s->open_parts--;
+}
+
+/* A message with its err set. */
+static scan_action_t on_consume_error(scan_t *s, const rd_kafka_message_t *rkm, char *err, size_t errlen)
+{
+    const char *topic = s->r->cfg->dlq_topic;
+    int32_t p = rkm->partition;
+    if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (p >= 0 && p < s->r->n && !s->done[p]) {
+            close_partition(s, p); /* reached the end: the start-time high watermark is behind us */
+            s->last_progress = bp_clock_ms();
+        }
+        return SCAN_GO_ON;
     }
+    if (is_fatal_consume_error(rkm->err)) {
+        snprintf(err, errlen, "reading %s: %s", topic, rd_kafka_message_errstr(rkm));
+        return SCAN_FAILED;
+    }
+    bp_log_debug("reading %s: %s", topic, rd_kafka_message_errstr(rkm));
+    return SCAN_GO_ON;
+}
+
+/* Mark letter as a duplicate when its source was seen before in the scan. Returns whether it is passed
+ * on, or -1 out of memory. */
+static int check_source(scan_t *s, cli_dlqr_letter_t *letter)
+{
+    char source[512];
+    cli_dlqr_letter_source(letter, source, sizeof(source));
+    if (strcmp(source, "-") == 0)
+        return 1;
+    const seen_entry_t *first = NULL;
+    if (seen_check(&s->sources, source, letter->partition, letter->offset, &first) != 0)
+        return -1;
+    if (first == NULL)
+        return 1;
+    letter->dup_partition = first->partition;
+    letter->dup_offset = first->offset;
+    return !s->unique_only;
+}
+
+/* A letter (rkm without error): parsed, checked against the sources seen, passed to fn. */
+static scan_action_t on_letter(scan_t *s, const rd_kafka_message_t *rkm, char *err, size_t errlen)
+{
+    int32_t p = rkm->partition;
+    s->last_progress = bp_clock_ms();
+    if (p < 0 || p >= s->r->n || s->done[p] || rkm->offset >= s->r->high[p])
+        return SCAN_GO_ON; /* not asked for, or beyond the start-time high watermark */
+    s->total++;
+    cli_dlqr_letter_t letter;
+    if (cli_dlqr_letter_parse(rkm, &letter) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return SCAN_FAILED;
+    }
+    int pass = check_source(s, &letter);
+    int stop = 0;
+    if (pass > 0) {
+        s->passed[p]++;
+        stop = s->fn(s->opaque, &letter, rkm);
+    }
+    cli_dlqr_letter_clear(&letter);
+    if (pass < 0) {
+        snprintf(err, errlen, "out of memory");
+        return SCAN_FAILED;
+    }
+    if (stop)
+        return SCAN_STOPPED;
+    if (rkm->offset + 1 >= s->r->high[p] || (s->per_partition > 0 && s->passed[p] >= s->per_partition)) {
+        close_partition(s, p);
+        pause_partition(s->r, p);
+    }
+    return SCAN_GO_ON;
+}
+
+/* Every message the scan polls comes here; the caller destroys it. */
+static scan_action_t on_message(scan_t *s, const rd_kafka_message_t *rkm, char *err, size_t errlen)
+{
+    if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return on_consume_error(s, rkm, err, errlen);
+    return on_letter(s, rkm, err, errlen);
+}
+
+/* Assign every partition that holds letters, from its beginning. Returns 0 or -1 with err. */
+static int scan_start(scan_t *s, char *err, size_t errlen)
+{
+    cli_dlqr_t *r = s->r;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(r->n);
     for (int p = 0; p < r->n; p++) {
         if (r->high[p] <= r->low[p]) {
-            done[p] = 1;
+            s->done[p] = 1;
             continue;
         }
         rd_kafka_topic_partition_list_add(parts, r->cfg->dlq_topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-        open_parts++;
+        s->open_parts++;
     }
-    if (open_parts > 0 && assign(r, parts, err, errlen) != 0)
+    int rc = s->open_parts > 0 ? assign(r, parts, err, errlen) : 0;
+    rd_kafka_topic_partition_list_destroy(parts);
+    return rc;
+}
+
+int cli_dlqr_scan(cli_dlqr_t *r, long long per_partition, int unique_only, cli_dlqr_letter_fn fn,
+                  void *opaque, size_t *total, char *err, size_t errlen)
+{
+    scan_t s = {.r = r, .per_partition = per_partition, .unique_only = unique_only, .fn = fn,
+                .opaque = opaque};
+    scan_action_t act = SCAN_FAILED;
+    s.passed = calloc((size_t)r->n, sizeof(*s.passed));
+    s.done = calloc((size_t)r->n, 1);
+    if (s.passed == NULL || s.done == NULL) {
+        snprintf(err, errlen, "out of memory");
         goto cleanup;
-    long long last_progress = bp_clock_ms();
-    while (open_parts > 0) {
-        if (bp_clock_ms() - last_progress > r->timeout_ms) {
+    }
+    if (scan_start(&s, err, errlen) != 0)
+        goto cleanup;
+    s.last_progress = bp_clock_ms();
+    for (act = SCAN_GO_ON; act == SCAN_GO_ON && s.open_parts > 0;) {
+        if (bp_clock_ms() - s.last_progress > r->timeout_ms) {
             snprintf(err, errlen, "reading %s: no message for %d s (brokers at %s unreachable?)",
                      r->cfg->dlq_topic, r->timeout_ms / 1000, r->cfg->kafka_brokers);
-            goto cleanup;
+            act = SCAN_FAILED;
+            break;
         }
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(r->rk, 100);
         if (rkm == NULL)
             continue;
-        int32_t p = rkm->partition;
-        if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            rd_kafka_resp_err_t e = rkm->err;
-            if (e == RD_KAFKA_RESP_ERR__PARTITION_EOF && p >= 0 && p < r->n && !done[p]) {
-                done[p] = 1; /* reached the end: the start-time high watermark is behind us */
-                open_parts--;
-                last_progress = bp_clock_ms();
-            } else if (is_fatal_consume_error(e)) {
-                snprintf(err, errlen, "reading %s: %s", r->cfg->dlq_topic, rd_kafka_message_errstr(rkm));
-                rd_kafka_message_destroy(rkm);
-                goto cleanup;
-            } else if (e != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                bp_debug("reading %s: %s", r->cfg->dlq_topic, rd_kafka_message_errstr(rkm));
-            }
-            rd_kafka_message_destroy(rkm);
-            continue;
-        }
-        last_progress = bp_clock_ms();
-        if (p < 0 || p >= r->n || done[p] || rkm->offset >= r->high[p]) {
-            rd_kafka_message_destroy(rkm);
-            continue;
-        }
-        (*total)++;
-        dlq_letter_t letter;
-        if (dlq_letter_parse(rkm, &letter) != 0) {
-            rd_kafka_message_destroy(rkm);
-            snprintf(err, errlen, "out of memory");
-            goto cleanup;
-        }
-        int pass = 1;
-        char source[512];
-        dlq_letter_source(&letter, source, sizeof(source));
-        if (strcmp(source, "-") != 0) {
-            const seen_entry_t *first = NULL;
-            if (seen_check(&sources, source, letter.partition, letter.offset, &first) != 0) {
-                dlq_letter_clear(&letter);
-                rd_kafka_message_destroy(rkm);
-                snprintf(err, errlen, "out of memory");
-                goto cleanup;
-            }
-            if (first != NULL) {
-                letter.dup_partition = first->partition;
-                letter.dup_offset = first->offset;
-                pass = !unique_only;
-            }
-        }
-        int stop = 0;
-        if (pass) {
-            seen[p]++;
-            stop = fn(opaque, &letter, rkm);
-        }
-        int64_t next = rkm->offset + 1;
-        dlq_letter_clear(&letter);
+        act = on_message(&s, rkm, err, errlen);
         rd_kafka_message_destroy(rkm);
-        if (stop) {
-            rc = 1;
-            goto cleanup;
-        }
-        if (next >= r->high[p] || (per_partition > 0 && seen[p] >= per_partition)) {
-            done[p] = 1;
-            open_parts--;
-            pause_partition(r, p);
-        }
     }
-    rc = 0;
 cleanup:
     (void)rd_kafka_assign(r->rk, NULL);
-    rd_kafka_topic_partition_list_destroy(parts);
-    seen_free(&sources);
-    free(seen);
-    free(done);
-    return rc;
+    seen_free(&s.sources);
+    free(s.passed);
+    free(s.done);
+    *total = s.total;
+    return act == SCAN_FAILED ? -1 : act == SCAN_STOPPED ? 1 : 0;
 }
 
-rd_kafka_message_t *dlq_reader_fetch(dlq_reader_t *r, int32_t partition, int64_t offset, char *err,
-                                     size_t errlen)
+rd_kafka_message_t *cli_dlqr_fetch(cli_dlqr_t *r, int32_t partition, int64_t offset, char *err,
+                                  size_t errlen)
 {
     const char *topic = r->cfg->dlq_topic;
     if (partition >= r->n) {
@@ -434,7 +489,7 @@ rd_kafka_message_t *dlq_reader_fetch(dlq_reader_t *r, int32_t partition, int64_t
             rd_kafka_message_destroy(rkm);
             break;
         }
-        bp_debug("reading %s: %s", topic, rd_kafka_message_errstr(rkm));
+        bp_log_debug("reading %s: %s", topic, rd_kafka_message_errstr(rkm));
         rd_kafka_message_destroy(rkm);
     }
     (void)rd_kafka_assign(r->rk, NULL);

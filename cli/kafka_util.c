@@ -17,7 +17,7 @@
 static void quiet_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)level;
-    bp_debug("librdkafka %s: %s: %s", rk ? rd_kafka_name(rk) : "-", fac, buf);
+    bp_log_debug("librdkafka %s: %s: %s", rk ? rd_kafka_name(rk) : "-", fac, buf);
 }
 
 rd_kafka_conf_t *cli_kafka_conf(const bp_config_t *cfg, const char *const *extra, char *err, size_t errlen)

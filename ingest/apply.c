@@ -304,7 +304,7 @@ static bp_err_t ensure_conn(bp_apply_t *a, char *err, size_t errlen)
         drop_conn(a);
         return e;
     }
-    bp_info("connected to PostgreSQL");
+    bp_log_info("connected to PostgreSQL");
     return BP_OK;
 }
 
@@ -554,8 +554,8 @@ static bp_err_t count_txn(bp_apply_t *a, char *err, size_t errlen)
         bp_err_t e = count_send(a, &applied, err, errlen);
         if (e != BP_OK || applied)
             return e;
-        bp_info("the sparse keys changed during the transaction: counted its %zu objects again",
-                bp_count_txn_objects(a->counts));
+        bp_log_info("the sparse keys changed during the transaction: counted its %zu objects again",
+                    bp_count_txn_objects(a->counts));
     }
     snprintf(err, errlen, "adding the counter terms: the sparse keys kept changing");
     return BP_ERR_PG_TRANSIENT;
@@ -719,7 +719,7 @@ static bp_err_t apply_valid(bp_apply_t *a, bp_ingest_msg_t **set, size_t k, char
                 set[i]->outcome = BP_MSG_APPLIED;
             return exec_simple(a, "RELEASE SAVEPOINT bp_all", err, errlen);
         case SET_REFUSED:
-            bp_info("PostgreSQL refused one of %zu messages (%s): writing them one by one", k, why);
+            bp_log_info("PostgreSQL refused one of %zu messages (%s): writing them one by one", k, why);
             e = exec_simple(a, "ROLLBACK TO SAVEPOINT bp_all; RELEASE SAVEPOINT bp_all", err, errlen);
             if (e != BP_OK)
                 return e;
@@ -770,22 +770,17 @@ static bp_err_t commit(bp_apply_t *a, char *err, size_t errlen)
  * crash test checks that no (partition, offset) is ever applied twice. */
 static void log_outcomes(const bp_apply_t *a, const bp_ingest_msg_t *msgs, size_t n, long long took_ms)
 {
-    size_t applied = 0, skipped = 0, dead = 0, objects = 0;
+    bp_ingest_msg_tally_t t = bp_ingest_msg_tally(msgs, n);
     int log_applied = a->cfg->log_applied && bp_log_enabled(BP_LOG_INFO);
     for (size_t i = 0; i < n; i++) {
         const bp_ingest_msg_t *m = &msgs[i];
         if (m->outcome == BP_MSG_APPLIED) {
-            applied++;
-            objects += m->objects;
             if (log_applied) {
                 json_t *f = bp_ingest_msg_fields(m, a->cfg->topic);
                 bp_log_fields(BP_LOG_INFO, f, "applied a batch of %zu objects", m->objects);
                 json_decref(f);
             }
-        } else if (m->outcome == BP_MSG_SKIPPED) {
-            skipped++;
         } else if (m->outcome == BP_MSG_DEAD) {
-            dead++;
             json_t *f = bp_ingest_msg_fields(m, a->cfg->topic);
             const char *why = m->invalid ? m->invalid : m->pg_reason ? m->pg_reason : "?";
             if (f != NULL)
@@ -795,10 +790,12 @@ static void log_outcomes(const bp_apply_t *a, const bp_ingest_msg_t *msgs, size_
             json_decref(f);
         }
     }
-    if (skipped > 0)
-        bp_info("skipped %zu messages already applied by this group (offset below next_offset)", skipped);
-    bp_debug("committed %zu messages: %zu applied (%zu objects), %zu skipped, %zu dead-lettered, in %lld ms",
-             n, applied, objects, skipped, dead, took_ms);
+    if (t.skipped > 0)
+        bp_log_info("skipped %zu messages already applied by this group (offset below next_offset)",
+                    t.skipped);
+    bp_log_debug("committed %zu messages: %zu applied (%zu objects), %zu skipped, %zu dead-lettered, "
+                 "in %lld ms",
+                 n, t.applied, t.objects, t.skipped, t.dead_invalid + t.dead_refused, took_ms);
 }
 
 #ifdef BP_TEST_SPLIT_OFFSETS

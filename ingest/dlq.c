@@ -229,7 +229,7 @@ void bp_dlq_free(bp_dlq_t *d, int timeout_ms)
     rd_kafka_flush(d->rk, timeout_ms);
     int left = rd_kafka_outq_len(d->rk);
     if (left > 0)
-        bp_warn("dead-letter producer: %d messages or requests still queued at exit", left);
+        bp_log_warn("dead-letter producer: %d messages or requests still queued at exit", left);
     rd_kafka_destroy(d->rk);
     free(d->where);
     free(d);

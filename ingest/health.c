@@ -31,7 +31,7 @@
 struct bp_health {
     const bp_config_t *cfg;
     bp_metrics_t *metrics;
-    bp_stats_t *stats;
+    bp_ingest_stats_t *stats;
     h2o_globalconf_t globalconf;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
@@ -112,8 +112,8 @@ static void add_check(json_t *checks, char *why, size_t whylen, const char *name
  * stopping. 503 problem+json otherwise, naming each check that is down. */
 static int get_readyz(bp_health_t *h, h2o_req_t *req)
 {
-    bp_readiness_t r;
-    bp_stats_readiness(h->stats, &r);
+    bp_ingest_readiness_t r;
+    bp_ingest_stats_readiness(h->stats, &r);
     char why[512] = "";
     json_t *checks = json_object();
 
@@ -135,7 +135,7 @@ static int get_readyz(bp_health_t *h, h2o_req_t *req)
         add_check(checks, why, sizeof(why), "worker", 0,
                   r.fatal ? "a fatal error: the process is exiting" : "shutting down");
 
-    if (bp_stats_ready(&r))
+    if (bp_ingest_stats_ready(&r))
         return send_json(req, 200, "OK", "application/json",
                          json_pack("{s:s, s:o}", "status", "ready", "checks", checks));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
@@ -153,7 +153,7 @@ static int get_metrics(bp_health_t *h, h2o_req_t *req)
     FILE *f = registry != NULL ? open_memstream(&text, &len) : NULL;
     if (f != NULL) {
         fputs(registry, f);
-        bp_stats_render_lag(h->stats, f);
+        bp_ingest_stats_render_lag(h->stats, f);
         if (fclose(f) != 0) {
             free(text);
             text = NULL;
@@ -278,8 +278,8 @@ static void dispose_loop(bp_health_t *h)
     h2o_config_dispose(&h->globalconf);
 }
 
-bp_health_t *bp_health_start(const bp_config_t *cfg, bp_metrics_t *metrics, bp_stats_t *stats, char *err,
-                             size_t errlen)
+bp_health_t *bp_health_start(const bp_config_t *cfg, bp_metrics_t *metrics, bp_ingest_stats_t *stats,
+                             char *err, size_t errlen)
 {
     int fd = open_listener((int)cfg->health_port, err, errlen);
     if (fd < 0)
@@ -326,7 +326,7 @@ bp_health_t *bp_health_start(const bp_config_t *cfg, bp_metrics_t *metrics, bp_s
         free(h);
         return NULL;
     }
-    bp_info("health port listening on 0.0.0.0:%lld (/healthz, /readyz, /metrics)", cfg->health_port);
+    bp_log_info("health port listening on 0.0.0.0:%lld (/healthz, /readyz, /metrics)", cfg->health_port);
     return h;
 }
 
@@ -339,7 +339,7 @@ void bp_health_stop(bp_health_t *h)
     if (!h->drained) {
         /* a client is still being answered: its socket belongs to the loop, which cannot be destroyed
          * under it; the process is about to exit */
-        bp_warn("health port: a connection was still open at shutdown");
+        bp_log_warn("health port: a connection was still open at shutdown");
         return;
     }
     dispose_loop(h);

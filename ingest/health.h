@@ -15,8 +15,8 @@ typedef struct bp_health bp_health_t;
  * stay the main thread's). cfg, metrics and stats are borrowed and must outlive bp_health_stop.
  * Returns NULL with err when the port cannot be opened (in use: no SO_REUSEPORT, so that two workers
  * never share a port silently) or the thread cannot start. Stop with bp_health_stop. */
-bp_health_t *bp_health_start(const bp_config_t *cfg, bp_metrics_t *metrics, bp_stats_t *stats, char *err,
-                             size_t errlen);
+bp_health_t *bp_health_start(const bp_config_t *cfg, bp_metrics_t *metrics, bp_ingest_stats_t *stats,
+                             char *err, size_t errlen);
 
 /* Close the port, let answers being written finish (up to a second), join the thread and free.
  * Accepts NULL. */

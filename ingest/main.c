@@ -49,18 +49,18 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     bp_metrics_t *metrics = bp_metrics_new();
-    bp_stats_t *stats = metrics != NULL ? bp_stats_new(metrics, cfg.topic) : NULL;
+    bp_ingest_stats_t *stats = metrics != NULL ? bp_ingest_stats_new(metrics, cfg.topic) : NULL;
     if (stats == NULL) {
-        bp_error("cannot start: out of memory");
+        bp_log_error("cannot start: out of memory");
         bp_metrics_free(metrics);
         bp_config_free(&cfg);
         return 1;
     }
     bp_worker_t *worker = bp_worker_new(&cfg, stats, &stop_flag, err, sizeof(err));
     if (worker == NULL) {
-        bp_error("cannot start: %s", err);
+        bp_log_error("cannot start: %s", err);
         bp_metrics_free(metrics);
-        bp_stats_free(stats);
+        bp_ingest_stats_free(stats);
         bp_config_free(&cfg);
         return 1;
     }
@@ -68,11 +68,11 @@ int main(int argc, char **argv)
      * API does when it cannot listen. Several workers on one host need distinct BP_HEALTH_PORTs (or 0). */
     bp_health_t *health = NULL;
     if (cfg.health_port > 0 && (health = bp_health_start(&cfg, metrics, stats, err, sizeof(err))) == NULL) {
-        bp_error("cannot start: health port %lld: %s (set BP_HEALTH_PORT to a free port, or 0)", cfg.health_port,
-                 err);
+        bp_log_error("cannot start: health port %lld: %s (set BP_HEALTH_PORT to a free port, or 0)",
+                     cfg.health_port, err);
         bp_worker_free(worker);
         bp_metrics_free(metrics);
-        bp_stats_free(stats);
+        bp_ingest_stats_free(stats);
         bp_config_free(&cfg);
         return 1;
     }
@@ -80,8 +80,8 @@ int main(int argc, char **argv)
     bp_health_stop(health);
     bp_worker_free(worker);
     bp_metrics_free(metrics); /* before the stats: one of its gauges reads them */
-    bp_stats_free(stats);
-    bp_info("stopped");
+    bp_ingest_stats_free(stats);
+    bp_log_info("stopped");
     bp_config_free(&cfg);
     return rc == 0 ? 0 : 1;
 }

@@ -269,3 +269,23 @@ json_t *bp_ingest_msg_fields(const bp_ingest_msg_t *m, const char *topic)
     }
     return f;
 }
+
+bp_ingest_msg_tally_t bp_ingest_msg_tally(const bp_ingest_msg_t *msgs, size_t n)
+{
+    bp_ingest_msg_tally_t t = {0};
+    for (size_t i = 0; i < n; i++) {
+        const bp_ingest_msg_t *m = &msgs[i];
+        if (m->outcome == BP_MSG_APPLIED) {
+            t.applied++;
+            t.objects += m->objects;
+        } else if (m->outcome == BP_MSG_SKIPPED) {
+            t.skipped++;
+        } else if (m->outcome == BP_MSG_DEAD) {
+            if (m->invalid != NULL)
+                t.dead_invalid++;
+            else
+                t.dead_refused++;
+        }
+    }
+    return t;
+}

@@ -69,6 +69,19 @@ bp_err_t bp_ingest_msg_init(bp_ingest_msg_t *m, rd_kafka_message_t *rkm, const b
 /* Destroy the Kafka message and free the reasons. Accepts a zeroed m. */
 void bp_ingest_msg_clear(bp_ingest_msg_t *m);
 
+/* What a transaction did to its messages, by outcome: the worker's counters (stats.c) and its log line
+ * (apply.c) both read this one count. */
+typedef struct bp_ingest_msg_tally {
+    size_t applied;      /* BP_MSG_APPLIED */
+    size_t objects;      /* the objects of the applied messages */
+    size_t skipped;      /* BP_MSG_SKIPPED */
+    size_t dead_invalid; /* BP_MSG_DEAD because the payload is not a valid message (m->invalid set) */
+    size_t dead_refused; /* BP_MSG_DEAD because PostgreSQL refused it */
+} bp_ingest_msg_tally_t;
+
+/* Count msgs[0..n) (borrowed) by outcome; pending messages are not counted. */
+bp_ingest_msg_tally_t bp_ingest_msg_tally(const bp_ingest_msg_t *msgs, size_t n);
+
 /* Log fields {"topic", "partition", "offset", "request_id", "traceparent"} for bp_log_fields
  * (request_id and traceparent only when the message has them). topic is borrowed. Returns a new reference, or NULL without memory. */
 json_t *bp_ingest_msg_fields(const bp_ingest_msg_t *m, const char *topic);

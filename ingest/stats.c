@@ -19,7 +19,7 @@ typedef struct part_pos {
     int64_t committed; /* next offset committed to PostgreSQL, or POS_UNKNOWN */
 } part_pos_t;
 
-struct bp_stats {
+struct bp_ingest_stats {
     char *topic;
     char topic_label[512]; /* escaped once */
 
@@ -29,7 +29,7 @@ struct bp_stats {
     bp_metric_t *assigned_gauge;
     bp_metric_t *moved_assigned, *moved_revoked, *moved_lost;
 
-    atomic_int pg;        /* 1, 0, -1: see bp_readiness_t */
+    atomic_int pg;        /* 1, 0, -1: see bp_ingest_readiness_t */
     atomic_int pg_err;
     atomic_int retrying;
     atomic_int retry_err;
@@ -44,14 +44,14 @@ struct bp_stats {
 
 static double gauge_ready(void *arg)
 {
-    bp_readiness_t r;
-    bp_stats_readiness(arg, &r);
-    return bp_stats_ready(&r) ? 1 : 0;
+    bp_ingest_readiness_t r;
+    bp_ingest_stats_readiness(arg, &r);
+    return bp_ingest_stats_ready(&r) ? 1 : 0;
 }
 
-bp_stats_t *bp_stats_new(bp_metrics_t *m, const char *topic)
+bp_ingest_stats_t *bp_ingest_stats_new(bp_metrics_t *m, const char *topic)
 {
-    bp_stats_t *s = calloc(1, sizeof(*s));
+    bp_ingest_stats_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
     if ((s->topic = strdup(topic)) == NULL) {
@@ -102,7 +102,7 @@ bp_stats_t *bp_stats_new(bp_metrics_t *m, const char *topic)
     return s;
 }
 
-void bp_stats_free(bp_stats_t *s)
+void bp_ingest_stats_free(bp_ingest_stats_t *s)
 {
     if (s == NULL)
         return;
@@ -112,7 +112,7 @@ void bp_stats_free(bp_stats_t *s)
     free(s);
 }
 
-void bp_stats_set_consumer(bp_stats_t *s, rd_kafka_t *rk)
+void bp_ingest_stats_set_consumer(bp_ingest_stats_t *s, rd_kafka_t *rk)
 {
     if (s == NULL)
         return;
@@ -123,7 +123,7 @@ void bp_stats_set_consumer(bp_stats_t *s, rd_kafka_t *rk)
 
 /* --- the partition table (callers hold the lock) ------------------------------------------------ */
 
-static part_pos_t *find(bp_stats_t *s, int32_t partition)
+static part_pos_t *find(bp_ingest_stats_t *s, int32_t partition)
 {
     for (size_t i = 0; i < s->nparts; i++)
         if (s->parts[i].partition == partition)
@@ -138,7 +138,7 @@ static int64_t position_of(int64_t offset)
     return offset == RD_KAFKA_OFFSET_BEGINNING ? 0 : POS_UNKNOWN;
 }
 
-static void set_position(bp_stats_t *s, int32_t partition, int64_t committed, int add)
+static void set_position(bp_ingest_stats_t *s, int32_t partition, int64_t committed, int add)
 {
     part_pos_t *p = find(s, partition);
     if (p == NULL) {
@@ -158,7 +158,7 @@ static void set_position(bp_stats_t *s, int32_t partition, int64_t committed, in
     p->committed = committed;
 }
 
-void bp_stats_assigned(bp_stats_t *s, const rd_kafka_topic_partition_list_t *parts)
+void bp_ingest_stats_assigned(bp_ingest_stats_t *s, const rd_kafka_topic_partition_list_t *parts)
 {
     if (s == NULL)
         return;
@@ -170,7 +170,8 @@ void bp_stats_assigned(bp_stats_t *s, const rd_kafka_topic_partition_list_t *par
     bp_counter_add(s->moved_assigned, (uint64_t)parts->cnt);
 }
 
-void bp_stats_revoked(bp_stats_t *s, const rd_kafka_topic_partition_list_t *parts, const char *event)
+void bp_ingest_stats_revoked(bp_ingest_stats_t *s, const rd_kafka_topic_partition_list_t *parts,
+                             const char *event)
 {
     if (s == NULL)
         return;
@@ -185,7 +186,7 @@ void bp_stats_revoked(bp_stats_t *s, const rd_kafka_topic_partition_list_t *part
     bp_counter_add(strcmp(event, "lost") == 0 ? s->moved_lost : s->moved_revoked, (uint64_t)parts->cnt);
 }
 
-void bp_stats_positions(bp_stats_t *s, const rd_kafka_topic_partition_list_t *parts)
+void bp_ingest_stats_positions(bp_ingest_stats_t *s, const rd_kafka_topic_partition_list_t *parts)
 {
     if (s == NULL)
         return;
@@ -200,33 +201,19 @@ void bp_stats_positions(bp_stats_t *s, const rd_kafka_topic_partition_list_t *pa
 
 /* --- transactions ------------------------------------------------------------------------------- */
 
-void bp_stats_txn_committed(bp_stats_t *s, const bp_ingest_msg_t *msgs, size_t n,
-                            const bp_part_offset_t *done, size_t ndone, double seconds)
+void bp_ingest_stats_txn_committed(bp_ingest_stats_t *s, const bp_ingest_msg_t *msgs, size_t n,
+                                   const bp_part_offset_t *done, size_t ndone, double seconds)
 {
     if (s == NULL)
         return;
-    uint64_t applied = 0, objects = 0, skipped = 0, invalid = 0, refused = 0;
-    for (size_t i = 0; i < n; i++) {
-        const bp_ingest_msg_t *m = &msgs[i];
-        if (m->outcome == BP_MSG_APPLIED) {
-            applied++;
-            objects += m->objects;
-        } else if (m->outcome == BP_MSG_SKIPPED) {
-            skipped++;
-        } else if (m->outcome == BP_MSG_DEAD) {
-            if (m->invalid != NULL)
-                invalid++;
-            else
-                refused++;
-        }
-    }
-    bp_counter_add(s->applied, applied);
-    bp_counter_add(s->objects, objects);
-    bp_counter_add(s->skipped, skipped);
-    bp_counter_add(s->dead_invalid, invalid);
-    bp_counter_add(s->dead_refused, refused);
+    bp_ingest_msg_tally_t t = bp_ingest_msg_tally(msgs, n);
+    bp_counter_add(s->applied, t.applied);
+    bp_counter_add(s->objects, t.objects);
+    bp_counter_add(s->skipped, t.skipped);
+    bp_counter_add(s->dead_invalid, t.dead_invalid);
+    bp_counter_add(s->dead_refused, t.dead_refused);
     bp_histogram_observe(s->txn_messages, (double)n);
-    bp_histogram_observe(s->txn_objects, (double)objects);
+    bp_histogram_observe(s->txn_objects, (double)t.objects);
     bp_histogram_observe(s->txn_seconds, seconds);
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < ndone; i++)
@@ -241,7 +228,7 @@ static int is_pg_error(bp_err_t e)
     return e == BP_ERR_PG_DOWN || e == BP_ERR_PG_TRANSIENT || e == BP_ERR_PG_DATA;
 }
 
-void bp_stats_txn_retry(bp_stats_t *s, bp_err_t e)
+void bp_ingest_stats_txn_retry(bp_ingest_stats_t *s, bp_err_t e)
 {
     if (s == NULL)
         return;
@@ -254,13 +241,13 @@ void bp_stats_txn_retry(bp_stats_t *s, bp_err_t e)
     }
 }
 
-void bp_stats_txn_settled(bp_stats_t *s)
+void bp_ingest_stats_txn_settled(bp_ingest_stats_t *s)
 {
     if (s != NULL)
         atomic_store(&s->retrying, 0);
 }
 
-void bp_stats_pg(bp_stats_t *s, bp_err_t e)
+void bp_ingest_stats_pg(bp_ingest_stats_t *s, bp_err_t e)
 {
     if (s == NULL)
         return;
@@ -269,13 +256,13 @@ void bp_stats_pg(bp_stats_t *s, bp_err_t e)
     atomic_store(&s->pg, e == BP_OK ? 1 : 0);
 }
 
-void bp_stats_stopping(bp_stats_t *s)
+void bp_ingest_stats_stopping(bp_ingest_stats_t *s)
 {
     if (s != NULL)
         atomic_store(&s->stopping, 1);
 }
 
-void bp_stats_fatal(bp_stats_t *s)
+void bp_ingest_stats_fatal(bp_ingest_stats_t *s)
 {
     if (s != NULL)
         atomic_store(&s->fatal, 1);
@@ -283,7 +270,7 @@ void bp_stats_fatal(bp_stats_t *s)
 
 /* --- readers ------------------------------------------------------------------------------------ */
 
-void bp_stats_readiness(bp_stats_t *s, bp_readiness_t *out)
+void bp_ingest_stats_readiness(bp_ingest_stats_t *s, bp_ingest_readiness_t *out)
 {
     memset(out, 0, sizeof(*out));
     out->pg = -1;
@@ -300,7 +287,7 @@ void bp_stats_readiness(bp_stats_t *s, bp_readiness_t *out)
     out->fatal = atomic_load(&s->fatal);
 }
 
-int bp_stats_ready(const bp_readiness_t *r)
+int bp_ingest_stats_ready(const bp_ingest_readiness_t *r)
 {
     return r->assigned > 0 && r->pg == 1 && !r->retrying && !r->stopping && !r->fatal;
 }
@@ -311,7 +298,7 @@ static int cmp_pos(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-void bp_stats_render_lag(bp_stats_t *s, FILE *out)
+void bp_ingest_stats_render_lag(bp_ingest_stats_t *s, FILE *out)
 {
     if (s == NULL)
         return;

@@ -31,7 +31,7 @@
 struct bp_worker {
     const bp_config_t *cfg;
     volatile sig_atomic_t *stop;
-    bp_stats_t *stats; /* borrowed: metrics and readiness for the health port */
+    bp_ingest_stats_t *stats; /* borrowed: metrics and readiness for the health port */
     rd_kafka_t *rk;
     bp_apply_t *apply;
     bp_dlq_t *dlq;
@@ -63,8 +63,8 @@ static int stopping(bp_worker_t *w)
 {
     if (*w->stop && w->stop_at == 0) {
         w->stop_at = bp_clock_ms();
-        bp_stats_stopping(w->stats);
-        bp_info("stopping: finishing the transaction in hand");
+        bp_ingest_stats_stopping(w->stats);
+        bp_log_info("stopping: finishing the transaction in hand");
     }
     return w->stop_at != 0;
 }
@@ -139,8 +139,8 @@ static void buffer_drop(bp_worker_t *w, const rd_kafka_topic_partition_list_t *p
     }
     w->n = kept;
     if (dropped > 0)
-        bp_info("dropped %zu buffered messages of revoked partitions (not applied; their new owner will)",
-                dropped);
+        bp_log_info("dropped %zu buffered messages of revoked partitions (not applied; their new owner will)",
+                    dropped);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -187,14 +187,15 @@ static void log_partitions(const char *what, const rd_kafka_topic_partition_list
                                         p->offset == RD_KAFKA_OFFSET_BEGINNING ? "beginning" : "committed");
         }
     }
-    bp_info("%s %d partitions of %s: [%s]", what, parts->cnt, parts->cnt ? parts->elems[0].topic : "-", buf);
+    bp_log_info("%s %d partitions of %s: [%s]", what, parts->cnt, parts->cnt ? parts->elems[0].topic : "-",
+                buf);
 }
 
 /* Record the outcome of a PostgreSQL interaction outside a transaction (readiness) and schedule the
  * next idle check: soon, with backoff, after a failure; PG_CHECK_IDLE_MS after a success. */
 static void pg_checked(bp_worker_t *w, bp_err_t e)
 {
-    bp_stats_pg(w->stats, e);
+    bp_ingest_stats_pg(w->stats, e);
     if (e == BP_OK) {
         w->pg_check_failures = 0;
         w->pg_check_at = bp_clock_ms() + PG_CHECK_IDLE_MS;
@@ -224,11 +225,11 @@ static void check_pg_idle(bp_worker_t *w)
     int failures = w->pg_check_failures;
     bp_err_t e = bp_apply_load_offsets(w->apply, parts, err, sizeof(err));
     if (e == BP_OK) {
-        bp_stats_positions(w->stats, parts);
+        bp_ingest_stats_positions(w->stats, parts);
         if (failures > 0)
-            bp_info("PostgreSQL answers again");
+            bp_log_info("PostgreSQL answers again");
     } else if (failures == 0) {
-        bp_warn("PostgreSQL check failed (%s: %s): not ready until it answers", bp_err_str(e), err);
+        bp_log_warn("PostgreSQL check failed (%s: %s): not ready until it answers", bp_err_str(e), err);
     }
     pg_checked(w, e);
     rd_kafka_topic_partition_list_destroy(parts);
@@ -238,10 +239,10 @@ static void check_pg_idle(bp_worker_t *w)
         long long purged = 0;
         w->purge_at = bp_clock_ms() + PURGE_EVERY_MS;
         if (bp_apply_purge_dead_letters(w->apply, w->cfg->receipt_retention_days, &purged, err, sizeof(err)) != BP_OK)
-            bp_warn("purging dead-letter records failed (%s); trying again later", err);
+            bp_log_warn("purging dead-letter records failed (%s); trying again later", err);
         else if (purged > 0)
-            bp_info("purged %lld dead-letter records older than %lld days (BP_RECEIPT_RETENTION_DAYS)", purged,
-                    w->cfg->receipt_retention_days);
+            bp_log_info("purged %lld dead-letter records older than %lld days (BP_RECEIPT_RETENTION_DAYS)",
+                        purged, w->cfg->receipt_retention_days);
     }
 }
 
@@ -254,20 +255,20 @@ static void assign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts)
     if (e != BP_OK) {
         /* Kafka's committed offsets trail PostgreSQL's (they are committed after it), so starting
          * there is safe: what was applied already is skipped under the row lock. */
-        bp_warn("cannot read ingest_offsets (%s: %s): starting from the group's offsets in Kafka",
-                bp_err_str(e), err);
+        bp_log_warn("cannot read ingest_offsets (%s: %s): starting from the group's offsets in Kafka",
+                    bp_err_str(e), err);
         for (int i = 0; i < parts->cnt; i++)
             parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
     }
     log_partitions("assigned", parts, 1);
     rd_kafka_error_t *error = rd_kafka_incremental_assign(w->rk, parts);
     if (error != NULL) {
-        bp_error("assign: %s", rd_kafka_error_string(error));
+        bp_log_error("assign: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
         return;
     }
     set_owned(w, parts, 1);
-    bp_stats_assigned(w->stats, parts);
+    bp_ingest_stats_assigned(w->stats, parts);
     if (e == BP_OK) {
         /* bring the group's Kafka offsets (lag tools) to PostgreSQL's at once: a predecessor may
          * have died after its last commit but before the auto-commit sent it */
@@ -277,7 +278,7 @@ static void assign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts)
                 rd_kafka_topic_partition_list_add(known, parts->elems[i].topic, parts->elems[i].partition)
                     ->offset = parts->elems[i].offset;
         if (known->cnt > 0 && rd_kafka_offsets_store(w->rk, known) != RD_KAFKA_RESP_ERR_NO_ERROR)
-            bp_debug("storing start offsets for the Kafka commit failed");
+            bp_log_debug("storing start offsets for the Kafka commit failed");
         rd_kafka_topic_partition_list_destroy(known);
     }
     if (w->paused) /* a retry is pending: new partitions wait for it like the others */
@@ -289,10 +290,10 @@ static void unassign(bp_worker_t *w, rd_kafka_topic_partition_list_t *parts, con
     log_partitions(what, parts, 0);
     buffer_drop(w, parts);
     set_owned(w, parts, 0);
-    bp_stats_revoked(w->stats, parts, what);
+    bp_ingest_stats_revoked(w->stats, parts, what);
     rd_kafka_error_t *error = rd_kafka_incremental_unassign(w->rk, parts);
     if (error != NULL) {
-        bp_error("unassign: %s", rd_kafka_error_string(error));
+        bp_log_error("unassign: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     }
 }
@@ -306,7 +307,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         unassign(w, parts, rd_kafka_assignment_lost(rk) ? "lost" : "revoked");
     } else {
-        bp_error("rebalance failed: %s", rd_kafka_err2str(err));
+        bp_log_error("rebalance failed: %s", rd_kafka_err2str(err));
         unassign(w, parts, "revoked");
     }
 }
@@ -322,7 +323,7 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                              rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        bp_debug("offset commit to Kafka (for lag tools only): %s", rd_kafka_err2str(err));
+        bp_log_debug("offset commit to Kafka (for lag tools only): %s", rd_kafka_err2str(err));
 }
 
 /* Apply and pause the whole assignment (pause=1) or resume it. */
@@ -350,10 +351,9 @@ static void consumer_error(bp_worker_t *w, const rd_kafka_message_t *rkm)
     if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
         return;
     if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
-        char why[512];
-        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(w->rk, why, sizeof(why));
-        bp_error("consumer: fatal error %s: %s", rd_kafka_err2name(orig), why);
-        w->fatal = 1;
+        /* the same line as error_cb's: the original error from rd_kafka_fatal_error */
+        if (bp_kafka_log_error(w->rk, rkm->err, rd_kafka_message_errstr(rkm), "consumer"))
+            w->fatal = 1;
         return;
     }
     json_t *f = NULL;
@@ -377,7 +377,7 @@ static int poll_once(bp_worker_t *w, int timeout_ms)
         return 0;
     }
     if (buffer_add(w, rkm) != 0) {
-        bp_error("out of memory while buffering a message");
+        bp_log_error("out of memory while buffering a message");
         return -1;
     }
     return 1;
@@ -429,7 +429,7 @@ static void commit_to_kafka(bp_worker_t *w, size_t nout)
     if (list->cnt > 0) {
         rd_kafka_resp_err_t e = rd_kafka_offsets_store(w->rk, list);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-            bp_debug("storing offsets for the Kafka commit: %s", rd_kafka_err2str(e));
+            bp_log_debug("storing offsets for the Kafka commit: %s", rd_kafka_err2str(e));
     }
     rd_kafka_topic_partition_list_destroy(list);
 }
@@ -453,11 +453,11 @@ static int flush(bp_worker_t *w)
         int isolate = bounded >= w->cfg->txn_max_attempts;
         bp_err_t e = bp_apply_txn(w->apply, w->dlq, w->buf, w->n, isolate, w->done, &nout, err, sizeof(err));
         if (e == BP_OK) {
-            bp_stats_txn_committed(w->stats, w->buf, w->n, w->done, nout, bp_clock_s() - started);
+            bp_ingest_stats_txn_committed(w->stats, w->buf, w->n, w->done, nout, bp_clock_s() - started);
             w->pg_check_failures = 0;
             w->pg_check_at = bp_clock_ms() + PG_CHECK_IDLE_MS;
             if (isolate)
-                bp_info("committed %zu messages one by one after %lld failed attempts", w->n, bounded);
+                bp_log_info("committed %zu messages one by one after %lld failed attempts", w->n, bounded);
             commit_to_kafka(w, nout);
             buffer_clear(w);
             break;
@@ -474,7 +474,7 @@ static int flush(bp_worker_t *w)
             bp_log_fields(BP_LOG_ERROR, f, "cannot apply %zu messages: %s: %s", w->n, bp_err_str(e), err);
             json_decref(f);
             w->fatal = 1;
-            bp_stats_fatal(w->stats);
+            bp_ingest_stats_fatal(w->stats);
             rc = -1;
             break;
         }
@@ -493,7 +493,7 @@ static int flush(bp_worker_t *w)
         const char *then = "";
         if (bp_pg_fault_bounded(fault) && ++bounded == w->cfg->txn_max_attempts)
             then = "; then each message alone, and the one that fails alone is dead-lettered";
-        bp_stats_txn_retry(w->stats, e);
+        bp_ingest_stats_txn_retry(w->stats, e);
         bp_log_fields(fault == BP_PG_FAULT_OPERATOR ? BP_LOG_ERROR : BP_LOG_WARN, f,
                       "transaction of %zu messages failed (%s: %s); retry %d in %lld ms%s", w->n, bp_err_str(e),
                       err, attempt + 1, delay, then);
@@ -507,25 +507,25 @@ static int flush(bp_worker_t *w)
     }
     if (w->paused)
         pause_all(w, 0);
-    bp_stats_txn_settled(w->stats);
+    bp_ingest_stats_txn_settled(w->stats);
     return rc;
 }
 
 /* Leave the group within the shutdown budget (revoking our partitions on the way). */
 static void close_consumer(bp_worker_t *w)
 {
-    bp_info("leaving group %s", w->cfg->group_id);
+    bp_log_info("leaving group %s", w->cfg->group_id);
     long long deadline = (w->stop_at ? w->stop_at : bp_clock_ms()) + w->cfg->shutdown_timeout_ms * 9 / 10;
     rd_kafka_queue_t *q = rd_kafka_queue_new(w->rk);
     rd_kafka_error_t *error = rd_kafka_consumer_close_queue(w->rk, q);
     if (error != NULL) {
-        bp_warn("leaving group: %s", rd_kafka_error_string(error));
+        bp_log_warn("leaving group: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     } else {
         while (!rd_kafka_consumer_closed(w->rk)) {
             long long left = deadline - bp_clock_ms();
             if (left <= 0) {
-                bp_warn("leaving group: not done within the shutdown timeout; the broker will expire us");
+                bp_log_warn("leaving group: not done within the shutdown timeout; the broker will expire us");
                 break;
             }
             /* events, not callbacks: the queue may also carry fetched messages, which have none */
@@ -541,8 +541,8 @@ static void close_consumer(bp_worker_t *w)
     w->closed = 1;
 }
 
-bp_worker_t *bp_worker_new(const bp_config_t *cfg, bp_stats_t *stats, volatile sig_atomic_t *stop, char *err,
-                           size_t errlen)
+bp_worker_t *bp_worker_new(const bp_config_t *cfg, bp_ingest_stats_t *stats, volatile sig_atomic_t *stop,
+                           char *err, size_t errlen)
 {
     bp_worker_t *w = calloc(1, sizeof(*w));
     rd_kafka_conf_t *conf = NULL;
@@ -580,7 +580,7 @@ bp_worker_t *bp_worker_new(const bp_config_t *cfg, bp_stats_t *stats, volatile s
     if (w->rk == NULL)
         goto fail;
     rd_kafka_poll_set_consumer(w->rk);
-    bp_stats_set_consumer(stats, w->rk);
+    bp_ingest_stats_set_consumer(stats, w->rk);
     return w;
 fail:
     if (conf != NULL)
@@ -598,10 +598,10 @@ int bp_worker_run(bp_worker_t *w)
     rd_kafka_resp_err_t err = rd_kafka_subscribe(w->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        bp_error("subscribe to %s: %s", w->cfg->topic, rd_kafka_err2str(err));
+        bp_log_error("subscribe to %s: %s", w->cfg->topic, rd_kafka_err2str(err));
         return -1;
     }
-    bp_info("joining group %s on topic %s", w->cfg->group_id, w->cfg->topic);
+    bp_log_info("joining group %s on topic %s", w->cfg->group_id, w->cfg->topic);
     int rc = 0;
     /* Group commit that adapts to the load: a transaction closes as soon as the consumer has nothing
      * more buffered (after BP_TXN_LINGER_MS, 0 by default), so a lone message is applied at once;
@@ -633,7 +633,7 @@ int bp_worker_run(bp_worker_t *w)
     }
     if (w->fatal) {
         rc = -1;
-        bp_stats_fatal(w->stats);
+        bp_ingest_stats_fatal(w->stats);
     }
     if (rc == 0 && w->n > 0 && flush(w) != 0) /* stopping: the transaction in hand */
         rc = -1;
@@ -650,7 +650,8 @@ void bp_worker_free(bp_worker_t *w)
     if (!w->closed && !w->fatal)
         close_consumer(w);
     buffer_clear(w);
-    bp_stats_set_consumer(w->stats, NULL); /* the health port must not read watermarks of a freed consumer */
+    /* the health port must not read watermarks of a freed consumer */
+    bp_ingest_stats_set_consumer(w->stats, NULL);
     /* consumer_close was done above (or must be skipped after a fatal error) */
     rd_kafka_destroy_flags(w->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     bp_dlq_free(w->dlq, 1000);

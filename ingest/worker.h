@@ -17,8 +17,8 @@ typedef struct bp_worker bp_worker_t;
  * worker; stats (may be NULL) receives the worker's counters, readiness and committed positions (the
  * health port reads them). The worker returns from bp_worker_run soon after *stop becomes non-zero.
  * NULL with err on failure. Free with bp_worker_free. */
-bp_worker_t *bp_worker_new(const bp_config_t *cfg, bp_stats_t *stats, volatile sig_atomic_t *stop, char *err,
-                           size_t errlen);
+bp_worker_t *bp_worker_new(const bp_config_t *cfg, bp_ingest_stats_t *stats, volatile sig_atomic_t *stop,
+                           char *err, size_t errlen);
 
 /* Subscribe and consume until *stop: returns 0 after a clean shutdown (the transaction in hand
  * committed - or, if it could not be within half of shutdown_timeout_ms, left for the next owner of

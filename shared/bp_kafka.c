@@ -326,10 +326,10 @@ int bp_kafka_log_error(rd_kafka_t *rk, int err, const char *reason, const char *
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char why[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
-        bp_error("%s: fatal error %s: %s", who, rd_kafka_err2name(orig), why);
+        bp_log_error("%s: fatal error %s: %s", who, rd_kafka_err2name(orig), why);
         return 1;
     }
-    bp_warn("%s: %s: %s", who, rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+    bp_log_warn("%s: %s: %s", who, rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
     return 0;
 }
 

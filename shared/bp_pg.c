@@ -1,5 +1,5 @@
-/* bp_pg.c - blocking PostgreSQL helpers: connect, classify errors, create the database, migrate.
- * The API's event loop never calls these; it has its own asynchronous pool (api/pgpool.c). */
+/* bp_pg.c - PostgreSQL helpers: error text and SQLSTATE classes (for everyone), and blocking connect,
+ * create the database, migrate (never from the API's event loop: it has api/pgpool.c). */
 #include "bp_pg.h"
 
 #include <ctype.h>
@@ -130,6 +130,31 @@ bp_err_t bp_pg_classify(const PGconn *conn, const PGresult *res)
     return bp_pg_classify_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE));
 }
 
+bp_err_t bp_pg_statement_outcome(const PGconn *conn, const PGresult *res, char *msg, size_t msglen)
+{
+    if (res == NULL) {
+        bp_pg_error_line(msg, msglen, NULL, conn != NULL ? PQerrorMessage(conn) : NULL, BP_PG_LINE_FIRST);
+        return BP_ERR_PG_DOWN;
+    }
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        msg[0] = '\0';
+        return BP_OK;
+    }
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    bp_pg_error_line(msg, msglen, NULL, primary != NULL ? primary : PQresultErrorMessage(res),
+                     BP_PG_LINE_FIRST);
+    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (sqlstate != NULL && strcmp(sqlstate, "57014") == 0)
+        return BP_ERR_TIMEOUT; /* canceling statement due to statement timeout */
+    return bp_pg_classify(conn, res);
+}
+
+int bp_pg_standby_gave_up(const char *sqlstate)
+{
+    return sqlstate != NULL && (strcmp(sqlstate, "40001") == 0 || is(sqlstate, "57P"));
+}
+
 int bp_pg_ensure_database(const char *dsn, char *err, size_t errlen)
 {
     char *pqerr = NULL;
@@ -192,7 +217,7 @@ int bp_pg_ensure_database(const char *dsn, char *err, size_t errlen)
                 goto cleanup;
             }
         } else {
-            bp_info("created database %s", dbname);
+            bp_log_info("created database %s", dbname);
         }
     }
     rc = 0;
@@ -329,7 +354,7 @@ static int apply_one(PGconn *conn, const char *dir, const char *name, char *err,
     }
     if (exec_ok(conn, "COMMIT", err, errlen, name) != 0)
         goto cleanup;
-    bp_info("applied migration %s", name);
+    bp_log_info("applied migration %s", name);
     rc = 1;
 cleanup:
     PQclear(res);

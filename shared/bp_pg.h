@@ -48,6 +48,18 @@ bp_err_t bp_pg_classify(const PGconn *conn, const PGresult *res);
 /* Same, from a SQLSTATE alone (NULL means the connection failed). */
 bp_err_t bp_pg_classify_sqlstate(const char *sqlstate);
 
+/* The outcome of a statement's final result, for the API's pool: BP_OK for PGRES_TUPLES_OK and
+ * PGRES_COMMAND_OK (msg ""); a NULL res (the connection failed) -> BP_ERR_PG_DOWN with conn's message;
+ * 57014 (statement timeout, or a cancel) -> BP_ERR_TIMEOUT; else as bp_pg_classify. msg gets the first
+ * line of the server's primary message (bp_pg_error_line, BP_PG_LINE_FIRST). conn and res are borrowed;
+ * conn may be NULL. */
+bp_err_t bp_pg_statement_outcome(const PGconn *conn, const PGresult *res, char *msg, size_t msglen);
+
+/* 1 when a hot standby gave up a statement for reasons of its own, not the statement's, so that the
+ * primary may run it instead: 40001 (cancelled for a conflict with recovery) or class 57P (shut down,
+ * or the session ended by recovery). NULL: 0. */
+int bp_pg_standby_gave_up(const char *sqlstate);
+
 /* The LISTEN/NOTIFY channel on which the workers of group_id announce, in the transaction that moves
  * ingest_offsets of topic, each partition's new next_offset (payload "PARTITION:NEXT_OFFSET"; delivered
  * at COMMIT), and on which the API's ?wait= listens. The one place that names it: "bp_offsets_" and a

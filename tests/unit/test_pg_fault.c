@@ -60,6 +60,33 @@ static void the_api_mapping_is_unchanged(void **state)
     assert_int_equal(bp_pg_classify_sqlstate("21000"), BP_ERR_PG_DATA);
 }
 
+/* The API pool's outcome of a statement: success, a lost connection, an error without a SQLSTATE. */
+static void a_statement_outcome_says_why_on_one_line(void **state)
+{
+    char msg[64];
+    PGresult *ok = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    assert_int_equal(bp_pg_statement_outcome(NULL, ok, msg, sizeof(msg)), BP_OK);
+    assert_string_equal(msg, "");
+    PQclear(ok);
+    assert_int_equal(bp_pg_statement_outcome(NULL, NULL, msg, sizeof(msg)), BP_ERR_PG_DOWN);
+    assert_string_equal(msg, "unknown error");
+    PGresult *bad = PQmakeEmptyPGresult(NULL, PGRES_FATAL_ERROR);
+    assert_int_equal(bp_pg_statement_outcome(NULL, bad, msg, sizeof(msg)), BP_ERR_PG_DOWN);
+    assert_string_equal(msg, "unknown error");
+    PQclear(bad);
+}
+
+/* What a hot standby gives up on its own (a read then runs on the primary), and what it does not. */
+static void a_standby_gives_up_for_recovery_conflicts_and_shutdowns(void **state)
+{
+    const char *yes[] = {"40001", "57P01", "57P04"};
+    const char *no[] = {NULL, "40P01", "57014", "08006", "22003", "42P01"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        assert_true(bp_pg_standby_gave_up(yes[i]));
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        assert_false(bp_pg_standby_gave_up(no[i]));
+}
+
 /* The ?wait= channel: a valid identifier however long the group, one per group and topic. */
 static void the_offsets_channel_names_group_and_topic(void **state)
 {
@@ -85,6 +112,8 @@ int main(void)
         cmocka_unit_test(failures_no_message_can_cause_need_an_operator),
         cmocka_unit_test(the_rest_is_bounded),
         cmocka_unit_test(the_api_mapping_is_unchanged),
+        cmocka_unit_test(a_statement_outcome_says_why_on_one_line),
+        cmocka_unit_test(a_standby_gives_up_for_recovery_conflicts_and_shutdowns),
         cmocka_unit_test(the_offsets_channel_names_group_and_topic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
