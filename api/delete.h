@@ -11,19 +11,14 @@
 
 #include "server.h"
 
-/* Called once PostgreSQL applied the delete, on the loop thread, while req is alive; it must answer
- * req. outcome is the SQL function's text result (borrowed, valid during the call): for an object
- * the batch it was deleted from, or NULL when nothing was left to delete; for a batch "deleted",
- * "absent", "not empty" or "kept" (schemas/migrations/006_log_order.sql). */
-typedef void (*bp_delete_done_cb)(h2o_req_t *req, void *ctx, const char *outcome);
-
-/* Publish {"op": "delete", "batch_id": batch_id, "object_id": object_id} (object_id NULL: the batch,
- * with "cascade") through the thread's producer, then apply it. The strings are borrowed: they must
- * live in req's pool (or longer). On success done(req, ctx, outcome) answers. Everything else is
- * answered here: 503 when the broker did not take the message (nothing was deleted), 503 when
- * PostgreSQL failed after the ack (the delete is in the topic and the workers will apply it), nothing
- * when the request went away. Returns 0 (req answered now or later). */
-int bp_delete_via_topic(bp_api_thread_t *t, h2o_req_t *req, const char *batch_id, const char *object_id,
-                        int cascade, bp_delete_done_cb done, void *ctx);
+/* The route handlers (read.c's route table), as bp_route_fn: they answer now or later and return 0.
+ *   DELETE /api/v1/objects/{id}/: 404 for an unknown object, 204 once deleted.
+ *   DELETE /api/v1/batches/{id}/[?cascade=true|false|1|0]: 400 for another cascade=, 404 for an
+ *   unknown batch, 409 while it has objects (unless cascade) or when objects arrived during the
+ *   delete (nothing deleted), 204 once deleted.
+ * Both: 503 when the broker did not take the delete message (nothing was deleted) or PostgreSQL
+ * could not apply it after the ack (the workers will). */
+int bp_delete_object_route(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
+int bp_delete_batch_route(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen);
 
 #endif

@@ -1,105 +1,19 @@
-/* query.c - filters, page parameters and cursors of the read path, and the SQL they become.
+/* query.c - filters and page parameters of the read path, and the SQL they become (cursors: cursor.c).
  * Pure logic (jansson only): the handlers in read_*.c parse with it, then hand the SQL to the pool. */
 #include "query.h"
 
+#include "bp_buf.h"
 #include "bp_json_scan.h"
 #include "bp_payload.h"
 #include "bp_utf8.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
-
-/* ---- a growable string; oom sticks so that callers check once at the end ---- */
-
-typedef struct sb {
-    char *buf;
-    size_t len, cap;
-    int oom;
-} sb_t;
-
-static void sb_add(sb_t *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->buf, cap);
-        if (p == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->buf = p;
-        b->cap = cap;
-    }
-    memcpy(b->buf + b->len, s, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
-}
-
-static void sb_puts(sb_t *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_printf(sb_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sb_t *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        b->oom = 1; /* only short fragments go through here */
-        return;
-    }
-    sb_add(b, tmp, (size_t)n);
-}
-
-/* JSON string literal of s (valid UTF-8, checked by the caller). */
-static void sb_json_string(sb_t *b, const char *s, size_t n)
-{
-    sb_add(b, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        sb_add(b, s + run, i - run);
-        run = i + 1;
-        char esc[8];
-        switch (c) {
-        case '"': sb_add(b, "\\\"", 2); break;
-        case '\\': sb_add(b, "\\\\", 2); break;
-        case '\n': sb_add(b, "\\n", 2); break;
-        case '\r': sb_add(b, "\\r", 2); break;
-        case '\t': sb_add(b, "\\t", 2); break;
-        default:
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
-            sb_add(b, esc, 6);
-        }
-    }
-    sb_add(b, s + run, n - run);
-    sb_add(b, "\"", 1);
-}
-
-static char *sb_take(sb_t *b)
-{
-    if (b->oom || b->buf == NULL) {
-        free(b->buf);
-        return NULL;
-    }
-    return b->buf;
-}
 
 static void set_error(bp_query_error_t *e, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -182,7 +96,7 @@ void bp_query_filter_clear(bp_query_filter_t *f)
 
 /* data={...}: validate (jansson) and write its pairs ("{..},{..}", no brackets) into pairs, each key
  * and value copied from the text as written. */
-static int data_pairs(const char *data, size_t datalen, sb_t *pairs, size_t *npairs, bp_query_error_t *e)
+static int data_pairs(const char *data, size_t datalen, bp_buf_t *pairs, size_t *npairs, bp_query_error_t *e)
 {
     if (datalen > BP_QUERY_FILTER_MAX_BYTES) {
         set_error(e, "data", "data: longer than %d bytes", BP_QUERY_FILTER_MAX_BYTES);
@@ -236,12 +150,12 @@ static int data_pairs(const char *data, size_t datalen, sb_t *pairs, size_t *npa
         if (check_number("data", value, vlen, e) != 0)
             goto done;
         if (*npairs > 0)
-            sb_add(pairs, ",", 1);
-        sb_add(pairs, "{\"key\":", 7);
-        sb_add(pairs, name, nlen);
-        sb_add(pairs, ",\"value\":", 9);
-        sb_add(pairs, value, vlen);
-        sb_add(pairs, "}", 1);
+            bp_buf_add(pairs, ",", 1);
+        bp_buf_add(pairs, "{\"key\":", 7);
+        bp_buf_add(pairs, name, nlen);
+        bp_buf_add(pairs, ",\"value\":", 9);
+        bp_buf_add(pairs, value, vlen);
+        bp_buf_add(pairs, "}", 1);
         (*npairs)++;
     }
     if (more != 0 || *npairs != json_object_size(obj)) { /* cannot be: jansson read it as valid */
@@ -255,19 +169,19 @@ done:
 }
 
 /* One alternative: "[" base pairs, extra pair "]". */
-static char *alternative(const sb_t *base, size_t nbase, const sb_t *extra)
+static char *alternative(const bp_buf_t *base, size_t nbase, const bp_buf_t *extra)
 {
-    sb_t b = {0};
-    sb_add(&b, "[", 1);
+    bp_buf_t b = {0};
+    bp_buf_add(&b, "[", 1);
     if (nbase > 0)
-        sb_add(&b, base->buf, base->len);
+        bp_buf_add(&b, base->p, base->len);
     if (extra != NULL) {
         if (nbase > 0)
-            sb_add(&b, ",", 1);
-        sb_add(&b, extra->buf, extra->len);
+            bp_buf_add(&b, ",", 1);
+        bp_buf_add(&b, extra->p, extra->len);
     }
-    sb_add(&b, "]", 1);
-    return sb_take(&b);
+    bp_buf_add(&b, "]", 1);
+    return bp_buf_take(&b);
 }
 
 /* Add an alternative (alt may be NULL: out of memory). Returns 0, or -1 out of memory. */
@@ -283,7 +197,7 @@ int bp_query_parse_filter(const char *data, size_t datalen, const char *key, siz
                           size_t valuelen, bp_query_filter_t *out, bp_query_error_t *e)
 {
     memset(out, 0, sizeof(*out));
-    sb_t base = {0}, plain = {0}, typed = {0};
+    bp_buf_t base = {0}, plain = {0}, typed = {0};
     size_t nbase = 0;
     int has_typed = 0, rc = -1;
 
@@ -315,29 +229,29 @@ int bp_query_parse_filter(const char *data, size_t datalen, const char *key, siz
                 goto done;
             }
         }
-        sb_add(&plain, "{", 1);
+        bp_buf_add(&plain, "{", 1);
         if (key != NULL) {
-            sb_add(&plain, "\"key\":", 6);
-            sb_json_string(&plain, key, keylen);
+            bp_buf_add(&plain, "\"key\":", 6);
+            bp_buf_json_string(&plain, key, keylen);
         }
         if (value != NULL) {
             if (key != NULL)
-                sb_add(&plain, ",", 1);
-            sb_add(&typed, plain.buf, plain.len);
-            sb_add(&typed, "\"value\":", 8);
-            sb_add(&plain, "\"value\":", 8);
+                bp_buf_add(&plain, ",", 1);
+            bp_buf_add(&typed, plain.p, plain.len);
+            bp_buf_add(&typed, "\"value\":", 8);
+            bp_buf_add(&plain, "\"value\":", 8);
             if (parsed != NULL && json_is_string(parsed)) {
-                sb_add(&plain, value, valuelen); /* "42" in quotes: only the string 42 */
+                bp_buf_add(&plain, value, valuelen); /* "42" in quotes: only the string 42 */
             } else {
-                sb_json_string(&plain, value, valuelen);
+                bp_buf_json_string(&plain, value, valuelen);
                 if (parsed != NULL) {
-                    sb_add(&typed, value, valuelen); /* the number, true, false or null as written */
-                    sb_add(&typed, "}", 1);
+                    bp_buf_add(&typed, value, valuelen); /* the number, true, false or null as written */
+                    bp_buf_add(&typed, "}", 1);
                     has_typed = 1;
                 }
             }
         }
-        sb_add(&plain, "}", 1);
+        bp_buf_add(&plain, "}", 1);
         json_decref(parsed);
     }
     if (base.oom || plain.oom || typed.oom) {
@@ -360,9 +274,9 @@ int bp_query_parse_filter(const char *data, size_t datalen, const char *key, siz
     }
     rc = 0;
 done:
-    free(base.buf);
-    free(typed.buf);
-    free(plain.buf);
+    bp_buf_free(&base);
+    bp_buf_free(&typed);
+    bp_buf_free(&plain);
     return rc;
 }
 
@@ -426,154 +340,6 @@ int bp_query_parse_count(const char *s, size_t len, bp_count_mode_t *out, bp_que
     return -1;
 }
 
-/* ---- cursors: base64url(version byte + JSON) ---- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static char *b64url_encode(const unsigned char *src, size_t n)
-{
-    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    size_t i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
-        *o++ = b64[v >> 18 & 63], *o++ = b64[v >> 12 & 63], *o++ = b64[v >> 6 & 63], *o++ = b64[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)src[i] << 16;
-        *o++ = b64[v >> 18 & 63], *o++ = b64[v >> 12 & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8;
-        *o++ = b64[v >> 18 & 63], *o++ = b64[v >> 12 & 63], *o++ = b64[v >> 6 & 63];
-    }
-    *o = '\0';
-    return out;
-}
-
-static int b64val(char c)
-{
-    const char *p = c != '\0' ? strchr(b64, c) : NULL;
-    return p != NULL ? (int)(p - b64) : -1;
-}
-
-/* Decode without padding into a malloc'd buffer; NULL if not base64url. */
-static unsigned char *b64url_decode(const char *s, size_t n, size_t *outlen)
-{
-    if (n % 4 == 1)
-        return NULL;
-    unsigned char *out = malloc(n / 4 * 3 + 3), *o = out;
-    if (out == NULL)
-        return NULL;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val(s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            *o++ = (unsigned char)(acc >> bits & 0xff);
-        }
-    }
-    if ((acc & ((1u << bits) - 1)) != 0) { /* non-canonical trailing bits */
-        free(out);
-        return NULL;
-    }
-    *outlen = (size_t)(o - out);
-    return out;
-}
-
-char *bp_cursor_encode(const bp_cursor_t *c)
-{
-    json_t *obj = json_object();
-    char kind[2] = {(char)c->kind, '\0'};
-    json_object_set_new(obj, "k", json_string(kind));
-    json_object_set_new(obj, "d", json_string(c->backward ? "p" : "n"));
-    if (c->kind == BP_CURSOR_BATCHES) {
-        json_object_set_new(obj, "t", json_integer(c->key));
-        json_object_set_new(obj, "b", json_string(c->batch_id != NULL ? c->batch_id : ""));
-    } else {
-        json_object_set_new(obj, "id", json_integer(c->key));
-    }
-    char *text = json_dumps(obj, JSON_COMPACT);
-    json_decref(obj);
-    if (text == NULL)
-        return NULL;
-    size_t n = strlen(text);
-    unsigned char *raw = malloc(n + 1);
-    char *out = NULL;
-    if (raw != NULL) {
-        raw[0] = BP_QUERY_CURSOR_VERSION;
-        memcpy(raw + 1, text, n);
-        out = b64url_encode(raw, n + 1);
-    }
-    free(raw);
-    free(text);
-    return out;
-}
-
-int bp_cursor_decode(const char *s, size_t len, bp_cursor_kind_t kind, bp_cursor_t *out, bp_query_error_t *e)
-{
-    memset(out, 0, sizeof(*out));
-    size_t n = 0;
-    unsigned char *raw = NULL;
-    json_t *obj = NULL;
-    int rc = -1;
-    if (len == 0 || len > BP_QUERY_CURSOR_MAX_BYTES || (raw = b64url_decode(s, len, &n)) == NULL || n < 3 ||
-        raw[0] != BP_QUERY_CURSOR_VERSION)
-        goto fail;
-    json_error_t jerr;
-    obj = json_loadb((const char *)raw + 1, n - 1, JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(obj))
-        goto fail;
-    const char *k = json_string_value(json_object_get(obj, "k"));
-    const char *d = json_string_value(json_object_get(obj, "d"));
-    if (k == NULL || d == NULL || strlen(k) != 1 || k[0] != (char)kind)
-        goto fail;
-    if (strcmp(d, "n") != 0 && strcmp(d, "p") != 0)
-        goto fail;
-    out->kind = kind;
-    out->backward = d[0] == 'p';
-    if (kind == BP_CURSOR_BATCHES) {
-        json_t *t = json_object_get(obj, "t"), *b = json_object_get(obj, "b");
-        if (!json_is_integer(t) || json_integer_value(t) < BP_QUERY_CURSOR_MIN_US ||
-            json_integer_value(t) > BP_QUERY_CURSOR_MAX_US || !json_is_string(b) || json_string_length(b) == 0 ||
-            memchr(json_string_value(b), '\0', json_string_length(b)) != NULL)
-            goto fail;
-        out->key = json_integer_value(t);
-        out->batch_id = strdup(json_string_value(b));
-        if (out->batch_id == NULL)
-            goto fail;
-    } else {
-        json_t *id = json_object_get(obj, "id");
-        if (!json_is_integer(id) || json_integer_value(id) < 0)
-            goto fail;
-        out->key = json_integer_value(id);
-    }
-    rc = 0;
-    goto done;
-fail:
-    bp_cursor_clear(out);
-    set_error(e, "cursor", "cursor: not a valid cursor for this list; copy it from a next or previous link");
-done:
-    json_decref(obj);
-    free(raw);
-    return rc;
-}
-
-void bp_cursor_clear(bp_cursor_t *c)
-{
-    if (c == NULL)
-        return;
-    free(c->batch_id);
-    memset(c, 0, sizeof(*c));
-}
-
 void bp_query_list_clear(bp_query_list_t *q)
 {
     if (q == NULL)
@@ -635,25 +401,25 @@ static int add_filter_params(bp_sql_t *s, const bp_query_list_t *q, int objects,
     return 0;
 }
 
-static void cond(sb_t *b, int *first)
+static void cond(bp_buf_t *b, int *first)
 {
-    sb_puts(b, *first ? " WHERE " : " AND ");
+    bp_buf_puts(b, *first ? " WHERE " : " AND ");
     *first = 0;
 }
 
 /* The containment test on alias.data. */
-static void containment(sb_t *b, const char *alias, const filter_params_t *fp)
+static void containment(bp_buf_t *b, const char *alias, const filter_params_t *fp)
 {
     if (fp->nalts > 1)
-        sb_puts(b, "(");
+        bp_buf_puts(b, "(");
     for (size_t i = 0; i < fp->nalts; i++)
-        sb_printf(b, "%s%s.data @> $%d::jsonb", i > 0 ? " OR " : "", alias, fp->alt[i]);
+        bp_buf_printf(b, "%s%s.data @> $%d::jsonb", i > 0 ? " OR " : "", alias, fp->alt[i]);
     if (fp->nalts > 1)
-        sb_puts(b, ")");
+        bp_buf_puts(b, ")");
 }
 
 /* WHERE of the filter alone (what the count counts). */
-static void where_filter(sb_t *b, int objects, const filter_params_t *fp, int *first)
+static void where_filter(bp_buf_t *b, int objects, const filter_params_t *fp, int *first)
 {
     if (objects) {
         if (fp->nalts > 0) {
@@ -662,13 +428,13 @@ static void where_filter(sb_t *b, int objects, const filter_params_t *fp, int *f
         }
         if (fp->batch > 0) {
             cond(b, first);
-            sb_printf(b, "o.batch_id = $%d", fp->batch);
+            bp_buf_printf(b, "o.batch_id = $%d", fp->batch);
         }
     } else if (fp->nalts > 0) {
         cond(b, first);
-        sb_puts(b, "EXISTS (SELECT 1 FROM objects o WHERE o.batch_id = b.batch_id AND ");
+        bp_buf_puts(b, "EXISTS (SELECT 1 FROM objects o WHERE o.batch_id = b.batch_id AND ");
         containment(b, "o", fp);
-        sb_puts(b, ")");
+        bp_buf_puts(b, ")");
     }
 }
 
@@ -700,20 +466,21 @@ static char *single_term(const bp_query_filter_t *f)
  * (bp_count_objects / bp_count_batches: exact from the counters for the filters they serve, exact
  * within the bound otherwise, else an estimate from the counters with exact = false), or nothing with
  * count=none. The alternatives go in as one JSON array of the containment arrays. */
-static void count_source(sb_t *b, bp_sql_t *s, const bp_query_list_t *q, long long cap, int objects,
+static void count_source(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q, long long cap, int objects,
                          const filter_params_t *fp)
 {
     if (q->count == BP_COUNT_NONE) {
-        sb_puts(b, "(SELECT NULL::bigint AS n, false AS exact)");
+        bp_buf_puts(b, "(SELECT NULL::bigint AS n, false AS exact)");
         return;
     }
     /* the usual filters: one counter, read right here (no function call, planned with the page) */
     if (q->filter.nalts == 0 && (!objects || fp->batch == 0)) {
-        sb_puts(b, objects ? COUNTER_SQL("bp_count_hash('t', NULL, NULL)") : COUNTER_SQL("bp_count_hash('B', NULL, NULL)"));
+        bp_buf_puts(b, objects ? COUNTER_SQL("bp_count_hash('t', NULL, NULL)")
+                               : COUNTER_SQL("bp_count_hash('B', NULL, NULL)"));
         return;
     }
     if (objects && q->filter.nalts == 0) {
-        sb_printf(b, COUNTER_SQL("bp_count_hash('b', $%d::text, NULL)"), fp->batch);
+        bp_buf_printf(b, COUNTER_SQL("bp_count_hash('b', $%d::text, NULL)"), fp->batch);
         return;
     }
     char *term = objects && fp->batch == 0 ? single_term(&q->filter) : NULL;
@@ -724,22 +491,23 @@ static void count_source(sb_t *b, bp_sql_t *s, const bp_query_list_t *q, long lo
             b->oom = 1;
         /* plus, only when a key is sparse (migration 007: its pairs and values are not kept in
          * counters), the matches the counters leave out, read through the GIN index (rare) */
-        sb_puts(b, "(SELECT coalesce(sum(x.n), 0)::bigint + CASE WHEN EXISTS (SELECT 1 FROM count_keys k WHERE ");
-        sb_printf(b, "$%d::jsonb ? 'value' AND (NOT $%d::jsonb ? 'key' OR k.key = $%d::jsonb ->> 'key')) ", pt, pt,
-                  pt);
-        sb_printf(b, "THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END AS n, true AS exact ", pt);
-        sb_printf(b, "FROM count_terms x WHERE x.h = bp_count_term_hash($%d::jsonb))", pt);
+        bp_buf_puts(b, "(SELECT coalesce(sum(x.n), 0)::bigint + CASE WHEN EXISTS "
+                       "(SELECT 1 FROM count_keys k WHERE ");
+        bp_buf_printf(b, "$%d::jsonb ? 'value' AND (NOT $%d::jsonb ? 'key' OR k.key = $%d::jsonb ->> "
+                         "'key')) ", pt, pt, pt);
+        bp_buf_printf(b, "THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END AS n, true AS exact ", pt);
+        bp_buf_printf(b, "FROM count_terms x WHERE x.h = bp_count_term_hash($%d::jsonb))", pt);
         return;
     }
-    sb_t alts = {0};
-    sb_add(&alts, "[", 1);
+    bp_buf_t alts = {0};
+    bp_buf_add(&alts, "[", 1);
     for (size_t i = 0; i < q->filter.nalts; i++) {
         if (i > 0)
-            sb_add(&alts, ",", 1);
-        sb_puts(&alts, q->filter.alts[i]);
+            bp_buf_add(&alts, ",", 1);
+        bp_buf_puts(&alts, q->filter.alts[i]);
     }
-    sb_add(&alts, "]", 1);
-    char *text = sb_take(&alts);
+    bp_buf_add(&alts, "]", 1);
+    char *text = bp_buf_take(&alts);
     const char *mode = q->count == BP_COUNT_EXACT ? "exact" : q->count == BP_COUNT_ESTIMATE ? "estimate" : "auto";
     int pa = text != NULL ? param(s, text) : 0;
     free(text);
@@ -753,35 +521,45 @@ static void count_source(sb_t *b, bp_sql_t *s, const bp_query_list_t *q, long lo
         char batch[24] = "NULL";
         if (fp->batch > 0)
             snprintf(batch, sizeof(batch), "$%d", fp->batch);
-        sb_printf(b, "bp_count_objects($%d::jsonb, %s::text, $%d::bigint, $%d::text, $%d::bigint)", pa, batch, pc,
-                  pm, px);
+        bp_buf_printf(b, "bp_count_objects($%d::jsonb, %s::text, $%d::bigint, $%d::text, $%d::bigint)", pa,
+                      batch, pc, pm, px);
     } else {
-        sb_printf(b, "bp_count_batches($%d::jsonb, $%d::bigint, $%d::text, $%d::bigint)", pa, pc, pm, px);
+        bp_buf_printf(b, "bp_count_batches($%d::jsonb, $%d::bigint, $%d::text, $%d::bigint)", pa, pc, pm, px);
     }
 }
 
 /* LIMIT page_size + 1 and, in page mode, OFFSET. */
-static void limit_offset(sb_t *b, bp_sql_t *s, const bp_query_list_t *q)
+static void limit_offset(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q)
 {
     int lim = param_ll(s, q->page_size + 1);
     if (lim == 0) {
         b->oom = 1;
         return;
     }
-    sb_printf(b, " LIMIT $%d::bigint", lim);
+    bp_buf_printf(b, " LIMIT $%d::bigint", lim);
     if (!q->has_cursor && q->page > 1) {
         int off = param_ll(s, (q->page - 1) * q->page_size);
         if (off == 0) {
             b->oom = 1;
             return;
         }
-        sb_printf(b, " OFFSET $%d::bigint", off);
+        bp_buf_printf(b, " OFFSET $%d::bigint", off);
     }
 }
 
-static int finish(sb_t *b, bp_sql_t *out)
+/* Every statement's start: out and b empty, then the filter's parameters (a failure sticks in b). */
+static void begin(bp_sql_t *out, bp_buf_t *b, const bp_query_list_t *q, int objects, filter_params_t *fp)
 {
-    out->text = sb_take(b);
+    memset(out, 0, sizeof(*out));
+    memset(b, 0, sizeof(*b));
+    if (add_filter_params(out, q, objects, fp) != 0)
+        b->oom = 1;
+}
+
+/* Every statement's end: the text into out, or out cleared and -1 when memory ran out. */
+static int finish(bp_buf_t *b, bp_sql_t *out)
+{
+    out->text = bp_buf_take(b);
     if (out->text == NULL) {
         bp_sql_clear(out);
         return -1;
@@ -791,18 +569,16 @@ static int finish(sb_t *b, bp_sql_t *out)
 
 int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t *out)
 {
-    memset(out, 0, sizeof(*out));
-    sb_t b = {0};
+    bp_buf_t b;
     filter_params_t fp;
-    if (add_filter_params(out, q, 1, &fp) != 0)
-        b.oom = 1;
+    begin(out, &b, q, 1, &fp);
     int backward = q->has_cursor && q->cursor.backward;
     const char *dir = backward ? "DESC" : "ASC";
 
-    sb_puts(&b, "SELECT c.n, p.id, p.object_id, p.batch_id, p.data::text, " BP_SQL_ISO8601("p.created_at") ", "
-                BP_SQL_ISO8601("p.updated_at") ", c.exact FROM ");
+    bp_buf_puts(&b, "SELECT c.n, p.id, p.object_id, p.batch_id, p.data::text, "
+                    BP_SQL_ISO8601("p.created_at") ", " BP_SQL_ISO8601("p.updated_at") ", c.exact FROM ");
     count_source(&b, out, q, count_cap, 1, &fp);
-    sb_puts(&b, " c LEFT JOIN LATERAL (SELECT o.id, o.object_id, o.batch_id, o.data, o.created_at, "
+    bp_buf_puts(&b, " c LEFT JOIN LATERAL (SELECT o.id, o.object_id, o.batch_id, o.data, o.created_at, "
                 "o.updated_at FROM objects o");
     int first = 1;
     where_filter(&b, 1, &fp, &first);
@@ -811,30 +587,28 @@ int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t
         if (k == 0)
             b.oom = 1;
         cond(&b, &first);
-        sb_printf(&b, "o.id %s $%d::bigint", backward ? "<" : ">", k);
+        bp_buf_printf(&b, "o.id %s $%d::bigint", backward ? "<" : ">", k);
     }
-    sb_printf(&b, " ORDER BY o.id %s", dir);
+    bp_buf_printf(&b, " ORDER BY o.id %s", dir);
     limit_offset(&b, out, q);
-    sb_printf(&b, ") p ON true ORDER BY p.id %s", dir);
+    bp_buf_printf(&b, ") p ON true ORDER BY p.id %s", dir);
     return finish(&b, out);
 }
 
 int bp_query_sql_batches(const bp_query_list_t *q, long long count_cap, bp_sql_t *out)
 {
-    memset(out, 0, sizeof(*out));
-    sb_t b = {0};
+    bp_buf_t b;
     filter_params_t fp;
-    if (add_filter_params(out, q, 0, &fp) != 0)
-        b.oom = 1;
+    begin(out, &b, q, 0, &fp);
     int backward = q->has_cursor && q->cursor.backward;
     const char *dir = backward ? "DESC" : "ASC";
 
-    sb_puts(&b, "SELECT c.n, p.batch_id, (extract(epoch FROM p.created_at) * 1000000)::bigint, "
+    bp_buf_puts(&b, "SELECT c.n, p.batch_id, (extract(epoch FROM p.created_at) * 1000000)::bigint, "
                 BP_SQL_ISO8601("p.created_at") ", " BP_SQL_ISO8601("p.updated_at") ", "
                 "(SELECT coalesce(sum(x.n), 0) FROM count_terms x WHERE x.h = bp_count_hash('b', p.batch_id, NULL)), "
                 "c.exact FROM ");
     count_source(&b, out, q, count_cap, 0, &fp);
-    sb_puts(&b, " c LEFT JOIN LATERAL (SELECT b.batch_id, b.created_at, b.updated_at FROM batches b");
+    bp_buf_puts(&b, " c LEFT JOIN LATERAL (SELECT b.batch_id, b.created_at, b.updated_at FROM batches b");
     int first = 1;
     where_filter(&b, 0, &fp, &first);
     if (q->has_cursor) {
@@ -847,23 +621,21 @@ int bp_query_sql_batches(const bp_query_list_t *q, long long count_cap, bp_sql_t
         if (ps == 0 || pr == 0 || pb == 0)
             b.oom = 1;
         cond(&b, &first);
-        sb_printf(&b, "(b.created_at, b.batch_id) %s (to_timestamp($%d::bigint) + $%d::bigint * "
+        bp_buf_printf(&b, "(b.created_at, b.batch_id) %s (to_timestamp($%d::bigint) + $%d::bigint * "
                       "interval '1 microsecond', $%d::text)", backward ? "<" : ">", ps, pr, pb);
     }
-    sb_printf(&b, " ORDER BY b.created_at %s, b.batch_id %s", dir, dir);
+    bp_buf_printf(&b, " ORDER BY b.created_at %s, b.batch_id %s", dir, dir);
     limit_offset(&b, out, q);
-    sb_printf(&b, ") p ON true ORDER BY p.created_at %s, p.batch_id %s", dir, dir);
+    bp_buf_printf(&b, ") p ON true ORDER BY p.created_at %s, p.batch_id %s", dir, dir);
     return finish(&b, out);
 }
 
 int bp_query_sql_estimate(const bp_query_list_t *q, int objects, bp_sql_t *out)
 {
-    memset(out, 0, sizeof(*out));
-    sb_t b = {0};
+    bp_buf_t b;
     filter_params_t fp;
-    if (add_filter_params(out, q, objects, &fp) != 0)
-        b.oom = 1;
-    sb_printf(&b, "EXPLAIN (FORMAT JSON) SELECT 1 FROM %s", objects ? "objects o" : "batches b");
+    begin(out, &b, q, objects, &fp);
+    bp_buf_printf(&b, "EXPLAIN (FORMAT JSON) SELECT 1 FROM %s", objects ? "objects o" : "batches b");
     int first = 1;
     where_filter(&b, objects, &fp, &first);
     return finish(&b, out);

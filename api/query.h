@@ -1,5 +1,6 @@
-/* query.h - the read path's pure logic: query-string values (filters, page, page_size, count, cursor)
- * turned into parameterised SQL. No h2o, no libpq: everything here is unit-tested (tests/unit/test_query.c).
+/* query.h - the read path's pure logic: query-string values (filters, page, page_size, count; cursor=
+ * is cursor.h's) turned into parameterised SQL. No h2o, no libpq: everything here is unit-tested
+ * (tests/unit/test_query.c).
  *
  * Filters (docs/QUERIES.md has the user-facing rules):
  *   data={"type":"shoe","color":"red"}  every pair present, with the JSON type of each value
@@ -12,9 +13,8 @@
  * JSON number, true, false or null, it also matches that typed value (value=42 matches 42 and "42").
  * If V is a JSON string literal in double quotes, it matches only that string (value="42" matches
  * "42", not 42). So a filter is an OR of at most two containment arrays ("alternatives").
- * Numbers (and every key and value) go into the containment JSON exactly as the client wrote them:
- * jsonb compares numerics by decimal value, exactly, so value=1e2 finds a stored 100 (and 100.0),
- * 19.99 finds 19.99 and not 19.989999999999998. A number PostgreSQL's numeric cannot store
+ * Numbers (and every key and value) go into the containment JSON exactly as the client wrote them
+ * (query.c says why, where it builds them). A number PostgreSQL's numeric cannot store
  * (bp_payload_number_fits) is refused. */
 #ifndef BP_QUERY_H
 #define BP_QUERY_H
@@ -22,17 +22,12 @@
 #include <stddef.h>
 
 #include "bp_error.h"
+#include "cursor.h"
 
 #define BP_QUERY_FILTER_MAX_BYTES 131072 /* data=, key= and value= each, decoded */
 #define BP_QUERY_FILTER_MAX_PAIRS 64     /* pairs in data= */
 #define BP_QUERY_PAGE_MAX 1000000000LL   /* page=N beyond is refused: deep pages should use cursors */
 #define BP_QUERY_OFFSET_MAX 100000LL     /* rows a page number may skip ((page - 1) * page_size); beyond: cursor */
-/* The created_at a batches cursor may carry, in microseconds since the epoch: years 0001 to 9999.
- * Beyond, PostgreSQL's to_timestamp fails (a 500) or the date cannot be a stored batch's. */
-#define BP_QUERY_CURSOR_MIN_US (-62135596800LL * 1000000)
-#define BP_QUERY_CURSOR_MAX_US (253402300799LL * 1000000 + 999999)
-#define BP_QUERY_CURSOR_MAX_BYTES 262144 /* cursor= text; a batches cursor carries a batch_id */
-#define BP_QUERY_CURSOR_VERSION 1        /* first byte of a decoded cursor */
 #define BP_QUERY_MAX_PARAMS 16           /* SQL parameters of one statement */
 
 /* Why a query-string value was refused: the parameter's name (static) and a plain English message. */
@@ -56,19 +51,6 @@ typedef enum bp_count_mode {
     BP_COUNT_ESTIMATE, /* the planner's estimate only */
     BP_COUNT_NONE,     /* no count: "count": null */
 } bp_count_mode_t;
-
-/* Which list a cursor belongs to (its kind byte). */
-typedef enum bp_cursor_kind { BP_CURSOR_OBJECTS = 'o', BP_CURSOR_BATCHES = 'b' } bp_cursor_kind_t;
-
-/* A keyset position. Objects are ordered by id; batches by (created_at, batch_id), created_at in
- * microseconds since the Unix epoch. backward = 0: the page holds the rows after the key (a "next"
- * link), 1: the rows before it (a "previous" link). */
-typedef struct bp_cursor {
-    bp_cursor_kind_t kind;
-    int backward;
-    long long key;  /* objects: id; batches: created_at in microseconds */
-    char *batch_id; /* batches only: malloc'd, owned; NULL for objects */
-} bp_cursor_t;
 
 /* A parsed list request (GET /api/v1/objects/ or /api/v1/batches/). Clear with bp_query_list_clear. */
 typedef struct bp_query_list {
@@ -113,19 +95,6 @@ int bp_query_parse_page_size(const char *s, size_t len, long long max, long long
 
 /* count=: auto, exact, estimate or none. Returns 0 or -1 with e. */
 int bp_query_parse_count(const char *s, size_t len, bp_count_mode_t *out, bp_query_error_t *e) BP_MUST_CHECK;
-
-/* Encode a cursor: base64url (no padding) of a version byte and a small JSON object. Returns a
- * malloc'd NUL-terminated string (free it), or NULL when out of memory. */
-char *bp_cursor_encode(const bp_cursor_t *c);
-
-/* Decode cursor text of len bytes that must be of kind. out is cleared first. Returns 0, or -1 with
- * e (param "cursor") when it is not base64url, has another version or kind, or a field is missing or
- * of the wrong type, or a batches cursor's time is outside BP_QUERY_CURSOR_MIN_US..MAX_US. */
-int bp_cursor_decode(const char *s, size_t len, bp_cursor_kind_t kind, bp_cursor_t *out,
-                     bp_query_error_t *e) BP_MUST_CHECK;
-
-/* Free the batch_id; accepts NULL. */
-void bp_cursor_clear(bp_cursor_t *c);
 
 /* Free what a list request owns and zero it; accepts NULL. */
 void bp_query_list_clear(bp_query_list_t *q);

@@ -1,12 +1,15 @@
-/* read.c - the read path's routes (GET/DELETE of batches and objects, the OpenAPI document) and the
- * helpers its handlers share: hand-built JSON text, parameter errors, ids and links. */
+/* read.c - the routes of batches and objects (GET here and in read_*.c, DELETE in delete.c), receipts
+ * and the OpenAPI document, and the helpers the handlers share: JSON answers, parameter errors, ids,
+ * one row by id, and links. */
 #include "read.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "after.h"
+#include "delete.h"
 #include "http.h"
+#include "pgreq.h"
 
 /* The reads honour `after=` (api/after.h): each runs behind its token check. */
 static int objects_list(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t idlen)
@@ -32,76 +35,19 @@ static int batch_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t 
 const bp_route_t bp_read_routes[] = {
     {"GET", "/api/v1/objects/", objects_list},
     {"GET", "/api/v1/objects/{}", object_get},
-    {"DELETE", "/api/v1/objects/{}", bp_read_object_delete},
+    {"DELETE", "/api/v1/objects/{}", bp_delete_object_route},
     {"GET", "/api/v1/batches/", batches_list},
     {"GET", "/api/v1/batches/{}", batch_get},
-    {"DELETE", "/api/v1/batches/{}", bp_read_batch_delete},
+    {"DELETE", "/api/v1/batches/{}", bp_delete_batch_route},
     {"GET", "/api/v1/receipts/{}", bp_receipt_get},
     {"GET", "/api/v1/openapi.json", bp_openapi_get},
     {NULL, NULL, NULL},
 };
 
-void bp_rbuf_add(bp_rbuf_t *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void bp_rbuf_puts(bp_rbuf_t *b, const char *s)
-{
-    bp_rbuf_add(b, s, strlen(s));
-}
-
-void bp_rbuf_json_string(bp_rbuf_t *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    bp_rbuf_add(b, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        bp_rbuf_add(b, s + run, i - run);
-        run = i + 1;
-        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-        switch (c) {
-        case '"': bp_rbuf_add(b, "\\\"", 2); break;
-        case '\\': bp_rbuf_add(b, "\\\\", 2); break;
-        case '\n': bp_rbuf_add(b, "\\n", 2); break;
-        case '\r': bp_rbuf_add(b, "\\r", 2); break;
-        case '\t': bp_rbuf_add(b, "\\t", 2); break;
-        default: bp_rbuf_add(b, esc, 6); break;
-        }
-    }
-    bp_rbuf_add(b, s + run, n - run);
-    bp_rbuf_add(b, "\"", 1);
-}
-
-void bp_rbuf_free(bp_rbuf_t *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
-}
-
-int bp_read_send_json_text(h2o_req_t *req, int status, bp_rbuf_t *b)
+int bp_read_send_json_text(h2o_req_t *req, int status, bp_buf_t *b)
 {
     if (b->oom || b->p == NULL) {
-        bp_rbuf_free(b);
+        bp_buf_free(b);
         return bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
     }
     req->res.status = status;
@@ -109,7 +55,7 @@ int bp_read_send_json_text(h2o_req_t *req, int status, bp_rbuf_t *b)
     req->res.content_length = b->len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_send_inline(req, b->p, b->len); /* copies */
-    bp_rbuf_free(b);
+    bp_buf_free(b);
     return 0;
 }
 
@@ -144,6 +90,36 @@ int bp_read_id_ok(const char *id, size_t len)
     return probe != NULL;
 }
 
+/* What bp_read_one's result needs, in the request's pool. */
+typedef struct read_one {
+    const bp_read_one_t *how;
+    void *ctx;
+} read_one_t;
+
+static void on_one(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+{
+    read_one_t *one = p;
+    if (err != BP_OK)
+        bp_pgreq_problem(req, err, msg);
+    else if (PQntuples(res) == 0)
+        bp_http_problem(req, 404, "Not Found", one->how->missing, NULL);
+    else
+        one->how->found(req, one->ctx, res);
+}
+
+int bp_read_one(h2o_req_t *req, const bp_read_one_t *how, const char *id, size_t idlen, const char *extra,
+                void *ctx)
+{
+    if (!bp_read_id_ok(id, idlen))
+        return bp_http_problem(req, 404, "Not Found", how->missing, NULL);
+    read_one_t *one = h2o_mem_alloc_pool(&req->pool, sizeof(*one));
+    one->how = how;
+    one->ctx = ctx;
+    const char *params[] = {id, extra};
+    bp_err_t err = bp_pgreq_query_prepared(req, how->sql, extra != NULL ? 2 : 1, params, on_one, one);
+    return err == BP_OK ? 0 : bp_pgreq_problem(req, err, bp_err_str(err));
+}
+
 const char *bp_read_batch_url(h2o_req_t *req, const char *batch_id, size_t len)
 {
     const char *base = bp_http_base_url(req, bp_thread_of(req)->api->cfg->public_url);
@@ -154,17 +130,18 @@ const char *bp_read_batch_url(h2o_req_t *req, const char *batch_id, size_t len)
     return url;
 }
 
-void bp_read_render_object(bp_rbuf_t *b, const PGresult *res, int row, int col)
+void bp_read_render_object(bp_buf_t *b, const PGresult *res, int row, int col)
 {
-    bp_rbuf_puts(b, "{\"object_id\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
-    bp_rbuf_puts(b, ",\"batch_id\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, row, col + 1), (size_t)PQgetlength(res, row, col + 1));
-    bp_rbuf_puts(b, ",\"data\":");
-    bp_rbuf_add(b, PQgetvalue(res, row, col + 2), (size_t)PQgetlength(res, row, col + 2)); /* jsonb as stored */
-    bp_rbuf_puts(b, ",\"created_at\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, row, col + 3), (size_t)PQgetlength(res, row, col + 3));
-    bp_rbuf_puts(b, ",\"updated_at\":");
-    bp_rbuf_json_string(b, PQgetvalue(res, row, col + 4), (size_t)PQgetlength(res, row, col + 4));
-    bp_rbuf_puts(b, "}");
+    bp_buf_puts(b, "{\"object_id\":");
+    bp_buf_json_string(b, PQgetvalue(res, row, col), (size_t)PQgetlength(res, row, col));
+    bp_buf_puts(b, ",\"batch_id\":");
+    bp_buf_json_string(b, PQgetvalue(res, row, col + 1), (size_t)PQgetlength(res, row, col + 1));
+    bp_buf_puts(b, ",\"data\":");
+    /* data: the jsonb text as stored */
+    bp_buf_add(b, PQgetvalue(res, row, col + 2), (size_t)PQgetlength(res, row, col + 2));
+    bp_buf_puts(b, ",\"created_at\":");
+    bp_buf_json_string(b, PQgetvalue(res, row, col + 3), (size_t)PQgetlength(res, row, col + 3));
+    bp_buf_puts(b, ",\"updated_at\":");
+    bp_buf_json_string(b, PQgetvalue(res, row, col + 4), (size_t)PQgetlength(res, row, col + 4));
+    bp_buf_puts(b, "}");
 }

@@ -13,9 +13,8 @@ typedef struct list_ctx {
     const bp_read_list_kind_t *kind;
     bp_api_thread_t *t;
     bp_query_list_t q;  /* owned: freed with the request */
-    bp_rbuf_t results;  /* "[...]" of the page, owned */
+    bp_buf_t results;  /* "[...]" of the page, owned */
     long long count;    /* -1: unknown (count=none) */
-    long long floor;    /* an estimate is never below what is known to exist */
     int count_exact;
     const char *next, *previous; /* request-pool strings or NULL */
 } list_ctx_t;
@@ -24,7 +23,7 @@ static void list_ctx_dispose(void *p)
 {
     list_ctx_t *ctx = p;
     bp_query_list_clear(&ctx->q);
-    bp_rbuf_free(&ctx->results);
+    bp_buf_free(&ctx->results);
 }
 
 /* ---- parameters ---- */
@@ -89,7 +88,7 @@ bad:
 /* Append a raw query-string piece, percent-encoding every byte that is not printable URL text: the
  * client's bytes may be anything (0xFF, controls, quotes), and a link must be valid UTF-8 and a URL.
  * '%' is kept as is, so what the client percent-encoded stays encoded once. */
-static void add_query_text(bp_rbuf_t *b, const char *p, size_t n)
+static void add_query_text(bp_buf_t *b, const char *p, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t run = 0;
@@ -98,12 +97,12 @@ static void add_query_text(bp_rbuf_t *b, const char *p, size_t n)
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
             (c != 0 && strchr("-._~!$'()*+,;=:@/?%", c) != NULL))
             continue;
-        bp_rbuf_add(b, p + run, i - run);
+        bp_buf_add(b, p + run, i - run);
         run = i + 1;
         char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-        bp_rbuf_add(b, esc, 3);
+        bp_buf_add(b, esc, 3);
     }
-    bp_rbuf_add(b, p + run, n - run);
+    bp_buf_add(b, p + run, n - run);
 }
 
 /* The list's URL with the request's other parameters in their order, page= and cursor= replaced by
@@ -112,9 +111,9 @@ static const char *link_to(h2o_req_t *req, const list_ctx_t *ctx, const char *na
 {
     const char *base = bp_http_base_url(req, ctx->t->api->cfg->public_url);
     h2o_iovec_t qs = bp_http_query(req);
-    bp_rbuf_t b = {0};
-    bp_rbuf_puts(&b, base);
-    bp_rbuf_puts(&b, ctx->kind->path);
+    bp_buf_t b = {0};
+    bp_buf_puts(&b, base);
+    bp_buf_puts(&b, ctx->kind->path);
     char sep = '?';
     const char *p = qs.base, *end = qs.base + qs.len;
     while (p != NULL && p < end) {
@@ -124,25 +123,25 @@ static const char *link_to(h2o_req_t *req, const list_ctx_t *ctx, const char *na
         size_t klen = (size_t)((eq != NULL ? eq : stop) - p);
         int drop = klen == 0 || (klen == 4 && memcmp(p, "page", 4) == 0) || (klen == 6 && memcmp(p, "cursor", 6) == 0);
         if (!drop) {
-            bp_rbuf_add(&b, &sep, 1);
+            bp_buf_add(&b, &sep, 1);
             add_query_text(&b, p, (size_t)(stop - p));
             sep = '&';
         }
         p = amp != NULL ? amp + 1 : NULL;
     }
     if (name != NULL) {
-        bp_rbuf_add(&b, &sep, 1);
-        bp_rbuf_puts(&b, name);
-        bp_rbuf_puts(&b, "=");
-        bp_rbuf_puts(&b, value);
+        bp_buf_add(&b, &sep, 1);
+        bp_buf_puts(&b, name);
+        bp_buf_puts(&b, "=");
+        bp_buf_puts(&b, value);
     }
     if (b.oom) {
-        bp_rbuf_free(&b);
+        bp_buf_free(&b);
         return NULL;
     }
     char *out = h2o_mem_alloc_pool(&req->pool, b.len + 1);
     memcpy(out, b.p, b.len + 1);
-    bp_rbuf_free(&b);
+    bp_buf_free(&b);
     return out;
 }
 
@@ -180,77 +179,89 @@ static const char *row_link(h2o_req_t *req, const list_ctx_t *ctx, const PGresul
 
 static void respond(h2o_req_t *req, list_ctx_t *ctx)
 {
-    bp_rbuf_t b = {0};
+    bp_buf_t b = {0};
     char num[32];
-    bp_rbuf_puts(&b, "{\"count\":");
+    bp_buf_puts(&b, "{\"count\":");
     if (ctx->count >= 0) {
         snprintf(num, sizeof(num), "%lld", ctx->count);
-        bp_rbuf_puts(&b, num);
+        bp_buf_puts(&b, num);
     } else {
-        bp_rbuf_puts(&b, "null");
+        bp_buf_puts(&b, "null");
     }
-    bp_rbuf_puts(&b, ctx->count_exact ? ",\"count_exact\":true" : ",\"count_exact\":false");
-    bp_rbuf_puts(&b, ",\"next\":");
+    bp_buf_puts(&b, ctx->count_exact ? ",\"count_exact\":true" : ",\"count_exact\":false");
+    bp_buf_puts(&b, ",\"next\":");
     if (ctx->next != NULL)
-        bp_rbuf_json_string(&b, ctx->next, strlen(ctx->next));
+        bp_buf_json_string(&b, ctx->next, strlen(ctx->next));
     else
-        bp_rbuf_puts(&b, "null");
-    bp_rbuf_puts(&b, ",\"previous\":");
+        bp_buf_puts(&b, "null");
+    bp_buf_puts(&b, ",\"previous\":");
     if (ctx->previous != NULL)
-        bp_rbuf_json_string(&b, ctx->previous, strlen(ctx->previous));
+        bp_buf_json_string(&b, ctx->previous, strlen(ctx->previous));
     else
-        bp_rbuf_puts(&b, "null");
-    bp_rbuf_puts(&b, ",\"results\":");
+        bp_buf_puts(&b, "null");
+    bp_buf_puts(&b, ",\"results\":");
     if (ctx->results.oom)
         b.oom = 1;
     else
-        bp_rbuf_add(&b, ctx->results.p, ctx->results.len);
-    bp_rbuf_puts(&b, "}");
+        bp_buf_add(&b, ctx->results.p, ctx->results.len);
+    bp_buf_puts(&b, "}");
     bp_read_send_json_text(req, 200, &b);
 }
 
-static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+/* What the page statement returned, as the links and the count see it. */
+typedef struct page {
+    int n;            /* rows shown */
+    int has_more;     /* the statement found one more row than a page holds */
+    int backward;     /* a previous-link cursor: rows came newest-first */
+    long long offset; /* rows before the page (page numbers only) */
+} page_t;
+
+static page_t page_of(const bp_query_list_t *q, const PGresult *res)
 {
-    list_ctx_t *ctx = p;
-    const bp_query_list_t *q = &ctx->q;
-    if (err != BP_OK) {
-        bp_pgreq_problem(req, err, msg);
-        return;
-    }
     int ntuples = PQntuples(res);
     int fetched = ntuples == 1 && PQgetisnull(res, 0, 1) ? 0 : ntuples; /* an empty page is one NULL row */
-    int has_more = fetched > q->page_size;
-    int n = has_more ? (int)q->page_size : fetched;
-    int backward = q->has_cursor && q->cursor.backward;
-    long long offset = !q->has_cursor && q->page > 1 ? (q->page - 1) * q->page_size : 0;
+    page_t pg = {.has_more = fetched > q->page_size, .backward = q->has_cursor && q->cursor.backward};
+    pg.n = pg.has_more ? (int)q->page_size : fetched;
+    pg.offset = !q->has_cursor && q->page > 1 ? (q->page - 1) * q->page_size : 0;
+    return pg;
+}
 
-    if (n == 0 && !q->has_cursor && q->page > 1) {
-        char detail[96];
-        snprintf(detail, sizeof(detail), "page %lld is past the last page", q->page);
-        json_t *extra = json_object();
-        json_object_set_new(extra, "invalid-params",
-                            json_pack("[{s:s, s:s}]", "name", "page", "reason", "past the last page"));
-        bp_http_problem(req, 404, "Not Found", detail, extra);
-        return;
-    }
+/* page=N beyond the last page: 404 naming the parameter. */
+static void past_last_page(h2o_req_t *req, long long page)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "page %lld is past the last page", page);
+    json_t *extra = json_object();
+    json_object_set_new(extra, "invalid-params",
+                        json_pack("[{s:s, s:s}]", "name", "page", "reason", "past the last page"));
+    bp_http_problem(req, 404, "Not Found", detail, extra);
+}
 
-    /* rows in ascending order: backward pages come newest-first from the statement */
-    bp_rbuf_add(&ctx->results, "[", 1);
-    for (int i = 0; i < n; i++) {
+/* "[...]" of the page's rows in ascending order: backward pages come newest-first from the statement. */
+static void render_rows(h2o_req_t *req, list_ctx_t *ctx, const PGresult *res, const page_t *pg)
+{
+    bp_buf_add(&ctx->results, "[", 1);
+    for (int i = 0; i < pg->n; i++) {
         if (i > 0)
-            bp_rbuf_add(&ctx->results, ",", 1);
-        ctx->kind->render(req, &ctx->results, res, backward ? n - 1 - i : i);
+            bp_buf_add(&ctx->results, ",", 1);
+        ctx->kind->render(req, &ctx->results, res, pg->backward ? pg->n - 1 - i : i);
     }
-    bp_rbuf_add(&ctx->results, "]", 1);
-    int first = backward ? n - 1 : 0, last = backward ? 0 : n - 1;
+    bp_buf_add(&ctx->results, "]", 1);
+}
 
-    if (!q->has_cursor && q->page > 0) { /* page numbers: links keep page numbers */
-        ctx->next = has_more ? page_link(req, ctx, q->page + 1) : NULL;
+/* next and previous: page numbers keep page numbers; cursor pages (and the first page without
+ * page=) link by the keys of their first and last rows. */
+static void set_links(h2o_req_t *req, list_ctx_t *ctx, const PGresult *res, const page_t *pg)
+{
+    const bp_query_list_t *q = &ctx->q;
+    int first = pg->backward ? pg->n - 1 : 0, last = pg->backward ? 0 : pg->n - 1;
+    if (!q->has_cursor && q->page > 0) {
+        ctx->next = pg->has_more ? page_link(req, ctx, q->page + 1) : NULL;
         ctx->previous = q->page > 1 ? page_link(req, ctx, q->page - 1) : NULL;
-    } else if (!backward) {
-        ctx->next = has_more ? row_link(req, ctx, res, last, 0) : NULL;
+    } else if (!pg->backward) {
+        ctx->next = pg->has_more ? row_link(req, ctx, res, last, 0) : NULL;
         if (q->has_cursor) {
-            if (n > 0) {
+            if (pg->n > 0) {
                 ctx->previous = row_link(req, ctx, res, first, 1);
             } else { /* nothing after the cursor any more: go back from it */
                 bp_cursor_t c = q->cursor;
@@ -258,29 +269,51 @@ static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, 
             }
         }
     } else {
-        ctx->previous = has_more ? row_link(req, ctx, res, first, 1) : NULL;
-        ctx->next = n > 0 ? row_link(req, ctx, res, last, 0) : link_to(req, ctx, NULL, NULL);
+        ctx->previous = pg->has_more ? row_link(req, ctx, res, first, 1) : NULL;
+        ctx->next = pg->n > 0 ? row_link(req, ctx, res, last, 0) : link_to(req, ctx, NULL, NULL);
     }
+}
 
-    /* the count: column 0 of the first row, its exactness in the last column */
+/* The count: column 0 of the first row, its exactness in the last column; what the page itself
+ * proves wins over an estimate. */
+static void decide_count(list_ctx_t *ctx, const PGresult *res, const page_t *pg)
+{
+    const bp_query_list_t *q = &ctx->q;
     long long counted = PQgetisnull(res, 0, 0) ? -1 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     int last_col = PQnfields(res) - 1;
     int exact = counted >= 0 && !PQgetisnull(res, 0, last_col) && PQgetvalue(res, 0, last_col)[0] == 't';
-    ctx->floor = offset + n + (has_more ? 1 : 0);
+    long long proven = pg->offset + pg->n + (pg->has_more ? 1 : 0); /* rows known to exist */
     if (q->count == BP_COUNT_NONE || counted < 0) {
         ctx->count = -1;
         ctx->count_exact = 0;
-    } else if (!has_more && !q->has_cursor) {
+    } else if (!pg->has_more && !q->has_cursor) {
         /* the last page by number (or the only one): the rows before it and on it are all there is */
-        ctx->count = offset + n;
+        ctx->count = pg->offset + pg->n;
         ctx->count_exact = 1;
     } else if (exact) {
         ctx->count = counted;
         ctx->count_exact = 1;
     } else { /* an estimate from the counters: never below what the page proves */
-        ctx->count = counted > ctx->floor ? counted : ctx->floor;
+        ctx->count = counted > proven ? counted : proven;
         ctx->count_exact = 0;
     }
+}
+
+static void on_page(h2o_req_t *req, void *p, bp_err_t err, const PGresult *res, const char *msg)
+{
+    list_ctx_t *ctx = p;
+    if (err != BP_OK) {
+        bp_pgreq_problem(req, err, msg);
+        return;
+    }
+    page_t pg = page_of(&ctx->q, res);
+    if (pg.n == 0 && !ctx->q.has_cursor && ctx->q.page > 1) {
+        past_last_page(req, ctx->q.page);
+        return;
+    }
+    render_rows(req, ctx, res, &pg);
+    set_links(req, ctx, res, &pg);
+    decide_count(ctx, res, &pg);
     respond(req, ctx);
 }
 

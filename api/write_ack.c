@@ -168,27 +168,27 @@ static int answer_accepted(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ac
 }
 
 /* The ack's members appended to a body whose closing brace is still to come. */
-static void append_ack(bp_rbuf_t *b, h2o_req_t *req, const bp_write_ack_t *ack)
+static void append_ack(bp_buf_t *b, h2o_req_t *req, const bp_write_ack_t *ack)
 {
     char num[64];
     snprintf(num, sizeof(num), ",\"partition\":%d,\"offset\":%lld", (int)ack->partition,
              (long long)ack->offset);
-    bp_rbuf_puts(b, num);
+    bp_buf_puts(b, num);
     const char *token, *receipt_url;
     receipt_of(bp_thread_of(req), req, ack, &token, &receipt_url);
-    bp_rbuf_puts(b, ",\"token\":");
-    bp_rbuf_json_string(b, token, strlen(token));
-    bp_rbuf_puts(b, ",\"receipt_url\":");
-    bp_rbuf_json_string(b, receipt_url, strlen(receipt_url));
-    bp_rbuf_puts(b, ",\"request_id\":");
-    bp_rbuf_json_string(b, ack->request_id, strlen(ack->request_id));
-    bp_rbuf_puts(b, ",\"status\":\"stored\"}");
+    bp_buf_puts(b, ",\"token\":");
+    bp_buf_json_string(b, token, strlen(token));
+    bp_buf_puts(b, ",\"receipt_url\":");
+    bp_buf_json_string(b, receipt_url, strlen(receipt_url));
+    bp_buf_puts(b, ",\"request_id\":");
+    bp_buf_json_string(b, ack->request_id, strlen(ack->request_id));
+    bp_buf_puts(b, ",\"status\":\"stored\"}");
 }
 
 /* 201 with the batch as GET /api/v1/batches/{id}/ shows it (rows of batch_sql), plus the ack. */
 static int answer_batch(h2o_req_t *req, const bp_write_ack_t *ack, const PGresult *res)
 {
-    bp_rbuf_t b = {0};
+    bp_buf_t b = {0};
     bp_read_render_batch(&b, req, res);
     append_ack(&b, req, ack);
     return bp_read_send_json_text(req, 201, &b);
@@ -197,7 +197,7 @@ static int answer_batch(h2o_req_t *req, const bp_write_ack_t *ack, const PGresul
 /* 201 with the object as GET /api/v1/objects/{id}/ shows it, plus the ack. */
 static int answer_object(h2o_req_t *req, const bp_write_ack_t *ack, const PGresult *res)
 {
-    bp_rbuf_t b = {0};
+    bp_buf_t b = {0};
     bp_read_render_object(&b, res, 0, 0);
     if (!b.oom && b.len > 0)
         b.len--; /* reopen the object: its closing brace is overwritten by the ack members */

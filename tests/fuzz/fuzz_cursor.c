@@ -96,7 +96,7 @@ static void round_trip(const uint8_t *data, size_t size, bp_cursor_kind_t kind)
         if (c.key < 0) /* object ids are never negative; decode refuses them */
             return;
     } else {
-        if (c.key < BP_QUERY_CURSOR_MIN_US || c.key > BP_QUERY_CURSOR_MAX_US) /* no batch was made then */
+        if (c.key < BP_CURSOR_MIN_US || c.key > BP_CURSOR_MAX_US) /* no batch was made then */
             return;
         /* a batch_id as the database holds it: not empty, UTF-8, no NUL */
         if (idlen == 0 || memchr(id, '\0', idlen) != NULL || !fuzz_utf8_ok(id, idlen))

@@ -326,8 +326,8 @@ static void test_batches_cursor_time_is_range_checked(void **state)
 {
     bp_query_error_t e;
     bp_cursor_t d;
-    static const long long ok[] = {0, 1714567890123456LL, BP_QUERY_CURSOR_MIN_US, BP_QUERY_CURSOR_MAX_US, -1};
-    static const long long bad[] = {BP_QUERY_CURSOR_MIN_US - 1, BP_QUERY_CURSOR_MAX_US + 1, INT64_MAX, INT64_MIN,
+    static const long long ok[] = {0, 1714567890123456LL, BP_CURSOR_MIN_US, BP_CURSOR_MAX_US, -1};
+    static const long long bad[] = {BP_CURSOR_MIN_US - 1, BP_CURSOR_MAX_US + 1, INT64_MAX, INT64_MIN,
                                     1000000000000000000LL};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         bp_cursor_t b = {.kind = BP_CURSOR_BATCHES, .key = ok[i], .batch_id = "b"};
@@ -410,7 +410,7 @@ static void test_malformed_cursors(void **state)
     expect_bad_cursor(s, BP_CURSOR_OBJECTS);
     free(s);
     /* too long */
-    size_t n = BP_QUERY_CURSOR_MAX_BYTES + 4;
+    size_t n = BP_CURSOR_MAX_BYTES + 4;
     char *huge = malloc(n + 1);
     memset(huge, 'A', n);
     huge[n] = '\0';
