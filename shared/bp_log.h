@@ -31,12 +31,4 @@ void bp_log_fields(bp_log_level_t level, json_t *fields, const char *fmt, ...)
 #define bp_log_warn(...) bp_log(BP_LOG_WARN, __VA_ARGS__)
 #define bp_log_error(...) bp_log(BP_LOG_ERROR, __VA_ARGS__)
 
-/* TRANSITIONAL, delete with the next merge: the old names, still used by api/pgpool.c (changed on
- * another branch while these were renamed). After the merge: sed -i -E
- * 's/\bbp_(debug|info|warn|error)\(/bp_log_\1(/g' api/pgpool.c, then remove these four lines. */
-#define bp_debug(...) bp_log_debug(__VA_ARGS__)
-#define bp_info(...) bp_log_info(__VA_ARGS__)
-#define bp_warn(...) bp_log_warn(__VA_ARGS__)
-#define bp_error(...) bp_log_error(__VA_ARGS__)
-
 #endif
