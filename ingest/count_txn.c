@@ -81,7 +81,8 @@ static int cmp_inserted(const void *x, const void *y)
  * message's payload once. */
 static int terms_of(const bp_count_txn_t *c, bp_count_terms_t *terms, inserted_t *ins, size_t n)
 {
-    qsort(ins, n, sizeof(*ins), cmp_inserted);
+    if (n > 1) /* ins may be NULL when n is 0: never pass NULL to qsort (UBSan: nonnull) */
+        qsort(ins, n, sizeof(*ins), cmp_inserted);
     const char *const *sparse = (const char *const *)c->sparse;
     char *bid = NULL;
     int rc = BP_COUNT_OK;
@@ -182,7 +183,8 @@ int bp_count_txn_set_sparse(bp_count_txn_t *c, const char *json)
         }
         c->nsparse++;
     }
-    qsort(c->sparse, c->nsparse, sizeof(*c->sparse), cmp_str);
+    if (c->nsparse > 1) /* c->sparse is NULL without sparse keys */
+        qsort(c->sparse, c->nsparse, sizeof(*c->sparse), cmp_str);
     if (c->nins > 0) {
         bp_count_terms_clear(c->txn_terms);
         rc = terms_of(c, c->txn_terms, c->ins, c->nins);
