@@ -205,11 +205,42 @@ static void report_unknown(vctx_t *ctx, loc_t loc, const char *name, size_t name
     utf8_trim(item->message);
 }
 
-/* Report every member of the object o whose name is none of known[0..n): allowed is how the error
- * message lists the members that are. */
-static void report_unknown_members(vctx_t *ctx, loc_t loc, const json_t *o, const char *const *known, size_t n,
-                                   const char *allowed)
+/* The members an object of the document may have: names[0..n), the first `required` of them
+ * required. One table per kind of object (batch, object, pair, single object, delete). */
+typedef struct members {
+    const char *const *names;
+    size_t n, required;
+} members_t;
+
+#define MEMBERS(required, ...)                                                                            \
+    {(const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *), \
+     (required)}
+
+/* Before the members' own checks: report each required member that o lacks, in the table's order. */
+static void report_missing_members(vctx_t *ctx, loc_t loc, const json_t *o, const members_t *m)
 {
+    for (size_t i = 0; i < m->required; i++)
+        if (json_object_get(o, m->names[i]) == NULL)
+            report(ctx, loc, NULL, "required property \"%s\" is missing", m->names[i]);
+}
+
+/* After them: report every member of o that the table does not name; the message lists the ones it
+ * does ("a", "b" and "c"). */
+static void report_unknown_members(vctx_t *ctx, loc_t loc, const json_t *o, const members_t *m)
+{
+    size_t known = 0;
+    for (size_t i = 0; i < m->n; i++)
+        known += json_object_get(o, m->names[i]) != NULL;
+    if (json_object_size(o) <= known)
+        return;
+    char allowed[128];
+    size_t len = 0;
+    allowed[0] = '\0';
+    for (size_t i = 0; i < m->n && len < sizeof(allowed); i++) {
+        const char *sep = i == 0 ? "" : i + 1 == m->n ? " and " : ", ";
+        int w = snprintf(allowed + len, sizeof(allowed) - len, "%s\"%s\"", sep, m->names[i]);
+        len += w > 0 ? (size_t)w : 0;
+    }
     const char *name;
     size_t name_len;
     json_t *member;
@@ -217,9 +248,9 @@ static void report_unknown_members(vctx_t *ctx, loc_t loc, const json_t *o, cons
     {
         (void)member;
         size_t i = 0;
-        while (i < n && strcmp(name, known[i]) != 0)
+        while (i < m->n && strcmp(name, m->names[i]) != 0)
             i++;
-        if (i == n)
+        if (i == m->n)
             report_unknown(ctx, loc, name, name_len, allowed);
     }
 }
@@ -422,17 +453,12 @@ static void check_pair(vctx_t *ctx, loc_t loc, const json_t *pair)
                type_phrase(pair));
         return;
     }
+    const members_t members = MEMBERS(2, "key", "value");
     const json_t *key = json_object_get(pair, "key");
     const json_t *value = json_object_get(pair, "value");
-    size_t known = 0;
 
-    if (key == NULL)
-        report(ctx, loc, NULL, "required property \"key\" is missing");
-    if (value == NULL)
-        report(ctx, loc, NULL, "required property \"value\" is missing");
-
+    report_missing_members(ctx, loc, pair, &members);
     if (key != NULL) {
-        known++;
         if (!json_is_string(key)) {
             report(ctx, loc, "key", "key must be a string, not %s", type_phrase(key));
         } else {
@@ -445,7 +471,6 @@ static void check_pair(vctx_t *ctx, loc_t loc, const json_t *pair)
         }
     }
     if (value != NULL) {
-        known++;
         if (json_is_object(value) || json_is_array(value)) {
             report(ctx, loc, "value", "value must be a string, number, boolean or null, not %s",
                    type_phrase(value));
@@ -456,12 +481,7 @@ static void check_pair(vctx_t *ctx, loc_t loc, const json_t *pair)
                        ctx->lim->max_string_len, len);
         }
     }
-
-    if (json_object_size(pair) > known) {
-        static const char *const names[] = {"key", "value"};
-        report_unknown_members(ctx, loc, pair, names, sizeof(names) / sizeof(names[0]),
-                               "\"key\" and \"value\"");
-    }
+    report_unknown_members(ctx, loc, pair, &members);
 }
 
 /* The data array of the object at loc (loc.pair unset). */
@@ -489,17 +509,12 @@ static void check_object(vctx_t *ctx, loc_t loc, const json_t *obj, id_set_t *id
                type_phrase(obj));
         return;
     }
+    const members_t members = MEMBERS(2, "object_id", "data");
     const json_t *object_id = json_object_get(obj, "object_id");
     const json_t *data = json_object_get(obj, "data");
-    size_t known = 0;
 
-    if (object_id == NULL)
-        report(ctx, loc, NULL, "required property \"object_id\" is missing");
-    if (data == NULL)
-        report(ctx, loc, NULL, "required property \"data\" is missing");
-
+    report_missing_members(ctx, loc, obj, &members);
     if (object_id != NULL) {
-        known++;
         /* only valid ids take part in the uniqueness check: an empty id is reported once, as empty */
         if (check_id(ctx, loc, "object_id", object_id) && ids != NULL) {
             const char *id = json_string_value(object_id);
@@ -519,16 +534,9 @@ static void check_object(vctx_t *ctx, loc_t loc, const json_t *obj, id_set_t *id
             }
         }
     }
-    if (data != NULL) {
-        known++;
+    if (data != NULL)
         check_data(ctx, loc, data);
-    }
-
-    if (json_object_size(obj) > known) {
-        static const char *const names[] = {"object_id", "data"};
-        report_unknown_members(ctx, loc, obj, names, sizeof(names) / sizeof(names[0]),
-                               "\"object_id\" and \"data\"");
-    }
+    report_unknown_members(ctx, loc, obj, &members);
 }
 
 static void check_objects(vctx_t *ctx, const json_t *objects)
@@ -575,27 +583,16 @@ int bp_payload_validate_batch(const json_t *doc, const bp_payload_limits_t *lim,
         report(&ctx, LOC_ROOT, NULL, "the document must be a JSON object, not %s", type_phrase(doc));
         return -1;
     }
+    const members_t members = MEMBERS(2, "batch_id", "objects");
     const json_t *batch_id = json_object_get(doc, "batch_id");
     const json_t *objects = json_object_get(doc, "objects");
-    size_t known = 0;
 
-    if (batch_id == NULL)
-        report(&ctx, LOC_ROOT, NULL, "required property \"batch_id\" is missing");
-    if (objects == NULL)
-        report(&ctx, LOC_ROOT, NULL, "required property \"objects\" is missing");
-    if (batch_id != NULL) {
-        known++;
+    report_missing_members(&ctx, LOC_ROOT, doc, &members);
+    if (batch_id != NULL)
         check_id(&ctx, LOC_ROOT, "batch_id", batch_id);
-    }
-    if (objects != NULL) {
-        known++;
+    if (objects != NULL)
         check_objects(&ctx, objects);
-    }
-    if (json_object_size(doc) > known) {
-        static const char *const names[] = {"batch_id", "objects"};
-        report_unknown_members(&ctx, LOC_ROOT, doc, names, sizeof(names) / sizeof(names[0]),
-                               "\"batch_id\" and \"objects\"");
-    }
+    report_unknown_members(&ctx, LOC_ROOT, doc, &members);
     return ctx.total == 0 ? 0 : -1;
 }
 
@@ -608,34 +605,19 @@ int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim
         report(&ctx, LOC_ROOT, NULL, "the document must be a JSON object, not %s", type_phrase(doc));
         return -1;
     }
+    const members_t members = MEMBERS(3, "batch_id", "object_id", "data");
     const json_t *batch_id = json_object_get(doc, "batch_id");
     const json_t *object_id = json_object_get(doc, "object_id");
     const json_t *data = json_object_get(doc, "data");
-    size_t known = 0;
 
-    if (batch_id == NULL)
-        report(&ctx, LOC_ROOT, NULL, "required property \"batch_id\" is missing");
-    if (object_id == NULL)
-        report(&ctx, LOC_ROOT, NULL, "required property \"object_id\" is missing");
-    if (data == NULL)
-        report(&ctx, LOC_ROOT, NULL, "required property \"data\" is missing");
-    if (batch_id != NULL) {
-        known++;
+    report_missing_members(&ctx, LOC_ROOT, doc, &members);
+    if (batch_id != NULL)
         check_id(&ctx, LOC_ROOT, "batch_id", batch_id);
-    }
-    if (object_id != NULL) {
-        known++;
+    if (object_id != NULL)
         check_id(&ctx, LOC_ROOT, "object_id", object_id);
-    }
-    if (data != NULL) {
-        known++;
+    if (data != NULL)
         check_data(&ctx, LOC_ROOT, data);
-    }
-    if (json_object_size(doc) > known) {
-        static const char *const names[] = {"batch_id", "object_id", "data"};
-        report_unknown_members(&ctx, LOC_ROOT, doc, names, sizeof(names) / sizeof(names[0]),
-                               "\"batch_id\", \"object_id\" and \"data\"");
-    }
+    report_unknown_members(&ctx, LOC_ROOT, doc, &members);
     return ctx.total == 0 ? 0 : -1;
 }
 
@@ -657,14 +639,10 @@ int bp_payload_validate_delete(const json_t *doc, const bp_payload_limits_t *lim
     const json_t *batch_id = json_object_get(doc, "batch_id");
     const json_t *object_id = json_object_get(doc, "object_id");
     const json_t *cascade = json_object_get(doc, "cascade");
-    size_t known = 0;
+    const members_t members = MEMBERS(2, "op", "batch_id", "object_id", "cascade");
 
-    if (op == NULL)
-        report(&ctx, LOC_ROOT, NULL, "required property \"op\" is missing");
-    if (batch_id == NULL)
-        report(&ctx, LOC_ROOT, NULL, "required property \"batch_id\" is missing");
+    report_missing_members(&ctx, LOC_ROOT, doc, &members);
     if (op != NULL) {
-        known++;
         if (!json_is_string(op) || strcmp(json_string_value(op), "delete") != 0 ||
             json_string_length(op) != strlen("delete")) {
             char shown[QUOTE_MAX + 8] = "";
@@ -675,16 +653,11 @@ int bp_payload_validate_delete(const json_t *doc, const bp_payload_limits_t *lim
                    json_is_string(op) ? "\"" : "");
         }
     }
-    if (batch_id != NULL) {
-        known++;
+    if (batch_id != NULL)
         check_id(&ctx, LOC_ROOT, "batch_id", batch_id);
-    }
-    if (object_id != NULL) {
-        known++;
+    if (object_id != NULL)
         check_id(&ctx, LOC_ROOT, "object_id", object_id);
-    }
     if (cascade != NULL) {
-        known++;
         if (!json_is_boolean(cascade))
             report(&ctx, LOC_ROOT, "cascade", "cascade must be true or false, not %s", type_phrase(cascade));
         else if (object_id != NULL)
@@ -692,11 +665,7 @@ int bp_payload_validate_delete(const json_t *doc, const bp_payload_limits_t *lim
                    "cascade applies to a batch: give object_id (delete one object) or cascade (delete the batch), "
                    "not both");
     }
-    if (json_object_size(doc) > known) {
-        static const char *const names[] = {"op", "batch_id", "object_id", "cascade"};
-        report_unknown_members(&ctx, LOC_ROOT, doc, names, sizeof(names) / sizeof(names[0]),
-                               "\"op\", \"batch_id\", \"object_id\" and \"cascade\"");
-    }
+    report_unknown_members(&ctx, LOC_ROOT, doc, &members);
     return ctx.total == 0 ? 0 : -1;
 }
 
