@@ -216,22 +216,27 @@ typedef struct members {
     {(const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *), \
      (required)}
 
-/* Before the members' own checks: report each required member that o lacks, in the table's order. */
-static void report_missing_members(vctx_t *ctx, loc_t loc, const json_t *o, const members_t *m)
+/* Before the members' own checks: look up o's members of the table into vals[0..m->n) (NULL when
+ * absent; one lookup each) and report the required ones that o lacks, in the table's order. Returns how
+ * many are present, for report_unknown_members. */
+static size_t get_members(vctx_t *ctx, loc_t loc, const json_t *o, const members_t *m, const json_t **vals)
 {
-    for (size_t i = 0; i < m->required; i++)
-        if (json_object_get(o, m->names[i]) == NULL)
+    size_t present = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        vals[i] = json_object_get(o, m->names[i]);
+        if (vals[i] != NULL)
+            present++;
+        else if (i < m->required)
             report(ctx, loc, NULL, "required property \"%s\" is missing", m->names[i]);
+    }
+    return present;
 }
 
-/* After them: report every member of o that the table does not name; the message lists the ones it
- * does ("a", "b" and "c"). */
-static void report_unknown_members(vctx_t *ctx, loc_t loc, const json_t *o, const members_t *m)
+/* After them: when o holds more than the present members of the table, report each member the table
+ * does not name; the message lists the ones it does ("a", "b" and "c"). */
+static void report_unknown_members(vctx_t *ctx, loc_t loc, const json_t *o, const members_t *m, size_t present)
 {
-    size_t known = 0;
-    for (size_t i = 0; i < m->n; i++)
-        known += json_object_get(o, m->names[i]) != NULL;
-    if (json_object_size(o) <= known)
+    if (json_object_size(o) <= present)
         return;
     char allowed[128];
     size_t len = 0;
@@ -454,10 +459,10 @@ static void check_pair(vctx_t *ctx, loc_t loc, const json_t *pair)
         return;
     }
     const members_t members = MEMBERS(2, "key", "value");
-    const json_t *key = json_object_get(pair, "key");
-    const json_t *value = json_object_get(pair, "value");
+    const json_t *vals[2];
+    size_t present = get_members(ctx, loc, pair, &members, vals);
+    const json_t *key = vals[0], *value = vals[1];
 
-    report_missing_members(ctx, loc, pair, &members);
     if (key != NULL) {
         if (!json_is_string(key)) {
             report(ctx, loc, "key", "key must be a string, not %s", type_phrase(key));
@@ -481,7 +486,7 @@ static void check_pair(vctx_t *ctx, loc_t loc, const json_t *pair)
                        ctx->lim->max_string_len, len);
         }
     }
-    report_unknown_members(ctx, loc, pair, &members);
+    report_unknown_members(ctx, loc, pair, &members, present);
 }
 
 /* The data array of the object at loc (loc.pair unset). */
@@ -510,10 +515,10 @@ static void check_object(vctx_t *ctx, loc_t loc, const json_t *obj, id_set_t *id
         return;
     }
     const members_t members = MEMBERS(2, "object_id", "data");
-    const json_t *object_id = json_object_get(obj, "object_id");
-    const json_t *data = json_object_get(obj, "data");
+    const json_t *vals[2];
+    size_t present = get_members(ctx, loc, obj, &members, vals);
+    const json_t *object_id = vals[0], *data = vals[1];
 
-    report_missing_members(ctx, loc, obj, &members);
     if (object_id != NULL) {
         /* only valid ids take part in the uniqueness check: an empty id is reported once, as empty */
         if (check_id(ctx, loc, "object_id", object_id) && ids != NULL) {
@@ -536,7 +541,7 @@ static void check_object(vctx_t *ctx, loc_t loc, const json_t *obj, id_set_t *id
     }
     if (data != NULL)
         check_data(ctx, loc, data);
-    report_unknown_members(ctx, loc, obj, &members);
+    report_unknown_members(ctx, loc, obj, &members, present);
 }
 
 static void check_objects(vctx_t *ctx, const json_t *objects)
@@ -584,15 +589,15 @@ int bp_payload_validate_batch(const json_t *doc, const bp_payload_limits_t *lim,
         return -1;
     }
     const members_t members = MEMBERS(2, "batch_id", "objects");
-    const json_t *batch_id = json_object_get(doc, "batch_id");
-    const json_t *objects = json_object_get(doc, "objects");
+    const json_t *vals[2];
+    size_t present = get_members(&ctx, LOC_ROOT, doc, &members, vals);
+    const json_t *batch_id = vals[0], *objects = vals[1];
 
-    report_missing_members(&ctx, LOC_ROOT, doc, &members);
     if (batch_id != NULL)
         check_id(&ctx, LOC_ROOT, "batch_id", batch_id);
     if (objects != NULL)
         check_objects(&ctx, objects);
-    report_unknown_members(&ctx, LOC_ROOT, doc, &members);
+    report_unknown_members(&ctx, LOC_ROOT, doc, &members, present);
     return ctx.total == 0 ? 0 : -1;
 }
 
@@ -606,18 +611,17 @@ int bp_payload_validate_object(const json_t *doc, const bp_payload_limits_t *lim
         return -1;
     }
     const members_t members = MEMBERS(3, "batch_id", "object_id", "data");
-    const json_t *batch_id = json_object_get(doc, "batch_id");
-    const json_t *object_id = json_object_get(doc, "object_id");
-    const json_t *data = json_object_get(doc, "data");
+    const json_t *vals[3];
+    size_t present = get_members(&ctx, LOC_ROOT, doc, &members, vals);
+    const json_t *batch_id = vals[0], *object_id = vals[1], *data = vals[2];
 
-    report_missing_members(&ctx, LOC_ROOT, doc, &members);
     if (batch_id != NULL)
         check_id(&ctx, LOC_ROOT, "batch_id", batch_id);
     if (object_id != NULL)
         check_id(&ctx, LOC_ROOT, "object_id", object_id);
     if (data != NULL)
         check_data(&ctx, LOC_ROOT, data);
-    report_unknown_members(&ctx, LOC_ROOT, doc, &members);
+    report_unknown_members(&ctx, LOC_ROOT, doc, &members, present);
     return ctx.total == 0 ? 0 : -1;
 }
 
@@ -635,13 +639,11 @@ int bp_payload_validate_delete(const json_t *doc, const bp_payload_limits_t *lim
         report(&ctx, LOC_ROOT, NULL, "the document must be a JSON object, not %s", type_phrase(doc));
         return -1;
     }
-    const json_t *op = json_object_get(doc, "op");
-    const json_t *batch_id = json_object_get(doc, "batch_id");
-    const json_t *object_id = json_object_get(doc, "object_id");
-    const json_t *cascade = json_object_get(doc, "cascade");
     const members_t members = MEMBERS(2, "op", "batch_id", "object_id", "cascade");
+    const json_t *vals[4];
+    size_t present = get_members(&ctx, LOC_ROOT, doc, &members, vals);
+    const json_t *op = vals[0], *batch_id = vals[1], *object_id = vals[2], *cascade = vals[3];
 
-    report_missing_members(&ctx, LOC_ROOT, doc, &members);
     if (op != NULL) {
         if (!json_is_string(op) || strcmp(json_string_value(op), "delete") != 0 ||
             json_string_length(op) != strlen("delete")) {
@@ -665,7 +667,7 @@ int bp_payload_validate_delete(const json_t *doc, const bp_payload_limits_t *lim
                    "cascade applies to a batch: give object_id (delete one object) or cascade (delete the batch), "
                    "not both");
     }
-    report_unknown_members(&ctx, LOC_ROOT, doc, &members);
+    report_unknown_members(&ctx, LOC_ROOT, doc, &members, present);
     return ctx.total == 0 ? 0 : -1;
 }
 
