@@ -8,28 +8,13 @@ import uuid
 
 import pytest
 
-from conftest import Env, receipt_token, wait_until
-from pgcluster import private_env
-from test_replicas import Standby, batch, paused, served_by
+from conftest import receipt_token, wait_until
+from test_replicas import batch, paused, primary_and_standby, served_by
 
 
 @pytest.fixture(scope="module")
 def world():
-    env, cluster = private_env(Env)
-    standby = None
-    try:
-        env.create()
-        standby = Standby(cluster, slot="bp_test_after")
-        worker = env.start_worker()
-        env.wait_assigned(worker)
-        yield env, cluster, standby
-    finally:
-        for p in env.procs:
-            if p.alive():
-                p.kill9()
-        if standby is not None:
-            standby.destroy()
-        cluster.destroy()
+    yield from primary_and_standby(slot="bp_test_after")
 
 
 def token_of(env, answer):

@@ -42,13 +42,14 @@ class Standby(PgCluster):
             conn.close()
 
 
-@pytest.fixture(scope="module")
-def world():
+def primary_and_standby(**standby_args):
+    """(env, cluster, standby): a private primary with its environment migrated and a worker assigned,
+    and a hot standby of it; everything is stopped and removed when the generator is closed."""
     env, cluster = private_env(Env)
     standby = None
     try:
         env.create()  # migrates the primary; the standby is a copy of it from here on
-        standby = Standby(cluster)
+        standby = Standby(cluster, **standby_args)
         worker = env.start_worker()
         env.wait_assigned(worker)
         yield env, cluster, standby
@@ -59,6 +60,11 @@ def world():
         if standby is not None:
             standby.destroy()
         cluster.destroy()
+
+
+@pytest.fixture(scope="module")
+def world():
+    yield from primary_and_standby()
 
 
 def batch(batch_id):
