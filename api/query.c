@@ -3,6 +3,7 @@
 #include "query.h"
 
 #include "bp_buf.h"
+#include "bp_count_key.h"
 #include "bp_json_scan.h"
 #include "bp_payload.h"
 #include "bp_utf8.h"
@@ -439,33 +440,96 @@ static void where_filter(bp_buf_t *b, int objects, const filter_params_t *fp, in
 }
 
 /* The one term of a filter of one alternative holding one pair object with only "key" and/or
- * "value" (data={"k":v}, key=K, value=V that is only a string, key=K&value=V): its JSON text,
- * malloc'd; NULL otherwise. */
-static char *single_term(const bp_query_filter_t *f)
+ * "value" (data={"k":v}, key=K, value=V that is only a string, key=K&value=V), read from the filter's
+ * text (the client's lexemes: numbers are not respelt): its counter's hash, its key (decoded) and the
+ * pair object's JSON text. */
+typedef struct single_term {
+    char kind; /* 'p', 'k' or 'v' */
+    char hash[BP_COUNT_HASH_LEN];
+    char *key;  /* NULL for 'v' */
+    char *json; /* {"key", "value"} as in the filter */
+} single_term_t;
+
+static void single_term_clear(single_term_t *t)
 {
-    if (f->nalts != 1)
+    free(t->key);
+    free(t->json);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Decode the string literal lit[0..llen) into a malloc'd NUL-terminated string holding no NUL. */
+static char *decode_text(const char *lit, size_t llen)
+{
+    char *out = malloc(llen + 1);
+    size_t n;
+    if (out == NULL || bp_json_string_decode(lit, llen, out, &n) != 0 || memchr(out, '\0', n) != NULL) {
+        free(out);
         return NULL;
-    json_error_t jerr;
-    json_t *alt = json_loads(f->alts[0], JSON_DECODE_ANY, &jerr), *t = json_array_get(alt, 0);
-    char *out = NULL;
-    if (json_array_size(alt) == 1 && json_is_object(t) && json_object_size(t) >= 1) {
-        json_t *k = json_object_get(t, "key");
-        size_t known = (k != NULL) + (json_object_get(t, "value") != NULL);
-        if (known == json_object_size(t) && (k == NULL || json_is_string(k)))
-            out = json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY);
     }
-    json_decref(alt);
+    out[n] = '\0';
     return out;
 }
 
-/* A counter read in the page statement itself: an index scan of at most 64 rows (the writers' slots).
- * Counters of all objects, a batch, all batches and a key are kept whatever the data. */
-#define COUNTER_SQL(hash) "(SELECT coalesce(sum(x.n), 0)::bigint AS n, true AS exact FROM count_terms x WHERE x.h = " hash ")"
+/* 0 with *t filled, or -1 when the filter is not one term (or names no counter: then the counters'
+ * functions count it). */
+static int single_term(const bp_query_filter_t *f, single_term_t *t)
+{
+    memset(t, 0, sizeof(*t));
+    if (f->nalts != 1)
+        return -1;
+    const char *alt = f->alts[0], *elem, *name, *v, *key = NULL, *value = NULL;
+    size_t alen = strlen(alt), apos = 0, elen, opos = 0, nlen, vlen, klen = 0, valen = 0;
+    if (bp_json_array_next(alt, alen, &apos, &elem, &elen) != 1 || elen == 0 || elem[0] != '{' ||
+        bp_json_array_next(alt, alen, &apos, &v, &vlen) != 0)
+        return -1;
+    int rc;
+    while ((rc = bp_json_object_next(elem, elen, &opos, &name, &nlen, &v, &vlen)) == 1) {
+        if (nlen == 5 && memcmp(name, "\"key\"", 5) == 0 && key == NULL && vlen > 0 && v[0] == '"') {
+            key = v;
+            klen = vlen;
+        } else if (nlen == 7 && memcmp(name, "\"value\"", 7) == 0 && value == NULL) {
+            value = v;
+            valen = vlen;
+        } else {
+            return -1; /* another member, one written with escapes, a key that is not a string */
+        }
+    }
+    if (rc != 0 || (key == NULL && value == NULL))
+        return -1;
+    char *canon = NULL;
+    size_t clen = 0;
+    t->kind = key == NULL ? 'v' : value == NULL ? 'k' : 'p';
+    if ((key != NULL && (t->key = decode_text(key, klen)) == NULL) ||
+        (value != NULL && bp_count_canon_value(value, valen, &canon, &clen) != BP_COUNT_OK) ||
+        bp_count_hash(t->kind, t->key, t->key != NULL ? strlen(t->key) : 0, canon, clen, t->hash) != 0 ||
+        (t->json = strndup(elem, elen)) == NULL) {
+        free(canon);
+        single_term_clear(t);
+        return -1;
+    }
+    free(canon);
+    return 0;
+}
 
-/* The list's count as a relation c(n, exact): the counters' functions of migration 007
- * (bp_count_objects / bp_count_batches: exact from the counters for the filters they serve, exact
- * within the bound otherwise, else an estimate from the counters with exact = false), or nothing with
- * count=none. The alternatives go in as one JSON array of the containment arrays. */
+/* A counter read in the page statement itself: an index scan of at most 64 rows (the writers' slots),
+ * the counter named by its hash, a parameter computed here. Counters of all objects, a batch, all
+ * batches and a key are kept whatever the data. */
+#define COUNTER_SQL "(SELECT coalesce(sum(x.n), 0)::bigint AS n, true AS exact FROM count_terms x WHERE x.h = $%d::uuid)"
+
+/* The parameter of the hash of the term (kind, key) (no value): 0 on failure. */
+static int hash_param(bp_sql_t *s, char kind, const char *key)
+{
+    char h[BP_COUNT_HASH_LEN];
+    if (bp_count_hash(kind, key, key != NULL ? strlen(key) : 0, NULL, 0, h) != 0)
+        return 0;
+    return param(s, h);
+}
+
+/* The list's count as a relation c(n, exact): a counter read right here for the usual filters (no
+ * SQL function to inline while planning: the hash is a parameter), else the counters' functions of
+ * migration 007 (bp_count_objects / bp_count_batches: exact from the counters for the filters they
+ * serve, exact within the bound otherwise, else an estimate from the counters with exact = false),
+ * or nothing with count=none. The alternatives go in as one JSON array of the containment arrays. */
 static void count_source(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q, long long cap, int objects,
                          const filter_params_t *fp)
 {
@@ -473,30 +537,33 @@ static void count_source(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q, lon
         bp_buf_puts(b, "(SELECT NULL::bigint AS n, false AS exact)");
         return;
     }
-    /* the usual filters: one counter, read right here (no function call, planned with the page) */
-    if (q->filter.nalts == 0 && (!objects || fp->batch == 0)) {
-        bp_buf_puts(b, objects ? COUNTER_SQL("bp_count_hash('t', NULL, NULL)")
-                               : COUNTER_SQL("bp_count_hash('B', NULL, NULL)"));
-        return;
-    }
-    if (objects && q->filter.nalts == 0) {
-        bp_buf_printf(b, COUNTER_SQL("bp_count_hash('b', $%d::text, NULL)"), fp->batch);
-        return;
-    }
-    char *term = objects && fp->batch == 0 ? single_term(&q->filter) : NULL;
-    if (term != NULL) {
-        int pt = param(s, term);
-        free(term);
-        if (pt == 0)
+    if (q->filter.nalts == 0) {
+        const char *batch = objects && fp->batch > 0 ? q->batch_id : NULL;
+        int ph = hash_param(s, !objects ? 'B' : batch != NULL ? 'b' : 't', batch);
+        if (ph == 0)
             b->oom = 1;
+        bp_buf_printf(b, COUNTER_SQL, ph);
+        return;
+    }
+    single_term_t t;
+    if (objects && fp->batch == 0 && single_term(&q->filter, &t) == 0) {
+        /* the term's text and key only where the statement uses them (a parameter it never names
+         * has no type: PostgreSQL refuses the statement) */
+        int ph = param(s, t.hash), pt = t.kind != 'k' ? param(s, t.json) : -1;
+        int pk = t.kind == 'p' ? param(s, t.key) : -1;
+        if (ph == 0 || pt == 0 || pk == 0)
+            b->oom = 1;
+        bp_buf_puts(b, "(SELECT coalesce(sum(x.n), 0)::bigint");
         /* plus, only when a key is sparse (migration 007: its pairs and values are not kept in
          * counters), the matches the counters leave out, read through the GIN index (rare) */
-        bp_buf_puts(b, "(SELECT coalesce(sum(x.n), 0)::bigint + CASE WHEN EXISTS "
-                       "(SELECT 1 FROM count_keys k WHERE ");
-        bp_buf_printf(b, "$%d::jsonb ? 'value' AND (NOT $%d::jsonb ? 'key' OR k.key = $%d::jsonb ->> "
-                         "'key')) ", pt, pt, pt);
-        bp_buf_printf(b, "THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END AS n, true AS exact ", pt);
-        bp_buf_printf(b, "FROM count_terms x WHERE x.h = bp_count_term_hash($%d::jsonb))", pt);
+        if (t.kind == 'p')
+            bp_buf_printf(b, " + CASE WHEN EXISTS (SELECT 1 FROM count_keys k WHERE k.key = $%d::text) "
+                          "THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END", pk, pt);
+        else if (t.kind == 'v')
+            bp_buf_printf(b, " + CASE WHEN EXISTS (SELECT 1 FROM count_keys k) "
+                          "THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END", pt);
+        bp_buf_printf(b, " AS n, true AS exact FROM count_terms x WHERE x.h = $%d::uuid)", ph);
+        single_term_clear(&t);
         return;
     }
     bp_buf_t alts = {0};

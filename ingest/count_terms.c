@@ -5,14 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bp_count_key.h"
 #include "bp_json_scan.h"
-
-/* PostgreSQL's numeric limits (numeric.c, PostgreSQL 15): an exponent of INT_MAX/2 or more in
- * magnitude is refused; so is a display scale (digits after the point) above 16383, and a value whose
- * first digit sits more than 131071 places before the point (a base-10000 weight beyond int16). */
-#define NUMERIC_EXP_LIMIT 1073741823LL
-#define NUMERIC_DSCALE_MAX 16383LL
-#define NUMERIC_DWEIGHT_MAX 131071LL
 
 typedef struct entry {
     uint64_t hash;
@@ -212,128 +206,6 @@ int bp_count_terms_merge(bp_count_terms_t *dst, const bp_count_terms_t *src)
     return BP_COUNT_OK;
 }
 
-/* ---- canonical values ---- */
-
-int bp_count_canon_number(const char *s, size_t n, char **out, size_t *outlen)
-{
-    size_t i = 0;
-    int neg = 0;
-    if (i < n && s[i] == '-') {
-        neg = 1;
-        i++;
-    }
-    size_t int_start = i;
-    if (i >= n || s[i] < '0' || s[i] > '9')
-        return BP_COUNT_MALFORMED;
-    if (s[i] == '0')
-        i++;
-    else
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-    size_t int_len = i - int_start, frac_start = i, frac_len = 0;
-    if (i < n && s[i] == '.') {
-        frac_start = ++i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-        frac_len = i - frac_start;
-        if (frac_len == 0)
-            return BP_COUNT_MALFORMED;
-    }
-    long long exp = 0;
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        int eneg = 0;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            eneg = s[i++] == '-';
-        size_t estart = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9') {
-            if (exp < NUMERIC_EXP_LIMIT) /* saturate: PostgreSQL refuses anything from the limit up */
-                exp = exp * 10 + (s[i] - '0');
-            i++;
-        }
-        if (i == estart)
-            return BP_COUNT_MALFORMED;
-        if (eneg)
-            exp = -exp;
-    }
-    if (i != n)
-        return BP_COUNT_MALFORMED;
-    if (exp >= NUMERIC_EXP_LIMIT || exp <= -NUMERIC_EXP_LIMIT)
-        return BP_COUNT_OVERFLOW;
-    long long dscale = (long long)frac_len - exp;
-    if (dscale > NUMERIC_DSCALE_MAX)
-        return BP_COUNT_OVERFLOW;
-    /* the digits D = integer part then fraction; the point sits after int_len + exp of them */
-    size_t nd = int_len + frac_len;
-    char *d = malloc(nd + 1);
-    if (d == NULL)
-        return BP_COUNT_NOMEM;
-    memcpy(d, s + int_start, int_len);
-    memcpy(d + int_len, s + frac_start, frac_len);
-    size_t f = 0, l = nd;
-    while (f < nd && d[f] == '0')
-        f++;
-    if (f == nd) { /* zero, whatever its sign or scale */
-        free(d);
-        *out = dup_bytes("0", 1);
-        *outlen = 1;
-        return *out ? BP_COUNT_OK : BP_COUNT_NOMEM;
-    }
-    while (d[l - 1] == '0')
-        l--;
-    long long dw = (long long)int_len + exp - 1 - (long long)f; /* the first digit's power of ten */
-    if (dw > NUMERIC_DWEIGHT_MAX) {
-        free(d);
-        return BP_COUNT_OVERFLOW;
-    }
-    size_t sig = l - f;
-    size_t cap = 4 + sig + (size_t)(dw > 0 ? dw : -dw);
-    char *o = malloc(cap), *p = o;
-    if (o == NULL) {
-        free(d);
-        return BP_COUNT_NOMEM;
-    }
-    if (neg)
-        *p++ = '-';
-    if (dw >= 0) {
-        for (long long j = 0; j <= dw; j++)
-            *p++ = (size_t)j < sig ? d[f + (size_t)j] : '0';
-        if ((size_t)dw + 1 < sig) {
-            *p++ = '.';
-            memcpy(p, d + f + (size_t)dw + 1, sig - (size_t)dw - 1);
-            p += sig - (size_t)dw - 1;
-        }
-    } else {
-        *p++ = '0';
-        *p++ = '.';
-        memset(p, '0', (size_t)(-dw - 1));
-        p += -dw - 1;
-        memcpy(p, d + f, sig);
-        p += sig;
-    }
-    *p = '\0';
-    free(d);
-    *out = o;
-    *outlen = (size_t)(p - o);
-    return BP_COUNT_OK;
-}
-
-int bp_count_typed(const char *s, size_t n, char **out, size_t *outlen)
-{
-    static const char *const words[] = {"true", "false", "null"};
-    for (size_t i = 0; i < 3; i++) {
-        if (n == strlen(words[i]) && memcmp(s, words[i], n) == 0) {
-            *outlen = n;
-            *out = dup_bytes(s, n);
-            return *out ? 1 : BP_COUNT_NOMEM;
-        }
-    }
-    int rc = bp_count_canon_number(s, n, out, outlen);
-    if (rc == BP_COUNT_MALFORMED)
-        return 0;
-    return rc == BP_COUNT_OK ? 1 : rc;
-}
-
 /* ---- one object ---- */
 
 /* Room for more bytes in scratch; returns the offset where they go, or (size_t)-1 without memory. */
@@ -362,43 +234,14 @@ static size_t scratch_put(bp_count_terms_t *t, const char *s, size_t n)
     return off;
 }
 
-/* Append the decoded string at scratch[src..src+n) as JSON text (quotes, escapes for '"', '\' and
- * control bytes). The source is an offset: reserving room may move scratch. */
+/* Append the decoded string at scratch[src..src+n) as JSON text (bp_count_json_string). The source
+ * is an offset: reserving room may move scratch. */
 static size_t put_json_string(bp_count_terms_t *t, size_t src, size_t n, size_t *len)
 {
     size_t off = scratch_reserve(t, 2 + 6 * n);
     if (off == (size_t)-1)
         return off;
-    const char *s = t->scratch + src;
-    char *p = t->scratch + off, *start = p;
-    *p++ = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            *p++ = '\\';
-            *p++ = (char)c;
-        } else if (c < 0x20) {
-            static const char hex[] = "0123456789abcdef";
-            *p++ = '\\';
-            switch (c) {
-            case '\b': *p++ = 'b'; break;
-            case '\f': *p++ = 'f'; break;
-            case '\n': *p++ = 'n'; break;
-            case '\r': *p++ = 'r'; break;
-            case '\t': *p++ = 't'; break;
-            default:
-                *p++ = 'u';
-                *p++ = '0';
-                *p++ = '0';
-                *p++ = hex[c >> 4];
-                *p++ = hex[c & 15];
-            }
-        } else {
-            *p++ = (char)c;
-        }
-    }
-    *p++ = '"';
-    *len = (size_t)(p - start);
+    *len = bp_count_json_string(t->scratch + off, t->scratch + src, n);
     t->scratch_len += *len;
     return off;
 }

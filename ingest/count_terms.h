@@ -17,17 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bp_count_key.h" /* the canonical values and the result codes */
 #include "bp_error.h"
 
 typedef struct bp_count_terms bp_count_terms_t;
 
-/* Results of bp_count_terms_add_object and the canonical helpers. */
-#define BP_COUNT_OK 0
-#define BP_COUNT_NOMEM (-1)
-#define BP_COUNT_MALFORMED (-2) /* the data is not an array of objects (the validator lets none through) */
-#define BP_COUNT_OVERFLOW (-3)  /* a number, or a string the typed rule reads as one, that PostgreSQL's
-                                 * numeric cannot hold: 007's SQL fails on it ("value overflows numeric
-                                 * format", SQLSTATE 22003), and so must the worker */
+/* Results: BP_COUNT_OK, BP_COUNT_NOMEM, BP_COUNT_MALFORMED, BP_COUNT_OVERFLOW (bp_count_key.h). */
 
 /* One summed term, as bp_count_terms_next hands it out. Pointers are borrowed from the set and valid
  * until it is changed or freed. key is NULL for 't', 'v', 'x'; value is NULL for 't', 'b', 'k'. */
@@ -67,17 +62,5 @@ size_t bp_count_terms_size(const bp_count_terms_t *t);
 /* Walk the terms: *pos = 0 first; returns 1 with the next term in *out, 0 at the end. Terms that
  * summed to 0 are skipped. The order is the set's own (not sorted). */
 int bp_count_terms_next(const bp_count_terms_t *t, size_t *pos, bp_count_term_t *out);
-
-/* The canonical text of the JSON number lexeme s[0..n) (PostgreSQL's to_jsonb(trim_scale(s::numeric))):
- * a malloc'd NUL-terminated string in *out (free it), its length in *outlen. Returns BP_COUNT_OK,
- * BP_COUNT_OVERFLOW when numeric cannot hold it, BP_COUNT_MALFORMED when s is not a JSON number, or
- * BP_COUNT_NOMEM. */
-int bp_count_canon_number(const char *s, size_t n, char **out, size_t *outlen) BP_MUST_CHECK;
-
-/* The typed rule (007's bp_count_typed) for the decoded string s[0..n): when it is a JSON number, true,
- * false or null as a whole, 1 with its canonical text in *out (malloc'd, free it; *outlen bytes); 0
- * when it is not (no *out); BP_COUNT_OVERFLOW when it is a number numeric cannot hold;
- * BP_COUNT_NOMEM. */
-int bp_count_typed(const char *s, size_t n, char **out, size_t *outlen) BP_MUST_CHECK;
 
 #endif

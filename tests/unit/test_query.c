@@ -473,30 +473,48 @@ static void test_objects_sql(void **state)
     assert_int_equal(bp_query_sql_objects(&all, 100, &s), 0);
     assert_null(strstr(s.text, "o.data @>"));
     assert_null(strstr(s.text, "bp_count_objects"));
-    assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h = bp_count_hash('t', NULL, NULL)) c"));
-    assert_int_equal(s.nparams, 1);
+    /* named by its hash, a parameter (md5 of "t--", migration 007's bp_count_hash('t', NULL, NULL)) */
+    assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h = $1::uuid) c"));
+    assert_string_equal(s.params[0], "b26e3a3c-b744-be17-5da4-44fa61929b93");
+    assert_int_equal(s.nparams, 2);
     bp_sql_clear(&s);
 
-    /* batch_id alone: the batch's counter */
+    /* batch_id alone: the batch's counter (md5 of "b2:b2-") */
     all.batch_id = strdup("b2");
     assert_int_equal(bp_query_sql_objects(&all, 100, &s), 0);
-    assert_non_null(strstr(s.text, "x.h = bp_count_hash('b', $1::text, NULL)) c"));
+    assert_non_null(strstr(s.text, "x.h = $2::uuid) c"));
+    assert_string_equal(s.params[1], "3cfd82d2-f03f-e396-2e10-b00a5f1eb777");
     bp_sql_clear(&s);
     bp_query_list_clear(&all);
 
-    /* one pair, one key, or a string value: its counter */
-    const char *single[][3] = {{"{\"type\":\"shoe\"}", NULL, NULL}, {NULL, "type", NULL}, {NULL, NULL, "shoe"},
-                               {NULL, "type", "\"shoe\""}};
-    const char *term[] = {"{\"key\":\"type\",\"value\":\"shoe\"}", "{\"key\":\"type\"}", "{\"value\":\"shoe\"}",
-                          "{\"key\":\"type\",\"value\":\"shoe\"}"};
-    for (int i = 0; i < 4; i++) {
+    /* one pair, one key, or a string value: its counter, by the hash of the term (kind, key, canonical
+     * value): md5 of "p4:type\"shoe\"", "k4:type-", "v-\"shoe\"", "p5:gr\u00f6\u00dfe\"\u00e9t\u00e9\"" (length() counts
+     * characters), "p5:price100" (1e2 as numeric prints it) */
+    const char *single[][3] = {{"{\"type\":\"shoe\"}", NULL, NULL},
+                               {NULL, "type", NULL},
+                               {NULL, NULL, "shoe"},
+                               {NULL, "type", "\"shoe\""},
+                               {"{\"gr\u00f6\u00dfe\":\"\\u00e9t\u00e9\"}", NULL, NULL},
+                               {"{\"price\": 1e2}", NULL, NULL}};
+    const char *hash[] = {"bfde0e86-64a5-a10e-dbd0-0897ec939c57", "53334ad8-c2f1-a574-071a-32da2501a0b5",
+                          "078af9d3-6e19-afdb-0c53-638753630352", "bfde0e86-64a5-a10e-dbd0-0897ec939c57",
+                          "7efaf45e-690d-a5bf-4c7d-c9bd3482c5f2", "4660e094-d4bf-9f84-db5f-1bd079f0f082"};
+    const char kind[] = {'p', 'k', 'v', 'p', 'p', 'p'};
+    for (int i = 0; i < 6; i++) {
         bp_query_list_t one = {.page_size = 10};
         assert_int_equal(filter(single[i][0], single[i][1], single[i][2], &one.filter, &e), 0);
         assert_int_equal(bp_query_sql_objects(&one, 100, &s), 0);
-        assert_non_null(strstr(s.text, "x.h = bp_count_term_hash($2::jsonb)) c"));
-        /* a sparse key's pairs and values: the matches the counters leave out, only if one exists */
-        assert_non_null(strstr(s.text, "THEN bp_count_sparse_extra($2::jsonb) ELSE 0 END"));
-        assert_string_equal(s.params[1], term[i]);
+        assert_null(strstr(s.text, "bp_count_objects"));
+        assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h = $2::uuid) c"));
+        assert_string_equal(s.params[1], hash[i]);
+        /* a sparse key's pairs and values: the matches the counters leave out, only if one exists;
+         * a key's counter is kept whatever the key */
+        if (kind[i] == 'k') {
+            assert_null(strstr(s.text, "bp_count_sparse_extra"));
+        } else {
+            assert_non_null(strstr(s.text, "THEN bp_count_sparse_extra($3::jsonb) ELSE 0 END"));
+            assert_non_null(strstr(s.text, kind[i] == 'p' ? "WHERE k.key = $4::text" : "FROM count_keys k)"));
+        }
         bp_sql_clear(&s);
         bp_query_list_clear(&one);
     }
