@@ -15,16 +15,17 @@
 #define MAX_CONN_KEYWORDS 64
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
-#define MAX_PREPARED 16 /* named statements per connection; beyond, statements go unprepared */
+#define MAX_PREPARED 32 /* named statements per connection; beyond, statements go unprepared */
 #define CONNECT_TIMEOUT_DEFAULT_MS 2000
 #define DEADLINE_MARGIN_MS 2000 /* client-side bound beyond the statement timeout */
 
 typedef enum { CONN_CLOSED = 0, CONN_CONNECTING, CONN_IDLE, CONN_BUSY } conn_state_t;
 typedef enum { Q_WAITING = 0, Q_RUNNING, Q_DONE } query_state_t;
 
-/* A statement this connection has prepared: its text (owned) and its server-side name. */
+/* A statement this connection has prepared: its text (owned), its length and its server-side name. */
 typedef struct prepared {
     char *sql;
+    size_t len;
     char name[16];
 } prepared_t;
 
@@ -356,14 +357,17 @@ static void log_query(const bp_pgquery_t *q)
         json_array_append_new(params, p != NULL ? p : json_string("(not UTF-8)"));
     }
     json_object_set_new(fields, "params", params);
+    json_object_set_new(fields, "prepared", json_boolean(q->prepare));
     bp_log_fields(BP_LOG_DEBUG, fields, "pg query");
     json_decref(fields);
 }
 
+/* The lists' statements share their first few hundred bytes: the length tells most of them apart. */
 static const prepared_t *find_prepared(const pgconn_t *c, const char *sql)
 {
+    size_t len = strlen(sql);
     for (size_t i = 0; i < c->nprepared; i++)
-        if (strcmp(c->prepared[i].sql, sql) == 0)
+        if (c->prepared[i].len == len && memcmp(c->prepared[i].sql, sql, len) == 0)
             return &c->prepared[i];
     return NULL;
 }
@@ -431,8 +435,10 @@ static int prepared_step_done(pgconn_t *c)
     ps->sql = strdup(c->query->sql);
     if (ps->sql == NULL) /* cannot remember it: run it unnamed this time */
         c->query->prepare = 0;
-    else
+    else {
+        ps->len = strlen(ps->sql);
         snprintf(ps->name, sizeof(ps->name), "bp_%zu", ++c->nprepared);
+    }
     PQclear(c->result);
     c->result = NULL;
     if (send_step(c) != 0) {

@@ -659,6 +659,7 @@ int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t
     bp_buf_printf(&b, " ORDER BY o.id %s", dir);
     limit_offset(&b, out, q);
     bp_buf_printf(&b, ") p ON true ORDER BY p.id %s", dir);
+    out->plan_free = q->filter.nalts == 0;
     return finish(&b, out);
 }
 
@@ -694,6 +695,7 @@ int bp_query_sql_batches(const bp_query_list_t *q, long long count_cap, bp_sql_t
     bp_buf_printf(&b, " ORDER BY b.created_at %s, b.batch_id %s", dir, dir);
     limit_offset(&b, out, q);
     bp_buf_printf(&b, ") p ON true ORDER BY p.created_at %s, p.batch_id %s", dir, dir);
+    out->plan_free = q->filter.nalts == 0;
     return finish(&b, out);
 }
 

@@ -70,6 +70,11 @@ typedef struct bp_sql {
     char *text;
     int nparams;
     char *params[BP_QUERY_MAX_PARAMS];
+    /* One plan suits every value of the parameters (no data= filter: the page follows an index in its
+     * order, the count reads one counter), so the statement is worth preparing: parsing and planning
+     * a list cost more than running it. A data= filter needs a plan made for its values (a rare pair
+     * through the GIN index, a common one along the order): it goes unnamed, planned each time. */
+    int plan_free;
 } bp_sql_t;
 
 /* Build the filter from the decoded values of data=, key= and value= (each NULL when absent; not

@@ -325,7 +325,8 @@ static void run_page(h2o_req_t *req, list_ctx_t *ctx)
         bp_http_problem(req, 500, "Internal Server Error", "out of memory", NULL);
         return;
     }
-    bp_err_t err = bp_pgreq_query(req, sql.text, sql.nparams, (const char *const *)sql.params, on_page, ctx);
+    bp_err_t err = bp_pgreq_query_ex(req, sql.plan_free ? BP_PGPOOL_PREPARED : 0, sql.text, sql.nparams,
+                                     (const char *const *)sql.params, on_page, ctx);
     bp_sql_clear(&sql);
     if (err != BP_OK)
         bp_pgreq_problem(req, err, bp_err_str(err));

@@ -233,7 +233,8 @@ int bp_count_hash(char kind, const char *key, size_t klen, const char *value, si
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1 && EVP_DigestUpdate(ctx, &kind, 1) == 1;
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) == 1;
+    ok = ok && EVP_DigestUpdate(ctx, &kind, 1) == 1;
     if (ok && key != NULL)
         ok = EVP_DigestUpdate(ctx, len, lenlen) == 1 && EVP_DigestUpdate(ctx, key, klen) == 1;
     else if (ok)

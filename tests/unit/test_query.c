@@ -477,6 +477,7 @@ static void test_objects_sql(void **state)
     assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h = $1::uuid) c"));
     assert_string_equal(s.params[0], "b26e3a3c-b744-be17-5da4-44fa61929b93");
     assert_int_equal(s.nparams, 2);
+    assert_true(s.plan_free); /* one plan for every value: prepared */
     bp_sql_clear(&s);
 
     /* batch_id alone: the batch's counter (md5 of "b2:b2-") */
@@ -507,6 +508,7 @@ static void test_objects_sql(void **state)
         assert_null(strstr(s.text, "bp_count_objects"));
         assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h = $2::uuid) c"));
         assert_string_equal(s.params[1], hash[i]);
+        assert_false(s.plan_free); /* planned for the filter's values */
         /* a sparse key's pairs and values: the matches the counters leave out, only if one exists;
          * a key's counter is kept whatever the key */
         if (kind[i] == 'k') {
