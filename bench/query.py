@@ -2,7 +2,10 @@
 """bench/query.py - the read path against pgbench running the same SQL, in one run.
 
 Loads N objects straight into a fresh database made by `batchpipe migrate` (generate_series, realistic
-data arrays: type, color, size, brand, price, in_stock, sku; VACUUM ANALYZE), starts the API, then
+data arrays: type, color, size, brand, price, in_stock, sku; VACUUM ANALYZE; a statement of the load
+cancelled on a deadlock is run again), compacts the counters (VACUUM FULL count_terms: the load's
+trigger wrote and then deleted the sku's counter rows, which a live system's autovacuum has long
+removed; sizes printed before and after), starts the API, then
 for each route runs wrk against the API and pgbench with the statements the API sends for that
 request, at the same concurrency and for the same time:
 
@@ -20,6 +23,19 @@ and prints req/s / tps and p50/p99 latency (goal: >= 0.8 of pgbench, p99 <= 10 m
   rss      wrk -c 256 against the get route; the API's VmHWM before and after
   listing  first page and a deep page by cursor (and by page number, for contrast), with and
            without a filter: a few seconds of wrk -c 1 each
+  mixed    (not in the default --phases) the default list above, GET /api/v1/objects/?data={"type":"shoe"},
+           and the same with count=none for contrast: wrk at --connections for --seconds on the idle
+           system, then again while the real pipeline ingests at full speed into the same database
+           (client processes of bench/ingest.py POST batches of 1,000 fresh objects of the same
+           dataset to the same API, Kafka, --ingest-workers workers; the clients pause while more than
+           --ingest-backlog acked batches are unapplied, so the workers never wait and the drain is
+           short). Prints req/s, p50, p99 of both, the ingest rate reached in each window (objects/s,
+           from ingest_offsets) beside the goal (p99 <= 25 ms during ingest); after the clients stop
+           and the workers drain, "count exact: yes/no": the list's count against SELECT count(*).
+           Run last, since it adds objects (with --db the next run loads again):
+
+    BP_BUILD_DIR=build-bench bench/query.py --phases mixed                 # 1M objects, seven pairs
+    BP_BUILD_DIR=build-bench bench/query.py --phases mixed --dataset low
 
 pgbench runs each statement the way the API sends it (-M extended: unnamed, parameters apart, what
 PQsendQueryParams does; -M prepared: what PQsendPrepare + PQsendQueryPrepared do) with
