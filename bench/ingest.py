@@ -84,39 +84,85 @@ def make_batches(n_objects, batch_size, pairs, seed, dataset="pairs"):
     return bodies, "".join(copy_batches).encode(), "".join(copy_objects).encode()
 
 
-def client(idx, port, start, out):
-    """One client process: post its share of BODIES on one keep-alive connection, retrying 503."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    acks, refused, retries = [], [], 0
-    start.wait()
-    for i in idx:
+def renamed(body, seed, rnd):
+    """A body of make_batches(seed=seed) with its batch and object ids made fresh for round rnd (> 0):
+    "bench-S-..." becomes "bench-SrR-...", "obj-S-..." becomes "obj-SrR-...", so that posting it again
+    inserts new objects in a new batch instead of replaying the first round's."""
+    return (body.replace(f'"batch_id":"bench-{seed}-'.encode(), f'"batch_id":"bench-{seed}r{rnd}-'.encode())
+            .replace(f'"object_id":"obj-{seed}-'.encode(), f'"object_id":"obj-{seed}r{rnd}-'.encode()))
+
+
+class Poster:
+    """One keep-alive connection posting bodies, retrying 503 (and reconnecting after an error)."""
+
+    def __init__(self, port):
+        self.port, self.conn = port, None
+        self.acks, self.refused, self.retries = [], [], 0
+
+    def post(self, i, body):
+        last = None
         for attempt in range(50):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
             try:
-                conn.request("POST", "/api/v1/batches/", body=BODIES[i],
-                             headers={"Content-Type": "application/json"})
-                r = conn.getresponse()
-                body = r.read()
+                self.conn.request("POST", "/api/v1/batches/", body=body,
+                                  headers={"Content-Type": "application/json"})
+                r = self.conn.getresponse()
+                answer = r.read()
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-                retries += 1
+                self.conn.close()
+                self.conn = None
+                self.retries += 1
                 last = repr(exc)
                 time.sleep(0.05)
                 continue
             if r.status == 202:
-                j = json.loads(body)
-                acks.append((j["partition"], j["offset"]))
-                break
+                j = json.loads(answer)
+                self.acks.append((j["partition"], j["offset"]))
+                return
             if r.status != 503:
-                refused.append((i, r.status, body[:200].decode("utf-8", "replace")))
-                break
-            retries += 1
+                self.refused.append((i, r.status, answer[:200].decode("utf-8", "replace")))
+                return
+            self.retries += 1
             last = "503"
             time.sleep(min(1.0, 0.05 * (attempt + 1)))
-        else:
-            refused.append((i, "gave up", last))
+        self.refused.append((i, "gave up", last))
+
+
+class Flow:
+    """What a parent shares with clients that post until told to stop (client(..., flow=)): stop (set:
+    finish the request in flight and report), go (cleared: wait before the next post; the parent's
+    bound on the batches acked but not yet applied) and acked (batches acked so far, all clients)."""
+
+    def __init__(self):
+        ctx = mp.get_context("fork")
+        self.stop, self.go, self.acked = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
+        self.go.set()
+
+
+def client(idx, port, start, out, flow=None, seed=1):
+    """One client process: post its share of BODIES (made with seed) on one keep-alive connection,
+    retrying 503. With a Flow: post them round after round, each round under fresh ids (renamed()),
+    waiting for flow.go before each post, until flow.stop is set."""
+    poster = Poster(port)
+    start.wait()
+    rnd = 0
+    while flow is None or not flow.stop.is_set():
+        for i in idx:
+            if flow is not None:
+                flow.go.wait()
+                if flow.stop.is_set():
+                    break
+            n = len(poster.acks)
+            poster.post(i, BODIES[i] if rnd == 0 else renamed(BODIES[i], seed, rnd))
+            if flow is not None and len(poster.acks) > n:
+                with flow.acked.get_lock():
+                    flow.acked.value += 1
+        if flow is None:
+            break
+        rnd += 1
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    out.send({"acks": acks, "refused": refused, "retries": retries, "t_end": time.monotonic(),
+    out.send({"acks": poster.acks, "refused": poster.refused, "retries": poster.retries, "t_end": time.monotonic(),
               "cpu": ru.ru_utime + ru.ru_stime})
     out.close()
 
@@ -211,10 +257,19 @@ def generate(args):
     return copy_batches, copy_objects, total_bytes
 
 
+def start_workers(env, n, partitions, worker_env):
+    """n ingest workers, returned once every one holds its share of the partitions (a cooperative
+    rebalance takes two rounds), so that no rebalance falls inside a timing."""
+    workers = [env.start_worker(**{"BP_LOG_LEVEL": "info", **worker_env}) for _ in range(n)]
+    for w in workers:
+        env.wait_assigned(w)
+    benchlib.wait_until(lambda: settled(workers, partitions), 90, "the workers to share all partitions",
+                        interval=0.2)
+    return workers
+
+
 def start_pipeline(env, args):
-    """Phase 2: the API and the workers, with every worker holding its share of the partitions (a
-    cooperative rebalance takes two rounds), so that no rebalance falls inside the timing.
-    Returns (api, workers)."""
+    """Phase 2: the API and the workers (start_workers()). Returns (api, workers)."""
     if args.without_counters:
         env.query("ALTER TABLE objects DISABLE TRIGGER objects_count_insert, "
                   "DISABLE TRIGGER objects_count_update, DISABLE TRIGGER objects_count_delete")
@@ -226,26 +281,40 @@ def start_pipeline(env, args):
     if api_env or worker_env:
         note(f"settings: API {api_env}, workers {worker_env}")
     api = env.start_api(**{"BP_LOG_LEVEL": "warn", "BP_HTTP_THREADS": args.api_threads, **api_env})
-    workers = [env.start_worker(**{"BP_LOG_LEVEL": "info", **worker_env}) for _ in range(args.workers)]
-    for w in workers:
-        env.wait_assigned(w)
-    benchlib.wait_until(lambda: settled(workers, args.partitions), 90, "the workers to share all partitions",
-                        interval=0.2)
-    return api, workers
+    return api, start_workers(env, args.workers, args.partitions, worker_env)
 
 
-def start_clients(args, port):
-    """The client processes, forked now and waiting for the returned event. Returns (start, procs, pipes)."""
+def start_clients(n_clients, port, flow=None, seed=1):
+    """n_clients client processes (client(); flow: a Flow for clients that post until stopped), forked
+    now and waiting for the returned event; BODIES shared among them. Returns (start, procs, pipes)."""
     ctx = mp.get_context("fork")
     start = ctx.Event()
     procs, pipes = [], []
-    for c in range(args.clients):
+    for c in range(n_clients):
         rd, wr = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=client, args=(range(c, len(BODIES), args.clients), port, start, wr))
+        p = ctx.Process(target=client, args=(range(c, len(BODIES), n_clients), port, start, wr, flow, seed))
         p.start()
         procs.append(p)
         pipes.append(rd)
     return start, procs, pipes
+
+
+def last_acked(results):
+    """The clients' results: the highest acked offset per partition."""
+    last = {}
+    for r in results:
+        for part, off in r["acks"]:
+            last[part] = max(last.get(part, -1), off)
+    return last
+
+
+def wait_applied(cur, env, last, timeout, interval=0.02):
+    """Wait (at most timeout s) until the workers' ingest_offsets are past every offset of last
+    (last_acked()): every acked batch is in the database."""
+    def all_applied():
+        now = applied(cur, env)
+        return all(now.get(p, 0) > off for p, off in last.items())
+    benchlib.wait_until(all_applied, timeout, "the workers to apply every acked batch", interval=interval)
 
 
 def post_all(env, args, api, workers, conn):
@@ -253,7 +322,7 @@ def post_all(env, args, api, workers, conn):
     acked batch. Returns what the report needs (a dict)."""
     cur = conn.cursor()
     cur.execute("CHECKPOINT")
-    start, procs, pipes = start_clients(args, int(api.url.rsplit(":", 1)[1]))
+    start, procs, pipes = start_clients(args.clients, int(api.url.rsplit(":", 1)[1]))
     benchlib.wait_quiet(args.quiet_wait)
     pg_pids = lambda: benchlib.pg_backend_pids(conn, env.dbname)  # noqa: E731
     groups = {"api": [api.proc.p.pid], "workers": [w.p.pid for w in workers], "postgres": pg_pids}
@@ -272,15 +341,7 @@ def post_all(env, args, api, workers, conn):
     if refused:
         print(f"{len(refused)} batches refused, first: {refused[0]}")
         sys.exit(1)
-    last = {}
-    for r in results:
-        for part, off in r["acks"]:
-            last[part] = max(last.get(part, -1), off)
-
-    def all_applied():
-        now = applied(cur, env)
-        return all(now.get(p, 0) > off for p, off in last.items())
-    benchlib.wait_until(all_applied, 600, "the workers to apply every acked batch", interval=0.02)
+    wait_applied(cur, env, last_acked(results), 600)
     t_done = time.monotonic()
     phase.end(client_label="clients")
     return {"phase": phase, "accept_s": t_acked - t0, "e2e_s": t_done - t0,

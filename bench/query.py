@@ -2,7 +2,10 @@
 """bench/query.py - the read path against pgbench running the same SQL, in one run.
 
 Loads N objects straight into a fresh database made by `batchpipe migrate` (generate_series, realistic
-data arrays: type, color, size, brand, price, in_stock, sku; VACUUM ANALYZE), starts the API, then
+data arrays: type, color, size, brand, price, in_stock, sku; VACUUM ANALYZE; a statement of the load
+cancelled on a deadlock is run again), compacts the counters (VACUUM FULL count_terms: the load's
+trigger wrote and then deleted the sku's counter rows, which a live system's autovacuum has long
+removed; sizes printed before and after), starts the API, then
 for each route runs wrk against the API and pgbench with the statements the API sends for that
 request, at the same concurrency and for the same time:
 
@@ -20,6 +23,19 @@ and prints req/s / tps and p50/p99 latency (goal: >= 0.8 of pgbench, p99 <= 10 m
   rss      wrk -c 256 against the get route; the API's VmHWM before and after
   listing  first page and a deep page by cursor (and by page number, for contrast), with and
            without a filter: a few seconds of wrk -c 1 each
+  mixed    (not in the default --phases) the default list above, GET /api/v1/objects/?data={"type":"shoe"},
+           and the same with count=none for contrast: wrk at --connections for --seconds on the idle
+           system, then again while the real pipeline ingests at full speed into the same database
+           (client processes of bench/ingest.py POST batches of 1,000 fresh objects of the same
+           dataset to the same API, Kafka, --ingest-workers workers; the clients pause while more than
+           --ingest-backlog acked batches are unapplied, so the workers never wait and the drain is
+           short). Prints req/s, p50, p99 of both, the ingest rate reached in each window (objects/s,
+           from ingest_offsets) beside the goal (p99 <= 25 ms during ingest); after the clients stop
+           and the workers drain, "count exact: yes/no": the list's count against SELECT count(*).
+           Run last, since it adds objects (with --db the next run loads again):
+
+    BP_BUILD_DIR=build-bench bench/query.py --phases mixed                 # 1M objects, seven pairs
+    BP_BUILD_DIR=build-bench bench/query.py --phases mixed --dataset low
 
 pgbench runs each statement the way the API sends it (-M extended: unnamed, parameters apart, what
 PQsendQueryParams does; -M prepared: what PQsendPrepare + PQsendQueryPrepared do) with
@@ -52,6 +68,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
+import ingest  # noqa: E402 - bench/ingest.py: its bodies, clients and workers for the mixed phase
 from benchlib import CpuPhase, fmt_ms, note  # noqa: E402
 
 FILTER = '[{"key": "type", "value": "shoe"}]'  # what the API sends for data={"type":"shoe"}
@@ -121,8 +138,27 @@ FROM generate_series({lo}, {hi}) AS g;
 """
 
 
+DEADLOCK = "40P01"
+
+
+def _execute_retrying(cur, sql, attempts=5):
+    """cur.execute(sql), again when PostgreSQL cancelled it on a deadlock: the load's INSERT sessions
+    make keys sparse concurrently in the counters' trigger (bp_count_make_sparse) and may deadlock
+    there (QUERIES.md, sparse keys); each statement is one transaction, rolled back whole, so running
+    it again is safe, and the retry is what the workers do too."""
+    for attempt in range(1, attempts + 1):
+        try:
+            cur.execute(sql)
+            return
+        except benchlib.conftest.psycopg2.Error as exc:
+            if exc.pgcode != DEADLOCK or attempt == attempts:
+                raise
+            note(f"a load statement was cancelled on a deadlock (attempt {attempt}); running it again")
+
+
 def _parallel(env, statements_per_session):
-    """Run lists of statements in concurrent sessions (one per list); re-raise the first failure."""
+    """Run lists of statements in concurrent sessions (one per list), each statement retried after a
+    deadlock; re-raise the first failure."""
     errors = []
 
     def run(stmts):
@@ -131,7 +167,7 @@ def _parallel(env, statements_per_session):
             cur = conn.cursor()
             cur.execute("SET maintenance_work_mem = '512MB'; SET synchronous_commit = off")
             for sql in stmts:
-                cur.execute(sql)
+                _execute_retrying(cur, sql)
             conn.close()
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
@@ -148,7 +184,8 @@ def load(env, n, sessions=2, objects_sql=None):
     """Fill objects with n rows the fast way: keys, foreign key and indexes dropped, rows inserted by
     `sessions` concurrent INSERT ... generate_series, then everything recreated from its own
     definition (so the schema ends as `batchpipe migrate` made it) and VACUUM ANALYZE.
-    Returns (seconds, (table size, GIN index size))."""
+    Returns (seconds, (objects' total size, GIN index size), [(label, relation_sizes())]: count_terms
+    before and after its VACUUM FULL, objects)."""
     t0 = time.monotonic()
     cons = env.query("SELECT conname, contype, pg_get_constraintdef(oid), pg_get_indexdef(conindid) FROM pg_constraint "
                      "WHERE conrelid = 'objects'::regclass AND contype IN ('p', 'u', 'f')")
@@ -176,11 +213,29 @@ def load(env, n, sessions=2, objects_sql=None):
             env.query(f'ALTER TABLE objects ADD CONSTRAINT "{name}" {d}')
     env.query("VACUUM ANALYZE batches")
     env.query("VACUUM ANALYZE objects")
-    env.query("VACUUM ANALYZE count_terms")
+    # The INSERT trigger wrote counter rows for the sku values and deleted them when it made the key
+    # sparse: count_terms is mostly dead rows now, which a live system's counters are not (autovacuum
+    # has long compacted them). VACUUM FULL so that the reads are measured on the counters' live size.
+    before = relation_sizes(env, "count_terms")
+    env.query("VACUUM FULL count_terms")
+    env.query("ANALYZE count_terms")
+    after = relation_sizes(env, "count_terms")
     sizes = env.query("SELECT pg_size_pretty(pg_total_relation_size('objects')), "
-                      "pg_size_pretty(pg_relation_size('objects_data_idx')), "
-                      "pg_size_pretty(pg_total_relation_size('count_terms')), (SELECT count(*) FROM count_terms)")[0]
-    return time.monotonic() - t0, sizes
+                      "pg_size_pretty(pg_relation_size('objects_data_idx'))")[0]
+    return time.monotonic() - t0, sizes, [("count_terms before VACUUM FULL", before),
+                                         ("count_terms after VACUUM FULL", after),
+                                         ("objects", relation_sizes(env, "objects"))]
+
+
+def relation_sizes(env, table):
+    """(rows, table size, its indexes' size) of a table, the sizes as pg_size_pretty writes them."""
+    return env.query(f"SELECT (SELECT count(*) FROM {table}), pg_size_pretty(pg_table_size('{table}')), "
+                     f"pg_size_pretty(pg_indexes_size('{table}'))")[0]
+
+
+def sizes_line(label, sizes):
+    rows, table, indexes = sizes
+    return f"{label}: {rows:,} rows, table {table} + indexes {indexes}"
 
 
 def db_has(env, n):
@@ -256,30 +311,137 @@ def standby_line(label, primary, standby):
             f"p99 {fmt_ms(standby['p99']):>9}   | {('%.2f' % r) if r else '?'} of the primary's req/s")
 
 
+class Ingest:
+    """The mixed phase's writes: the real pipeline at full speed into the bench's database. Client
+    processes (bench/ingest.py's) post batches of bench/ingest.py's objects of the same dataset to the
+    API under test, round after round under fresh batch and object ids (so every post inserts), until
+    stopped; workers apply them. The API accepts far faster than the workers apply, so the clients
+    pause while more than --ingest-backlog acked batches wait in the topic: the workers always have
+    work (the database gets the pipeline's full rate) and the drain at the end stays short. The
+    objects applied so far are read from ingest_offsets (one message per batch, a fresh topic)."""
+
+    BATCH = 1000  # objects per batch, bench/ingest.py's default
+    POOL = 8  # batches per client generated before the clock (renamed each round, not regenerated)
+
+    def __init__(self, env, args, api):
+        self.env, self.args, self.api = env, args, api
+        self.clients, self.seed = args.ingest_clients, int(time.time())  # a seed of its own: fresh ids in --db
+        n = self.BATCH * self.POOL * self.clients
+        ingest.BODIES, _, _ = ingest.make_batches(n, self.BATCH, 0, self.seed, dataset=args.dataset)
+        self.conn = env.db()
+        self.workers, self.procs, self.pipes, self.flow = [], [], [], ingest.Flow()
+        self.done = threading.Event()
+        self.paused = 0  # times the clients were held back
+
+    def batches(self, conn=None):
+        return sum(ingest.applied((conn or self.conn).cursor(), self.env).values())
+
+    def objects(self):
+        return self.batches() * self.BATCH
+
+    def _regulate(self):
+        """Thread: hold the clients back while more than --ingest-backlog acked batches are unapplied."""
+        conn = self.env.db()
+        while not self.done.wait(0.1):
+            if self.flow.acked.value - self.batches(conn) > self.args.ingest_backlog:
+                if self.flow.go.is_set():
+                    self.paused += 1
+                self.flow.go.clear()
+            else:
+                self.flow.go.set()
+        conn.close()
+
+    def start(self):
+        """Start the workers (each holding its partitions), then the clients; return once the first
+        batches are in the database."""
+        worker_env = benchlib.settings(self.args.worker_env)
+        self.workers = ingest.start_workers(self.env, self.args.ingest_workers, self.args.partitions, worker_env)
+        start, self.procs, self.pipes = ingest.start_clients(self.clients, int(self.api.url.rsplit(":", 1)[1]),
+                                                             flow=self.flow, seed=self.seed)
+        self.regulator = threading.Thread(target=self._regulate, daemon=True)
+        self.regulator.start()
+        self.t0 = time.monotonic()
+        start.set()
+        benchlib.wait_until(lambda: self.objects() > 0, 120, "the ingest's first batches in the database")
+        note(f"ingest running: {self.clients} client processes posting batches of {self.BATCH:,} "
+             f"(at most {self.args.ingest_backlog} unapplied), {len(self.workers)} workers, "
+             f"{self.args.partitions} partitions")
+
+    def running(self):
+        return all(p.is_alive() for p in self.procs) and all(w.alive() for w in self.workers)
+
+    def groups(self):
+        """CpuPhase groups of the ingest's processes."""
+        g = {"workers": [w.p.pid for w in self.workers], "ingest clients": [p.pid for p in self.procs]}
+        if benchlib.kafka_pid():
+            g["broker"] = [benchlib.kafka_pid()]
+        return g
+
+    def stop(self, timeout=300):
+        """Stop the clients (each finishes its request in flight), wait (at most timeout s) until the
+        workers applied every acked batch, stop the workers. Returns a line to print."""
+        self.flow.stop.set()
+        self.done.set()
+        self.regulator.join()
+        self.flow.go.set()  # the clients held back see stop
+        results = []
+        for rd in self.pipes:
+            if not rd.poll(180):
+                raise AssertionError("an ingest client did not stop within 180 s")
+            results.append(rd.recv())
+        for p in self.procs:
+            p.join()
+        posted_s = time.monotonic() - self.t0
+        t = time.monotonic()
+        ingest.wait_applied(self.conn.cursor(), self.env, ingest.last_acked(results), timeout)
+        drain_s = time.monotonic() - t
+        for w in self.workers:
+            w.stop()
+        self.conn.close()
+        acked = sum(len(r["acks"]) for r in results)
+        refused = [x for r in results for x in r["refused"]]
+        bad = f"; {len(refused)} batches REFUSED, first: {refused[0]}" if refused else ""
+        return (f"ingest: {acked * self.BATCH:,} objects acked in {posted_s:.1f} s "
+                f"({acked * self.BATCH / posted_s:,.0f} objects/s; clients held back {self.paused} times), "
+                f"the workers drained in {drain_s:.1f} s more ({sum(r['retries'] for r in results)} retries "
+                f"after 503{bad})")
+
+
+PHASES = ("list", "get", "unprepared", "rss", "listing", "mixed")
+
+
 def parse_args():
-    ap = benchlib.arg_parser(__doc__, "api-threads", "quiet-wait", "api-env")
+    ap = benchlib.arg_parser(__doc__, "api-threads", "quiet-wait", "api-env", "partitions", "worker-env")
     ap.add_argument("--objects", type=int, default=1_000_000)
     ap.add_argument("--dataset", choices=("seven", "low"), default="seven",
                     help="seven: 7 pairs per object, one a unique sku; low: 3 keys of 5-6 values each")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--load-sessions", type=int, default=2,
-                    help="concurrent INSERT sessions of the load (1 avoids a deadlock seen at 50k-100k objects "
-                         "between two sessions in the counters' trigger, bp_count_make_sparse)")
+                    help="concurrent INSERT sessions of the load (a statement cancelled on a deadlock between "
+                         "them in the counters' trigger, bp_count_make_sparse, is run again)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads and pgbench threads (-j)")
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--phases", default="list,get,unprepared,rss,listing",
-                    help="comma list of list,get,unprepared,rss,listing")
+                    help="comma list of " + ",".join(PHASES) + " (mixed is not in the default list)")
+    ap.add_argument("--ingest-clients", type=int, default=4, help="the mixed phase's client processes posting")
+    ap.add_argument("--ingest-workers", type=int, default=2, help="the mixed phase's ingest workers")
+    ap.add_argument("--ingest-backlog", type=int, default=60, metavar="BATCHES",
+                    help="the mixed phase's clients pause while more acked batches than this are not yet applied")
     ap.add_argument("--read-dsn", metavar="DSN",
                     help="a hot standby of the bench's primary: run list and get also through an API that "
                          "reads from it (its dbname is replaced by the bench's database)")
     ap.add_argument("--db", help="reuse (or create and keep) this database: skips the load when it already "
                                   "holds --objects rows")
-    return ap.parse_args()
+    args = ap.parse_args()
+    unknown = set(args.phases.split(",")) - set(PHASES)
+    if unknown:
+        ap.error(f"unknown phases {','.join(sorted(unknown))}: choose among {','.join(PHASES)}")
+    return args
 
 
 def bench_env(args):
     """The harness's Env: a fresh database, or --db's (kept). Returns (env, keep)."""
-    env = benchlib.Env(partitions=1)
+    env = benchlib.Env(partitions=args.partitions)
     if not args.db:
         return env, False
     env.dbname = args.db
@@ -301,10 +463,11 @@ def prepare_database(env, args):
         conn.close()
     env.cli("migrate")
     note(f"loading {args.objects:,} objects with generate_series ...")
-    secs, sizes = load(env, args.objects, sessions=args.load_sessions,
-                       objects_sql=LOW_OBJECTS_SQL if args.dataset == "low" else None)
-    note(f"loaded in {secs:.1f} s; objects table with indexes {sizes[0]}, GIN index {sizes[1]}; "
-         f"counters (count_terms with its index) {sizes[2]} in {sizes[3]:,} rows")
+    secs, sizes, tables = load(env, args.objects, sessions=args.load_sessions,
+                               objects_sql=LOW_OBJECTS_SQL if args.dataset == "low" else None)
+    note(f"loaded in {secs:.1f} s; objects table with indexes {sizes[0]}, GIN index {sizes[1]}")
+    for label, t in tables:
+        print(f"  {sizes_line(label, t)}")
 
 
 def start_standby_api(env, args, api_env):
@@ -351,11 +514,14 @@ class Run:
         if self.sapi is not None:  # and the standby's
             benchlib.run_wrk(self.sapi.url + "/", self.c, self.t, 3, lua=self.get_lua)
 
-    def wrk(self, label, url, lua="", conns=None, route="/api/v1/objects/", target=None):
+    def wrk(self, label, url, lua="", conns=None, route="/api/v1/objects/", target=None, busy=None):
+        """One wrk run. busy: the CpuPhase groups of work meant to run alongside (the mixed phase's
+        ingest): then no waiting for a quiet machine first."""
         conns, target, t, s = conns or self.c, target or self.api, self.t, self.s
-        benchlib.wait_quiet(self.args.quiet_wait)
+        if busy is None:
+            benchlib.wait_quiet(self.args.quiet_wait)
         h0 = benchlib.server_histogram(target.url, route)
-        ph = CpuPhase({"api": [target.proc.p.pid], "postgres": self.pg_pids})
+        ph = CpuPhase({"api": [target.proc.p.pid], "postgres": self.pg_pids, **(busy or {})})
         w = benchlib.run_wrk(url, conns, t, s, lua=lua)
         ph.end(client_label="wrk")
         within = benchlib.server_share_within(h0, benchlib.server_histogram(target.url, route))
@@ -470,6 +636,52 @@ class Run:
             self.summary.append(f"  {label:55} p50 {fmt_ms(r['p50']):>9}  p99 {fmt_ms(r['p99']):>9}  "
                                 f"({r['rps'] or 0:,.0f} req/s{bad})   [load {ph.load0}, others {ph.other_pct:.0f}%]")
 
+    def phase_mixed(self):
+        """The default filtered list (and count=none for contrast) on the idle system, then again while
+        the pipeline ingests at full speed into the same database; then its count checked."""
+        base, env = self.api.url, self.env
+        shoe = "/api/v1/objects/?data=" + urllib.parse.quote('{"type":"shoe"}', safe="")
+        routes = [("list", shoe), ("count=none", shoe + "&count=none")]
+
+        def lists(when, ing=None):
+            out = {}
+            for label, path in routes:
+                lua = LIST_LUA.replace("{path}", path)
+                a0, t0 = (ing.objects(), time.monotonic()) if ing else (0, 0)
+                w = self.wrk(f"mixed {label} API, {when}", base + "/", lua=lua, route='route="/api/v1/objects/"',
+                             busy=ing.groups() if ing else None)
+                if ing:
+                    w["ingest_rate"] = (ing.objects() - a0) / (time.monotonic() - t0)
+                    w["ingest_through"] = ing.running()
+                    note(f"ingest during that window: {w['ingest_rate']:,.0f} objects/s"
+                         + ("" if w["ingest_through"] else " (an ingest process STOPPED during it)"))
+                out[label] = w
+            return out
+        idle = lists("idle")
+        ing = Ingest(env, self.args, self.api)
+        ing.start()
+        busy = lists("during ingest", ing)
+        ingest_line = ing.stop()
+        note(ingest_line)
+        got = self.api.get(shoe).json()
+        want = env.query("SELECT count(*) FROM objects WHERE data @> %s::jsonb", (FILTER,))[0][0]
+        total = env.query("SELECT count(*) FROM objects")[0][0]
+
+        def pair(w):
+            return f"{w['rps'] or 0:7,.0f} req/s  p50 {fmt_ms(w['p50']):>9}  p99 {fmt_ms(w['p99']):>9}"
+        for when, ws, extra in (("idle", idle, ""),
+                                ("during ingest", busy, "   (goal: list p99 <= 25 ms during ingest)")):
+            self.summary.append(f"mixed {when:13}  list {pair(ws['list'])}   | count=none "
+                                f"{pair(ws['count=none'])}{extra}")
+        rates = ", ".join(f"{label} window {busy[label]['ingest_rate']:,.0f}" for label, _ in routes)
+        through = all(busy[label]["ingest_through"] for label, _ in routes)
+        self.summary.append(f"{'':6}ingest rate during the windows (objects/s): {rates}"
+                            f"{'' if through else '   (an ingest process STOPPED during a window)'}")
+        self.summary.append(f"{'':6}{ingest_line}")
+        self.summary.append(f"{'':6}after the drain: {total:,} objects; the list's count {got['count']:,} "
+                            f"(count_exact {str(got['count_exact']).lower()}), SELECT count(*) ... @> {want:,}: "
+                            f"count exact: {'yes' if got['count'] == want and got['count_exact'] else 'no'}")
+
     def finish(self):
         """Stop the APIs; print their warnings and the summary."""
         self.mon.close()
@@ -513,6 +725,8 @@ def main():
             run.phase_rss()
         if "listing" in phases:
             run.phase_listing()
+        if "mixed" in phases:  # last: its ingest adds objects
+            run.phase_mixed()
         run.finish()
     finally:
         if not keep:
