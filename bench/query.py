@@ -445,7 +445,8 @@ def parse_args():
     ap.add_argument("--threads", type=int, default=2, help="wrk threads and pgbench threads (-j)")
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--phases", default="list,get,unprepared,rss,listing",
-                    help="comma list of " + ",".join(PHASES) + " (mixed is not in the default list)")
+                    help="comma list of " + ",".join(PHASES) + " (mixed is not in the default list), or none "
+                         "(load and print the sizes only)")
     ap.add_argument("--ingest-clients", type=int, default=4, help="the mixed phase's client processes posting")
     ap.add_argument("--ingest-workers", type=int, default=2, help="the mixed phase's ingest workers")
     ap.add_argument("--ingest-backlog", type=int, default=60, metavar="BATCHES",
@@ -456,7 +457,7 @@ def parse_args():
     ap.add_argument("--db", help="reuse (or create and keep) this database: skips the load when it already "
                                   "holds --objects rows")
     args = ap.parse_args()
-    unknown = set(args.phases.split(",")) - set(PHASES)
+    unknown = set(args.phases.split(",")) - set(PHASES) - {"none"}
     if unknown:
         ap.error(f"unknown phases {','.join(sorted(unknown))}: choose among {','.join(PHASES)}")
     return args
