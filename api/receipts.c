@@ -245,7 +245,7 @@ int bp_receipt_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t id
     r->req = req;
     r->next = -1;
     const char *why = NULL;
-    if (bp_token_parse(id, idlen, cfg->topic, &r->tok, &why) != 0) {
+    if (bp_token_parse(id, idlen, cfg->topic, &r->tok, NULL, &why) != 0) {
         char detail[256];
         snprintf(detail, sizeof(detail), "the receipt token is not valid: %s", why);
         return bp_http_problem(req, 400, "Bad Request", detail, NULL);

@@ -97,7 +97,7 @@ int cli_receipt(const bp_config_t *cfg, int argc, char **argv)
         fprintf(stderr, "batchpipe receipt: which receipt? (batchpipe receipt TOKEN)\n");
         return 2;
     }
-    if (bp_token_parse(token, strlen(token), cfg->topic, &tok, &why) != 0) {
+    if (bp_token_parse(token, strlen(token), cfg->topic, &tok, NULL, &why) != 0) {
         fprintf(stderr, "batchpipe receipt: %s (of BP_TOPIC %s)\n", why, cfg->topic);
         return 2;
     }

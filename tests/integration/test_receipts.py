@@ -9,7 +9,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import BROKERS, Env, wait_until
+from conftest import BROKERS, Env, receipt_token, wait_until
 from test_ingest import FAST
 
 PROBLEM = "application/problem+json"
@@ -29,15 +29,9 @@ CREATE TRIGGER bp_test_refuse BEFORE INSERT OR UPDATE ON objects FOR EACH ROW EX
 """
 
 
-def fnv1a(s):
-    h = 2166136261
-    for b in s.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h
-
-
-def token_of(topic, partition, offset):
-    return f"1.{partition}.{offset}.{fnv1a(topic):08x}"
+def token_of(topic, partition, offset, batch_id=None):
+    """Version 1 without batch_id (what tokens issued before version 2 are), else version 2."""
+    return receipt_token(topic, partition, offset, batch_id)
 
 
 def batch(batch_id, *object_ids):
@@ -104,7 +98,7 @@ def test_a_202_names_its_receipt(env, api):
     r = post(api, batch("rcpt-202", "rcpt-202-a"))
     body = r.json()
     token = body["token"]
-    assert token == token_of(env.topic, body["partition"], body["offset"])
+    assert token == token_of(env.topic, body["partition"], body["offset"], "rcpt-202")
     assert body["receipt_url"] == f"{api.url}/api/v1/receipts/{token}/"
     assert r.headers["Location"] == body["receipt_url"]
     assert body["url"] == f"{api.url}/api/v1/batches/rcpt-202/"
@@ -224,7 +218,7 @@ def test_cli_post_prints_the_token_and_receipt_shows_it(env, api, tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         line = r.stdout.splitlines()[0]
         token = line.split(" token=")[1]
-        assert token.startswith("1.")
+        assert token.startswith("2.")
         wait_state(api, token, "applied")
         r = env.cli("receipt", token, check=False, BP_API_URL=api.url)
         assert r.returncode == 0, r.stdout + r.stderr
