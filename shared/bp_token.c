@@ -3,6 +3,8 @@
  * in version 2 also catches a token altered by hand or cut short in the batch id. */
 #include "bp_token.h"
 
+#include "bp_utf8.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -92,7 +94,8 @@ static int parse_hash(const char *s, uint32_t *h)
 }
 
 /* The batch id part s[0..len) of a version-2 token into *batch; -1 if it is not the canonical base64url
- * of 1..BP_TOKEN_BATCH_ID_MAX bytes (checked on the text's length first: nothing oversized is decoded). */
+ * of 1..BP_TOKEN_BATCH_ID_MAX bytes of UTF-8 without NUL (the length is checked on the text first:
+ * nothing oversized is decoded). */
 static int parse_batch(const char *s, size_t len, bp_token_batch_t *batch)
 {
     if (len == 0 || len > BP_B64URL_LEN(BP_TOKEN_BATCH_ID_MAX))
@@ -100,8 +103,8 @@ static int parse_batch(const char *s, size_t len, bp_token_batch_t *batch)
     unsigned char raw[BP_B64URL_DECODED_MAX(BP_B64URL_LEN(BP_TOKEN_BATCH_ID_MAX))];
     size_t n = 0;
     if (bp_b64url_decode(s, len, raw, &n) != 0 || n == 0 || n > BP_TOKEN_BATCH_ID_MAX ||
-        memchr(raw, '\0', n) != NULL)
-        return -1;
+        memchr(raw, '\0', n) != NULL || bp_utf8_valid_prefix((const char *)raw, n) != n)
+        return -1; /* batch ids are UTF-8 without NULs (the validator): the id goes to SQL and JSON */
     memcpy(batch->id, raw, n);
     batch->id[n] = '\0';
     batch->len = n;
