@@ -45,8 +45,9 @@ size_t bp_token_format(char *buf, size_t buflen, const char *topic, int32_t part
 /* Parse one token s[0..len) of either version written by bp_token_format for the same topic. Returns 0
  * and fills *out and, when batch is not NULL, *batch (len 0 for version 1); or -1 with *why (a static
  * string for a 400's detail): not a token (as is a batch id part longer than BP_TOKEN_BATCH_ID_MAX
- * bytes, or one that is not UTF-8 without NULs), a token of another topic, or (version 2) one of another topic or altered: its hash covers
- * the topic, partition, offset and batch id, so which of them differs cannot be told. */
+ * bytes, or one that is not UTF-8 without NULs), a version 1 of another topic, or a version 2 of another
+ * topic or altered: its hash covers the topic, partition, offset and batch id, so which of them
+ * differs cannot be told. */
 int bp_token_parse(const char *s, size_t len, const char *topic, bp_token_t *out, bp_token_batch_t *batch,
                    const char **why);
 
