@@ -161,6 +161,39 @@ def test_applied_receipt_after_the_worker_catches_up(env, api, worker):
     assert b["next_offset"] > body["offset"]
 
 
+def test_applied_receipt_links_its_batch_then_says_superseded_and_deleted(env, api, worker):
+    bid = "rcpt link/1"  # escaped in the link as the API escapes it elsewhere
+    path = "/api/v1/batches/rcpt%20link%2F1/"
+    url = api.url + path
+    first = post(api, batch(bid, "rcpt-link-a", "rcpt-link-b")).json()
+    b = wait_state(api, first["token"], "applied")
+    assert (b["batch_id"], b["batch_url"], b["batch_state"]) == (bid, url, "current"), b
+    assert "superseded_by" not in b
+    assert api.get(path).status_code == 200
+
+    # the same batch again: its objects now come from the second message
+    second = post(api, batch(bid, "rcpt-link-a", "rcpt-link-b")).json()
+    b2 = wait_state(api, second["token"], "applied")
+    assert (b2["batch_id"], b2["batch_url"], b2["batch_state"]) == (bid, url, "current"), b2
+    b1 = receipt(api, first["token"])
+    assert b1["state"] == "applied" and (b1["batch_id"], b1["batch_url"]) == (bid, url), b1
+    assert b1["batch_state"] == "superseded", b1
+    assert b1["superseded_by"] == {"partition": second["partition"], "offset": second["offset"],
+                                   "receipt_url": second["receipt_url"]}, b1
+
+    # a version-1 token of the same message (as issued before version 2) still reads, without the link
+    old = receipt(api, token_of(env.topic, first["partition"], first["offset"]))
+    assert old["state"] == "applied" and "batch_id" not in old and "batch_state" not in old, old
+
+    # deleted: still applied, the batch named, no link to follow
+    r = api.delete(path + "?cascade=true")
+    assert r.status_code == 204, r.text
+    for token in (first["token"], second["token"]):
+        gone = receipt(api, token)
+        assert gone["state"] == "applied", gone
+        assert (gone["batch_id"], gone["batch_url"], gone["batch_state"]) == (bid, None, "deleted"), gone
+
+
 def test_the_worker_logs_the_traceparent_with_the_request_id(env, api, worker):
     body = post(api, batch("rcpt-trace2", "rcpt-trace2-a"), traceparent=TRACEPARENT,
                 **{"X-Request-Id": "rcpt-trace2-rid"}).json()
