@@ -103,11 +103,8 @@ static void answer_unavailable(after_req_t *a, const char *detail)
     for (size_t k = 0; k < a->n; k++) {
         if (a->next[k] > a->need[k].offset)
             continue; /* this one is applied: only the others hold the read */
-        /* version 1: the list keeps partitions and offsets only (the batch ids of the tokens passed may
-         * be several per partition) */
-        char token[BP_TOKEN_MAX];
-        bp_token_format(token, sizeof(token), a->t->api->cfg->topic, a->need[k].partition, a->need[k].offset,
-                        NULL, 0);
+        /* the client's own token (of either version), as it was passed */
+        const char *token = h2o_strdup(&req->pool, a->need[k].text, a->need[k].text_len).base;
         const char *state = "unknown";
         for (size_t p = 0; have_wm && p < wm.topic.n; p++)
             if (wm.topic.parts[p].partition == a->need[k].partition && wm.topic.parts[p].high > a->need[k].offset)

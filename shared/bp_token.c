@@ -153,6 +153,8 @@ int bp_token_parse(const char *s, size_t len, const char *topic, bp_token_t *out
     }
     out->partition = (int32_t)partition;
     out->offset = offset;
+    out->text = s;
+    out->text_len = len;
     *why = NULL;
     return 0;
 }
@@ -188,7 +190,7 @@ int bp_token_parse_list(const char *s, size_t len, const char *topic, bp_token_t
             }
             out[(*n)++] = t;
         } else if (t.offset > out[k].offset) {
-            out[k].offset = t.offset;
+            out[k] = t;
         }
         if (i == len)
             break;

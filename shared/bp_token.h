@@ -23,6 +23,8 @@
 typedef struct bp_token {
     int32_t partition;
     int64_t offset;
+    const char *text; /* the token as parsed, text_len bytes, borrowed from the parsed string */
+    size_t text_len;
 } bp_token_t;
 
 /* The batch id a version-2 token carries; len 0 for a version-1 token (a batch id is never empty). */
@@ -53,8 +55,9 @@ int bp_token_parse(const char *s, size_t len, const char *topic, bp_token_t *out
 
 /* Parse a comma-separated list of tokens (spaces around the commas allowed) into out[0..max).
  * Keeps, per partition, only the highest offset (reading "after" all of them needs just that), so *n
- * is the number of distinct partitions. Returns 0, or -1 with *why: an empty list, a bad token, or
- * more than max distinct partitions. */
+ * is the number of distinct partitions; each kept entry's text is that of the (first) token that
+ * named it, so a client is answered with its own tokens. Returns 0, or -1 with *why: an empty list, a
+ * bad token, or more than max distinct partitions. */
 int bp_token_parse_list(const char *s, size_t len, const char *topic, bp_token_t *out, size_t max, size_t *n,
                         const char **why);
 

@@ -180,6 +180,11 @@ def test_applied_receipt_links_its_batch_then_says_superseded_and_deleted(env, a
     assert b1["batch_state"] == "superseded", b1
     assert b1["superseded_by"] == {"partition": second["partition"], "offset": second["offset"],
                                    "receipt_url": second["receipt_url"]}, b1
+    r = env.cli("receipt", first["token"], check=False, BP_API_URL=api.url)
+    fields = {l[:14].strip(): l[15:] for l in r.stdout.splitlines()}  # "%-14s value"
+    assert r.returncode == 0 and fields["batch:"] == "superseded" and fields["batch_url:"] == url, r.stdout
+    assert fields["superseded by:"] == f"{second['partition']}:{second['offset']}", r.stdout
+    assert fields["its receipt:"] == second["receipt_url"], r.stdout
 
     # a version-1 token of the same message (as issued before version 2) still reads, without the link
     old = receipt(api, token_of(env.topic, first["partition"], first["offset"]))
@@ -192,6 +197,17 @@ def test_applied_receipt_links_its_batch_then_says_superseded_and_deleted(env, a
         gone = receipt(api, token)
         assert gone["state"] == "applied", gone
         assert (gone["batch_id"], gone["batch_url"], gone["batch_state"]) == (bid, None, "deleted"), gone
+
+
+def test_applied_receipt_of_a_batch_whose_objects_were_deleted_says_changed(env, api, worker):
+    # the validator refuses an empty batch: a batch is left without objects only by deletes since
+    first = post(api, batch("rcpt-emptied", "rcpt-emptied-a")).json()
+    assert wait_state(api, first["token"], "applied")["batch_state"] == "current"
+    assert api.delete("/api/v1/objects/rcpt-emptied-a/").status_code == 204
+    b = receipt(api, first["token"])
+    assert b["state"] == "applied" and b["batch_state"] == "changed", b
+    assert b["batch_url"] == f"{api.url}/api/v1/batches/rcpt-emptied/" and "superseded_by" not in b
+    assert api.get("/api/v1/batches/rcpt-emptied/").status_code == 200  # the batch is there, empty
 
 
 def test_the_worker_logs_the_traceparent_with_the_request_id(env, api, worker):
@@ -256,6 +272,9 @@ def test_cli_post_prints_the_token_and_receipt_shows_it(env, api, tmp_path):
         r = env.cli("receipt", token, check=False, BP_API_URL=api.url)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "state:" in r.stdout and "applied" in r.stdout
+        fields = dict(l.split(None, 1) for l in r.stdout.splitlines() if " " in l.strip())
+        assert fields["batch_url:"] == f"{api.url}/api/v1/batches/rcpt-cli/", r.stdout
+        assert fields["batch:"] == "current" and fields["batch_id:"] == "rcpt-cli", r.stdout
         r = env.cli("receipt", token, "--json", check=False, BP_API_URL=api.url)
         assert r.returncode == 0 and json.loads(r.stdout)["state"] == "applied"
         # a dead-lettered one exits 1 and shows how to replay it

@@ -217,8 +217,10 @@ static void test_list_keeps_the_highest_offset_per_partition(void **state)
     assert_int_equal(n, 2);
     assert_int_equal(out[0].partition, 1);
     assert_true(out[0].offset == 30);
+    assert_true(out[0].text_len == strlen(c) && memcmp(out[0].text, c, strlen(c)) == 0); /* c's own text */
     assert_int_equal(out[1].partition, 2);
     assert_true(out[1].offset == 5);
+    assert_true(out[1].text_len == strlen(b) && memcmp(out[1].text, b, strlen(b)) == 0);
     assert_int_equal(bp_token_parse_list(list, strlen(list), TOPIC, out, 1, &n, &why), -1); /* 2 partitions > 1 */
     assert_non_null(strstr(why, "too many"));
     const char *bad[] = {"", ",", "x", " , ", NULL};
