@@ -23,9 +23,10 @@
  * With the batch id of a version-2 token ($5, '' for version 1), for a message the group has applied
  * (and not dead-lettered), also what became of its batch, in the same snapshot as the position: whether
  * the batch is there, whether objects of this message are still in it - through objects_batch_id_idx
- * (batch_id, id), which stops at the first one, i.e. at once while the batch is this message's - and
- * only when none is, the newest version among its objects (a walk of the batch's objects). The batches
- * table has no source offset, so the objects are the evidence. */
+ * (batch_id, id): only the batch's own objects are read, and EXISTS stops at the first that matches -
+ * and only when none is, the newest version among its objects (the same index, one pass over the
+ * batch). The batches table has no source offset, so the objects are the evidence. Measured with 1M
+ * objects in 2,000 batches of 500: 0.2 ms for a current batch, 1.2 ms for a superseded one. */
 static const char receipt_sql[] =
     "SELECT o.next_offset, " BP_SQL_ISO8601("o.updated_at") ", h.recorded_from,"
     " d.reason, d.sqlstate, d.dlq_topic, d.dlq_partition, d.dlq_offset, d.batch_id, d.request_id,"
