@@ -103,8 +103,8 @@ static void answer_unavailable(after_req_t *a, const char *detail)
     for (size_t k = 0; k < a->n; k++) {
         if (a->next[k] > a->need[k].offset)
             continue; /* this one is applied: only the others hold the read */
-        char token[BP_TOKEN_MAX];
-        bp_token_format(token, sizeof(token), a->t->api->cfg->topic, a->need[k].partition, a->need[k].offset);
+        /* the client's own token (of either version), as it was passed */
+        const char *token = h2o_strdup(&req->pool, a->need[k].text, a->need[k].text_len).base;
         const char *state = "unknown";
         for (size_t p = 0; have_wm && p < wm.topic.n; p++)
             if (wm.topic.parts[p].partition == a->need[k].partition && wm.topic.parts[p].high > a->need[k].offset)

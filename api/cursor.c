@@ -9,65 +9,26 @@
 
 #include <jansson.h>
 
+#include "bp_b64url.h"
 #include "query.h"
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
+/* base64url text of src[0..n) in a malloc'd string; NULL when out of memory. */
 static char *b64url_encode(const unsigned char *src, size_t n)
 {
-    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    size_t i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
-        *o++ = b64[v >> 18 & 63], *o++ = b64[v >> 12 & 63], *o++ = b64[v >> 6 & 63], *o++ = b64[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)src[i] << 16;
-        *o++ = b64[v >> 18 & 63], *o++ = b64[v >> 12 & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8;
-        *o++ = b64[v >> 18 & 63], *o++ = b64[v >> 12 & 63], *o++ = b64[v >> 6 & 63];
-    }
-    *o = '\0';
+    char *out = malloc(BP_B64URL_LEN(n) + 1);
+    if (out != NULL)
+        bp_b64url_encode(out, src, n);
     return out;
 }
 
-static int b64val(char c)
-{
-    const char *p = c != '\0' ? strchr(b64, c) : NULL;
-    return p != NULL ? (int)(p - b64) : -1;
-}
-
-/* Decode without padding into a malloc'd buffer; NULL if not base64url. */
+/* Decode without padding into a malloc'd buffer; NULL if not canonical base64url. */
 static unsigned char *b64url_decode(const char *s, size_t n, size_t *outlen)
 {
-    if (n % 4 == 1)
-        return NULL;
-    unsigned char *out = malloc(n / 4 * 3 + 3), *o = out;
-    if (out == NULL)
-        return NULL;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val(s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            *o++ = (unsigned char)(acc >> bits & 0xff);
-        }
-    }
-    if ((acc & ((1u << bits) - 1)) != 0) { /* non-canonical trailing bits */
+    unsigned char *out = malloc(BP_B64URL_DECODED_MAX(n));
+    if (out != NULL && bp_b64url_decode(s, n, out, outlen) != 0) {
         free(out);
-        return NULL;
+        out = NULL;
     }
-    *outlen = (size_t)(o - out);
     return out;
 }
 

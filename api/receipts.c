@@ -19,16 +19,31 @@
 #define END_CHECK_TICKS 80
 
 /* The group's position on the partition ($3), its receipt horizon, and the record of the message at
- * offset $4 if it was dead-lettered. Always one row. */
+ * offset $4 if it was dead-lettered. Always one row.
+ * With the batch id of a version-2 token ($5, '' for version 1), for a message the group has applied
+ * (and not dead-lettered), also what became of its batch, in the same snapshot as the position: whether
+ * the batch is there, whether objects of this message are still in it - through objects_batch_id_idx
+ * (batch_id, id): only the batch's own objects are read, and EXISTS stops at the first that matches -
+ * and only when none is, the newest version among its objects (the same index, one pass over the
+ * batch). The batches table has no source offset, so the objects are the evidence. Measured with 1M
+ * objects in 2,000 batches of 500: 0.2 ms for a current batch, 1.2 ms for a superseded one. */
 static const char receipt_sql[] =
     "SELECT o.next_offset, " BP_SQL_ISO8601("o.updated_at") ", h.recorded_from,"
     " d.reason, d.sqlstate, d.dlq_topic, d.dlq_partition, d.dlq_offset, d.batch_id, d.request_id,"
-    " d.traceparent, " BP_SQL_ISO8601("d.dead_at")
+    " d.traceparent, " BP_SQL_ISO8601("d.dead_at") ","
+    " b.batch_exists, b.ours, n.src_partition, n.src_offset"
     " FROM (SELECT 1) AS one"
     " LEFT JOIN ingest_offsets o ON o.group_id = $1 AND o.topic = $2 AND o.partition = $3::int"
     " LEFT JOIN receipt_horizons h ON h.group_id = $1 AND h.topic = $2 AND h.partition = $3::int"
     " LEFT JOIN dead_letters d ON d.group_id = $1 AND d.topic = $2 AND d.partition = $3::int"
-    " AND d.\"offset\" = $4::bigint";
+    " AND d.\"offset\" = $4::bigint"
+    " LEFT JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM batches x WHERE x.batch_id = $5) AS batch_exists,"
+    "   EXISTS (SELECT 1 FROM objects x WHERE x.batch_id = $5 AND x.src_partition = $3::int"
+    "           AND x.src_offset = $4::bigint) AS ours"
+    "   WHERE $5 <> '' AND o.next_offset > $4::bigint AND d.reason IS NULL) b ON true"
+    " LEFT JOIN LATERAL (SELECT x.src_partition, x.src_offset FROM objects x"
+    "   WHERE b.batch_exists AND NOT b.ours AND x.batch_id = $5"
+    "   ORDER BY x.src_ts DESC, x.src_partition DESC, x.src_offset DESC LIMIT 1) n ON true";
 
 /* One receipt request, in the request's pool (h2o_mem_alloc_shared: its dispose stops the timer). */
 typedef struct receipt {
@@ -36,6 +51,7 @@ typedef struct receipt {
     h2o_req_t *req;
     const char *token;
     bp_token_t tok;
+    bp_token_batch_t batch; /* the batch id of a version-2 token (len 0: version 1) */
     long long next;         /* the group's next offset on the partition; -1 without a row */
     const char *moved_at;   /* when that position last moved (pool copy), or NULL */
     uint64_t round;         /* the watermarks round the end check waits for (bp_watermarks_kick) */
@@ -197,6 +213,46 @@ static int answer_dead(receipt_t *r, const PGresult *res)
     return answer(r, b);
 }
 
+/* What became of the applied message's batch (receipt_sql's last four columns), for a version-2
+ * token: batch_id, batch_url (null once the batch is gone) and batch_state, one of
+ *   current     the batch holds objects of this message
+ *   superseded  it holds none, and another message of the batch wrote its newest objects: superseded_by
+ *               names it, a later offset of the partition (or, if the batch's partition changed
+ *               with the topic's partition count, the newest version on another partition)
+ *   changed     it holds none, nor any of a later message (this message's objects were deleted or
+ *               moved to another batch since)
+ *   deleted     the batch is gone: deleted after this message */
+static void add_batch(const receipt_t *r, json_t *b, const PGresult *res)
+{
+    json_object_set_new(b, "batch_id", json_stringn(r->batch.id, r->batch.len));
+    if (PQgetisnull(res, 0, 12) || strcmp(PQgetvalue(res, 0, 12), "t") != 0) {
+        json_object_set_new(b, "batch_url", json_null());
+        json_object_set_new(b, "batch_state", json_string("deleted"));
+        return;
+    }
+    json_object_set_new(b, "batch_url", json_string(bp_read_batch_url(r->req, r->batch.id, r->batch.len)));
+    if (strcmp(PQgetvalue(res, 0, 13), "t") == 0) {
+        json_object_set_new(b, "batch_state", json_string("current"));
+        return;
+    }
+    long part = PQgetisnull(res, 0, 14) ? -1 : strtol(PQgetvalue(res, 0, 14), NULL, 10);
+    long long off = PQgetisnull(res, 0, 15) ? -1 : strtoll(PQgetvalue(res, 0, 15), NULL, 10);
+    if (part < 0 || (part == r->tok.partition && off <= r->tok.offset)) {
+        json_object_set_new(b, "batch_state", json_string("changed"));
+        return;
+    }
+    json_object_set_new(b, "batch_state", json_string("superseded"));
+    char token[BP_TOKEN_MAX];
+    bp_token_format(token, sizeof(token), r->t->api->cfg->topic, (int32_t)part, off, r->batch.id,
+                    r->batch.len);
+    json_t *by = json_pack("{s:i, s:I}", "partition", (int)part, "offset", (json_int_t)off);
+    if (by != NULL)
+        json_object_set_new(by, "receipt_url",
+                            json_sprintf("%s/api/v1/receipts/%s/",
+                                         bp_http_base_url(r->req, r->t->api->cfg->public_url), token));
+    json_object_set_new(b, "superseded_by", by);
+}
+
 static void on_row(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *res, const char *msg)
 {
     receipt_t *r = ctx;
@@ -232,6 +288,8 @@ static void on_row(h2o_req_t *req, void *ctx, bp_err_t err, const PGresult *res,
         /* the exact moment is not recorded per message: the position's last move is an upper bound */
         json_object_set_new(b, "applied_by", r->moved_at != NULL ? json_string(r->moved_at) : json_null());
         json_object_set_new(b, "next_offset", json_integer(r->next));
+        if (r->batch.len > 0)
+            add_batch(r, b, res);
     }
     answer(r, b);
 }
@@ -245,7 +303,7 @@ int bp_receipt_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t id
     r->req = req;
     r->next = -1;
     const char *why = NULL;
-    if (bp_token_parse(id, idlen, cfg->topic, &r->tok, &why) != 0) {
+    if (bp_token_parse(id, idlen, cfg->topic, &r->tok, &r->batch, &why) != 0) {
         char detail[256];
         snprintf(detail, sizeof(detail), "the receipt token is not valid: %s", why);
         return bp_http_problem(req, 400, "Bad Request", detail, NULL);
@@ -254,8 +312,8 @@ int bp_receipt_get(bp_api_thread_t *t, h2o_req_t *req, const char *id, size_t id
     char part[16], off[24];
     snprintf(part, sizeof(part), "%d", (int)r->tok.partition);
     snprintf(off, sizeof(off), "%lld", (long long)r->tok.offset);
-    const char *params[] = {cfg->group_id, cfg->topic, part, off};
-    bp_err_t err = bp_pgreq_query_prepared(req, receipt_sql, 4, params, on_row, r);
+    const char *params[] = {cfg->group_id, cfg->topic, part, off, r->batch.id};
+    bp_err_t err = bp_pgreq_query_prepared(req, receipt_sql, 5, params, on_row, r);
     if (err != BP_OK)
         return bp_pgreq_problem(req, err, bp_err_str(err));
     return 0;

@@ -132,7 +132,9 @@ static void receipt_of(bp_api_thread_t *t, h2o_req_t *req, const bp_write_ack_t 
                        const char **url)
 {
     char *tok = h2o_mem_alloc_pool(&req->pool, BP_TOKEN_MAX);
-    if (bp_token_format(tok, BP_TOKEN_MAX, t->api->cfg->topic, ack->partition, ack->offset) == 0)
+    /* version 2, naming the batch too, so that the receipt of the applied message can link it */
+    if (bp_token_format(tok, BP_TOKEN_MAX, t->api->cfg->topic, ack->partition, ack->offset, ack->batch_id,
+                        ack->batch_id_len) == 0)
         tok[0] = '\0'; /* cannot happen for an acked message (partition and offset are >= 0) */
     const char *base = bp_http_base_url(req, t->api->cfg->public_url);
     size_t n = strlen(base) + strlen(tok) + 32;

@@ -16,7 +16,9 @@ static const char receipt_usage[] =
     "Show the receipt of a posted batch: TOKEN is what the API answered (token=, as batchpipe post prints\n"
     "it). The state is one of\n"
     "  accepted       in the topic, not yet applied by the ingest group (with the partition's lag)\n"
-    "  applied        applied by the group BP_GROUP_ID\n"
+    "  applied        applied by the group BP_GROUP_ID, with its batch's link and whether the batch is\n"
+    "                 still this message's (current), rewritten by a later one (superseded: which),\n"
+    "                 without its objects since (changed) or deleted\n"
     "  dead_lettered  refused by the worker: the reason, SQLSTATE, the letter's place in BP_DLQ_TOPIC and\n"
     "                 the batchpipe dlq replay command that would publish it again\n"
     "  unknown        passed by the group before its dead letters were recorded (or their retention)\n"
@@ -39,6 +41,21 @@ static void line(const char *label, const json_t *v)
     putchar('\n');
 }
 
+/* The applied message's batch: its id, what became of it, the link (or "-" once deleted). */
+static void print_batch(const json_t *r)
+{
+    line("batch_id:", json_object_get(r, "batch_id"));
+    line("batch:", json_object_get(r, "batch_state"));
+    line("batch_url:", json_object_get(r, "batch_url"));
+    const json_t *by = json_object_get(r, "superseded_by");
+    if (json_is_object(by)) {
+        printf("%-14s %lld:%lld\n", "superseded by:",
+               (long long)json_integer_value(json_object_get(by, "partition")),
+               (long long)json_integer_value(json_object_get(by, "offset")));
+        line("its receipt:", json_object_get(by, "receipt_url"));
+    }
+}
+
 static void print_receipt(const json_t *r)
 {
     const char *state = json_string_value(json_object_get(r, "state"));
@@ -53,6 +70,8 @@ static void print_receipt(const json_t *r)
         line("ahead:", json_object_get(r, "ahead"));
     } else if (state != NULL && strcmp(state, "applied") == 0) {
         line("applied by:", json_object_get(r, "applied_by"));
+        if (json_object_get(r, "batch_state") != NULL) /* a version-2 token: the batch is known */
+            print_batch(r);
     } else if (state != NULL && strcmp(state, "dead_lettered") == 0) {
         const json_t *d = json_object_get(r, "dead_letter");
         line("batch_id:", json_object_get(r, "batch_id"));
@@ -97,7 +116,7 @@ int cli_receipt(const bp_config_t *cfg, int argc, char **argv)
         fprintf(stderr, "batchpipe receipt: which receipt? (batchpipe receipt TOKEN)\n");
         return 2;
     }
-    if (bp_token_parse(token, strlen(token), cfg->topic, &tok, &why) != 0) {
+    if (bp_token_parse(token, strlen(token), cfg->topic, &tok, NULL, &why) != 0) {
         fprintf(stderr, "batchpipe receipt: %s (of BP_TOPIC %s)\n", why, cfg->topic);
         return 2;
     }

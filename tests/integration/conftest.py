@@ -2,6 +2,7 @@
 batchpipe binaries started as processes, and polling with deadlines (never bare sleeps).
 
 Every test here runs against the real PostgreSQL and Kafka that ops/test starts."""
+import base64
 import json
 import os
 import signal
@@ -44,13 +45,23 @@ def wait_until(predicate, timeout, what, interval=0.05):
         interval = min(interval * 1.5, 0.5)
 
 
-def receipt_token(topic, partition, offset):
-    """The receipt token of (partition, offset) in topic, as shared/bp_token.c writes it:
-    "1.<partition>.<offset>.<FNV-1a 32 of the topic's name, 8 hex digits>" (tests/unit/test_token.c)."""
-    h = 2166136261
-    for b in topic.encode("utf-8"):
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return f"1.{partition}.{offset}.{h:08x}"
+def receipt_token(topic, partition, offset, batch_id=None):
+    """The receipt token of (partition, offset) in topic, as shared/bp_token.c writes it
+    (tests/unit/test_token.c): without batch_id version 1,
+    "1.<partition>.<offset>.<FNV-1a 32 of the topic's name, 8 hex digits>"; with it version 2,
+    "2.<partition>.<offset>.<the hash continued over '<partition>.<offset>.' and the batch id>.<base64url
+    of the batch id, unpadded>" (what the API hands out for batch ids of up to 255 bytes)."""
+    def fnv(data, h=2166136261):
+        for b in data:
+            h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+        return h
+    h = fnv(topic.encode("utf-8"))
+    if batch_id is None:
+        return f"1.{partition}.{offset}.{h:08x}"
+    raw = batch_id.encode("utf-8")
+    h = fnv(raw, fnv(f"{partition}.{offset}.".encode(), h))
+    b64 = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"2.{partition}.{offset}.{h:08x}.{b64}"
 
 
 def free_port():

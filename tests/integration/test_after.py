@@ -18,9 +18,9 @@ def world():
 
 
 def token_of(env, answer):
-    """The 202's own token, checked against the partition and offset it names."""
+    """The 202's own token (version 2), checked against the partition, offset and batch it names."""
     body = answer.json()
-    assert body["token"] == receipt_token(env.topic, body["partition"], body["offset"]), body
+    assert body["token"] == receipt_token(env.topic, body["partition"], body["offset"], body["batch_id"]), body
     return body["token"]
 
 

@@ -159,7 +159,7 @@ def test_post_wait_makes_every_object_queryable_at_once(stack, tmp_path):
     r = cli(env, api, "post", "--wait=20", "--concurrency", "3", str(d))
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
-    assert all(l.startswith("ok ") and " status=stored token=1." in l for l in lines[:4]), r.stdout
+    assert all(l.startswith("ok ") and " status=stored token=2." in l for l in lines[:4]), r.stdout
     assert lines[4].startswith("4 files: 4 accepted (800 objects, ") and lines[4].endswith(", 0 rejected, 0 failed")
     # no waiting here: post --wait returned only once everything was applied
     for b in batches:

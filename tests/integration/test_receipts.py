@@ -9,7 +9,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import BROKERS, Env, wait_until
+from conftest import BROKERS, Env, receipt_token, wait_until
 from test_ingest import FAST
 
 PROBLEM = "application/problem+json"
@@ -29,15 +29,9 @@ CREATE TRIGGER bp_test_refuse BEFORE INSERT OR UPDATE ON objects FOR EACH ROW EX
 """
 
 
-def fnv1a(s):
-    h = 2166136261
-    for b in s.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return h
-
-
-def token_of(topic, partition, offset):
-    return f"1.{partition}.{offset}.{fnv1a(topic):08x}"
+def token_of(topic, partition, offset, batch_id=None):
+    """Version 1 without batch_id (what tokens issued before version 2 are), else version 2."""
+    return receipt_token(topic, partition, offset, batch_id)
 
 
 def batch(batch_id, *object_ids):
@@ -104,7 +98,7 @@ def test_a_202_names_its_receipt(env, api):
     r = post(api, batch("rcpt-202", "rcpt-202-a"))
     body = r.json()
     token = body["token"]
-    assert token == token_of(env.topic, body["partition"], body["offset"])
+    assert token == token_of(env.topic, body["partition"], body["offset"], "rcpt-202")
     assert body["receipt_url"] == f"{api.url}/api/v1/receipts/{token}/"
     assert r.headers["Location"] == body["receipt_url"]
     assert body["url"] == f"{api.url}/api/v1/batches/rcpt-202/"
@@ -167,6 +161,55 @@ def test_applied_receipt_after_the_worker_catches_up(env, api, worker):
     assert b["next_offset"] > body["offset"]
 
 
+def test_applied_receipt_links_its_batch_then_says_superseded_and_deleted(env, api, worker):
+    bid = "rcpt link/1"  # escaped in the link as the API escapes it elsewhere
+    path = "/api/v1/batches/rcpt%20link%2F1/"
+    url = api.url + path
+    first = post(api, batch(bid, "rcpt-link-a", "rcpt-link-b")).json()
+    b = wait_state(api, first["token"], "applied")
+    assert (b["batch_id"], b["batch_url"], b["batch_state"]) == (bid, url, "current"), b
+    assert "superseded_by" not in b
+    assert api.get(path).status_code == 200
+
+    # the same batch again: its objects now come from the second message
+    second = post(api, batch(bid, "rcpt-link-a", "rcpt-link-b")).json()
+    b2 = wait_state(api, second["token"], "applied")
+    assert (b2["batch_id"], b2["batch_url"], b2["batch_state"]) == (bid, url, "current"), b2
+    b1 = receipt(api, first["token"])
+    assert b1["state"] == "applied" and (b1["batch_id"], b1["batch_url"]) == (bid, url), b1
+    assert b1["batch_state"] == "superseded", b1
+    assert b1["superseded_by"] == {"partition": second["partition"], "offset": second["offset"],
+                                   "receipt_url": second["receipt_url"]}, b1
+    r = env.cli("receipt", first["token"], check=False, BP_API_URL=api.url)
+    fields = {l[:14].strip(): l[15:] for l in r.stdout.splitlines()}  # "%-14s value"
+    assert r.returncode == 0 and fields["batch:"] == "superseded" and fields["batch_url:"] == url, r.stdout
+    assert fields["superseded by:"] == f"{second['partition']}:{second['offset']}", r.stdout
+    assert fields["its receipt:"] == second["receipt_url"], r.stdout
+
+    # a version-1 token of the same message (as issued before version 2) still reads, without the link
+    old = receipt(api, token_of(env.topic, first["partition"], first["offset"]))
+    assert old["state"] == "applied" and "batch_id" not in old and "batch_state" not in old, old
+
+    # deleted: still applied, the batch named, no link to follow
+    r = api.delete(path + "?cascade=true")
+    assert r.status_code == 204, r.text
+    for token in (first["token"], second["token"]):
+        gone = receipt(api, token)
+        assert gone["state"] == "applied", gone
+        assert (gone["batch_id"], gone["batch_url"], gone["batch_state"]) == (bid, None, "deleted"), gone
+
+
+def test_applied_receipt_of_a_batch_whose_objects_were_deleted_says_changed(env, api, worker):
+    # the validator refuses an empty batch: a batch is left without objects only by deletes since
+    first = post(api, batch("rcpt-emptied", "rcpt-emptied-a")).json()
+    assert wait_state(api, first["token"], "applied")["batch_state"] == "current"
+    assert api.delete("/api/v1/objects/rcpt-emptied-a/").status_code == 204
+    b = receipt(api, first["token"])
+    assert b["state"] == "applied" and b["batch_state"] == "changed", b
+    assert b["batch_url"] == f"{api.url}/api/v1/batches/rcpt-emptied/" and "superseded_by" not in b
+    assert api.get("/api/v1/batches/rcpt-emptied/").status_code == 200  # the batch is there, empty
+
+
 def test_the_worker_logs_the_traceparent_with_the_request_id(env, api, worker):
     body = post(api, batch("rcpt-trace2", "rcpt-trace2-a"), traceparent=TRACEPARENT,
                 **{"X-Request-Id": "rcpt-trace2-rid"}).json()
@@ -224,11 +267,14 @@ def test_cli_post_prints_the_token_and_receipt_shows_it(env, api, tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         line = r.stdout.splitlines()[0]
         token = line.split(" token=")[1]
-        assert token.startswith("1.")
+        assert token.startswith("2.")
         wait_state(api, token, "applied")
         r = env.cli("receipt", token, check=False, BP_API_URL=api.url)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "state:" in r.stdout and "applied" in r.stdout
+        fields = dict(l.split(None, 1) for l in r.stdout.splitlines() if " " in l.strip())
+        assert fields["batch_url:"] == f"{api.url}/api/v1/batches/rcpt-cli/", r.stdout
+        assert fields["batch:"] == "current" and fields["batch_id:"] == "rcpt-cli", r.stdout
         r = env.cli("receipt", token, "--json", check=False, BP_API_URL=api.url)
         assert r.returncode == 0 and json.loads(r.stdout)["state"] == "applied"
         # a dead-lettered one exits 1 and shows how to replay it
