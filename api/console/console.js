@@ -475,7 +475,11 @@
         if (b.state === 'accepted') {
           clear(line).append('Receipt: in the topic, not applied yet (' + fmt(b.ahead) + ' before it on partition ' + b.partition + ').');
         } else if (b.state === 'applied') {
-          clear(line).append('Receipt: applied by ' + b.group_id + '.');
+          clear(line).append('Receipt: applied by ' + b.group_id);
+          /* the batch as this message left it: still its version, replaced by a later one, or deleted */
+          if (b.batch_id && b.batch_state === 'deleted') line.append(' to batch ', el('code', { text: b.batch_id }), ', deleted since');
+          else if (b.batch_id) line.append(' to batch ', batchLink(b.batch_id), b.batch_state === 'superseded' ? ', replaced since by a later post' : b.batch_state === 'changed' ? ', changed since' : '');
+          line.append('.');
           return;
         } else if (b.state === 'dead_lettered') {
           const d = b.dead_letter || {};

@@ -294,7 +294,8 @@ await step('a good file chosen through the drop zone\'s file input is accepted a
   await eventually(async () => (await apiGet(API, `/api/v1/batches/${good.batch_id}/`)).status === 200, 'the batch stored by the workers');
   // the post view follows the message's receipt until the workers applied it
   await page.waitForSelector('#post-result .receipt[data-state="applied"]');
-  assert.match(await page.textContent('#post-result .receipt'), /Receipt: applied by /);
+  assert.match(await page.textContent('#post-result .receipt'), /Receipt: applied by .* to batch .+\./);
+  assert.ok(await page.$('#post-result .receipt a[href^="#batch/"]'), 'the receipt links the batch');
   await page.click('#post-result a');
   await page.waitForSelector('#view-batch:not([hidden]) #batch-objects tbody tr');
   assert.equal(await page.textContent('#batch-title'), good.batch_id);
