@@ -366,9 +366,11 @@ static void log_query(const bp_pgquery_t *q)
 static const prepared_t *find_prepared(const pgconn_t *c, const char *sql)
 {
     size_t len = strlen(sql);
-    for (size_t i = 0; i < c->nprepared; i++)
-        if (c->prepared[i].len == len && memcmp(c->prepared[i].sql, sql, len) == 0)
-            return &c->prepared[i];
+    for (size_t i = 0; i < c->nprepared; i++) {
+        const prepared_t *ps = &c->prepared[i];
+        if (ps->sql != NULL && ps->len == len && memcmp(ps->sql, sql, len) == 0)
+            return ps;
+    }
     return NULL;
 }
 
@@ -431,14 +433,14 @@ static int prepared_step_done(pgconn_t *c)
     c->preparing = 0;
     if (c->result == NULL || PQresultStatus(c->result) != PGRES_COMMAND_OK)
         return 0;
+    /* the server now holds the statement under the slot's name: the slot is taken even when its text
+     * cannot be remembered (it is then never found, and the query runs unnamed this time) */
     prepared_t *ps = &c->prepared[c->nprepared];
     ps->sql = strdup(c->query->sql);
-    if (ps->sql == NULL) /* cannot remember it: run it unnamed this time */
+    ps->len = ps->sql != NULL ? strlen(ps->sql) : 0;
+    snprintf(ps->name, sizeof(ps->name), "bp_%zu", ++c->nprepared);
+    if (ps->sql == NULL)
         c->query->prepare = 0;
-    else {
-        ps->len = strlen(ps->sql);
-        snprintf(ps->name, sizeof(ps->name), "bp_%zu", ++c->nprepared);
-    }
     PQclear(c->result);
     c->result = NULL;
     if (send_step(c) != 0) {
