@@ -54,6 +54,7 @@ struct bp_pgquery {
     bp_pgpool_cb cb;
     void *ctx;
     char *sql;
+    size_t sql_len; /* strlen(sql): finding it among the prepared statements compares lengths first */
     int nparams;
     const char **params; /* sql and params live in the same allocation, after the struct */
 };
@@ -363,9 +364,8 @@ static void log_query(const bp_pgquery_t *q)
 }
 
 /* The lists' statements share their first few hundred bytes: the length tells most of them apart. */
-static const prepared_t *find_prepared(const pgconn_t *c, const char *sql)
+static const prepared_t *find_prepared(const pgconn_t *c, const char *sql, size_t len)
 {
-    size_t len = strlen(sql);
     for (size_t i = 0; i < c->nprepared; i++) {
         const prepared_t *ps = &c->prepared[i];
         if (ps->sql != NULL && ps->len == len && memcmp(ps->sql, sql, len) == 0)
@@ -381,7 +381,7 @@ static int send_step(pgconn_t *c)
 {
     bp_pgpool_t *pool = c->pool;
     const bp_pgquery_t *q = c->query;
-    const prepared_t *ps = q->prepare ? find_prepared(c, q->sql) : NULL;
+    const prepared_t *ps = q->prepare ? find_prepared(c, q->sql, q->sql_len) : NULL;
     int sent;
     c->preparing = 0;
     if (ps != NULL) {
@@ -437,7 +437,7 @@ static int prepared_step_done(pgconn_t *c)
      * cannot be remembered (it is then never found, and the query runs unnamed this time) */
     prepared_t *ps = &c->prepared[c->nprepared];
     ps->sql = strdup(c->query->sql);
-    ps->len = ps->sql != NULL ? strlen(ps->sql) : 0;
+    ps->len = c->query->sql_len;
     snprintf(ps->name, sizeof(ps->name), "bp_%zu", ++c->nprepared);
     if (ps->sql == NULL)
         c->query->prepare = 0;
@@ -789,7 +789,8 @@ void bp_pgpool_free(bp_pgpool_t *pool)
 /* A query in one allocation: the struct, then the parameter pointers, the parameters and the text. */
 static bp_pgquery_t *query_new(bp_pgpool_t *pool, const char *sql, int nparams, const char *const *params)
 {
-    size_t size = sizeof(bp_pgquery_t) + (size_t)nparams * sizeof(char *) + strlen(sql) + 1;
+    size_t sql_len = strlen(sql);
+    size_t size = sizeof(bp_pgquery_t) + (size_t)nparams * sizeof(char *) + sql_len + 1;
     for (int i = 0; i < nparams; i++)
         size += strlen(params[i]) + 1;
     bp_pgquery_t *q = malloc(size);
@@ -807,7 +808,8 @@ static bp_pgquery_t *query_new(bp_pgpool_t *pool, const char *sql, int nparams, 
         p += n;
     }
     q->sql = p;
-    memcpy(p, sql, strlen(sql) + 1);
+    q->sql_len = sql_len;
+    memcpy(p, sql, sql_len + 1);
     return q;
 }
 
