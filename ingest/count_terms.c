@@ -150,16 +150,6 @@ static int grow_slots(bp_count_terms_t *t)
     return BP_COUNT_OK;
 }
 
-static char *dup_bytes(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d != NULL) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
 /* Add n to the term (kind, key, val); key / val NULL when the term has none. */
 static int term_add(bp_count_terms_t *t, char kind, const char *key, size_t klen, const char *val, size_t vlen,
                     int64_t n)
@@ -186,8 +176,8 @@ static int term_add(bp_count_terms_t *t, char kind, const char *key, size_t klen
     }
     entry_t *e = &t->entries[t->nentries];
     *e = (entry_t){.hash = h, .kind = kind, .key_len = klen, .value_len = vlen, .n = n};
-    if ((key != NULL && (e->key = dup_bytes(key, klen)) == NULL) ||
-        (val != NULL && (e->value = dup_bytes(val, vlen)) == NULL)) {
+    if ((key != NULL && (e->key = bp_count_dup(key, klen)) == NULL) ||
+        (val != NULL && (e->value = bp_count_dup(val, vlen)) == NULL)) {
         free(e->key);
         return BP_COUNT_NOMEM;
     }

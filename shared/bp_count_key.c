@@ -18,7 +18,7 @@
 #define NUMERIC_DSCALE_MAX 16383LL
 #define NUMERIC_DWEIGHT_MAX 131071LL
 
-static char *dup_bytes(const char *s, size_t n)
+char *bp_count_dup(const char *s, size_t n)
 {
     char *d = malloc(n + 1);
     if (d != NULL) {
@@ -89,7 +89,7 @@ int bp_count_canon_number(const char *s, size_t n, char **out, size_t *outlen)
         f++;
     if (f == nd) { /* zero, whatever its sign or scale */
         free(d);
-        *out = dup_bytes("0", 1);
+        *out = bp_count_dup("0", 1);
         *outlen = 1;
         return *out ? BP_COUNT_OK : BP_COUNT_NOMEM;
     }
@@ -138,7 +138,7 @@ int bp_count_typed(const char *s, size_t n, char **out, size_t *outlen)
     for (size_t i = 0; i < 3; i++) {
         if (n == strlen(words[i]) && memcmp(s, words[i], n) == 0) {
             *outlen = n;
-            *out = dup_bytes(s, n);
+            *out = bp_count_dup(s, n);
             return *out ? 1 : BP_COUNT_NOMEM;
         }
     }
@@ -191,7 +191,7 @@ int bp_count_canon_value(const char *v, size_t vlen, char **out, size_t *outlen)
     if ((vlen == 4 && memcmp(v, "true", 4) == 0) || (vlen == 5 && memcmp(v, "false", 5) == 0) ||
         (vlen == 4 && memcmp(v, "null", 4) == 0)) {
         *outlen = vlen;
-        *out = dup_bytes(v, vlen);
+        *out = bp_count_dup(v, vlen);
         return *out != NULL ? BP_COUNT_OK : BP_COUNT_NOMEM;
     }
     if (v[0] != '"')

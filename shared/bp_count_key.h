@@ -34,8 +34,13 @@ int bp_count_canon_number(const char *s, size_t n, char **out, size_t *outlen) B
 int bp_count_typed(const char *s, size_t n, char **out, size_t *outlen) BP_MUST_CHECK;
 
 /* Write the decoded string s[0..n) as jsonb prints it (quotes; '"', '\' and control bytes escaped,
- * the rest as is) into dst, which has room for 2 + 6 * n bytes. Returns the length written. */
+ * the rest as is) into dst, which has room for 2 + 6 * n bytes. Returns the length written. Not
+ * bp_buf_json_string: jsonb writes \b and \f where that writes \u0008 and \u000c, and the term's hash
+ * is of jsonb's text. */
 size_t bp_count_json_string(char *dst, const char *s, size_t n);
+
+/* A malloc'd copy of s[0..n) with a NUL after it (terms' keys and canonical values), or NULL. */
+char *bp_count_dup(const char *s, size_t n);
 
 /* The canonical text of the JSON scalar lexeme v[0..vlen) as written by a client (a string with its
  * quotes and escapes, a number, true, false, null): malloc'd in *out, *outlen bytes. Returns
