@@ -103,17 +103,22 @@ static void check_filter(const bp_query_filter_t *f, const char *key, size_t key
     json_decref(quoted);
 }
 
-/* Each "$n" in the statement refers to one of its nparams parameters. */
+/* Each "$n" in the statement refers to one of its nparams parameters, and each parameter is referred
+ * to (PostgreSQL refuses a statement with a parameter it never sees: it has no type). */
 static void check_sql(const bp_sql_t *s)
 {
     FUZZ_CHECK(s->text != NULL);
     FUZZ_CHECK(s->nparams >= 0 && s->nparams <= BP_QUERY_MAX_PARAMS);
+    int used[BP_QUERY_MAX_PARAMS + 1] = {0};
     for (int i = 0; i < s->nparams; i++)
         FUZZ_CHECK(s->params[i] != NULL);
     for (const char *p = strchr(s->text, '$'); p != NULL; p = strchr(p + 1, '$')) {
         long n = strtol(p + 1, NULL, 10);
         FUZZ_CHECK(n >= 1 && n <= s->nparams);
+        used[n] = 1;
     }
+    for (int i = 1; i <= s->nparams; i++)
+        FUZZ_CHECK(used[i]);
 }
 
 static void check_statements(bp_query_list_t *q)
