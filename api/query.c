@@ -547,22 +547,25 @@ static void count_source(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q, lon
     }
     single_term_t t;
     if (objects && fp->batch == 0 && single_term(&q->filter, &t) == 0) {
-        /* the term's text and key only where the statement uses them (a parameter it never names
-         * has no type: PostgreSQL refuses the statement) */
-        int ph = param(s, t.hash), pt = t.kind != 'k' ? param(s, t.json) : -1;
-        int pk = t.kind == 'p' ? param(s, t.key) : -1;
-        if (ph == 0 || pt == 0 || pk == 0)
+        /* A pair's or a value's count adds, only when a key is sparse (migration 007: its pairs and
+         * values are not kept in counters), the matches the counters leave out, read through the GIN
+         * index (rare). Whether it is sparse: its marker row (migration 012: kind 's' for the pair's
+         * key, 'S' for any key), read by the counter's own index scan. The term's text and the
+         * marker only where the statement uses them (a parameter it never names has no type:
+         * PostgreSQL refuses the statement). */
+        int ph = param(s, t.hash), pm = -1, pt = -1;
+        if (t.kind == 'p' || t.kind == 'v') {
+            pm = hash_param(s, t.kind == 'p' ? 's' : 'S', t.kind == 'p' ? t.key : NULL);
+            pt = param(s, t.json);
+        }
+        if (ph == 0 || pm == 0 || pt == 0)
             b->oom = 1;
-        bp_buf_puts(b, "(SELECT coalesce(sum(x.n), 0)::bigint");
-        /* plus, only when a key is sparse (migration 007: its pairs and values are not kept in
-         * counters), the matches the counters leave out, read through the GIN index (rare) */
-        if (t.kind == 'p')
-            bp_buf_printf(b, " + CASE WHEN EXISTS (SELECT 1 FROM count_keys k WHERE k.key = $%d::text) "
-                          "THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END", pk, pt);
-        else if (t.kind == 'v')
-            bp_buf_printf(b, " + CASE WHEN EXISTS (SELECT 1 FROM count_keys k) "
-                          "THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END", pt);
-        bp_buf_printf(b, " AS n, true AS exact FROM count_terms x WHERE x.h = $%d::uuid)", ph);
+        if (pm < 0)
+            bp_buf_printf(b, COUNTER_SQL, ph);
+        else
+            bp_buf_printf(b, "(SELECT coalesce(sum(x.n), 0)::bigint + CASE WHEN bool_or(x.h = $%d::uuid) "
+                          "THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END AS n, true AS exact "
+                          "FROM count_terms x WHERE x.h IN ($%d::uuid, $%d::uuid))", pm, pt, ph, pm);
         single_term_clear(&t);
         return;
     }
