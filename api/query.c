@@ -525,11 +525,40 @@ static int hash_param(bp_sql_t *s, char kind, const char *key)
     return param(s, h);
 }
 
-/* The list's count as a relation c(n, exact): a counter read right here for the usual filters (no
- * SQL function to inline while planning: the hash is a parameter), else the counters' functions of
- * migration 007 (bp_count_objects / bp_count_batches: exact from the counters for the filters they
- * serve, exact within the bound otherwise, else an estimate from the counters with exact = false),
- * or nothing with count=none. The alternatives go in as one JSON array of the containment arrays. */
+/* The count of one term as a relation c(n, total, exact), read right here (no SQL function to inline
+ * while planning: the hashes are parameters): the term's counter and the counter of all objects
+ * (total: what the page's plan is chosen by) in one index scan. A pair's or a value's count adds,
+ * only when a key is sparse (migration 007: its pairs and values are not kept in counters), the
+ * matches the counters leave out, read through the GIN index (rare); whether it is sparse: its
+ * marker row (migration 012: kind 's' for the pair's key, 'S' for any key), read by the same scan.
+ * The term's text and the marker only where the statement uses them (a parameter it never names
+ * has no type: PostgreSQL refuses the statement). */
+static void term_count(bp_buf_t *b, bp_sql_t *s, const single_term_t *t)
+{
+    int ph = param(s, t->hash), ptot = hash_param(s, 't', NULL), pm = -1, pt = -1;
+    if (t->kind == 'p' || t->kind == 'v') {
+        pm = hash_param(s, t->kind == 'p' ? 's' : 'S', t->kind == 'p' ? t->key : NULL);
+        pt = param(s, t->json);
+    }
+    if (ph == 0 || ptot == 0 || pm == 0 || pt == 0)
+        b->oom = 1;
+    bp_buf_printf(b, "(SELECT coalesce(sum(x.n) FILTER (WHERE x.h = $%d::uuid), 0)::bigint", ph);
+    if (pm > 0)
+        bp_buf_printf(b, " + CASE WHEN bool_or(x.h = $%d::uuid) THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END",
+                      pm, pt);
+    bp_buf_printf(b, " AS n, coalesce(sum(x.n) FILTER (WHERE x.h = $%d::uuid), 0)::bigint AS total, true AS exact "
+                  "FROM count_terms x WHERE x.h IN ($%d::uuid, $%d::uuid", ptot, ph, ptot);
+    if (pm > 0)
+        bp_buf_printf(b, ", $%d::uuid", pm);
+    bp_buf_puts(b, "))");
+}
+
+/* The list's count as a relation c(n, exact) for the lists that are not one term (term_count): a
+ * counter read right here for no filter (all objects, a batch, all batches), else the counters'
+ * functions of migration 007 (bp_count_objects / bp_count_batches: exact from the counters for the
+ * filters they serve, exact within the bound otherwise, else an estimate from the counters with
+ * exact = false), or nothing with count=none. The alternatives go in as one JSON array of the
+ * containment arrays. */
 static void count_source(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q, long long cap, int objects,
                          const filter_params_t *fp)
 {
@@ -543,30 +572,6 @@ static void count_source(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q, lon
         if (ph == 0)
             b->oom = 1;
         bp_buf_printf(b, COUNTER_SQL, ph);
-        return;
-    }
-    single_term_t t;
-    if (objects && fp->batch == 0 && single_term(&q->filter, &t) == 0) {
-        /* A pair's or a value's count adds, only when a key is sparse (migration 007: its pairs and
-         * values are not kept in counters), the matches the counters leave out, read through the GIN
-         * index (rare). Whether it is sparse: its marker row (migration 012: kind 's' for the pair's
-         * key, 'S' for any key), read by the counter's own index scan. The term's text and the
-         * marker only where the statement uses them (a parameter it never names has no type:
-         * PostgreSQL refuses the statement). */
-        int ph = param(s, t.hash), pm = -1, pt = -1;
-        if (t.kind == 'p' || t.kind == 'v') {
-            pm = hash_param(s, t.kind == 'p' ? 's' : 'S', t.kind == 'p' ? t.key : NULL);
-            pt = param(s, t.json);
-        }
-        if (ph == 0 || pm == 0 || pt == 0)
-            b->oom = 1;
-        if (pm < 0)
-            bp_buf_printf(b, COUNTER_SQL, ph);
-        else
-            bp_buf_printf(b, "(SELECT coalesce(sum(x.n), 0)::bigint + CASE WHEN bool_or(x.h = $%d::uuid) "
-                          "THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END AS n, true AS exact "
-                          "FROM count_terms x WHERE x.h IN ($%d::uuid, $%d::uuid))", pm, pt, ph, pm);
-        single_term_clear(&t);
         return;
     }
     bp_buf_t alts = {0};
@@ -598,23 +603,28 @@ static void count_source(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q, lon
     }
 }
 
-/* LIMIT page_size + 1 and, in page mode, OFFSET. */
-static void limit_offset(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q)
+/* A page's LIMIT (page_size + 1) and, in page mode, OFFSET, as parameters (off 0: none); reach is
+ * the rows the page reads up to, offset included. */
+typedef struct page_params {
+    int lim, off;
+    long long reach;
+} page_params_t;
+
+static void page_params(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q, page_params_t *pp)
 {
-    int lim = param_ll(s, q->page_size + 1);
-    if (lim == 0) {
+    long long skip = !q->has_cursor && q->page > 1 ? (q->page - 1) * q->page_size : 0;
+    pp->lim = param_ll(s, q->page_size + 1);
+    pp->off = skip > 0 ? param_ll(s, skip) : -1;
+    pp->reach = q->page_size + 1 + skip;
+    if (pp->lim == 0 || pp->off == 0)
         b->oom = 1;
-        return;
-    }
-    bp_buf_printf(b, " LIMIT $%d::bigint", lim);
-    if (!q->has_cursor && q->page > 1) {
-        int off = param_ll(s, (q->page - 1) * q->page_size);
-        if (off == 0) {
-            b->oom = 1;
-            return;
-        }
-        bp_buf_printf(b, " OFFSET $%d::bigint", off);
-    }
+}
+
+static void limit_offset(bp_buf_t *b, const page_params_t *pp)
+{
+    bp_buf_printf(b, " LIMIT $%d::bigint", pp->lim);
+    if (pp->off > 0)
+        bp_buf_printf(b, " OFFSET $%d::bigint", pp->off);
 }
 
 /* Every statement's start: out and b empty, then the filter's parameters (a failure sticks in b). */
@@ -637,6 +647,42 @@ static int finish(bp_buf_t *b, bp_sql_t *out)
     return 0;
 }
 
+#define OBJECT_COLUMNS "o.id, o.object_id, o.batch_id, o.data, o.created_at, o.updated_at"
+
+/* The page of one term, planned once (prepared) for every value: two ways to read it, chosen while
+ * the statement runs by the term's count (c.n) and all objects' (c.total), both exact from the
+ * counters. A frequent term: objects in id order, each tested until the page is full (reach *
+ * total / n rows; jsonb_contains is the @> that no index serves, so the plan stays that one). A rare
+ * one: its matches from the GIN index, sorted (n rows; id + 0 is the order no index serves). The
+ * two cost the same at n^2 = reach * total; each branch runs only under its One-Time Filter. A wrong
+ * count costs time, never rows: 0 goes to the index. */
+static void term_page(bp_buf_t *b, bp_sql_t *s, const bp_query_list_t *q, const filter_params_t *fp,
+                      int backward)
+{
+    const char *dir = backward ? "DESC" : "ASC";
+    int k = q->has_cursor ? param_ll(s, q->cursor.key) : -1;
+    page_params_t pp;
+    page_params(b, s, q, &pp);
+    int pr = param_ll(s, pp.reach);
+    if (k == 0 || pr == 0)
+        b->oom = 1;
+    char scan[160];
+    snprintf(scan, sizeof(scan), "c.n > 0 AND c.n::float8 * c.n >= $%d::float8 * c.total", pr);
+    for (int gin = 0; gin <= 1; gin++) {
+        bp_buf_printf(b, "%s(SELECT " OBJECT_COLUMNS " FROM objects o WHERE ", gin ? " UNION ALL " : "(");
+        if (gin)
+            bp_buf_printf(b, "NOT (%s) AND o.data @> $%d::jsonb", scan, fp->alt[0]);
+        else
+            bp_buf_printf(b, "%s AND jsonb_contains(o.data, $%d::jsonb)", scan, fp->alt[0]);
+        if (k > 0)
+            bp_buf_printf(b, " AND o.id %s $%d::bigint", backward ? "<" : ">", k);
+        bp_buf_printf(b, " ORDER BY o.id%s %s", gin ? " + 0" : "", dir);
+        limit_offset(b, &pp);
+        bp_buf_puts(b, ")");
+    }
+    bp_buf_puts(b, ")");
+}
+
 int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t *out)
 {
     bp_buf_t b;
@@ -644,25 +690,37 @@ int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t
     begin(out, &b, q, 1, &fp);
     int backward = q->has_cursor && q->cursor.backward;
     const char *dir = backward ? "DESC" : "ASC";
+    single_term_t t;
+    int term = q->count != BP_COUNT_NONE && fp.batch == 0 && single_term(&q->filter, &t) == 0;
 
     bp_buf_puts(&b, "SELECT c.n, p.id, p.object_id, p.batch_id, p.data::text, "
                     BP_SQL_ISO8601("p.created_at") ", " BP_SQL_ISO8601("p.updated_at") ", c.exact FROM ");
-    count_source(&b, out, q, count_cap, 1, &fp);
-    bp_buf_puts(&b, " c LEFT JOIN LATERAL (SELECT o.id, o.object_id, o.batch_id, o.data, o.created_at, "
-                "o.updated_at FROM objects o");
-    int first = 1;
-    where_filter(&b, 1, &fp, &first);
-    if (q->has_cursor) {
-        int k = param_ll(out, q->cursor.key);
-        if (k == 0)
-            b.oom = 1;
-        cond(&b, &first);
-        bp_buf_printf(&b, "o.id %s $%d::bigint", backward ? "<" : ">", k);
+    if (term) {
+        term_count(&b, out, &t);
+        single_term_clear(&t);
+        bp_buf_puts(&b, " c LEFT JOIN LATERAL ");
+        term_page(&b, out, q, &fp, backward);
+    } else {
+        count_source(&b, out, q, count_cap, 1, &fp);
+        bp_buf_puts(&b, " c LEFT JOIN LATERAL (SELECT " OBJECT_COLUMNS " FROM objects o");
+        int first = 1;
+        where_filter(&b, 1, &fp, &first);
+        if (q->has_cursor) {
+            int k = param_ll(out, q->cursor.key);
+            if (k == 0)
+                b.oom = 1;
+            cond(&b, &first);
+            bp_buf_printf(&b, "o.id %s $%d::bigint", backward ? "<" : ">", k);
+        }
+        bp_buf_printf(&b, " ORDER BY o.id %s", dir);
+        page_params_t pp;
+        page_params(&b, out, q, &pp);
+        limit_offset(&b, &pp);
+        bp_buf_puts(&b, ")");
     }
-    bp_buf_printf(&b, " ORDER BY o.id %s", dir);
-    limit_offset(&b, out, q);
-    bp_buf_printf(&b, ") p ON true ORDER BY p.id %s", dir);
-    out->plan_free = q->filter.nalts == 0;
+    bp_buf_printf(&b, " p ON true ORDER BY p.id %s", dir);
+    /* one plan for every value: without a filter, and for one term (term_page) */
+    out->plan_free = q->filter.nalts == 0 || term;
     return finish(&b, out);
 }
 
@@ -696,7 +754,9 @@ int bp_query_sql_batches(const bp_query_list_t *q, long long count_cap, bp_sql_t
                       "interval '1 microsecond', $%d::text)", backward ? "<" : ">", ps, pr, pb);
     }
     bp_buf_printf(&b, " ORDER BY b.created_at %s, b.batch_id %s", dir, dir);
-    limit_offset(&b, out, q);
+    page_params_t pp;
+    page_params(&b, out, q, &pp);
+    limit_offset(&b, &pp);
     bp_buf_printf(&b, ") p ON true ORDER BY p.created_at %s, p.batch_id %s", dir, dir);
     out->plan_free = q->filter.nalts == 0;
     return finish(&b, out);

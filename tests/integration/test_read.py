@@ -547,9 +547,10 @@ def big(bp_env):
     conn.close()
 
 
-def plan_of_request(api, bp_env, path, **params):
-    """Make the request, take the statement(s) it logged, and EXPLAIN them with their parameters in a
-    session set up like the API's (enable_seqscan off, jit off). Returns the plan texts."""
+def plan_of_request(api, bp_env, path, analyze=False, **params):
+    """Make the request, take the statement(s) it logged, and EXPLAIN (with analyze: EXPLAIN ANALYZE)
+    them with their parameters in a session set up like the API's (enable_seqscan off, jit off).
+    Returns the plan texts."""
     before = len(api.proc.log_lines())
     r = api.get(path, params=params)
     assert r.status_code == 200, r.text[:300]
@@ -562,7 +563,8 @@ def plan_of_request(api, bp_env, path, **params):
         cur.execute("SET enable_seqscan = off; SET jit = off")
         for q in queries:
             sql = re.sub(r"\$(\d+)", r"%(p\1)s", q["sql"].replace("%", "%%"))
-            cur.execute("EXPLAIN " + sql, {f"p{i + 1}": v for i, v in enumerate(q["params"])})
+            cur.execute(("EXPLAIN (ANALYZE, COSTS OFF) " if analyze else "EXPLAIN ") + sql,
+                        {f"p{i + 1}": v for i, v in enumerate(q["params"])})
             plans.append("\n".join(row[0] for row in cur.fetchall()))
     conn.close()
     return plans
@@ -618,7 +620,7 @@ def test_count_of_a_broad_filter_is_exact_in_the_page_statement(api, bp_env, big
     before = len(api.proc.log_lines())
     body = get_json(api, "/api/v1/objects/", data='{"type":"shoe"}')
     sqls = [l["sql"] for l in api.proc.log_lines()[before:] if l.get("msg") == "pg query"]
-    assert len(sqls) == 1 and re.search(r"FROM count_terms x WHERE x.h = \$\d+::uuid", sqls[0]), sqls
+    assert len(sqls) == 1 and re.search(r"FROM count_terms x WHERE x.h IN \(\$\d+::uuid", sqls[0]), sqls
     assert "count(*)" not in sqls[0], sqls[0]
     shoes = bp_env.query("""SELECT count(*) FROM objects WHERE data @> '[{"key":"type","value":"shoe"}]'""")[0][0]
     assert shoes >= 50000 and (body["count"], body["count_exact"]) == (shoes, True)
@@ -627,6 +629,40 @@ def test_count_of_a_broad_filter_is_exact_in_the_page_statement(api, bp_env, big
     for count in ("auto", "estimate"):
         body = get_json(api, "/api/v1/objects/", data='{"type":"shoe","serial":"s4"}', count=count)
         assert body["count"] == 1 and body["count_exact"] is True, (count, body)
+
+
+def truth_ids(bp_env, containment, where="", order="ASC", limit=10, offset=0):
+    return [r[0] for r in bp_env.query(f"SELECT object_id FROM objects WHERE data @> %s::jsonb {where} "
+                                        f"ORDER BY id {order} LIMIT {limit} OFFSET {offset}", (containment,))]
+
+
+@pytest.mark.parametrize("params,containment,frequent", [
+    ({"data": '{"type":"shoe"}'}, '[{"key":"type","value":"shoe"}]', True),   # 50,000 of 200,000
+    ({"key": "rare"}, '[{"key":"rare"}]', False),                              # 200
+    ({"value": "s777"}, '[{"value":"s777"}]', False),                          # 1
+])
+def test_one_term_is_read_the_way_its_count_says(api, bp_env, big, params, containment, frequent):
+    """The page of one term is one prepared statement with two ways to read it, chosen as it runs by
+    the term's exact count against all objects': a frequent term in id order (a few rows tested per
+    match), a rare one from the GIN index. Only that branch runs, and the pages are the same whichever
+    it is: forward, backward and by page number."""
+    plans = plan_of_request(api, bp_env, "/api/v1/objects/", analyze=True, **params)
+    assert len(plans) == 1, plans
+    scan = re.search(r"Index Scan using objects_id_key on objects o \(actual time=[^)]*\)\n\s+Filter: "
+                     r"jsonb_contains", plans[0])
+    gin = re.search(r"Bitmap Index Scan on objects_data_idx \(actual time", plans[0])
+    assert (bool(scan), bool(gin)) == (frequent, not frequent), plans[0]
+    assert "never executed" in plans[0], plans[0]
+    first = get_json(api, "/api/v1/objects/", **params)
+    assert ids(first) == truth_ids(bp_env, containment)
+    pages = walk(api, first["next"], limit=2) if first["next"] else []
+    for i, page in enumerate(pages):
+        assert ids(page) == truth_ids(bp_env, containment, offset=10 * (i + 1)), i
+    if pages:
+        back = api.session.get(pages[-1]["previous"], timeout=30).json()
+        assert ids(back) == truth_ids(bp_env, containment, offset=10 * (len(pages) - 1))
+        assert ids(get_json(api, "/api/v1/objects/", page=3, **params)) == truth_ids(bp_env, containment, offset=20)
+    assert ids(get_json(api, "/api/v1/objects/", count="none", **params)) == ids(first)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -824,9 +860,10 @@ def test_prepared_statements_survive_a_lost_connection(bp_env, big):
 
 def test_lists_without_a_data_filter_run_prepared(bp_env, run57):
     """A list without data= has one good plan whatever its parameters: it runs as a prepared statement
-    (planned once per connection; parsing and planning cost more than the page). With data= it is
-    planned for its values each time. The pages are the same either way, also once the connection
-    was cut (the statements are prepared again on the new one)."""
+    (planned once per connection; parsing and planning cost more than the page); so does one term
+    (its two ways to read it are in the plan). Any other data= is planned for its values each time.
+    The pages are the same either way, also once the connection was cut (the statements are prepared
+    again on the new one)."""
     t, order = run57
     a = bp_env.start_api(BP_LOG_LEVEL="debug", BP_PG_POOL_SIZE="1", BP_PAGE_SIZE_MAX=100)
     try:
@@ -844,11 +881,14 @@ def test_lists_without_a_data_filter_run_prepared(bp_env, run57):
         assert first[0] == [order[:19][i:i + 4] for i in range(0, 19, 4)]  # batch 0: the first 19 of order
         assert first[-1] == [f"b{b}-{t}" for b in range(3)]
         assert ids(get_json(a, "/api/v1/objects/", data=json.dumps({"run": t}), page_size=3)) == order[:3]
-        logged = [l for l in a.proc.log_lines()[before:] if l.get("msg") == "pg query" and "count_terms" in l["sql"]]
-        assert len(logged) >= 20
-        plain = [l["prepared"] for l in logged if "@>" not in l["sql"]]
-        assert plain and all(plain), [l["sql"][:200] for l in logged if not l["prepared"]]
-        assert [l["prepared"] for l in logged if "@>" in l["sql"]] == [False]
+        assert ids(get_json(a, "/api/v1/objects/", data=json.dumps({"run": t, "i": 4}))) == [order[order.index(
+            f"o004-{t}")]]
+        logged = [l for l in a.proc.log_lines()[before:] if l.get("msg") == "pg query" and
+                  ("count_terms" in l["sql"] or "bp_count_objects" in l["sql"])]
+        assert len(logged) >= 21
+        plain = [l["prepared"] for l in logged if "bp_count_objects" not in l["sql"]]
+        assert len(plain) >= 20 and all(plain), [l["sql"][:200] for l in logged if not l["prepared"]]
+        assert [l["prepared"] for l in logged if "bp_count_objects" in l["sql"]] == [False]  # two pairs
         # the server forgets prepared statements with the session: cut it, the lists still answer
         bp_env.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                      "WHERE application_name = 'batchpipe-api' AND datname = current_database()")

@@ -510,19 +510,35 @@ static void test_objects_sql(void **state)
         assert_int_equal(filter(single[i][0], single[i][1], single[i][2], &one.filter, &e), 0);
         assert_int_equal(bp_query_sql_objects(&one, 100, &s), 0);
         assert_null(strstr(s.text, "bp_count_objects"));
-        assert_null(strstr(s.text, "count_keys")); /* one index scan reads the counter and the marker */
+        assert_null(strstr(s.text, "count_keys")); /* one index scan reads the counters and the marker */
         assert_string_equal(s.params[1], hash[i]);
-        assert_false(s.plan_free); /* planned for the filter's values */
+        assert_string_equal(s.params[2], "b26e3a3c-b744-be17-5da4-44fa61929b93"); /* all objects: "t--" */
+        assert_true(s.plan_free); /* one plan for every value: the count picks the branch */
         /* a sparse key's pairs and values: the matches the counters leave out, only if its marker is
          * there; a key's counter is kept whatever the key */
         if (kind[i] == 'k') {
-            assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h = $2::uuid) c"));
+            assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h IN ($2::uuid, $3::uuid)) c"));
             assert_null(strstr(s.text, "bp_count_sparse_extra"));
         } else {
-            assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h IN ($2::uuid, $3::uuid)) c"));
-            assert_non_null(strstr(s.text, "CASE WHEN bool_or(x.h = $3::uuid) THEN bp_count_sparse_extra($4::jsonb)"));
-            assert_string_equal(s.params[2], marker[i]);
+            assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h IN ($2::uuid, $3::uuid, $4::uuid)) c"));
+            assert_non_null(strstr(s.text, "CASE WHEN bool_or(x.h = $4::uuid) THEN bp_count_sparse_extra($5::jsonb)"));
+            assert_string_equal(s.params[3], marker[i]);
         }
+        /* the page: in id order while the count is high enough for it, else from the GIN index;
+         * LIMIT page_size + 1 = 11, the rows it reaches 11 */
+        int lim = kind[i] == 'k' ? 4 : 6;
+        char gate[200], branch[600];
+        snprintf(gate, sizeof(gate), "c.n > 0 AND c.n::float8 * c.n >= $%d::float8 * c.total", lim + 1);
+        snprintf(branch, sizeof(branch), "(SELECT o.id, o.object_id, o.batch_id, o.data, o.created_at, o.updated_at "
+                 "FROM objects o WHERE %s AND jsonb_contains(o.data, $1::jsonb) ORDER BY o.id ASC LIMIT $%d::bigint)",
+                 gate, lim);
+        assert_non_null(strstr(s.text, branch));
+        snprintf(branch, sizeof(branch), " UNION ALL (SELECT o.id, o.object_id, o.batch_id, o.data, o.created_at, "
+                 "o.updated_at FROM objects o WHERE NOT (%s) AND o.data @> $1::jsonb ORDER BY o.id + 0 ASC "
+                 "LIMIT $%d::bigint)) p ON true", gate, lim);
+        assert_non_null(strstr(s.text, branch));
+        assert_string_equal(s.params[lim - 1], "11");
+        assert_string_equal(s.params[lim], "11");
         bp_sql_clear(&s);
         bp_query_list_clear(&one);
     }
