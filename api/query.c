@@ -532,11 +532,13 @@ static int hash_param(bp_sql_t *s, char kind, const char *key)
  * matches the counters leave out, read through the GIN index (rare); whether it is sparse: its
  * marker row (migration 012: kind 's' for the pair's key, 'S' for any key), read by the same scan.
  * The term's text and the marker only where the statement uses them (a parameter it never names
- * has no type: PostgreSQL refuses the statement). */
-static void term_count(bp_buf_t *b, bp_sql_t *s, const single_term_t *t)
+ * has no type: PostgreSQL refuses the statement). Without sparse (count=none: the count is not shown,
+ * only the page's plan follows it), the counter alone: a sparse key's pair counts 0 and is read from
+ * the GIN index, which is right for it (rare), and costs no count of its matches. */
+static void term_count(bp_buf_t *b, bp_sql_t *s, const single_term_t *t, int sparse)
 {
     int ph = param(s, t->hash), ptot = hash_param(s, 't', NULL), pm = -1, pt = -1;
-    if (t->kind == 'p' || t->kind == 'v') {
+    if (sparse && (t->kind == 'p' || t->kind == 'v')) {
         pm = hash_param(s, t->kind == 'p' ? 's' : 'S', t->kind == 'p' ? t->key : NULL);
         pt = param(s, t->json);
     }
@@ -691,12 +693,12 @@ int bp_query_sql_objects(const bp_query_list_t *q, long long count_cap, bp_sql_t
     int backward = q->has_cursor && q->cursor.backward;
     const char *dir = backward ? "DESC" : "ASC";
     single_term_t t;
-    int term = q->count != BP_COUNT_NONE && fp.batch == 0 && single_term(&q->filter, &t) == 0;
+    int term = fp.batch == 0 && single_term(&q->filter, &t) == 0;
 
     bp_buf_puts(&b, "SELECT c.n, p.id, p.object_id, p.batch_id, p.data::text, "
                     BP_SQL_ISO8601("p.created_at") ", " BP_SQL_ISO8601("p.updated_at") ", c.exact FROM ");
     if (term) {
-        term_count(&b, out, &t);
+        term_count(&b, out, &t, q->count != BP_COUNT_NONE);
         single_term_clear(&t);
         bp_buf_puts(&b, " c LEFT JOIN LATERAL ");
         term_page(&b, out, q, &fp, backward);

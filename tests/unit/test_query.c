@@ -542,6 +542,18 @@ static void test_objects_sql(void **state)
         bp_sql_clear(&s);
         bp_query_list_clear(&one);
     }
+
+    /* count=none: the same two branches, chosen by the term's counter alone (no sparse-key share:
+     * counting a sparse key's matches is what count=none is for avoiding) */
+    bp_query_list_t none = {.page_size = 10, .count = BP_COUNT_NONE};
+    assert_int_equal(filter("{\"type\":\"shoe\"}", NULL, NULL, &none.filter, &e), 0);
+    assert_int_equal(bp_query_sql_objects(&none, 100, &s), 0);
+    assert_true(s.plan_free);
+    assert_null(strstr(s.text, "bp_count_sparse_extra"));
+    assert_non_null(strstr(s.text, "FROM count_terms x WHERE x.h IN ($2::uuid, $3::uuid)) c"));
+    assert_non_null(strstr(s.text, "jsonb_contains(o.data, $1::jsonb)"));
+    bp_sql_clear(&s);
+    bp_query_list_clear(&none);
 }
 
 static void test_batches_and_estimate_sql(void **state)
