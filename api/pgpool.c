@@ -40,6 +40,7 @@ typedef struct pgconn {
     bp_pgquery_t *query;       /* running */
     PGresult *result;          /* of the running query, collected until PQgetResult gives NULL */
     int preparing;             /* the running step is the PQsendPrepare of query's statement */
+    int warming;               /* connected, running warm_heap's statement (still CONN_CONNECTING) */
     prepared_t prepared[MAX_PREPARED];
     size_t nprepared;
 } pgconn_t;
@@ -65,6 +66,7 @@ struct bp_pgpool {
     const char *values[MAX_CONN_KEYWORDS + 1];
     size_t size, queue_max;
     uint64_t timeout_ms, connect_timeout_ms;
+    size_t heap_warmup;
     size_t *inflight;
     pgconn_t *conns;
     h2o_linklist_t waiting;
@@ -178,6 +180,7 @@ static void close_conn(pgconn_t *c)
         free(c->prepared[i].sql); /* the server forgot them with the session */
     c->nprepared = 0;
     c->preparing = 0;
+    c->warming = 0;
     c->state = CONN_CLOSED;
 }
 
@@ -278,14 +281,10 @@ static void on_query_deadline(h2o_timeout_entry_t *entry)
     pump(pool, 1);
 }
 
-static void connected(pgconn_t *c)
+/* The session is ready: the connection joins the idle ones. */
+static void ready(pgconn_t *c)
 {
     bp_pgpool_t *pool = c->pool;
-    if (PQsetnonblocking(c->pg, 1) != 0) {
-        teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
-        pump(pool, 1);
-        return;
-    }
     if (h2o_timeout_is_linked(&c->timer))
         h2o_timeout_unlink(&c->timer);
     c->state = CONN_IDLE;
@@ -298,10 +297,72 @@ static void connected(pgconn_t *c)
     pump(pool, 1);
 }
 
+/* The server's glibc gives a backend's freed heap back to the kernel once more than its trim
+ * threshold (128 kB) is free at the top, and a statement that allocates and frees a little more than
+ * that (each b-tree scan takes a 27 kB chunk of its own) then grows and shrinks the heap every time:
+ * two brk calls per statement and TLB shootdowns on every core, measured at 2-4 times the CPU of the
+ * statement during ingest (docs/BENCHMARKS.md). glibc raises both thresholds when a chunk it had to
+ * mmap (over 128 kB) is freed: one allocation of heap_warmup bytes at the session's start (repeat()'s
+ * result, freed with the statement) keeps up to twice that of the heap from then on. Nothing else
+ * changes; a server without glibc, or whose thresholds an operator set (MALLOC_TRIM_THRESHOLD_),
+ * just runs one cheap statement. Its failure is not the connection's. */
+static void warm_heap(pgconn_t *c)
+{
+    char sql[64];
+    snprintf(sql, sizeof(sql), "SELECT length(repeat('x', %zu))", c->pool->heap_warmup);
+    if (!PQsendQuery(c->pg, sql) || PQflush(c->pg) < 0) {
+        teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
+        pump(c->pool, 1);
+        return;
+    }
+    c->warming = 1;
+    want_read(c);
+}
+
+static void warm_read(pgconn_t *c)
+{
+    if (!PQconsumeInput(c->pg)) {
+        teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
+        pump(c->pool, 1);
+        return;
+    }
+    while (!PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        if (r == NULL) {
+            c->warming = 0;
+            ready(c);
+            return;
+        }
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            bp_log_debug("session heap warm-up: %s", PQresultErrorMessage(r));
+        PQclear(r);
+    }
+}
+
+static void connected(pgconn_t *c)
+{
+    bp_pgpool_t *pool = c->pool;
+    if (PQsetnonblocking(c->pg, 1) != 0) {
+        teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
+        pump(pool, 1);
+        return;
+    }
+    if (pool->heap_warmup > 0)
+        warm_heap(c); /* still connecting, under the connect deadline, until it is over */
+    else
+        ready(c);
+}
+
 /* One step of PQconnectPoll, on readiness of the socket it asked for. */
 static void connect_step(pgconn_t *c)
 {
     bp_pgpool_t *pool = c->pool;
+    if (c->warming) {
+        if (PQflush(c->pg) == 1)
+            want_write(c);
+        warm_read(c);
+        return;
+    }
     PostgresPollingStatusType st = PQconnectPoll(c->pg);
     if (st == PGRES_POLLING_FAILED) {
         teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
@@ -723,6 +784,7 @@ bp_pgpool_t *bp_pgpool_new(h2o_evloop_t *loop, const bp_pgpool_opts_t *opts, siz
     pool->size = opts->size > 0 ? opts->size : 1;
     pool->queue_max = opts->queue_max > 0 ? opts->queue_max : 1;
     pool->timeout_ms = opts->timeout_ms;
+    pool->heap_warmup = opts->heap_warmup;
     pool->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : CONNECT_TIMEOUT_DEFAULT_MS;
     pool->inflight = inflight;
     h2o_linklist_init_anchor(&pool->waiting);

@@ -42,6 +42,8 @@ typedef struct bp_pgpool_opts {
     size_t queue_max;            /* queries waiting for a connection, at least 1 */
     uint64_t timeout_ms;         /* statement timeout, and the longest wait in the queue */
     uint64_t connect_timeout_ms; /* a connection attempt's bound; 0 means 2000 */
+    size_t heap_warmup;          /* bytes a new session allocates and frees once before its first
+                                  * statement (0: none): see pgpool.c, warm_heap */
     bp_metrics_t *metrics;       /* borrowed, may be NULL; must outlive the pool. The pool keeps the
                                   * gauges bp_pg_pool_{size,connected,in_use,waiting}{metric_labels}
                                   * current itself (from its loop thread, so /metrics never reads the

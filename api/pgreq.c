@@ -259,6 +259,7 @@ static int pools_thread_init(bp_api_thread_t *t, char *err, size_t errlen)
         .size = (size_t)cfg->pg_pool_size,
         .queue_max = (size_t)cfg->pg_queue_max,
         .timeout_ms = (uint64_t)cfg->pg_timeout_ms,
+        .heap_warmup = (size_t)cfg->pg_heap_warmup,
         .metrics = t->api->metrics,
         .metric_labels = labels,
     };

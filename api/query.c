@@ -546,10 +546,10 @@ static void term_count(bp_buf_t *b, bp_sql_t *s, const single_term_t *t, int spa
         b->oom = 1;
     bp_buf_printf(b, "(SELECT coalesce(sum(x.n) FILTER (WHERE x.h = $%d::uuid), 0)::bigint", ph);
     if (pm > 0)
-        bp_buf_printf(b, " + CASE WHEN bool_or(x.h = $%d::uuid) THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END",
-                      pm, pt);
-    bp_buf_printf(b, " AS n, coalesce(sum(x.n) FILTER (WHERE x.h = $%d::uuid), 0)::bigint AS total, true AS exact "
-                  "FROM count_terms x WHERE x.h IN ($%d::uuid, $%d::uuid", ptot, ph, ptot);
+        bp_buf_printf(b, " + CASE WHEN bool_or(x.h = $%d::uuid) "
+                      "THEN bp_count_sparse_extra($%d::jsonb) ELSE 0 END", pm, pt);
+    bp_buf_printf(b, " AS n, coalesce(sum(x.n) FILTER (WHERE x.h = $%d::uuid), 0)::bigint AS total, "
+                  "true AS exact FROM count_terms x WHERE x.h IN ($%d::uuid, $%d::uuid", ptot, ph, ptot);
     if (pm > 0)
         bp_buf_printf(b, ", $%d::uuid", pm);
     bp_buf_puts(b, "))");

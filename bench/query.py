@@ -11,11 +11,12 @@ request, at the same concurrency and for the same time:
 
   list   the default requests (default count, default page size) of three lists: GET
          /api/v1/objects/?data={"type":"shoe"} (one object in five or six matches), the unfiltered
-         list and ?batch_id=b-100; one statement each, the page with its exact count read from one
-         counter (named by its hash, computed here as the API does). pgbench runs that statement,
-         and the page alone (count=none: the price of a page with a free count, the reference of
-         issue #12's goal), -M extended for data= (the API sends it unnamed, planned for its values)
-         and -M prepared for the other two (the API prepares them)
+         list and ?batch_id=b-100; one statement each, the page with its exact count read from
+         counters (named by their hash, computed here as the API does). pgbench runs that statement
+         as the API does (-M prepared: all three are prepared; the one-term list reads its page in
+         id order or from the GIN index as its count says), and the page alone (the price of a page
+         with a free count, the reference of issue #12's goal: -M extended, planned for its values,
+         for data=; -M prepared for the other two)
   get    GET /api/v1/objects/{object_id}/ with random ids (a wrk Lua script; pgbench \\set random,
          -M prepared: the API runs lookups as prepared statements)
 

@@ -97,6 +97,9 @@ static const setting_t settings[] = {
      "reads go to the primary; also how long an after= read waits for a standby before asking the primary"},
     {"pg-pool-size", "BP_PG_POOL_SIZE", T_INT, S(pg_pool_size), "4", 1, 256, BP_FOR_API, 0,
      "PostgreSQL connections per event-loop thread"},
+    {"pg-heap-warmup", "BP_PG_HEAP_WARMUP", T_BYTES, S(pg_heap_warmup), "4MiB", 0, 32 * MIB, BP_FOR_API, 0,
+     "bytes each new PostgreSQL session of the API allocates and frees once, so that the server's glibc "
+     "stops shrinking and regrowing the backend's heap at every statement (0: off; docs/QUERIES.md)"},
     {"pg-queue-max", "BP_PG_QUEUE_MAX", T_INT, S(pg_queue_max), "1024", 1, 1000000, BP_FOR_API, 0,
      "most queries waiting for a connection per thread (503 beyond)"},
     {"pg-timeout-ms", "BP_PG_TIMEOUT_MS", T_INT, S(pg_timeout_ms), "5000", 100, 600000, BP_FOR_API, 0,

@@ -44,6 +44,7 @@ typedef struct bp_config {
     char *pg_read_dsn;
     long long max_replica_lag_ms;
     long long pg_pool_size;
+    long long pg_heap_warmup;
     long long pg_queue_max;
     long long pg_timeout_ms;
     long long page_size_default;
