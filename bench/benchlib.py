@@ -456,15 +456,23 @@ def server_share_within(h0, h1, le="0.01"):
 
 # ---- pgbench ----
 
+# Each pgbench session first allocates and frees 4 MiB once, as the API's sessions do
+# (BP_PG_HEAP_WARMUP, api/pgpool.c warm_heap): without it a statement may make its backend's glibc
+# shrink and regrow the heap at every execution, and the reference would pay what the API does not.
+HEAP_WARMUP = "\\if :bp_warmed = 0\nSELECT length(repeat('x', 4194304));\n\\set bp_warmed 1\n\\endif\n"
+
+
 def run_pgbench(dsn_db, script_text, clients, threads, seconds, defines=(), env_options="", mode="extended"):
     """Run pgbench -M extended (like the API's PQsendQueryParams: unnamed statements, parameters sent
-    apart; mode="prepared" for named prepared statements) with a custom script; per-transaction
-    latencies from --log. Returns dict(tps, p50, p90, p99, p999, max in ms, failed, xacts, raw)."""
+    apart; mode="prepared" for named prepared statements) with a custom script (after HEAP_WARMUP);
+    per-transaction latencies from --log. Returns dict(tps, p50, p90, p99, p999, max in ms, failed,
+    xacts, raw)."""
     d = tempfile.mkdtemp(prefix="bp-pgbench-")
+    defines = list(defines) + [("bp_warmed", "0")]
     try:
         script = os.path.join(d, "script.sql")
         with open(script, "w") as f:
-            f.write(script_text)
+            f.write(HEAP_WARMUP + script_text)
         host, port, db, user = "127.0.0.1", "5432", None, "postgres"
         for part in dsn_db.split():
             k, _, v = part.partition("=")
