@@ -40,7 +40,8 @@ typedef struct pgconn {
     bp_pgquery_t *query;       /* running */
     PGresult *result;          /* of the running query, collected until PQgetResult gives NULL */
     int preparing;             /* the running step is the PQsendPrepare of query's statement */
-    int warming;               /* connected, running warm_heap's statement (still CONN_CONNECTING) */
+    int warming;               /* connected, running warm_heap's statement (still CONN_CONNECTING;
+                                * busy_read collects its result) */
     prepared_t prepared[MAX_PREPARED];
     size_t nprepared;
 } pgconn_t;
@@ -281,6 +282,8 @@ static void on_query_deadline(h2o_timeout_entry_t *entry)
     pump(pool, 1);
 }
 
+static void busy_read(pgconn_t *c);
+
 /* The session is ready: the connection joins the idle ones. */
 static void ready(pgconn_t *c)
 {
@@ -310,33 +313,27 @@ static void warm_heap(pgconn_t *c)
 {
     char sql[64];
     snprintf(sql, sizeof(sql), "SELECT length(repeat('x', %zu))", c->pool->heap_warmup);
-    if (!PQsendQuery(c->pg, sql) || PQflush(c->pg) < 0) {
+    int flushed = PQsendQuery(c->pg, sql) ? PQflush(c->pg) : -1;
+    if (flushed < 0) {
         teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
         pump(c->pool, 1);
         return;
     }
     c->warming = 1;
     want_read(c);
+    if (flushed == 1)
+        want_write(c);
 }
 
-static void warm_read(pgconn_t *c)
+/* warm_heap's statement is over (busy_read collected its result): the connection is ready. */
+static void warm_done(pgconn_t *c)
 {
-    if (!PQconsumeInput(c->pg)) {
-        teardown(c, BP_ERR_PG_DOWN, PQerrorMessage(c->pg));
-        pump(c->pool, 1);
-        return;
-    }
-    while (!PQisBusy(c->pg)) {
-        PGresult *r = PQgetResult(c->pg);
-        if (r == NULL) {
-            c->warming = 0;
-            ready(c);
-            return;
-        }
-        if (PQresultStatus(r) != PGRES_TUPLES_OK)
-            bp_log_debug("session heap warm-up: %s", PQresultErrorMessage(r));
-        PQclear(r);
-    }
+    if (c->result != NULL && PQresultStatus(c->result) != PGRES_TUPLES_OK)
+        bp_log_debug("session heap warm-up: %s", PQresultErrorMessage(c->result));
+    PQclear(c->result);
+    c->result = NULL;
+    c->warming = 0;
+    ready(c);
 }
 
 static void connected(pgconn_t *c)
@@ -360,7 +357,7 @@ static void connect_step(pgconn_t *c)
     if (c->warming) {
         if (PQflush(c->pg) == 1)
             want_write(c);
-        warm_read(c);
+        busy_read(c);
         return;
     }
     PostgresPollingStatusType st = PQconnectPoll(c->pg);
@@ -548,9 +545,10 @@ static void busy_read(pgconn_t *c)
     while (!PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
         if (r == NULL) {
-            if (c->preparing && prepared_step_done(c))
-                return;
-            finish_query(c);
+            if (c->warming)
+                warm_done(c);
+            else if (!c->preparing || !prepared_step_done(c))
+                finish_query(c);
             return;
         }
         ExecStatusType st = PQresultStatus(r);
