@@ -136,10 +136,12 @@ def note(msg):
 # ---- CPU accounting: who used the two cores during a phase ----
 
 def _machine_jiffies():
+    """busy, total (user..steal) and steal: time the hypervisor gave this VM's CPUs to others while
+    they had work (here it comes as whole 100 ms pauses of a CPU once the VM has spent its quota)."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
     idle = v[3] + v[4]
-    return sum(v[:8]) - idle, sum(v[:8])  # busy, total (user..steal)
+    return sum(v[:8]) - idle, sum(v[:8]), v[7]
 
 
 def proc_cpu(pid):
@@ -205,9 +207,9 @@ def pg_backend_pids(conn, dbname):
 
 def busy_pct(seconds=1.0):
     """How busy the machine was over the next `seconds` (100% = one core)."""
-    b0, t0 = _machine_jiffies()
+    b0, t0, _ = _machine_jiffies()
     time.sleep(seconds)
-    b1, t1 = _machine_jiffies()
+    b1, t1, _ = _machine_jiffies()
     return 100.0 * (b1 - b0) / max(1, t1 - t0) * NCPU
 
 
@@ -235,7 +237,7 @@ class CpuPhase:
     def __init__(self, groups):
         self.groups = groups
         self.load0 = loadavg()
-        self.busy0, self.total0 = _machine_jiffies()
+        self.busy0, self.total0, self.steal0 = _machine_jiffies()
         self.child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.self0 = resource.getrusage(resource.RUSAGE_SELF)
         self.first, self.last = {}, {}  # group -> {pid: cpu seconds}
@@ -273,7 +275,7 @@ class CpuPhase:
         self._thread.join()
         self._sample()
         wall = time.monotonic() - self.t0
-        busy1, total1 = _machine_jiffies()
+        busy1, total1, steal1 = _machine_jiffies()
         share, waited = {}, {}
         for name in self.groups:
             share[name] = sum(self.last[name][p][0] - c0[0] for p, c0 in self.first[name].items())
@@ -287,12 +289,13 @@ class CpuPhase:
         self.busy_pct = 100.0 * (busy1 - self.busy0) / max(1, total1 - self.total0) * NCPU
         self.other_pct = 100.0 * max(0.0, total_s - sum(share.values())) / wall
         self.waited = {k: 100.0 * v / wall for k, v in waited.items()}
+        self.steal_pct = 100.0 * (steal1 - self.steal0) / TICK / wall
         self.seconds = share  # CPU seconds per group, and the reaped children under client_label
         parts = ", ".join(f"{k} {100.0 * v / wall:.0f}%" for k, v in share.items())
         waits = ", ".join(f"{k} {v:.0f}%" for k, v in self.waited.items())
         self.line = (f"load before {self.load0}, after {loadavg()}; CPU over {wall:.1f} s (100% = one core, "
                      f"{NCPU * 100}% = machine): busy {self.busy_pct:.0f}% = {parts}, others {self.other_pct:.0f}%"
-                     f"; runnable but waiting for a CPU: {waits}")
+                     f"; runnable but waiting for a CPU: {waits}; steal {self.steal_pct:.0f}%")
         return self.line
 
     def print_report(self, failed_output=None):
