@@ -74,18 +74,21 @@ static const char SQL_OFFSETS_LOAD[] = "SELECT partition, next_offset FROM inges
  *    is upserted when its version is greater than both the stored row's and its tombstone's (a newer
  *    write removes the tombstone). An existing object takes the new data and batch only then.
  * Deletes and upserts both keep the greatest version, so a replay of the topic ends in the same state.
- * The tombstone checks are joins inside the one statement, never a round trip per object. Objects are
- * written in object_id order so that concurrent writers lock rows in the same order.
+ * Each message's text is parsed into jsonb once: OFFSET 0 keeps PostgreSQL from pulling the cast up
+ * into every expression that names d (it parsed each message three times, a fifth of the statement's
+ * time: BENCHMARKS.md). The tombstone checks are joins inside the one statement, never a round trip
+ * per object. Objects are written in object_id order so that concurrent writers lock rows in the same
+ * order.
  * It returns the objects it INSERTED (not those it updated, skipped as older or left to a tombstone) as
  * (message ordinal in $1, object ordinal in its "objects"), both 1-based: the worker computes their
  * counter terms itself (count_txn); xmax is 0 only on a row version that no one updated or locked, i.e.
  * a row this INSERT created (ON CONFLICT DO UPDATE leaves our xid there). */
 static const char SQL_APPLY[] =
     "WITH msg AS MATERIALIZED (\n"
-    "  SELECT m.d, m.d->>'batch_id' AS batch_id, m.ts, m.part, m.off, m.mi,\n"
-    "         bt.batch_id IS NULL OR (bt.src_ts, bt.src_partition, bt.src_offset) < (m.ts, m.part, m.off) AS live\n"
-    "  FROM (SELECT u.v::jsonb AS d, u.ts, u.part, u.off, u.mi\n"
-    "        FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) WITH ORDINALITY AS u(v, ts, part, off, mi)) m\n"
+    "  SELECT m.d, m.d->>'batch_id' AS batch_id, u.ts, u.part, u.off, u.mi,\n"
+    "         bt.batch_id IS NULL OR (bt.src_ts, bt.src_partition, bt.src_offset) < (u.ts, u.part, u.off) AS live\n"
+    "  FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) WITH ORDINALITY AS u(v, ts, part, off, mi)\n"
+    "  CROSS JOIN LATERAL (SELECT u.v::jsonb AS d OFFSET 0) m\n"
     "  LEFT JOIN batch_tombstones bt ON bt.batch_id = m.d->>'batch_id'),\n"
     "bat AS (\n"
     "  INSERT INTO batches AS b (batch_id) SELECT DISTINCT batch_id FROM msg WHERE live ORDER BY 1\n"
