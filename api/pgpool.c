@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bp_clock.h"
 #include "bp_log.h"
 #include "bp_pg.h"
 
@@ -59,6 +60,7 @@ struct bp_pgquery {
     size_t sql_len; /* strlen(sql): finding it among the prepared statements compares lengths first */
     int nparams;
     const char **params; /* sql and params live in the same allocation, after the struct */
+    uint64_t queued_us, sent_us; /* bp_clock_us() when accepted, and when sent to a connection */
 };
 
 struct bp_pgpool {
@@ -81,6 +83,7 @@ struct bp_pgpool {
     /* registry series (NULL without opts->metrics), written by the loop thread only */
     bp_metric_t *m_in_use, *m_waiting, *m_connected, *m_size;
     bp_metric_t *m_queries, *m_rejected, *m_failed, *m_connect_failures;
+    bp_metric_t *m_wait_s, *m_query_s; /* histograms: waiting for a connection, then in PostgreSQL */
 };
 
 static void pump(bp_pgpool_t *pool, int may_notify);
@@ -478,6 +481,8 @@ static int start_query(pgconn_t *c, bp_pgquery_t *q)
     }
     c->state = CONN_BUSY;
     q->state = Q_RUNNING;
+    q->sent_us = bp_clock_us();
+    bp_histogram_observe(pool->m_wait_s, (double)(q->sent_us - q->queued_us) / 1e6);
     c->timer.cb = on_query_deadline;
     h2o_timeout_link(pool->loop, &pool->query_to, &c->timer);
     return 0;
@@ -520,6 +525,7 @@ static void finish_query(pgconn_t *c)
     c->result = NULL;
     if (h2o_timeout_is_linked(&c->timer))
         h2o_timeout_unlink(&c->timer);
+    bp_histogram_observe(pool->m_query_s, (double)(bp_clock_us() - q->sent_us) / 1e6);
     char msg[256];
     bp_err_t err = bp_pg_statement_outcome(c->pg, res, msg, sizeof(msg));
     if (PQstatus(c->pg) != CONNECTION_OK) {
@@ -764,6 +770,13 @@ static void metrics_init(bp_pgpool_t *pool, bp_metrics_t *reg, const char *label
                                         NULL);
     pool->m_connect_failures = bp_metrics_counter(reg, "bp_pg_connect_failures_total",
                                                   "Connection attempts that failed or timed out.", NULL);
+    pool->m_wait_s = bp_metrics_histogram(reg, "bp_pg_query_wait_seconds",
+                                          "Time a query waited for a free connection of its thread's pool.",
+                                          NULL, bp_metrics_latency_buckets, bp_metrics_latency_nbuckets);
+    pool->m_query_s = bp_metrics_histogram(reg, "bp_pg_query_seconds",
+                                           "Time from sending a query to its last result: PostgreSQL's work "
+                                           "and the round trips (a first PREPARE included).",
+                                           NULL, bp_metrics_latency_buckets, bp_metrics_latency_nbuckets);
     bp_gauge_set(pool->m_size, (double)pool->size);
     bp_gauge_set(pool->m_connected, 0);
     bp_gauge_set(pool->m_in_use, 0);
@@ -906,6 +919,7 @@ bp_err_t bp_pgpool_query_ex(bp_pgpool_t *pool, unsigned flags, const char *sql, 
     q->cb = cb;
     q->ctx = ctx;
     q->state = Q_WAITING;
+    q->queued_us = bp_clock_us();
     /* a follow-up goes first: its requester was admitted with its first statement */
     h2o_linklist_insert(follow_up ? pool->waiting.next : &pool->waiting, &q->link);
     pool->nwaiting++;

@@ -167,6 +167,10 @@ def test_metrics_move_with_a_post_and_a_get(api, bp_env):
             assert (name, f'{{thread="{thread}"}}') in after, (name, thread)
     assert sum(value(after, "bp_pg_pool_connected", thread=t) for t in ("0", "1")) >= 1
     assert value(after, "bp_pg_queries_total") >= value(before, "bp_pg_queries_total") + 1
+    # the GET's query: its wait for a connection and its time in PostgreSQL, apart
+    for name in ("bp_pg_query_wait_seconds", "bp_pg_query_seconds"):
+        assert value(after, name + "_count") >= value(before, name + "_count") + 1, name
+    assert value(after, "bp_pg_query_seconds_sum") > value(before, "bp_pg_query_seconds_sum")
     assert {"bp_pg_query_failures_total", "bp_pg_queries_rejected_total", "bp_pg_connect_failures_total",
             "bp_write_wait_total"} <= names(after)
     # the topics' replication, from the same background thread as /readyz's (-1 until its first round)
