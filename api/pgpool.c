@@ -357,9 +357,7 @@ static void connected(pgconn_t *c)
 static void connect_step(pgconn_t *c)
 {
     bp_pgpool_t *pool = c->pool;
-    if (c->warming) {
-        if (PQflush(c->pg) == 1)
-            want_write(c);
+    if (c->warming) { /* busy_read also flushes what is still unsent */
         busy_read(c);
         return;
     }
